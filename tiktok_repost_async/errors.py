@@ -1,0 +1,113 @@
+"""The exception tree of tiktok_repost_async."""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIError",
+    "AuthError",
+    "ProtocolError",
+    "QuotaExhaustedError",
+    "RateLimitError",
+    "ServerError",
+    "TikTokError",
+    "TransportError",
+    "UserNotFoundError",
+    "UserUnavailableError",
+]
+
+
+class TikTokError(Exception):
+    """Root of every error this library raises."""
+
+
+class APIError(TikTokError):
+    """Report an error answer of the Research API."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        log_id: str | None = None,
+        username: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.log_id = log_id
+        self.username = username
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        # One line that says who, what and where to look it up; never the request's headers,
+        # so no token can leak through str(error).
+        parts = [self.message or "(no message)"]
+        details = []
+        if self.username is not None:
+            details.append(f"user={self.username!r}")
+        if self.status is not None:
+            details.append(f"status={self.status}")
+        if self.code:
+            details.append(f"code={self.code}")
+        if self.log_id:
+            details.append(f"log_id={self.log_id}")
+        if details:
+            parts.append("(" + ", ".join(details) + ")")
+        return " ".join(parts)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments do not survive the default pickling of exceptions.
+        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[APIError], message: str, state: dict[str, object]) -> APIError:
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    Exception.__init__(err, err._render())
+    return err
+
+
+class AuthError(APIError):
+    """Report rejected credentials, an unusable token or a missing authorisation."""
+
+
+class RateLimitError(APIError):
+    """Report an HTTP 429; ``retry_after`` holds the server's requested wait, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 429,
+        code: str | None = None,
+        log_id: str | None = None,
+        username: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status=status, code=code, log_id=log_id, username=username)
+
+
+class QuotaExhaustedError(RateLimitError):
+    """Report that the daily request quota is spent."""
+
+
+class UserNotFoundError(APIError):
+    """Report a username that does not exist (or was deleted)."""
+
+
+class UserUnavailableError(APIError):
+    """Report a user whose data the API refuses to return (private, under 18, opted out)."""
+
+
+class ServerError(APIError):
+    """Report a server-side failure: a 5xx answer or a gateway page."""
+
+
+class TransportError(TikTokError):
+    """Report a failed connection, a dropped answer or a timeout."""
+
+
+class ProtocolError(APIError):
+    """Report an answer whose body cannot be decoded as the API's JSON."""
