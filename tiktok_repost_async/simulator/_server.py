@@ -1,0 +1,652 @@
+"""The simulator's HTTP side: configuration, counters, faults and the aiohttp.web application."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+import random
+import secrets
+import string
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import TracebackType
+from typing import Any, Final, Literal, NamedTuple, get_args
+
+import msgspec
+from aiohttp import web
+
+from ._data import (
+    FAVOURITES_ALIAS,
+    EncodingCache,
+    field_mask,
+    ground_truth,
+    pages_needed,
+    user_kind,
+)
+from ._thread import SimulatorThread
+
+__all__ = [
+    "INVALID_CURSOR_MESSAGE",
+    "QUOTA_MESSAGE",
+    "RATE_LIMIT_MESSAGE",
+    "RESEARCH_PATH",
+    "TEST_CLIENT_KEY",
+    "TEST_CLIENT_SECRET",
+    "TOKEN_PATH",
+    "Fault",
+    "Simulator",
+    "SimulatorConfig",
+    "SimulatorStats",
+]
+
+TEST_CLIENT_KEY: Final = "sim-test-client-key"
+TEST_CLIENT_SECRET: Final = "sim-test-client-secret"
+TOKEN_PATH: Final = "/v2/oauth/token/"
+RESEARCH_PATH: Final = "/v2/research/user/reposted_videos/"
+
+ListKey = Literal["reposted_videos", "user_reposted_videos"]
+FavoritesSpelling = Literal["favorites_count", "favourites_count"]
+
+QUOTA_MESSAGE: Final = (
+    "Rate limit exceeded: the daily quota of research API requests is used up; "
+    "it resets at 00:00 UTC"
+)
+RATE_LIMIT_MESSAGE: Final = "Too many requests: the short-term rate limit was exceeded, slow down"
+INVALID_CURSOR_MESSAGE: Final = "Invalid count or cursor"
+SERVER_ERROR_MESSAGE: Final = "Something went wrong. Please try again later."
+TOKEN_MISSING_MESSAGE: Final = "The access token is invalid or not found in the request."
+TOKEN_EXPIRED_MESSAGE: Final = "The access token has expired; request a new one."
+
+_log = logging.getLogger(__name__)
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+_TOKEN_ALPHABET: Final = string.ascii_letters + string.digits
+_GATEWAY_PAGE: Final = (
+    "<html>\r\n<head><title>{0}</title></head>\r\n<body>\r\n<center><h1>{0}</h1></center>\r\n"
+    "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+_DAY: Final = 86_400
+
+
+class Fault(enum.StrEnum):
+    """A failure the simulator can inject into a research request."""
+
+    #: 500 internal_error; every second one has an empty message.
+    SERVER_ERROR = "server_error"
+    #: 502 with a text/html body.
+    BAD_GATEWAY = "bad_gateway"
+    #: 504 with a text/html body.
+    GATEWAY_TIMEOUT = "gateway_timeout"
+    #: The connection closes without any answer.
+    DROP = "drop"
+    #: No answer for `hang_seconds`, then the normal one; dropped when the simulator closes.
+    HANG = "hang"
+    #: 429 rate_limit_exceeded, short-term, with `Retry-After: <retry_after or 1>`.
+    RATE_LIMIT = "rate_limit"
+    #: 429 rate_limit_exceeded, short-term, without Retry-After.
+    RATE_LIMIT_NO_RETRY_AFTER = "rate_limit_no_retry_after"
+    #: 429 rate_limit_exceeded with the daily-quota message.
+    QUOTA = "quota"
+    #: 400 invalid_params "Invalid count or cursor", the live API's transient bug.
+    INVALID_CURSOR = "invalid_cursor"
+    #: 401 access_token_invalid, whatever the token.
+    TOKEN_INVALID = "token_invalid"
+    #: The normal answer's status and headers, then half its body, then the connection closes.
+    TRUNCATED = "truncated"
+
+
+def _number(name: str, value: Any, most: float = float("inf")) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= most:
+        bounds = ">= 0" if most == float("inf") else f"from 0 to {most:g}"
+        raise ValueError(f"{name} must be a number {bounds}, not {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: Any, least: int, optional: bool) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, not {value!r}")
+    return value
+
+
+def _fault_rates(value: Any) -> dict[Fault, float]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"faults must map a Fault to a probability, not {value!r}")
+    try:
+        rates = {Fault(kind): _number("a fault rate", rate, 1) for kind, rate in value.items()}
+    except ValueError as exc:
+        kinds = ", ".join(fault.value for fault in Fault)
+        raise ValueError(f"{exc} (fault kinds: {kinds}; rates between 0 and 1)") from None
+    if sum(rates.values()) > 1:
+        raise ValueError(f"fault rates add up to more than 1: {sum(rates.values())}")
+    return rates
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return str(value)
+
+
+def _checked(name: str, value: Any) -> Any:
+    """Validate one knob's new value; return it normalised."""
+    if name in ("latency", "jitter", "hang_seconds"):
+        return _number(name, value)
+    if name in ("rate_limit", "token_lifetime"):
+        return _count(name, value, 1, optional=name == "rate_limit")
+    if name in ("retry_after", "daily_quota"):
+        return _count(name, value, 0, optional=True)
+    if name in ("client_key", "client_secret"):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} must be a non-empty string")
+    elif name in ("huge_ids", "omit_empty_list"):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, not {value!r}")
+    elif name == "faults":
+        return _fault_rates(value)
+    elif name == "seed":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"seed must be an integer or None, not {value!r}")
+    elif name == "list_key":
+        return _choice(name, value, get_args(ListKey))
+    elif name == "favorites_spelling":
+        return _choice(name, value, get_args(FavoritesSpelling))
+    elif name == "clock" and not callable(value):
+        raise ValueError("clock must be a callable returning epoch seconds")
+    return value
+
+
+@dataclass(eq=False)
+class SimulatorConfig:
+    """The simulator's knobs; each change applies from the next request on."""
+
+    #: The credentials the token endpoint accepts.
+    client_key: str = TEST_CLIENT_KEY
+    client_secret: str = TEST_CLIENT_SECRET
+    #: Seconds every answer waits, plus up to `jitter` more at random.
+    latency: float = 0.0
+    jitter: float = 0.0
+    #: Research requests allowed in any sliding second, refused ones included; None: no limit.
+    rate_limit: int | None = None
+    #: The Retry-After seconds of the short-term 429; None sends no header.
+    retry_after: int | None = None
+    #: Research requests allowed per UTC day of `clock`, every one counted; None: no quota.
+    daily_quota: int | None = None
+    #: Seconds an access token stays valid.
+    token_lifetime: int = 7200
+    #: Ids above int64 (some above uint64) for every user, not only `hugeid…` ones.
+    huge_ids: bool = False
+    #: Probability of each fault per research request; assign a new dict to change them.
+    faults: dict[Fault, float] = field(default_factory=dict)
+    #: Seed of the random faults and jitter; None seeds from the system.
+    seed: int | None = None
+    #: How long a HANG fault keeps its request waiting.
+    hang_seconds: float = 3600.0
+    #: The key of the video list in answers.
+    list_key: ListKey = "reposted_videos"
+    #: The key of the favourites count in videos, whichever spelling the request used.
+    favorites_spelling: FavoritesSpelling = "favorites_count"
+    #: Leave the list key out of successful answers without videos.
+    omit_empty_list: bool = False
+    #: Epoch seconds, for token expiry, the quota day and the rate window; tests pass a fake.
+    clock: Callable[[], float] = time.time
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Checked on every assignment, so that a bad value set at run time fails where it is set,
+        # not inside a request handler.
+        super().__setattr__(name, _checked(name, value))
+
+
+@dataclass(eq=False)
+class SimulatorStats:
+    """Counters of the research requests served; `Simulator.reset_stats` starts them afresh."""
+
+    #: Research requests received, whatever became of them.
+    requests: int = 0
+    #: Statuses answered; dropped requests have none.
+    by_status: Counter[int] = field(default_factory=Counter)
+    #: Requests per username, when the body named one.
+    by_user: Counter[str] = field(default_factory=Counter)
+    #: Valid requests per (username, cursor): a page asked twice shows here.
+    by_cursor: Counter[tuple[str, int]] = field(default_factory=Counter)
+    #: Faults injected, scripted or random.
+    faults: Counter[Fault] = field(default_factory=Counter)
+    #: Connections closed without an answer (DROP, and HANG at close).
+    dropped: int = 0
+    #: Access tokens the token endpoint issued.
+    tokens_issued: int = 0
+    #: Research requests being served now, and the most at any one time.
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    #: Research requests counted against the current UTC day's quota (as of the latest one).
+    quota_used: int = 0
+
+
+class _Query(NamedTuple):
+    username: str | None
+    error: str | None
+    mask: int = 0
+    max_count: int = 0
+    cursor: int = 0
+
+
+@lru_cache(maxsize=1)
+def _utc_stamp(second: int) -> str:
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(second))
+
+
+def _log_id() -> str:
+    # Like the live API's: 14 digits of UTC time, then 20 upper-case hex digits.
+    return f"{_utc_stamp(int(time.time()))}{random.getrandbits(80):020X}"
+
+
+def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=_encode(payload), content_type="application/json", headers=headers
+    )
+
+
+def _api_error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    error = {"code": code, "message": message, "log_id": _log_id()}
+    return _json(status, {"data": {}, "error": error}, headers)
+
+
+def _token_error(status: int, code: str, description: str) -> web.Response:
+    return _json(status, {"error": code, "error_description": description, "log_id": _log_id()})
+
+
+def _failure(request: web.Request, exc: Exception) -> web.Response:
+    """Turn an exception escaping a handler into an answer in the API's JSON shape."""
+    if isinstance(exc, web.HTTPException):
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "invalid_params"}
+        code = codes.get(exc.status, "invalid_params" if exc.status < 500 else "internal_error")
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return _api_error(exc.status, code, f"{exc.reason}: {request.method} {request.path}", allow)
+    _log.error("simulator handler failed on %s", request.path, exc_info=exc)
+    return _api_error(500, "internal_error", SERVER_ERROR_MESSAGE)
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Exception as exc:
+        return _failure(request, exc)
+
+
+class Simulator:
+    """A local TikTok Research API serving the reposted-videos endpoint and its token."""
+
+    def __init__(self, config: SimulatorConfig | None = None, **knobs: Any) -> None:
+        base = config if config is not None else SimulatorConfig()
+        self.config = dataclasses.replace(base, **knobs) if knobs else base
+        self.stats = SimulatorStats()
+        self._tokens: dict[str, float] = {}
+        self._scripts: dict[str, deque[Fault]] = {}
+        self._window: deque[float] = deque()
+        self._quota_day: int | None = None
+        self._cache = EncodingCache()
+        self._fields: dict[str, int | str] = {}
+        self._rng = random.Random(self.config.seed)
+        self._rng_seed = self.config.seed
+        self._server_errors = 0
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+        self._base_url: str | None = None
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Start serving on host:port (0 picks a free port); return the base URL."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running")
+        app = web.Application(middlewares=[_errors])
+        app.router.add_post(TOKEN_PATH, self._token)
+        app.router.add_post(RESEARCH_PATH, self._research)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner, self._closing = runner, asyncio.Event()
+        bound_host, bound_port = runner.addresses[0][:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self._base_url = f"http://{shown}:{bound_port}"
+        return self._base_url
+
+    async def close(self) -> None:
+        """Stop serving; hanging requests are dropped."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        assert self._closing is not None
+        self._closing.set()
+        await runner.cleanup()
+        self._base_url = None
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def run_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> SimulatorThread:
+        """Return a runner serving this simulator from a background thread: `with ... as url:`."""
+        return SimulatorThread(self, host, port)
+
+    @property
+    def base_url(self) -> str:
+        """Return the URL the running simulator answers at, such as http://127.0.0.1:54321."""
+        if self._base_url is None:
+            raise RuntimeError("the simulator is not running")
+        return self._base_url
+
+    @property
+    def client_key(self) -> str:
+        """Return the client key the token endpoint accepts."""
+        return self.config.client_key
+
+    @property
+    def client_secret(self) -> str:
+        """Return the client secret the token endpoint accepts."""
+        return self.config.client_secret
+
+    # -- controls for tests ----------------------------------------------------------------------
+
+    def script(self, username: str, faults: Iterable[Fault | str]) -> None:
+        """Give the user's next research requests these faults, in order, then normal service."""
+        queue = self._scripts.setdefault(username, deque())
+        queue.extend(Fault(fault) for fault in faults)
+
+    def expire_tokens(self) -> None:
+        """Invalidate every access token issued so far."""
+        self._tokens = {}
+
+    def reset_quota(self) -> None:
+        """Give back today's daily quota."""
+        self.stats.quota_used = 0
+
+    def reset_stats(self) -> None:
+        """Zero the counters; the requests in flight and the quota used stay as they are."""
+        old = self.stats
+        self.stats = SimulatorStats(in_flight=old.in_flight, quota_used=old.quota_used)
+
+    def ground_truth(self, username: str, max_count: int = 100) -> list[dict[str, Any]]:
+        """Return the videos a perfect client collects for the user, in API order, every field."""
+        # Ids are ints, favorites_count is spelled so, and fields a video lacks are absent;
+        # max_count matters to `stall` users only, whose walk stops after their second page.
+        return ground_truth(username, huge_ids=self.config.huge_ids, max_count=max_count)
+
+    @staticmethod
+    def user_kind(username: str) -> str:
+        """Return the kind of user a name selects: normal, missing, private, empty, big, ..."""
+        return user_kind(username)
+
+    @staticmethod
+    def pages_needed(username: str, max_count: int = 100) -> int:
+        """Return the fewest research requests a perfect client needs for the user."""
+        return pages_needed(username, max_count)
+
+    # -- handlers ---------------------------------------------------------------------------------
+
+    async def _delay(self) -> None:
+        config = self.config
+        if config.latency or config.jitter:
+            await asyncio.sleep(config.latency + self._random() * config.jitter)
+
+    def _random(self) -> float:
+        # Reseeded when the seed knob changes, so that a run-time seed acts as one given at start.
+        if self._rng_seed != self.config.seed:
+            self._rng_seed = self.config.seed
+            self._rng.seed(self._rng_seed)
+        return self._rng.random()
+
+    async def _token(self, request: web.Request) -> web.StreamResponse:
+        await self._delay()
+        form = await request.post()
+        config = self.config
+        for name, missing in (
+            ("client_key", "Client key is missed in request."),
+            ("client_secret", "Client secret is missed in request."),
+            ("grant_type", "Grant type is missed in request."),
+        ):
+            if not form.get(name):
+                return _token_error(400, "invalid_request", missing)
+        if form["grant_type"] != "client_credentials":
+            return _token_error(400, "invalid_request", "Only client_credentials is supported.")
+        if form["client_key"] != config.client_key or form["client_secret"] != config.client_secret:
+            # The live API answers wrong credentials with HTTP 200; only the body tells.
+            return _token_error(200, "invalid_client", "Client key or secret is incorrect.")
+        now = config.clock()
+        lifetime = config.token_lifetime
+        self._tokens = {t: at for t, at in self._tokens.items() if now - at < lifetime}
+        token = "clt." + "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(40))
+        self._tokens[token] = now
+        self.stats.tokens_issued += 1
+        return _json(200, {"access_token": token, "expires_in": lifetime, "token_type": "Bearer"})
+
+    async def _research(self, request: web.Request) -> web.StreamResponse:
+        self.stats.requests += 1
+        self.stats.in_flight += 1
+        self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.stats.in_flight)
+        try:
+            response = await self._serve(request)
+        except Exception as exc:
+            response = _failure(request, exc)
+        finally:
+            self.stats.in_flight -= 1
+        if response is None:
+            # The connection is closed already; aiohttp's write of this goes nowhere.
+            return web.Response()
+        self.stats.by_status[response.status] += 1
+        return response
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse | None:
+        config = self.config
+        now = config.clock()
+        day = int(now // _DAY)
+        if day != self._quota_day:
+            self._quota_day, self.stats.quota_used = day, 0
+        # Every research request counts, whatever its fate: the live API bills failures too.
+        self.stats.quota_used += 1
+        if config.rate_limit is not None:
+            window = self._window
+            window.append(now)
+            while window[0] <= now - 1.0:
+                window.popleft()
+        query = await self._parse(request)
+        if query.username is not None:
+            self.stats.by_user[query.username] += 1
+            if query.error is None:
+                self.stats.by_cursor[query.username, query.cursor] += 1
+        await self._delay()
+        if (refusal := self._refusal(request, now)) is not None:
+            return refusal
+        if query.error is not None:
+            return _api_error(400, "invalid_params", query.error)
+        assert query.username is not None
+        fault = self._next_fault(query.username)
+        if fault is None:
+            return self._answer(query)
+        self.stats.faults[fault] += 1
+        if fault is Fault.DROP:
+            self._drop(request)
+            return None
+        if fault is Fault.HANG:
+            assert self._closing is not None
+            try:
+                await asyncio.wait_for(self._closing.wait(), config.hang_seconds)
+            except TimeoutError:
+                return self._answer(query)
+            self._drop(request)
+            return None
+        if fault is Fault.TRUNCATED:
+            return await self._truncate(request, self._answer(query))
+        return self._fault_response(fault)
+
+    def _refusal(self, request: web.Request, now: float) -> web.Response | None:
+        config = self.config
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        issued = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if issued is None:
+            return _api_error(401, "access_token_invalid", TOKEN_MISSING_MESSAGE)
+        if now - issued >= config.token_lifetime:
+            return _api_error(401, "access_token_invalid", TOKEN_EXPIRED_MESSAGE)
+        if config.daily_quota is not None and self.stats.quota_used > config.daily_quota:
+            return _api_error(429, "rate_limit_exceeded", QUOTA_MESSAGE)
+        if config.rate_limit is not None and len(self._window) > config.rate_limit:
+            retry = config.retry_after
+            headers = None if retry is None else {"Retry-After": str(retry)}
+            return _api_error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE, headers)
+        return None
+
+    async def _parse(self, request: web.Request) -> _Query:
+        mask = self._field_mask(request.query.get("fields"))
+        body = await request.read()
+        try:
+            payload = _decode(body)
+        except msgspec.DecodeError:
+            return _Query(None, "Invalid request body: it is not valid JSON")
+        if not isinstance(payload, dict):
+            return _Query(None, "Invalid request body: a JSON object is expected")
+        username = payload.get("username")
+        if not isinstance(username, str) or not username:
+            problem = (
+                "is missing" if username is None else f"must be a non-empty string: {username!r}"
+            )
+            return _Query(None, f"Invalid username: the username {problem}")
+        if isinstance(mask, str):
+            return _Query(username, mask)
+        if request.content_type != "application/json":
+            return _Query(username, "Invalid Content-Type: application/json is expected")
+        max_count = payload.get("max_count", 20)
+        if type(max_count) is not int or not 1 <= max_count <= 100:
+            return _Query(username, f"Invalid max_count {max_count!r}: an integer from 1 to 100")
+        cursor = payload.get("cursor", 0)
+        if type(cursor) is not int or cursor < 0:
+            return _Query(username, f"Invalid cursor {cursor!r}: an integer >= 0")
+        return _Query(username, None, mask, max_count, cursor)
+
+    def _field_mask(self, raw: str | None) -> int | str:
+        if raw is None or not raw.strip():
+            return "Invalid fields: the query parameter fields is required"
+        known = self._fields.get(raw)
+        if known is not None:
+            return known
+        try:
+            result: int | str = field_mask([name.strip() for name in raw.split(",")])
+        except KeyError as exc:
+            result = f"Invalid fields: {exc.args[0]!r} is not a video field"
+        if len(self._fields) >= 1024:
+            self._fields.clear()
+        self._fields[raw] = result
+        return result
+
+    def _next_fault(self, username: str) -> Fault | None:
+        queue = self._scripts.get(username)
+        if queue:
+            return queue.popleft()
+        faults = self.config.faults
+        if not faults:
+            return None
+        roll = self._random()
+        for fault, rate in faults.items():
+            if roll < rate:
+                return fault
+            roll -= rate
+        return None
+
+    def _fault_response(self, fault: Fault) -> web.Response:
+        if fault is Fault.SERVER_ERROR:
+            # Half the live API's 500s carry no message at all.
+            self._server_errors += 1
+            message = SERVER_ERROR_MESSAGE if self._server_errors % 2 else ""
+            return _api_error(500, "internal_error", message)
+        if fault in (Fault.BAD_GATEWAY, Fault.GATEWAY_TIMEOUT):
+            status = 502 if fault is Fault.BAD_GATEWAY else 504
+            reason = "Bad Gateway" if status == 502 else "Gateway Time-out"
+            page = _GATEWAY_PAGE.format(f"{status} {reason}")
+            return web.Response(status=status, text=page, content_type="text/html")
+        if fault is Fault.RATE_LIMIT:
+            headers = {"Retry-After": str(self.config.retry_after or 1)}
+            return _api_error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE, headers)
+        if fault is Fault.RATE_LIMIT_NO_RETRY_AFTER:
+            return _api_error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE)
+        if fault is Fault.QUOTA:
+            return _api_error(429, "rate_limit_exceeded", QUOTA_MESSAGE)
+        if fault is Fault.INVALID_CURSOR:
+            return _api_error(400, "invalid_params", INVALID_CURSOR_MESSAGE)
+        if fault is Fault.TOKEN_INVALID:
+            return _api_error(401, "access_token_invalid", TOKEN_MISSING_MESSAGE)
+        raise AssertionError(f"{fault} has no canned answer")
+
+    def _drop(self, request: web.Request) -> None:
+        if request.transport is not None:
+            request.transport.close()
+        self.stats.dropped += 1
+
+    async def _truncate(self, request: web.Request, answer: web.Response) -> web.StreamResponse:
+        body = answer.body
+        assert isinstance(body, bytes)
+        response = web.StreamResponse(status=answer.status)
+        response.content_type = "application/json"
+        response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        if request.transport is not None:
+            request.transport.close()
+        return response
+
+    def _answer(self, query: _Query) -> web.Response:
+        username, max_count, cursor = query.username, query.max_count, query.cursor
+        assert username is not None
+        kind = user_kind(username)
+        if kind == "missing":
+            message = f"The username {username} is invalid: cannot find the user"
+            return _api_error(400, "invalid_params", message)
+        if kind == "private":
+            message = f"API cannot return this user's information: {username} is not public"
+            return _api_error(400, "invalid_params", message)
+        config = self.config
+        user = self._cache.get(
+            username, config.huge_ids, query.mask, config.favorites_spelling == FAVOURITES_ALIAS
+        )
+        videos, count = user.page(cursor, cursor + max_count)
+        if kind == "stall":
+            next_cursor, has_more = cursor or max_count, True
+        else:
+            next_cursor = cursor + max_count
+            has_more = next_cursor < user.total
+        listed = (
+            b""
+            if count == 0 and config.omit_empty_list
+            else b'"%s":[%s],' % (config.list_key.encode(), videos)
+        )
+        body = (
+            b'{"data":{%s"cursor":%d,"has_more":%s},"error":{"code":"ok","message":"","log_id":"%s"}}'
+            % (
+                listed,
+                next_cursor,
+                b"true" if has_more else b"false",
+                _log_id().encode(),
+            )
+        )
+        return web.Response(body=body, content_type="application/json")
