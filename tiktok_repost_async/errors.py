@@ -5,11 +5,13 @@ from __future__ import annotations
 __all__ = [
     "APIError",
     "AuthError",
+    "InvalidCursorError",
     "ProtocolError",
     "QuotaExhaustedError",
     "RateLimitError",
     "ServerError",
     "TikTokError",
+    "TokenExpiredError",
     "TransportError",
     "UserNotFoundError",
     "UserUnavailableError",
@@ -72,6 +74,10 @@ class AuthError(APIError):
     """Report rejected credentials, an unusable token or a missing authorisation."""
 
 
+class TokenExpiredError(AuthError):
+    """Report a missing, expired or unknown access token: fetch a new one and resend."""
+
+
 class RateLimitError(APIError):
     """Report an HTTP 429; ``retry_after`` holds the server's requested wait, if any."""
 
@@ -99,6 +105,10 @@ class UserNotFoundError(APIError):
 
 class UserUnavailableError(APIError):
     """Report a user whose data the API refuses to return (private, under 18, opted out)."""
+
+
+class InvalidCursorError(APIError):
+    """Report the API's transient "Invalid count or cursor" answer: the same request may succeed."""
 
 
 class ServerError(APIError):

@@ -1,0 +1,624 @@
+"""Build the Research API's requests and turn its answers into pages or typed errors; no I/O."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import unicodedata
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import msgspec
+
+from .errors import (
+    APIError,
+    AuthError,
+    InvalidCursorError,
+    ProtocolError,
+    QuotaExhaustedError,
+    RateLimitError,
+    ServerError,
+    TokenExpiredError,
+    UserNotFoundError,
+    UserUnavailableError,
+)
+from .models import (
+    DEFAULT_FIELDS,
+    ERROR_RESPONSE_DECODER,
+    FIELD_ALIASES,
+    REPOSTED_RESPONSE_DECODER,
+    TOKEN_ANSWER_DECODER,
+    VIDEO_FIELDS,
+    APIErrorBody,
+    RepostedVideosData,
+    RepostedVideosPage,
+    TokenResponse,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_COUNT",
+    "DEFAULT_TOKEN_LIFETIME",
+    "MAX_COUNT_LIMIT",
+    "MAX_CURSOR",
+    "MAX_USERNAME_LENGTH",
+    "REPOSTED_VIDEOS_PATH",
+    "TOKEN_PATH",
+    "Request",
+    "build_reposted_request",
+    "build_token_request",
+    "normalize_fields",
+    "normalize_username",
+    "parse_reposted_response",
+    "parse_retry_after",
+    "parse_token_response",
+    "validate_cursor",
+    "validate_max_count",
+]
+
+DEFAULT_BASE_URL = "https://open.tiktokapis.com"
+TOKEN_PATH = "/v2/oauth/token/"
+REPOSTED_VIDEOS_PATH = "/v2/research/user/reposted_videos/"
+
+#: Every request costs one unit of the daily quota whatever its size: ask for the most.
+DEFAULT_MAX_COUNT = 100
+MAX_COUNT_LIMIT = 100
+#: The body's cursor is documented as int64.
+MAX_CURSOR = 2**63 - 1
+#: TikTok allows 24 characters; a little slack keeps us from refusing a legacy handle that the
+#: API would accept, while a pasted URL or a whole CSV line is still caught before it costs quota.
+MAX_USERNAME_LENGTH = 64
+#: The documented token lifetime, used when a token answer omits ``expires_in``.
+DEFAULT_TOKEN_LIFETIME = 7200
+
+# The ``fields`` parameter's documentation spells favourites_count (the Video object spells
+# favorites_count). Sending the spelling that the parameter documents is the safe choice; the
+# answer is decoded under either spelling.
+_WIRE_FIELD_NAMES = {"favorites_count": "favourites_count"}
+_VALID_FIELDS = frozenset(VIDEO_FIELDS)
+_VALID_FIELDS_TEXT = ", ".join(VIDEO_FIELDS) + " (favourites_count is accepted for favorites_count)"
+
+_SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+# Substrings of the API's messages that tell the user states of a 400 invalid_params apart.
+_USER_NOT_FOUND = ("cannot find the user",)
+_USER_UNAVAILABLE = (
+    "api cannot return this user's information",
+    "is private",
+    "information cannot be returned",
+)
+_INVALID_CURSOR = ("invalid count or cursor",)
+
+# Error messages end up in logs: keep them on one line and of bounded size.
+_MAX_MESSAGE = 500
+_CONTROL_ESCAPES = {i: f"\\x{i:02x}" for i in (*range(32), 127)}
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Request:
+    """Describe one HTTP request: method, full URL, headers and body bytes."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    #: True when the body carries a credential (the token request's client_secret).
+    secret_body: bool = False
+
+    def __repr__(self) -> str:
+        # Requests get logged; the token and the client secret must not be.
+        headers = {
+            name: "<redacted>" if name.lower() in _SECRET_HEADERS else value
+            for name, value in self.headers.items()
+        }
+        body = f"<{len(self.body)} bytes redacted>" if self.secret_body else repr(self.body)
+        return (
+            f"Request(method={self.method!r}, url={self.url!r}, headers={headers!r}, body={body})"
+        )
+
+
+# --- Validation --------------------------------------------------------------------------
+
+
+def normalize_username(name: str) -> str:
+    """Return a username trimmed and without its leading ``@``; raise ValueError if unusable."""
+    if not isinstance(name, str):
+        raise ValueError(f"username must be a str, got {type(name).__name__}")
+    handle = name.strip()
+    if handle.startswith("@"):
+        handle = handle[1:]
+    if not handle:
+        raise ValueError(f"username must not be empty or blank, got {_clip(name)!r}")
+    if len(handle) > MAX_USERNAME_LENGTH:
+        raise ValueError(
+            f"username {_clip(handle)!r} has {len(handle)} characters; TikTok usernames have"
+            f" at most 24 (this library accepts up to {MAX_USERNAME_LENGTH})"
+        )
+    for char in handle:
+        if char.isalnum() or char in "_.":
+            continue
+        if unicodedata.category(char).startswith("C"):
+            raise ValueError(
+                f"username {_clip(handle)!r} contains the control or invisible character"
+                f" U+{ord(char):04X}"
+            )
+        raise ValueError(
+            f"username {_clip(handle)!r} contains {char!r}: TikTok usernames hold only"
+            " letters, digits, '_' and '.'"
+        )
+    return handle
+
+
+def normalize_fields(fields: Iterable[str] | str | None) -> tuple[str, ...]:
+    """Return the requested field names, canonical, de-duplicated, in order, ``id`` included."""
+    if fields is None:
+        return DEFAULT_FIELDS
+    if isinstance(fields, str):
+        items: Iterable[object] = fields.split(",")
+    elif isinstance(fields, bytes | bytearray | memoryview) or not isinstance(fields, Iterable):
+        raise ValueError(
+            f"fields must be a list of names or a comma-separated str, got {type(fields).__name__}"
+        )
+    else:
+        items = fields
+    chosen: dict[str, None] = {}
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"field names must be str, got {item!r}")
+        name = item.strip()
+        if not name:
+            # "id,,username" and a trailing comma are slips, not requests for a nameless field.
+            continue
+        canonical = FIELD_ALIASES.get(name, name)
+        if canonical not in _VALID_FIELDS:
+            raise ValueError(f"unknown field {name!r}; valid fields are {_VALID_FIELDS_TEXT}")
+        chosen[canonical] = None
+    if not chosen:
+        raise ValueError(f"no field requested; valid fields are {_VALID_FIELDS_TEXT}")
+    if "id" not in chosen:
+        # Every video is identified (and de-duplicated, and stored) by its id.
+        return ("id", *chosen)
+    return tuple(chosen)
+
+
+def validate_max_count(n: int) -> int:
+    """Return ``n`` if it is a valid max_count (an int from 1 to 100); raise ValueError if not."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_COUNT_LIMIT:
+        raise ValueError(f"max_count must be an int from 1 to {MAX_COUNT_LIMIT}, got {n!r}")
+    return n
+
+
+def validate_cursor(cursor: int) -> int:
+    """Return ``cursor`` if it is a valid cursor (an int64 >= 0); raise ValueError if not."""
+    if isinstance(cursor, bool) or not isinstance(cursor, int) or not 0 <= cursor <= MAX_CURSOR:
+        raise ValueError(f"cursor must be an int from 0 to {MAX_CURSOR}, got {cursor!r}")
+    return cursor
+
+
+def _check_base_url(base_url: str) -> str:
+    if (
+        not isinstance(base_url, str)
+        or not base_url.startswith(("http://", "https://"))
+        or not base_url.isprintable()
+        or any(char.isspace() for char in base_url)
+    ):
+        raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
+    return base_url.rstrip("/")
+
+
+def _check_credential(what: str, value: str) -> str:
+    # Messages name the argument, never its value: it is a secret.
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a str, got {type(value).__name__}")
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if not value.isprintable():
+        raise ValueError(f"{what} contains a control character")
+    return value
+
+
+def _check_token(token: str) -> str:
+    # The token goes into a header: visible ASCII only, so that it can neither break the header
+    # nor inject another one. The message never quotes it.
+    if not isinstance(token, str) or not token or not all(33 <= ord(c) <= 126 for c in token):
+        raise ValueError("access_token must be a non-empty string of visible ASCII characters")
+    return token
+
+
+# --- Requests ----------------------------------------------------------------------------
+
+
+def build_token_request(
+    client_key: str, client_secret: str, base_url: str = DEFAULT_BASE_URL
+) -> Request:
+    """Build the client-credentials token request."""
+    form = {
+        "client_key": _check_credential("client_key", client_key),
+        "client_secret": _check_credential("client_secret", client_secret),
+        "grant_type": "client_credentials",
+    }
+    return Request(
+        method="POST",
+        url=_check_base_url(base_url) + TOKEN_PATH,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cache-Control": "no-cache",
+        },
+        body=urllib.parse.urlencode(form).encode("ascii"),
+        secret_body=True,
+    )
+
+
+def build_reposted_request(
+    username: str,
+    *,
+    access_token: str,
+    fields: Iterable[str] | str | None = None,
+    max_count: int = DEFAULT_MAX_COUNT,
+    cursor: int = 0,
+    base_url: str = DEFAULT_BASE_URL,
+) -> Request:
+    """Build the request for one page of a user's reposted videos."""
+    handle = normalize_username(username)
+    names = normalize_fields(fields)
+    count = validate_max_count(max_count)
+    # The cursor is always sent, 0 included: the server's own value goes back verbatim.
+    position = validate_cursor(cursor)
+    token = _check_token(access_token)
+    # Field names are ASCII identifiers, so the commas can stay literal, as documented.
+    query = ",".join(_WIRE_FIELD_NAMES.get(name, name) for name in names)
+    return Request(
+        method="POST",
+        url=f"{_check_base_url(base_url)}{REPOSTED_VIDEOS_PATH}?fields={query}",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        body=msgspec.json.encode({"username": handle, "max_count": count, "cursor": position}),
+    )
+
+
+# --- Answers -----------------------------------------------------------------------------
+
+# RFC 9110 delay-seconds in ASCII digits (str.isdigit would take "٣"); a fraction is tolerated.
+_DELAY_SECONDS = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,9})?")
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Return the wait a Retry-After value asks for, in seconds, or None if it is unusable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if _DELAY_SECONDS.fullmatch(text):
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        # RFC 9110 dates are GMT; a zone-less one is read the same way.
+        when = when.replace(tzinfo=UTC)
+    try:
+        delay = when.timestamp() - (time.time() if now is None else now)
+    except (OverflowError, ValueError, OSError):
+        return None
+    if not math.isfinite(delay):
+        return None
+    return max(0.0, delay)
+
+
+def parse_reposted_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    username: str | None = None,
+) -> RepostedVideosPage:
+    """Return the page an answer holds, or raise the TikTokError subclass that it means."""
+    if 200 <= status < 300:
+        answer = _decode(REPOSTED_RESPONSE_DECODER, body)
+        if isinstance(answer, str):
+            # The whole answer did not fit the page's shape; its error object may still say why.
+            error_only = _decode(ERROR_RESPONSE_DECODER, body)
+            if not isinstance(error_only, str) and _is_failure(error_only.error):
+                raise _api_error(status, headers, error_only.error, username)
+            raise ProtocolError(
+                f"HTTP {status} with an answer that is not the API's JSON"
+                f" ({_describe(headers, body)}): {answer}",
+                status=status,
+                log_id=_header_log_id(headers),
+                username=username,
+            )
+        error = answer.error
+        if _is_failure(error):
+            raise _api_error(status, headers, error, username)
+        data = answer.data
+        if data is None:
+            if error is None:
+                raise ProtocolError(
+                    f"HTTP {status} with neither data nor error in the answer",
+                    status=status,
+                    log_id=_header_log_id(headers),
+                    username=username,
+                )
+            data = _NO_DATA
+        log_id = (error.log_id if error is not None else None) or _header_log_id(headers) or ""
+        has_more = bool(data.has_more)
+        cursor = 0 if data.cursor is None else data.cursor
+        if has_more and not 0 <= cursor <= MAX_CURSOR:
+            # Sending it back would fail: better to say now that the answer is unusable.
+            raise ProtocolError(
+                f"HTTP {status} with has_more true and an unusable cursor {_clip(str(cursor))}",
+                status=status,
+                log_id=log_id or None,
+                username=username,
+            )
+        # Whichever list key holds the videos; an answer without either is an empty page.
+        videos = data.reposted_videos or data.user_reposted_videos or []
+        return RepostedVideosPage(videos=videos, cursor=cursor, has_more=has_more, log_id=log_id)
+    if 400 <= status < 600:
+        decoded = _decode(ERROR_RESPONSE_DECODER, body)
+        error = None if isinstance(decoded, str) else decoded.error
+        raise _api_error(status, headers, error, username, body)
+    raise ProtocolError(
+        f"unexpected HTTP status {status} ({_describe(headers, body)})",
+        status=status,
+        log_id=_header_log_id(headers),
+        username=username,
+    )
+
+
+def parse_token_response(status: int, headers: Mapping[str, str], body: bytes) -> TokenResponse:
+    """Return the token an answer of the token endpoint holds, or raise the matching error."""
+    # This function never sees the client secret, so no message it builds can hold it.
+    if 500 <= status < 600 or status == 429:
+        raise _api_error(status, headers, _token_error_object(body), None, body)
+    answer = _decode(TOKEN_ANSWER_DECODER, body)
+    if isinstance(answer, str):
+        kind: type[APIError] = AuthError if 400 <= status < 500 else ProtocolError
+        raise kind(
+            f"HTTP {status} from the token endpoint with an answer that is not its JSON"
+            f" ({_describe(headers, body)}): {answer}",
+            status=status,
+            log_id=_header_log_id(headers),
+        )
+    log_id = _clean(answer.log_id) or _header_log_id(headers)
+    failure = answer.error
+    if isinstance(failure, APIErrorBody):
+        if _is_failure(failure):
+            code = (failure.code or "").lower()
+            if code in ("rate_limit_exceeded", "internal_error"):
+                raise _api_error(status, headers, failure, None)
+            raise AuthError(
+                _clean(failure.message) or "the token endpoint refused the credentials",
+                status=status,
+                code=_clean(failure.code),
+                log_id=_clean(failure.log_id) or log_id,
+            )
+    elif failure:
+        # The documented flat failure; it also comes with HTTP 200 for wrong credentials.
+        raise AuthError(
+            _clean(answer.error_description) or _clean(failure),
+            status=status,
+            code=_clean(failure),
+            log_id=log_id,
+        )
+    token = answer.access_token
+    if not token or not 200 <= status < 300:
+        kind = AuthError if 400 <= status < 500 else ProtocolError
+        raise kind(
+            f"HTTP {status} from the token endpoint without an access token or an error",
+            status=status,
+            log_id=log_id,
+        )
+    try:
+        _check_token(token)
+    except ValueError:
+        raise ProtocolError(
+            "the token endpoint returned an access token that cannot be sent in a header",
+            status=status,
+            log_id=log_id,
+        ) from None
+    expires_in = DEFAULT_TOKEN_LIFETIME if answer.expires_in is None else answer.expires_in
+    if expires_in <= 0:
+        raise ProtocolError(
+            f"the token endpoint returned a token that expires in {expires_in} s",
+            status=status,
+            log_id=log_id,
+        )
+    return TokenResponse(
+        access_token=token, expires_in=expires_in, token_type=answer.token_type or "Bearer"
+    )
+
+
+def _token_error_object(body: bytes) -> APIErrorBody | None:
+    """Return the error a failed token answer states, in the research or the flat shape."""
+    answer = _decode(TOKEN_ANSWER_DECODER, body)
+    if isinstance(answer, str):
+        return None
+    if isinstance(answer.error, APIErrorBody):
+        return answer.error
+    if answer.error:
+        return APIErrorBody(
+            code=answer.error, message=answer.error_description, log_id=answer.log_id
+        )
+    return None
+
+
+# --- Helpers -----------------------------------------------------------------------------
+
+_NO_DATA = RepostedVideosData()
+
+
+def _is_failure(error: APIErrorBody | None) -> bool:
+    # "ok" is success; so is an error object without a code, since it reports nothing.
+    return error is not None and bool(error.code) and (error.code or "").lower() != "ok"
+
+
+def _api_error(
+    status: int,
+    headers: Mapping[str, str],
+    error: APIErrorBody | None,
+    username: str | None,
+    body: bytes | None = None,
+) -> APIError:
+    """Return the typed error that a failed answer means."""
+    code = _clean(error.code) if error is not None else ""
+    message = _clean(error.message) if error is not None else ""
+    log_id = (_clean(error.log_id) if error is not None else "") or _header_log_id(headers)
+    lowered_code = code.lower()
+    # Apostrophes come straight or curly depending on who typed the message.
+    lowered = message.replace("\u2019", "'").lower()
+
+    kind: type[APIError]
+    if status >= 500 or lowered_code == "internal_error":
+        kind, fallback = ServerError, f"server error ({_describe(headers, body)})"
+    elif status == 429 or lowered_code == "rate_limit_exceeded":
+        quota = "quota" in lowered or "quota" in lowered_code
+        return (QuotaExhaustedError if quota else RateLimitError)(
+            message or f"rate limited (HTTP {status})",
+            status=status,
+            code=code or None,
+            log_id=log_id or None,
+            username=username,
+            retry_after=parse_retry_after(_header(headers, "Retry-After")),
+        )
+    elif lowered_code == "access_token_invalid":
+        kind, fallback = TokenExpiredError, "the access token was refused"
+    elif lowered_code in ("scope_not_authorized", "scope_permission_missed"):
+        kind, fallback = AuthError, "the client lacks the authorisation"
+    elif status == 401:
+        # An unexplained 401 is the gateway's way to say the token is missing or stale.
+        kind, fallback = TokenExpiredError, "HTTP 401: the access token was refused"
+    elif status == 403:
+        kind, fallback = AuthError, "HTTP 403: access refused"
+    elif any(part in lowered for part in _USER_NOT_FOUND):
+        kind, fallback = UserNotFoundError, ""
+    elif any(part in lowered for part in _USER_UNAVAILABLE):
+        kind, fallback = UserUnavailableError, ""
+    elif any(part in lowered for part in _INVALID_CURSOR):
+        kind, fallback = InvalidCursorError, ""
+    else:
+        kind, fallback = APIError, f"the API refused the request (HTTP {status})"
+    return kind(
+        message or fallback,
+        status=status,
+        code=code or None,
+        log_id=log_id or None,
+        username=username,
+    )
+
+
+_DECODE_ERRORS = (msgspec.MsgspecError, ValueError, RecursionError)
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T | str:
+    """Return the decoded answer, or a short reason why it cannot be decoded."""
+    try:
+        return decoder.decode(body)
+    except _DECODE_ERRORS as exc:
+        failure: BaseException = exc
+    if not isinstance(failure, msgspec.ValidationError | RecursionError):
+        # Malformed text, not a wrong shape: try once more after mending the few defects that
+        # real answers carry, rather than lose a whole page of videos to one bad character.
+        mended = _mend(body)
+        if mended is not None:
+            try:
+                return decoder.decode(mended)
+            except _DECODE_ERRORS:
+                pass
+    return _reason(failure)
+
+
+_BOM = b"\xef\xbb\xbf"
+# One JSON escape at a time, so that an escaped backslash is never read as starting another
+# escape: a surrogate pair, a lone surrogate, or any other escape.
+_ESCAPE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\\.",
+    re.DOTALL,
+)
+# Raw control bytes are invalid anywhere in JSON text but inside strings they are an easy fix.
+# Tab, newline and carriage return are left alone: outside strings they are whitespace.
+_RAW_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _mend(body: bytes) -> bytes | None:
+    """Return ``body`` with invalid UTF-8, lone surrogates and raw control bytes mended."""
+    text = bytes(body)
+    if text.startswith(_BOM):
+        text = text[len(_BOM) :]
+    if not text.lstrip().startswith(b"{"):
+        # Not a JSON object (an HTML page, say): there is nothing to mend.
+        return None
+    # Invalid UTF-8 (a string cut inside a character) becomes U+FFFD.
+    text = text.decode("utf-8", "replace").encode("utf-8")
+    # A lone UTF-16 surrogate (a description cut inside an emoji) becomes U+FFFD.
+    text = _ESCAPE.sub(_mend_escape, text)
+    text = _RAW_CONTROL.sub(_escape_control, text)
+    return None if text == body else text
+
+
+def _mend_escape(match: re.Match[bytes]) -> bytes:
+    escape = match.group()
+    if len(escape) == 6 and escape[2:3] in (b"d", b"D"):
+        return b"\\ufffd"
+    return escape
+
+
+def _escape_control(match: re.Match[bytes]) -> bytes:
+    return b"\\u%04x" % match.group()[0]
+
+
+def _reason(failure: BaseException) -> str:
+    if isinstance(failure, RecursionError):
+        return "JSON nested too deeply"
+    if isinstance(failure, UnicodeDecodeError):
+        return "invalid UTF-8"
+    return _clean(str(failure)) or type(failure).__name__
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Return a header's value, looked up case-insensitively in any mapping."""
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        for key, candidate in headers.items():
+            if isinstance(key, str) and key.lower() == lowered:
+                value = candidate
+                break
+    return value if isinstance(value, str) else None
+
+
+def _header_log_id(headers: Mapping[str, str]) -> str | None:
+    # TikTok's gateway stamps every answer, gateway error pages included.
+    return _clean(_header(headers, "X-Tt-Logid")) or None
+
+
+def _describe(headers: Mapping[str, str], body: bytes | None) -> str:
+    content_type = (_header(headers, "Content-Type") or "").split(";")[0].strip()
+    kind = _clean(content_type)[:60] or "untyped"
+    if body is None:
+        return f"HTTP answer, {kind}"
+    if not body:
+        return "empty body"
+    return f"{kind} body of {len(body)} bytes"
+
+
+def _clean(text: str | None) -> str:
+    """Return ``text`` fit for a one-line log message: bounded, control characters escaped."""
+    if not text:
+        return ""
+    if len(text) > _MAX_MESSAGE:
+        text = text[:_MAX_MESSAGE] + "…"
+    return text.translate(_CONTROL_ESCAPES)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "…"
