@@ -1,0 +1,182 @@
+"""The daily request budget of the Research API, counted on an injectable clock.
+
+The rules this module encodes (see ``../shared/api/NOTES.md``):
+
+- Every research request counts against the quota, failures included: a 500 or a 429 costs as
+  much as a page of videos, so a retry is never free and a request is never refunded.
+- The quota resets at 00:00 UTC (POSIX time has no leap seconds and UTC no daylight saving, so a
+  day is always 86,400 seconds and a plain floor division finds its start).
+- The quota is shared with every collaborator of the research project, so the API may declare it
+  spent before our own count does; `DailyQuota.exhaust` records that.
+- Polling right at midnight has been seen to still get 429, so a wait for the reset ends
+  ``margin`` seconds (60 by default) after midnight, and a quota the API declared spent stays
+  spent until then.
+
+Nothing here sleeps or does I/O: the caller reads the clock through the object, decides to wait
+(`QuotaPolicy.WAIT`) or to stop (`QuotaPolicy.STOP`), and persists the count (the store's
+ledger) so that a restart the same day starts from ``spent_today``. A `DailyQuota` has no lock:
+share one within one event loop, where no two calls can interleave.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import math
+import time
+from collections.abc import Callable
+from typing import Final
+
+__all__ = [
+    "DAY_SECONDS",
+    "DEFAULT_DAILY_LIMIT",
+    "DEFAULT_RESET_MARGIN",
+    "DailyQuota",
+    "QuotaPolicy",
+    "next_utc_midnight",
+    "utc_day",
+]
+
+DAY_SECONDS: Final = 86_400.0
+DEFAULT_DAILY_LIMIT: Final = 1_000
+DEFAULT_RESET_MARGIN: Final = 60.0
+
+_EPOCH_DAY: Final = datetime.date(1970, 1, 1)
+
+
+class QuotaPolicy(enum.StrEnum):
+    """Say what a harvest does when the day's budget is spent."""
+
+    STOP = "stop"
+    WAIT = "wait"
+
+
+def _day_index(now: float) -> int:
+    # Python's float floor division is exact (it is computed from fmod), so an instant a hair
+    # before midnight never rounds into the next day.
+    return int(now // DAY_SECONDS)
+
+
+def utc_day(now: float) -> str:
+    """Return the UTC date of an epoch instant as 'YYYY-MM-DD'."""
+    return (_EPOCH_DAY + datetime.timedelta(days=_day_index(now))).isoformat()
+
+
+def next_utc_midnight(now: float) -> float:
+    """Return the epoch seconds of the first UTC midnight strictly after `now`."""
+    return (_day_index(now) + 1) * DAY_SECONDS
+
+
+class DailyQuota:
+    """Count the research requests sent this UTC day against a daily limit."""
+
+    __slots__ = ("_clock", "_day", "_exhausted_until", "_limit", "_margin", "_spent")
+
+    def __init__(
+        self,
+        limit: int = DEFAULT_DAILY_LIMIT,
+        *,
+        spent_today: int = 0,
+        clock: Callable[[], float] = time.time,
+        margin: float = DEFAULT_RESET_MARGIN,
+    ) -> None:
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise TypeError(f"limit must be an int, not {type(limit).__name__}")
+        if limit < 1:
+            raise ValueError(f"limit must be positive, not {limit}")
+        if not isinstance(spent_today, int) or isinstance(spent_today, bool) or spent_today < 0:
+            raise ValueError(f"spent_today must be a non-negative int, not {spent_today!r}")
+        if not isinstance(margin, int | float) or not math.isfinite(margin) or margin < 0:
+            raise ValueError(f"margin must be a finite number of seconds >= 0, not {margin!r}")
+        self._limit = limit
+        self._clock = clock
+        self._margin = float(margin)
+        # spent_today may exceed the limit: collaborators share the quota and the ledger may
+        # hold a count from a run that ended on a 429.
+        self._spent = spent_today
+        self._day = _day_index(clock())
+        self._exhausted_until: float | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<DailyQuota day={self.day} spent={self.spent}/{self._limit} "
+            f"remaining={self.remaining}>"
+        )
+
+    def _now(self) -> float:
+        now = self._clock()
+        day = _day_index(now)
+        # Only forward: a clock stepped back (NTP) must not hand out yesterday's budget again.
+        if day > self._day:
+            self._day = day
+            self._spent = 0
+        if self._exhausted_until is not None and now >= self._exhausted_until:
+            self._exhausted_until = None
+        return now
+
+    @property
+    def limit(self) -> int:
+        """Return the number of requests allowed per UTC day."""
+        return self._limit
+
+    @property
+    def margin(self) -> float:
+        """Return the seconds waited past midnight before the budget is trusted to be fresh."""
+        return self._margin
+
+    @property
+    def day(self) -> str:
+        """Return the current UTC day as 'YYYY-MM-DD'."""
+        self._now()
+        return (_EPOCH_DAY + datetime.timedelta(days=self._day)).isoformat()
+
+    @property
+    def spent(self) -> int:
+        """Return the requests counted today (UTC), failures included."""
+        self._now()
+        return self._spent
+
+    @property
+    def exhausted(self) -> bool:
+        """Tell whether the API declared today's quota spent (and the reset has not come)."""
+        self._now()
+        return self._exhausted_until is not None
+
+    @property
+    def remaining(self) -> int:
+        """Return how many requests may still be sent today."""
+        self._now()
+        if self._exhausted_until is not None:
+            return 0
+        return max(self._limit - self._spent, 0)
+
+    def try_spend(self, n: int = 1) -> bool:
+        """Count `n` requests and return True if they fit today's budget, else count nothing."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"n must be a non-negative int, not {n!r}")
+        if n > self.remaining:
+            return False
+        self._spent += n
+        return True
+
+    def exhaust(self) -> None:
+        """Mark today's quota as spent because the API said so, whatever our own count."""
+        now = self._now()
+        # Until the margin past the next reset, not merely until midnight: this also covers a
+        # 429 seen just after midnight, when the API has not rolled over yet.
+        self._exhausted_until = self._reset_after(now)
+
+    def reset_at(self) -> float:
+        """Return when a spent budget is fresh again: the next UTC midnight plus the margin."""
+        return self._reset_after(self._now())
+
+    def seconds_until_reset(self) -> float:
+        """Return the seconds from now until `reset_at`."""
+        now = self._now()
+        return self._reset_after(now) - now
+
+    def _reset_after(self, now: float) -> float:
+        # The first "midnight + margin" strictly after now. Within the margin after a midnight
+        # that is today's, not tomorrow's: waiting a whole extra day for a 60 s margin would be
+        # absurd.
+        return next_utc_midnight(now - self._margin) + self._margin
