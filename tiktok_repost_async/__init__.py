@@ -2,31 +2,145 @@
 
 from __future__ import annotations
 
-from .errors import (
-    APIError,
-    AuthError,
-    ProtocolError,
-    QuotaExhaustedError,
-    RateLimitError,
-    ServerError,
-    TikTokError,
-    TransportError,
-    UserNotFoundError,
-    UserUnavailableError,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .auth import Credentials
+    from .client import ClientStats, RepostClient, make_limiter
+    from .errors import (
+        APIError,
+        AuthError,
+        InvalidCursorError,
+        ProtocolError,
+        QuotaExhaustedError,
+        RateLimitError,
+        ServerError,
+        TikTokError,
+        TokenExpiredError,
+        TransportError,
+        UserNotFoundError,
+        UserUnavailableError,
+    )
+    from .models import (
+        DEFAULT_FIELDS,
+        VIDEO_FIELDS,
+        EffectInfo,
+        HashtagInfo,
+        RepostedVideosPage,
+        StickerInfo,
+        Video,
+        VideoLabel,
+        VideoTag,
+    )
+    from .protocol import DEFAULT_BASE_URL, normalize_fields, normalize_username
+    from .quota import DailyQuota, QuotaPolicy
+    from .retry import RetryPolicy
+    from .store import (
+        Store,
+        StoreError,
+        StoreLockedError,
+        StoreMismatchError,
+        UserRecord,
+        UserState,
+    )
 
 __version__ = "0.1.0"
 
+# Submodules load on first use: the pytest plugin that this package registers is imported in
+# every test session of everyone who installs it, and `import tiktok_repost_async` should not
+# pull in aiohttp there, nor slow a command's --help.
+_LAZY: dict[str, str] = {
+    "Credentials": "auth",
+    "ClientStats": "client",
+    "RepostClient": "client",
+    "make_limiter": "client",
+    "APIError": "errors",
+    "AuthError": "errors",
+    "InvalidCursorError": "errors",
+    "ProtocolError": "errors",
+    "QuotaExhaustedError": "errors",
+    "RateLimitError": "errors",
+    "ServerError": "errors",
+    "TikTokError": "errors",
+    "TokenExpiredError": "errors",
+    "TransportError": "errors",
+    "UserNotFoundError": "errors",
+    "UserUnavailableError": "errors",
+    "DEFAULT_FIELDS": "models",
+    "VIDEO_FIELDS": "models",
+    "EffectInfo": "models",
+    "HashtagInfo": "models",
+    "RepostedVideosPage": "models",
+    "StickerInfo": "models",
+    "Video": "models",
+    "VideoLabel": "models",
+    "VideoTag": "models",
+    "DEFAULT_BASE_URL": "protocol",
+    "normalize_fields": "protocol",
+    "normalize_username": "protocol",
+    "DailyQuota": "quota",
+    "QuotaPolicy": "quota",
+    "RetryPolicy": "retry",
+    "Store": "store",
+    "StoreError": "store",
+    "StoreLockedError": "store",
+    "StoreMismatchError": "store",
+    "UserRecord": "store",
+    "UserState": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 __all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_FIELDS",
+    "VIDEO_FIELDS",
     "APIError",
     "AuthError",
+    "ClientStats",
+    "Credentials",
+    "DailyQuota",
+    "EffectInfo",
+    "HashtagInfo",
+    "InvalidCursorError",
     "ProtocolError",
     "QuotaExhaustedError",
+    "QuotaPolicy",
     "RateLimitError",
+    "RepostClient",
+    "RepostedVideosPage",
+    "RetryPolicy",
     "ServerError",
+    "StickerInfo",
+    "Store",
+    "StoreError",
+    "StoreLockedError",
+    "StoreMismatchError",
     "TikTokError",
+    "TokenExpiredError",
     "TransportError",
     "UserNotFoundError",
+    "UserRecord",
+    "UserState",
     "UserUnavailableError",
+    "Video",
+    "VideoLabel",
+    "VideoTag",
     "__version__",
+    "make_limiter",
+    "normalize_fields",
+    "normalize_username",
 ]

@@ -1,0 +1,318 @@
+"""The asyncio client: one shared session, limiter and token for every request."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import math
+import os
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+
+from .auth import Credentials, TokenManager
+from .errors import TikTokError, TokenExpiredError, TransportError
+from .models import RepostedVideosPage, Video
+from .protocol import (
+    DEFAULT_BASE_URL,
+    Request,
+    build_reposted_request,
+    normalize_fields,
+    normalize_username,
+    parse_reposted_response,
+    validate_max_count,
+)
+from .retry import RetryPolicy
+
+__all__ = ["ENV_BASE_URL", "ClientStats", "RepostClient", "make_limiter"]
+
+logger = logging.getLogger("tiktok_repost_async.client")
+
+ENV_BASE_URL = "TIKTOK_API_BASE_URL"
+
+# TikTok's own wrapper holds itself to 10 requests per second; no faster limit is documented.
+DEFAULT_REQUESTS_PER_SECOND = 10.0
+DEFAULT_CONCURRENCY = 8
+DEFAULT_TIMEOUT = 30.0
+
+BeforeRequest = Callable[[str, int], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def make_limiter(requests_per_second: float) -> AsyncLimiter:
+    """Return a limiter that starts at most ``requests_per_second`` requests in any second."""
+    if isinstance(requests_per_second, bool) or not isinstance(requests_per_second, int | float):
+        raise TypeError("requests_per_second must be a number")
+    if not math.isfinite(requests_per_second) or requests_per_second <= 0:
+        raise ValueError(
+            f"requests_per_second must be a positive number, got {requests_per_second}"
+        )
+    # A leaky bucket of capacity R admits a full bucket at once and then R more within the same
+    # second: nearly 2R in one window. A bucket of one spaces requests evenly instead, and a rate
+    # kept a hair under R leaves slack for the timing jitter between here and the server, so that
+    # even a closed one-second window never holds more than floor(R) requests.
+    rate = requests_per_second
+    if rate >= 1:
+        rate = min(rate * 0.98, math.floor(rate) * 0.995)
+    return AsyncLimiter(1, 1.0 / rate)
+
+
+class ClientStats:
+    """Count what a client has sent, so callers can account quota and progress."""
+
+    __slots__ = ("requests", "retries", "statuses")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.retries = 0
+        self.statuses: dict[int, int] = {}
+
+    def __repr__(self) -> str:
+        return f"ClientStats(requests={self.requests}, retries={self.retries})"
+
+
+class RepostClient:
+    """Fetch reposted videos from the TikTok Research API over one pooled aiohttp session."""
+
+    def __init__(
+        self,
+        client_key: str | None = None,
+        client_secret: str | None = None,
+        *,
+        base_url: str | None = None,
+        fields: Iterable[str] | str | None = None,
+        max_count: int = 100,
+        requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        timeout: float = DEFAULT_TIMEOUT,
+        session: aiohttp.ClientSession | None = None,
+        limiter: AsyncLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        before_request: BeforeRequest | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        # Every argument is checked here, before anything is sent: a typo must not cost quota.
+        self._credentials = Credentials.resolve(client_key, client_secret)
+        self.base_url = _resolve_base_url(base_url)
+        self.fields = normalize_fields(fields)
+        self.max_count = validate_max_count(max_count)
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.concurrency = concurrency
+        self.timeout = float(timeout)
+        self.requests_per_second = float(requests_per_second)
+        if limiter is None:
+            make_limiter(requests_per_second)  # validate now; the real one is made in the loop
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.stats = ClientStats()
+        self._before_request = before_request
+        self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
+        self._given_session = session
+        self._session: aiohttp.ClientSession | None = session
+        self._limiter = limiter
+        self._auth = TokenManager(self._credentials, base_url=self.base_url)
+        self._timeout = aiohttp.ClientTimeout(total=self.timeout)
+
+    def __repr__(self) -> str:
+        return (
+            f"RepostClient(base_url={self.base_url!r}, client_key={self._credentials.client_key!r},"
+            f" max_count={self.max_count}, requests_per_second={self.requests_per_second},"
+            f" concurrency={self.concurrency})"
+        )
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Create the session and the limiter inside the running event loop."""
+        if self._limiter is None:
+            # A limiter belongs to the loop it first runs in: make it here, not in __init__.
+            self._limiter = make_limiter(self.requests_per_second)
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.concurrency, limit_per_host=self.concurrency, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                # Environment proxies (HTTPS_PROXY and friends) are how institutions reach out.
+                trust_env=True,
+                raise_for_status=False,
+            )
+
+    async def close(self) -> None:
+        """Close the session this client created; a caller's own session stays open."""
+        session, self._session = self._session, None
+        if session is not None and session is not self._given_session:
+            await session.close()
+
+    @property
+    def token_refreshes(self) -> int:
+        """Return how many access tokens this client has fetched."""
+        return self._auth.refreshes
+
+    async def _send(self, request: Request) -> tuple[int, Mapping[str, str], bytes]:
+        if self._session is None:
+            await self.open()
+        session = self._session
+        assert session is not None
+        try:
+            async with session.request(
+                request.method, request.url, data=request.body, headers=request.headers
+            ) as response:
+                body = await response.read()
+                return response.status, response.headers, body
+        except TimeoutError:
+            raise TransportError(
+                f"no answer within {self.timeout:g} s from {_host(request.url)}"
+            ) from None
+        except aiohttp.ClientError as exc:
+            # The aiohttp message names the host and the failure, never our headers.
+            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+
+    async def fetch_page(self, username: str, cursor: int = 0) -> RepostedVideosPage:
+        """Fetch one page of a user's reposted videos, retrying what may succeed on a second try."""
+        username = normalize_username(username)
+        return await self._fetch_page(username, cursor)
+
+    async def _fetch_page(self, username: str, cursor: int) -> RepostedVideosPage:
+        limiter = self._limiter
+        if limiter is None:
+            await self.open()
+            limiter = self._limiter
+            assert limiter is not None
+        attempt = 0
+        while True:
+            attempt += 1
+            token = await self._auth.token(self._send)
+            request = build_reposted_request(
+                username,
+                fields=self.fields,
+                max_count=self.max_count,
+                cursor=cursor,
+                access_token=token,
+                base_url=self.base_url,
+            )
+            if self._before_request is not None:
+                await self._before_request(username, cursor)
+            await limiter.acquire()
+            self.stats.requests += 1
+            try:
+                status, headers, body = await self._send(request)
+                self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
+                return parse_reposted_response(status, headers, body, username=username)
+            except TikTokError as error:
+                if isinstance(error, TokenExpiredError):
+                    self._auth.invalidate(token)
+                if not self.retry.is_retryable(error) or attempt >= self.retry.max_attempts:
+                    raise
+                wait = self.retry.delay(attempt, error)
+                self.stats.retries += 1
+                logger.warning(
+                    "user %r cursor %d: %s; retry %d of %d in %.1f s",
+                    username,
+                    cursor,
+                    error,
+                    attempt,
+                    self.retry.max_attempts - 1,
+                    wait,
+                )
+                if wait > 0:
+                    await self._sleep(wait)
+
+    async def pages(
+        self, username: str, *, cursor: int = 0, max_pages: int | None = None
+    ) -> AsyncIterator[RepostedVideosPage]:
+        """Walk a user's cursor chain page by page until the API says there is no more."""
+        username = normalize_username(username)
+        _check_cursor(cursor)
+        if max_pages is not None and (
+            isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1
+        ):
+            raise ValueError(f"max_pages must be a positive int or None, got {max_pages!r}")
+        sent: set[int] = set()
+        fetched = 0
+        while True:
+            sent.add(cursor)
+            page = await self._fetch_page(username, cursor)
+            fetched += 1
+            yield page
+            if not page.has_more:
+                return
+            if max_pages is not None and fetched >= max_pages:
+                return
+            if page.cursor in sent:
+                # Seen on sibling endpoints: has_more stays true while the cursor stops moving.
+                # Sending it again would return the same page for ever and burn the quota.
+                logger.warning(
+                    "user %r: the API returned cursor %d again with has_more true;"
+                    " stopping this user's walk after %d pages",
+                    username,
+                    page.cursor,
+                    fetched,
+                )
+                return
+            cursor = page.cursor
+
+    async def reposted_videos(
+        self, username: str, *, cursor: int = 0, max_pages: int | None = None
+    ) -> AsyncIterator[Video]:
+        """Yield every video a user reposted, each id once."""
+        seen: set[int] = set()
+        async for page in self.pages(username, cursor=cursor, max_pages=max_pages):
+            for video in page.videos:
+                if video.id not in seen:
+                    seen.add(video.id)
+                    yield video
+
+
+def _check_cursor(cursor: int) -> None:
+    if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+        raise ValueError(f"cursor must be an int >= 0, got {cursor!r}")
+
+
+def _resolve_base_url(base_url: str | None) -> str:
+    url = base_url if base_url is not None else os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or not _host(url):
+        raise ValueError(f"base_url must be an http:// or https:// URL, got {url!r}")
+    if url.startswith("http://") and not _is_loopback(_host(url)):
+        # The access token travels in a header: in clear text anyone on the path can read it.
+        warnings.warn(
+            f"base_url {url!r} is plain http to a non-loopback host: the access token"
+            " would travel unencrypted",
+            UserWarning,
+            stacklevel=3,
+        )
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _host(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0]
