@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         UserNotFoundError,
         UserUnavailableError,
     )
+    from .harvest import Harvester, HarvestProgress, HarvestStopped, UserOutcome, harvest
     from .models import (
         DEFAULT_FIELDS,
         VIDEO_FIELDS,
@@ -51,6 +52,11 @@ __version__ = "0.1.0"
 # every test session of everyone who installs it, and `import tiktok_repost_async` should not
 # pull in aiohttp there, nor slow a command's --help.
 _LAZY: dict[str, str] = {
+    "HarvestProgress": "harvest",
+    "HarvestStopped": "harvest",
+    "Harvester": "harvest",
+    "UserOutcome": "harvest",
+    "harvest": "harvest",
     "Credentials": "auth",
     "ClientStats": "client",
     "RepostClient": "client",
@@ -114,6 +120,9 @@ __all__ = [
     "Credentials",
     "DailyQuota",
     "EffectInfo",
+    "HarvestProgress",
+    "HarvestStopped",
+    "Harvester",
     "HashtagInfo",
     "InvalidCursorError",
     "ProtocolError",
@@ -133,6 +142,7 @@ __all__ = [
     "TokenExpiredError",
     "TransportError",
     "UserNotFoundError",
+    "UserOutcome",
     "UserRecord",
     "UserState",
     "UserUnavailableError",
@@ -140,6 +150,7 @@ __all__ = [
     "VideoLabel",
     "VideoTag",
     "__version__",
+    "harvest",
     "make_limiter",
     "normalize_fields",
     "normalize_username",

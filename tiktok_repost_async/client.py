@@ -112,7 +112,8 @@ class RepostClient:
             make_limiter(requests_per_second)  # validate now; the real one is made in the loop
         self.retry = retry if retry is not None else RetryPolicy()
         self.stats = ClientStats()
-        self._before_request = before_request
+        # Called before every research request: the harvest counts quota here.
+        self.before_request = before_request
         self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
         self._given_session = session
         self._session: aiohttp.ClientSession | None = session
@@ -209,8 +210,8 @@ class RepostClient:
                 access_token=token,
                 base_url=self.base_url,
             )
-            if self._before_request is not None:
-                await self._before_request(username, cursor)
+            if self.before_request is not None:
+                await self.before_request(username, cursor)
             await limiter.acquire()
             self.stats.requests += 1
             try:

@@ -501,6 +501,34 @@ class Store:
                     found[username] = (username, UserState(state), cursor)
         return [found[name] for name in names]
 
+    def claim_users(self, usernames: Sequence[str]) -> list[tuple[str, UserState, int] | None]:
+        """Add names as ``add_users`` does; give None for a name this Store already claimed."""
+        names = list(usernames)
+        rows = self.add_users(names)
+        conn = self._db
+        # A temporary table lives in SQLite's temp file, not in Python's heap: a run over a
+        # million names from a pipe remembers which it has seen without growing in memory.
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS claimed (username TEXT PRIMARY KEY)")
+        claimed: set[str] = set()
+        unique = list(dict.fromkeys(names))
+        for start in range(0, len(unique), _IN_CHUNK):
+            chunk = unique[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            claimed.update(
+                row[0]
+                for row in conn.execute(
+                    f"SELECT username FROM temp.claimed WHERE username IN ({marks})", chunk
+                )
+            )
+        conn.executemany(
+            "INSERT OR IGNORE INTO temp.claimed (username) VALUES (?)", [(n,) for n in unique]
+        )
+        result: list[tuple[str, UserState, int] | None] = []
+        for name, row in zip(names, rows, strict=True):
+            result.append(None if name in claimed else row)
+            claimed.add(name)
+        return result
+
     def commit_page(
         self,
         username: str,

@@ -1,0 +1,437 @@
+"""Harvest many users at once: bounded workers, one quota, a crash-safe store, resumable runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from .client import RepostClient
+from .errors import (
+    AuthError,
+    QuotaExhaustedError,
+    TikTokError,
+    TokenExpiredError,
+    UserNotFoundError,
+    UserUnavailableError,
+)
+from .protocol import normalize_username
+from .quota import DailyQuota, QuotaPolicy, utc_day
+from .store import FINAL_STATES, Store, StoreMismatchError, UserState
+
+__all__ = ["HarvestProgress", "HarvestStopped", "Harvester", "UserOutcome", "harvest"]
+
+logger = logging.getLogger("tiktok_repost_async.harvest")
+
+T = TypeVar("T")
+
+# Names are read, checked and claimed in the store this many at a time: large enough that the
+# store's round trips do not show, small enough that memory does not grow with the input.
+_CHUNK = 500
+_STOP_QUOTA = "quota"
+
+
+class HarvestStopped(Exception):
+    """Signal that the harvest stopped early, resumable, for the reason given."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class UserOutcome:
+    """Tell how one user's walk ended in this run."""
+
+    username: str
+    state: UserState
+    videos: int
+    pages: int
+    requests: int
+    error: str | None = None
+    resumed_from: int = 0
+
+
+@dataclass(slots=True)
+class HarvestProgress:
+    """Hold the live counters of a harvest, for progress displays and summaries."""
+
+    started_at: float = 0.0
+    input_done: bool = False
+    read: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    already_final: int = 0
+    queued: int = 0
+    finished: Counter[UserState] = field(default_factory=Counter)
+    videos: int = 0
+    pages: int = 0
+    requests: int = 0
+    quota_limit: int = 0
+    quota_spent: int = 0
+    waiting_until: float | None = None
+    stopped: str | None = None
+
+    @property
+    def done(self) -> int:
+        """Return how many users reached a state in this run."""
+        return sum(self.finished.values())
+
+    @property
+    def total(self) -> int | None:
+        """Return how many users this run has to walk, once the whole input is read."""
+        return self.queued if self.input_done else None
+
+
+_Work = tuple[str, int]
+
+
+class Harvester:
+    """Walk many users through one client into one store, within the daily quota."""
+
+    def __init__(
+        self,
+        client: RepostClient,
+        store: Store,
+        *,
+        concurrency: int | None = None,
+        daily_quota: int = 1000,
+        on_quota: QuotaPolicy | str = QuotaPolicy.STOP,
+        retry_failed: bool = True,
+        max_pages: int | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] | None = None,
+    ) -> None:
+        concurrency = client.concurrency if concurrency is None else concurrency
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+        if max_pages is not None and (
+            isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1
+        ):
+            raise ValueError(f"max_pages must be a positive int or None, got {max_pages!r}")
+        try:
+            self.on_quota = QuotaPolicy(on_quota)
+        except ValueError:
+            raise ValueError(f"on_quota must be 'stop' or 'wait', got {on_quota!r}") from None
+        if set(store.fields) != set(client.fields) or store.max_count != client.max_count:
+            raise StoreMismatchError(
+                f"the store {str(store.path)!r} was made for fields {','.join(store.fields)} and "
+                f"max_count {store.max_count}, but the client asks for "
+                f"{','.join(client.fields)} and max_count {client.max_count}: use another store"
+            )
+        self.client = client
+        self.store = store
+        self.concurrency = concurrency
+        self.retry_failed = retry_failed
+        self.max_pages = max_pages
+        self._clock = clock
+        self._sleep = sleep if sleep is not None else asyncio.sleep
+        self.quota = DailyQuota(daily_quota, clock=clock)
+        self.progress = HarvestProgress(quota_limit=daily_quota)
+        self._requests: Counter[str] = Counter()
+        self._writer: ThreadPoolExecutor | None = None
+        self._stop: str | None = None
+        self._encode = msgspec.json.Encoder().encode
+
+    async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # One thread owns the SQLite connection, so commits never stall the event loop and
+        # never interleave with each other.
+        assert self._writer is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
+
+    async def run(
+        self, usernames: Iterable[str] | AsyncIterable[str]
+    ) -> AsyncIterator[UserOutcome]:
+        """Harvest every name and yield each user's outcome as its walk ends."""
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="tiktok-store")
+        previous_hook = self.client.before_request
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self._write(self.store.acquire_run_lock)
+            await self._write(self.store.clear_skipped)
+            spent = await self._write(self.store.requests_on, utc_day(self._clock()))
+            self.quota = DailyQuota(
+                self.quota.limit, spent_today=spent, clock=self._clock, margin=self.quota.margin
+            )
+            self.progress.started_at = self._clock()
+            self.progress.quota_spent = self.quota.spent
+            self.client.before_request = self._before_request
+            await self.client.open()
+            work: asyncio.Queue[_Work | None] = asyncio.Queue(maxsize=2 * self.concurrency)
+            outcomes: asyncio.Queue[UserOutcome | BaseException | None] = asyncio.Queue(
+                maxsize=4 * self.concurrency
+            )
+            producer = asyncio.create_task(self._produce(usernames, work), name="harvest-input")
+            workers = [
+                asyncio.create_task(self._work(work, outcomes), name=f"harvest-worker-{i}")
+                for i in range(self.concurrency)
+            ]
+            tasks = [producer, *workers]
+            tasks.append(asyncio.create_task(self._supervise(producer, workers, outcomes)))
+            while True:
+                item = await outcomes.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+            if self._stop is not None:
+                self.progress.stopped = self._stop
+                raise HarvestStopped(self._stop)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.client.before_request = previous_hook
+            writer, self._writer = self._writer, None
+            # Whatever was handed to the writer finishes before the lock is let go.
+            await asyncio.get_running_loop().run_in_executor(writer, self.store.release_run_lock)
+            writer.shutdown(wait=True)
+
+    async def _supervise(
+        self,
+        producer: asyncio.Task[None],
+        workers: list[asyncio.Task[None]],
+        outcomes: asyncio.Queue[Any],
+    ) -> None:
+        pending: set[asyncio.Task[None]] = {producer, *workers}
+        while pending - {producer}:
+            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                error = task.exception()
+                if error is not None:
+                    await outcomes.put(error)
+                    return
+        # Workers end early only on a stop; the reader may then wait on a queue nobody drains.
+        producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)
+        await outcomes.put(None)
+
+    async def _produce(
+        self, usernames: Iterable[str] | AsyncIterable[str], work: asyncio.Queue[_Work | None]
+    ) -> None:
+        line_no = 0
+        async for chunk in _chunks(usernames, _CHUNK):
+            if self._stop is not None:
+                break
+            names: list[str] = []
+            for raw in chunk:
+                line_no += 1
+                self.progress.read += 1
+                try:
+                    names.append(normalize_username(raw))
+                except (ValueError, TypeError) as error:
+                    # A bad line is reported, never fatal: one typo must not sink 50,000 names.
+                    self.progress.invalid += 1
+                    self.store.add_skipped(line_no, str(raw), _reason(error, raw))
+            if not names:
+                continue
+            claimed = await self._write(self.store.claim_users, names)
+            for row in claimed:
+                if row is None:
+                    self.progress.duplicates += 1
+                    continue
+                username, state, cursor = row
+                if state in FINAL_STATES or (state is UserState.FAILED and not self.retry_failed):
+                    self.progress.already_final += 1
+                    continue
+                self.progress.queued += 1
+                await work.put((username, cursor))
+        self.progress.input_done = True
+        for _ in range(self.concurrency):
+            await work.put(None)
+
+    async def _work(self, work: asyncio.Queue[_Work | None], outcomes: asyncio.Queue[Any]) -> None:
+        while self._stop is None:
+            item = await work.get()
+            if item is None:
+                return
+            outcome = await self._walk(*item)
+            if outcome is None:
+                return
+            self.progress.finished[outcome.state] += 1
+            await outcomes.put(outcome)
+
+    async def _walk(self, username: str, cursor: int) -> UserOutcome | None:
+        start = cursor
+        pages = videos = requests = 0
+        while True:
+            try:
+                remaining = None if self.max_pages is None else self.max_pages - pages
+                async for page in self.client.pages(username, cursor=cursor, max_pages=remaining):
+                    taken = self._requests.pop(username, 0)
+                    requests += taken
+                    rows = [(video.id, self._encode(video)) for video in page.videos]
+                    added = await self._write(
+                        self.store.commit_page,
+                        username,
+                        rows,
+                        next_cursor=page.cursor,
+                        has_more=page.has_more,
+                        requests=taken,
+                    )
+                    pages += 1
+                    videos += added
+                    cursor = page.cursor
+                    self.progress.pages += 1
+                    self.progress.videos += added
+                    if not page.has_more:
+                        return UserOutcome(
+                            username, UserState.DONE, videos, pages, requests, resumed_from=start
+                        )
+                # The walk ended with has_more still true: a stalled cursor or max_pages.
+                return await self._finish(username, UserState.DONE, videos, pages, requests, start)
+            except HarvestStopped:
+                # The page in flight was not stored; the user resumes from its saved cursor.
+                await self._flush_requests(username)
+                return None
+            except QuotaExhaustedError:
+                self.quota.exhaust()
+                try:
+                    await self._quota_spent()
+                except HarvestStopped:
+                    await self._flush_requests(username)
+                    return None
+                continue
+            except UserNotFoundError as error:
+                return await self._finish(
+                    username, UserState.NOT_FOUND, videos, pages, requests, start, error
+                )
+            except UserUnavailableError as error:
+                return await self._finish(
+                    username, UserState.UNAVAILABLE, videos, pages, requests, start, error
+                )
+            except AuthError as error:
+                if isinstance(error, TokenExpiredError):
+                    return await self._finish(
+                        username, UserState.FAILED, videos, pages, requests, start, error
+                    )
+                # Revoked scope or refused credentials fail every user alike: stop the run.
+                await self._flush_requests(username)
+                raise
+            except TikTokError as error:
+                return await self._finish(
+                    username, UserState.FAILED, videos, pages, requests, start, error
+                )
+
+    async def _finish(
+        self,
+        username: str,
+        state: UserState,
+        videos: int,
+        pages: int,
+        requests: int,
+        start: int,
+        error: BaseException | None = None,
+    ) -> UserOutcome:
+        taken = self._requests.pop(username, 0)
+        text = None if error is None else f"{type(error).__name__}: {error}"
+        await self._write(self.store.finish_user, username, state, error=text, requests=taken)
+        if error is not None and state is UserState.FAILED:
+            logger.warning("user %r failed: %s", username, text)
+        return UserOutcome(username, state, videos, pages, requests + taken, text, start)
+
+    async def _flush_requests(self, username: str) -> None:
+        taken = self._requests.pop(username, 0)
+        if taken:
+            await self._write(self.store.record_requests, taken)
+
+    async def _before_request(self, username: str, cursor: int) -> None:
+        while not self.quota.try_spend():
+            await self._quota_spent()
+        self._requests[username] += 1
+        self.progress.requests += 1
+        self.progress.quota_spent = self.quota.spent
+
+    async def _quota_spent(self) -> None:
+        if self.on_quota is QuotaPolicy.STOP:
+            self._stop = _STOP_QUOTA
+            raise HarvestStopped(_STOP_QUOTA)
+        until = self.quota.reset_at()
+        self.progress.waiting_until = until
+        logger.warning(
+            "daily quota spent: waiting until %s UTC",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(until)),
+        )
+        while (wait := until - self._clock()) > 0:
+            await self._sleep(wait)
+        self.progress.waiting_until = None
+
+
+def _reason(error: BaseException, raw: object) -> str:
+    if isinstance(raw, str) and not raw.strip():
+        return "blank line"
+    text = str(error)
+    if "U+0000" in text:
+        return "NUL byte"
+    if "control" in text or "invisible" in text:
+        return "control character"
+    if "longer" in text or "too long" in text:
+        return "too long"
+    return "not a TikTok username"
+
+
+async def _chunks(
+    source: Iterable[str] | AsyncIterable[str], size: int
+) -> AsyncIterator[list[str]]:
+    if isinstance(source, AsyncIterable):
+        chunk: list[str] = []
+        async for name in source:
+            chunk.append(name)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+        return
+    iterator = iter(source)
+    loop = asyncio.get_running_loop()
+    while True:
+        # A file or a pipe may block on read: take it off the event loop.
+        chunk = await loop.run_in_executor(None, _take, iterator, size)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _take(iterator: Iterator[str], size: int) -> list[str]:
+    chunk: list[str] = []
+    for name in iterator:
+        chunk.append(name)
+        if len(chunk) >= size:
+            break
+    return chunk
+
+
+async def harvest(
+    client: RepostClient,
+    usernames: Iterable[str] | AsyncIterable[str],
+    *,
+    store: Store | str | Path | None = None,
+    **options: Any,
+) -> AsyncIterator[UserOutcome]:
+    """Harvest every name into ``store`` (a path, a Store or, if None, a temporary one)."""
+    with contextlib.ExitStack() as stack:
+        if store is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="tiktok-harvest-"))
+            store = Path(folder) / "harvest.db"
+        if not isinstance(store, Store):
+            # The ledger's days follow the same clock as the quota.
+            clock = options.get("clock", time.time)
+            store = stack.enter_context(
+                Store(store, fields=client.fields, max_count=client.max_count, clock=clock)
+            )
+        async for outcome in Harvester(client, store, **options).run(usernames):
+            yield outcome
