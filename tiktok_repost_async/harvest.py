@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import queue
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +29,7 @@ from .errors import (
 )
 from .protocol import normalize_username
 from .quota import DailyQuota, QuotaPolicy, utc_day
-from .store import FINAL_STATES, Store, StoreMismatchError, UserState
+from .store import FINAL_STATES, PageCommit, Store, StoreMismatchError, UserState
 
 __all__ = ["HarvestProgress", "HarvestStopped", "Harvester", "UserOutcome", "harvest"]
 
@@ -97,6 +98,106 @@ class HarvestProgress:
 _Work = tuple[str, int]
 
 
+class _Writer:
+    """Run every store call on one thread, committing the pages queued meanwhile together."""
+
+    # Why a thread of our own rather than an executor: commits queue up while one is running,
+    # and one transaction for all of them costs little more than one for a single page. SQLite
+    # also hands the GIL back and forth at every statement, and each hand-over waits for the
+    # event loop's thread, so fewer statements per page is what keeps a busy harvest fast.
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._loop = asyncio.get_running_loop()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="tiktok-store", daemon=True)
+        self._thread.start()
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """Queue a store call and return a future of its result."""
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._jobs.put(_Job(future, functools.partial(fn, *args, **kwargs)))
+        return future
+
+    def commit(self, page: PageCommit) -> asyncio.Future[int]:
+        """Queue a page for the next transaction and return a future of its new videos."""
+        future: asyncio.Future[int] = self._loop.create_future()
+        self._jobs.put(_Job(future, None, page))
+        return future
+
+    async def close(self) -> None:
+        """Finish every queued call, then end the thread."""
+        self._jobs.put(None)
+        await self._loop.run_in_executor(None, self._thread.join)
+
+    def _run(self) -> None:
+        while True:
+            first = self._jobs.get()
+            batch = [first]
+            while batch[-1] is not None:
+                try:
+                    batch.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            done = batch[-1] is None
+            jobs = [job for job in batch if job is not None]
+            i = 0
+            while i < len(jobs):
+                if jobs[i].page is None:
+                    self._settle(jobs[i])
+                    i += 1
+                    continue
+                j = i
+                while j < len(jobs) and jobs[j].page is not None:
+                    j += 1
+                self._commit_run(jobs[i:j])
+                i = j
+            if done:
+                return
+
+    def _commit_run(self, jobs: list[_Job]) -> None:
+        pages = [job.page for job in jobs if job.page is not None]
+        try:
+            added = self._store.commit_pages(pages)
+        except BaseException as error:
+            for job in jobs:
+                self._resolve(job.future, None, error)
+            return
+        for job, count in zip(jobs, added, strict=True):
+            self._resolve(job.future, count, None)
+
+    def _settle(self, job: _Job) -> None:
+        assert job.call is not None
+        try:
+            result = job.call()
+        except BaseException as error:
+            self._resolve(job.future, None, error)
+        else:
+            self._resolve(job.future, result, None)
+
+    def _resolve(
+        self, future: asyncio.Future[Any], result: Any, error: BaseException | None
+    ) -> None:
+        def settle() -> None:
+            if future.cancelled():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        # A closed loop means nobody waits for this answer any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(settle)
+
+
+@dataclass(slots=True)
+class _Job:
+    future: asyncio.Future[Any]
+    call: Callable[[], Any] | None
+    page: PageCommit | None = None
+
+
 class Harvester:
     """Walk many users through one client into one store, within the daily quota."""
 
@@ -140,7 +241,7 @@ class Harvester:
         self.quota = DailyQuota(daily_quota, clock=clock)
         self.progress = HarvestProgress(quota_limit=daily_quota)
         self._requests: Counter[str] = Counter()
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: _Writer | None = None
         self._stop: str | None = None
         self._encode = msgspec.json.Encoder().encode
 
@@ -148,14 +249,13 @@ class Harvester:
         # One thread owns the SQLite connection, so commits never stall the event loop and
         # never interleave with each other.
         assert self._writer is not None
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
+        return await self._writer.call(fn, *args, **kwargs)
 
     async def run(
         self, usernames: Iterable[str] | AsyncIterable[str]
     ) -> AsyncIterator[UserOutcome]:
         """Harvest every name and yield each user's outcome as its walk ends."""
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="tiktok-store")
+        self._writer = _Writer(self.store)
         previous_hook = self.client.before_request
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -195,10 +295,11 @@ class Harvester:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.client.before_request = previous_hook
-            writer, self._writer = self._writer, None
+            writer = self._writer
             # Whatever was handed to the writer finishes before the lock is let go.
-            await asyncio.get_running_loop().run_in_executor(writer, self.store.release_run_lock)
-            writer.shutdown(wait=True)
+            writer.call(self.store.release_run_lock)
+            await writer.close()
+            self._writer = None
 
     async def _supervise(
         self,
@@ -274,13 +375,9 @@ class Harvester:
                     taken = self._requests.pop(username, 0)
                     requests += taken
                     rows = [(video.id, self._encode(video)) for video in page.videos]
-                    added = await self._write(
-                        self.store.commit_page,
-                        username,
-                        rows,
-                        next_cursor=page.cursor,
-                        has_more=page.has_more,
-                        requests=taken,
+                    assert self._writer is not None
+                    added = await self._writer.commit(
+                        PageCommit(username, rows, page.cursor, page.has_more, taken)
                     )
                     pages += 1
                     videos += added
