@@ -14,6 +14,11 @@ from tiktok_repost_async.simulator import Fault, Simulator
 SECRET = "s3cret-VALUE-that-must-never-leak"
 
 
+def store_files(folder: Path) -> list[str]:
+    # The database, its WAL and its lock file, read as raw bytes: a secret in any column shows.
+    return [path.read_bytes().decode("latin-1") for path in folder.glob("h.db*")]
+
+
 async def test_no_secret_or_token_in_logs_errors_reprs_or_store(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -47,9 +52,7 @@ async def test_no_secret_or_token_in_logs_errors_reprs_or_store(
     tokens.discard(None)
     assert tokens
     texts.append(caplog.text)
-    texts.append(db.read_bytes().decode("latin-1"))
-    for wal in tmp_path.glob("h.db*"):
-        texts.append(wal.read_bytes().decode("latin-1"))
+    texts += store_files(tmp_path)
     haystack = "\n".join(texts)
     assert SECRET not in haystack
     for token in tokens:
