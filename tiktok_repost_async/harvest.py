@@ -296,6 +296,12 @@ class Harvester:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.client.before_request = previous_hook
             writer = self._writer
+            # Requests of walks cancelled mid-page (Ctrl-C) reached no commit: put them in the
+            # ledger, so that a run resumed the same day knows what today already spent.
+            unrecorded = sum(self._requests.values())
+            self._requests.clear()
+            if unrecorded:
+                writer.call(self.store.record_requests, unrecorded)
             # Whatever was handed to the writer finishes before the lock is let go.
             writer.call(self.store.release_run_lock)
             await writer.close()
@@ -328,6 +334,7 @@ class Harvester:
             if self._stop is not None:
                 break
             names: list[str] = []
+            bad: list[tuple[int, str, str]] = []
             for raw in chunk:
                 line_no += 1
                 self.progress.read += 1
@@ -336,7 +343,10 @@ class Harvester:
                 except (ValueError, TypeError) as error:
                     # A bad line is reported, never fatal: one typo must not sink 50,000 names.
                     self.progress.invalid += 1
-                    self.store.add_skipped(line_no, str(raw), _reason(error, raw))
+                    bad.append((line_no, str(raw), _reason(error, raw)))
+            if bad:
+                # Through the writer like every store call: the connection has one owner thread.
+                await self._write(_add_skipped, self.store, bad)
             if not names:
                 continue
             claimed = await self._write(self.store.claim_users, names)
@@ -465,6 +475,11 @@ class Harvester:
         while (wait := until - self._clock()) > 0:
             await self._sleep(wait)
         self.progress.waiting_until = None
+
+
+def _add_skipped(store: Store, lines: list[tuple[int, str, str]]) -> None:
+    for line_no, raw, reason in lines:
+        store.add_skipped(line_no, raw, reason)
 
 
 def _reason(error: BaseException, raw: object) -> str:
