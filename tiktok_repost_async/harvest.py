@@ -303,8 +303,9 @@ class Harvester:
             if unrecorded:
                 writer.call(self.store.record_requests, unrecorded)
             # Whatever was handed to the writer finishes before the lock is let go.
-            writer.call(self.store.release_run_lock)
+            released = writer.call(self.store.release_run_lock)
             await writer.close()
+            await released
             self._writer = None
 
     async def _supervise(
