@@ -12,6 +12,7 @@ import pytest
 from tiktok_repost_async import (
     APIError,
     AuthError,
+    CertificateError,
     Credentials,
     InvalidCursorError,
     ProtocolError,
@@ -48,6 +49,7 @@ def test_transient_failures_are_retryable(error: Exception) -> None:
     "error",
     [
         QuotaExhaustedError("daily quota"),
+        CertificateError("self-signed certificate"),
         UserNotFoundError("cannot find the user", status=400),
         UserUnavailableError("private", status=400),
         AuthError("scope_not_authorized", status=401),

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from .errors import (
         APIError,
         AuthError,
+        CertificateError,
         InvalidCursorError,
         ProtocolError,
         QuotaExhaustedError,
@@ -63,6 +64,7 @@ _LAZY: dict[str, str] = {
     "make_limiter": "client",
     "APIError": "errors",
     "AuthError": "errors",
+    "CertificateError": "errors",
     "InvalidCursorError": "errors",
     "ProtocolError": "errors",
     "QuotaExhaustedError": "errors",
@@ -116,6 +118,7 @@ __all__ = [
     "VIDEO_FIELDS",
     "APIError",
     "AuthError",
+    "CertificateError",
     "ClientStats",
     "Credentials",
     "DailyQuota",

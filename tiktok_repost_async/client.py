@@ -16,7 +16,7 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 
 from .auth import Credentials, TokenManager
-from .errors import TikTokError, TokenExpiredError, TransportError
+from .errors import CertificateError, TikTokError, TokenExpiredError, TransportError
 from .models import RepostedVideosPage, Video
 from .protocol import (
     DEFAULT_BASE_URL,
@@ -183,6 +183,9 @@ class RepostClient:
             raise TransportError(
                 f"no answer within {self.timeout:g} s from {_host(request.url)}"
             ) from None
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            # A certificate that does not verify will not verify on the next attempt either.
+            raise CertificateError(f"{type(exc).__name__}: {exc}") from None
         except aiohttp.ClientError as exc:
             # The aiohttp message names the host and the failure, never our headers.
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
@@ -201,25 +204,28 @@ class RepostClient:
         attempt = 0
         while True:
             attempt += 1
-            token = await self._auth.token(self._send)
-            request = build_reposted_request(
-                username,
-                fields=self.fields,
-                max_count=self.max_count,
-                cursor=cursor,
-                access_token=token,
-                base_url=self.base_url,
-            )
-            if self.before_request is not None:
-                await self.before_request(username, cursor)
-            await limiter.acquire()
-            self.stats.requests += 1
+            token: str | None = None
             try:
+                # Inside the retry: a token endpoint that fails for a moment (a 5xx, a dropped
+                # connection) is retried like a page, within the same bounded attempts.
+                token = await self._auth.token(self._send)
+                request = build_reposted_request(
+                    username,
+                    fields=self.fields,
+                    max_count=self.max_count,
+                    cursor=cursor,
+                    access_token=token,
+                    base_url=self.base_url,
+                )
+                if self.before_request is not None:
+                    await self.before_request(username, cursor)
+                await limiter.acquire()
+                self.stats.requests += 1
                 status, headers, body = await self._send(request)
                 self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
                 return parse_reposted_response(status, headers, body, username=username)
             except TikTokError as error:
-                if isinstance(error, TokenExpiredError):
+                if isinstance(error, TokenExpiredError) and token is not None:
                     self._auth.invalidate(token)
                 if not self.retry.is_retryable(error) or attempt >= self.retry.max_attempts:
                     raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "APIError",
     "AuthError",
+    "CertificateError",
     "InvalidCursorError",
     "ProtocolError",
     "QuotaExhaustedError",
@@ -117,6 +118,10 @@ class ServerError(APIError):
 
 class TransportError(TikTokError):
     """Report a failed connection, a dropped answer or a timeout."""
+
+
+class CertificateError(TransportError):
+    """Report a TLS certificate that does not verify; retrying cannot cure it."""
 
 
 class ProtocolError(APIError):

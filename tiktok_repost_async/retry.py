@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 
 from .errors import (
+    CertificateError,
     InvalidCursorError,
     ProtocolError,
     QuotaExhaustedError,
@@ -52,8 +53,9 @@ class RetryPolicy:
 
     def is_retryable(self, error: BaseException) -> bool:
         """Tell whether repeating the same request may succeed."""
-        if isinstance(error, QuotaExhaustedError):
-            # The daily quota comes back at midnight UTC, not after a backoff: the caller decides.
+        if isinstance(error, QuotaExhaustedError | CertificateError):
+            # The daily quota comes back at midnight UTC, not after a backoff: the caller
+            # decides. A certificate that does not verify will not on a second try either.
             return False
         return isinstance(error, _RETRYABLE)
 
