@@ -163,6 +163,11 @@ class RepostClient:
         if session is not None and session is not self._given_session:
             await session.close()
 
+    async def authenticate(self) -> None:
+        """Fetch an access token now, so that wrong credentials fail before any research request."""
+        await self.open()
+        await self._auth.token(self._send)
+
     @property
     def token_refreshes(self) -> int:
         """Return how many access tokens this client has fetched."""

@@ -491,7 +491,7 @@ def _reason(error: BaseException, raw: object) -> str:
         return "NUL byte"
     if "control" in text or "invisible" in text:
         return "control character"
-    if "longer" in text or "too long" in text:
+    if "at most" in text:
         return "too long"
     return "not a TikTok username"
 
