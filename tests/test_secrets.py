@@ -1,13 +1,15 @@
-"""After a whole run with DEBUG logging, neither the client secret nor the token is anywhere."""
+"""After a DEBUG-logged run, no secret or token is in logs, errors, reprs, the store or exports."""
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
 import pytest
 
-from tiktok_repost_async import RepostClient, RetryPolicy, TikTokError
+from tiktok_repost_async import RepostClient, RetryPolicy, Store, TikTokError
+from tiktok_repost_async.export import export
 from tiktok_repost_async.harvest import harvest
 from tiktok_repost_async.simulator import Fault, Simulator
 
@@ -16,7 +18,14 @@ SECRET = "s3cret-VALUE-that-must-never-leak"
 
 def store_files(folder: Path) -> list[str]:
     # The database, its WAL and its lock file, read as raw bytes: a secret in any column shows.
-    return [path.read_bytes().decode("latin-1") for path in folder.glob("h.db*")]
+    texts = [path.read_bytes().decode("latin-1") for path in folder.glob("h.db*")]
+    # And every export of it.
+    with Store(folder / "h.db", create=False) as store:
+        for format in ("jsonl", "csv", "parquet"):
+            out = io.BytesIO()
+            assert export(store, out, format) > 0
+            texts.append(out.getvalue().decode("latin-1"))
+    return texts
 
 
 async def test_no_secret_or_token_in_logs_errors_reprs_or_store(
