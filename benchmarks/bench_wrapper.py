@@ -1,0 +1,285 @@
+"""Our client beside TikTok's own wrapper (PyPI TikTokResearchApi), on the same workload.
+
+The wrapper is what researchers use today: synchronous ``requests``, a new connection for every
+call, one user after the other. It runs here unmodified except for its base URL, which a subclass
+points at the simulator; the simulator runs in its own process
+(``python -m tiktok_repost_async.simulator --latency 0.1``), so that neither side pays for it.
+
+Workload: 150 users of 250 reposts each (``w{i}_n250``: three pages of max_count 100), every
+video field, 100 ms per answer, as a remote API takes. Measured: the wall time of the wrapper
+walking the users one by one with ``fetch_all_pages=True`` (its default qps=10 limiter never
+waits at this latency: a call takes longer than 100 ms), and the wall time of our ``harvest``
+into a fresh SQLite store and of bare ``RepostClient.pages()`` walks, both with concurrency 32 and
+a limiter too fast to matter. Ours run before and after each of the wrapper's ``--rounds``
+runs, and each way's best time counts. Goal: ours >= 25x faster than the wrapper. Every run must
+fetch the same videos (the same ids for every user), or the benchmark fails.
+
+The ideal ratio is set by the workload: 150 users over 32 workers is five rounds of three pages,
+against 450 pages one after the other, so at most 30x.
+
+    pip install TikTokResearchApi
+    python benchmarks/bench_wrapper.py [--users 150] [--rounds 2] [--json [FILE]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import logging
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tiktok_repost_async import RepostClient
+from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.simulator import (
+    TEST_CLIENT_KEY,
+    TEST_CLIENT_SECRET,
+    VIDEO_FIELDS,
+    Simulator,
+)
+from tiktok_repost_async.store import Store
+
+GOAL = 25.0
+LATENCY = 0.1
+CONCURRENCY = 32
+MAX_COUNT = 100
+FIELDS = ",".join(VIDEO_FIELDS)
+
+Ids = dict[str, list[int]]
+
+
+@contextmanager
+def simulator(*options: str) -> Iterator[str]:
+    """Serve the simulator in a child process and yield its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tiktok_repost_async.simulator", "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+class _Waits(logging.Handler):
+    """Count the wrapper's own rate-limit waits, which it logs at INFO."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Count one record if it is a wait."""
+        if "Rate limit reached" in record.getMessage():
+            self.count += 1
+
+
+def via_wrapper(base_url: str, users: list[str], waits: _Waits) -> Ids:
+    """Walk every user one after the other with TikTok's wrapper, as its README shows."""
+    import tiktok_research_api as ttr  # type: ignore[import-untyped]
+
+    class SimulatedAPI(ttr.TikTokResearchAPI):  # type: ignore[misc]
+        """TikTok's wrapper, its base URL set just before its constructor fetches a token."""
+
+        def get_client_token(self) -> Any:
+            """Fetch a token from the simulator instead of open.tiktokapis.com."""
+            self.url = base_url
+            return super().get_client_token()
+
+    api = SimulatedAPI(TEST_CLIENT_KEY, TEST_CLIENT_SECRET)
+    logging.getLogger().addHandler(waits)  # after the constructor's logging.basicConfig()
+    try:
+        found: Ids = {}
+        for user in users:
+            request = ttr.QueryUserRepostedVideosRequest(
+                username=user, fields=FIELDS, max_count=MAX_COUNT
+            )
+            videos, _cursor, _more = api.query_user_reposted_videos(request, fetch_all_pages=True)
+            found[user] = [int(video["id"]) for video in videos]
+        return found
+    finally:
+        logging.getLogger().removeHandler(waits)
+
+
+def client(base_url: str) -> RepostClient:
+    """Return our client with a limiter too fast to slow it."""
+    return RepostClient(
+        TEST_CLIENT_KEY,
+        TEST_CLIENT_SECRET,
+        base_url=base_url,
+        max_count=MAX_COUNT,
+        requests_per_second=1_000_000,
+        concurrency=CONCURRENCY,
+    )
+
+
+async def via_harvest(base_url: str, users: list[str]) -> Ids:
+    """Harvest every user into a fresh SQLite store with concurrency 32; read the ids back."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "wrapper.db"
+        async with client(base_url) as c:
+            async for _ in harvest(c, users, store=path, daily_quota=10**9):
+                pass
+            with Store(path, fields=c.fields, max_count=c.max_count) as store:
+                found: Ids = {user: [] for user in users}
+                for user, video_id, _data in store.iter_videos():
+                    found[user].append(int(video_id))
+    return found
+
+
+async def via_pages(base_url: str, users: list[str]) -> Ids:
+    """Walk every user with RepostClient.pages() from 32 workers."""
+    found: Ids = {}
+    queue = list(reversed(users))
+    async with client(base_url) as c:
+
+        async def worker() -> None:
+            while queue:
+                user = queue.pop()
+                found[user] = [v.id async for page in c.pages(user) for v in page.videos]
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return found
+
+
+def same_videos(expected: Ids, got: Ids) -> bool:
+    """Tell whether two runs fetched the same ids for every user."""
+    return expected.keys() == got.keys() and all(
+        sorted(expected[user]) == sorted(got[user]) for user in expected
+    )
+
+
+def run(users: int, rounds: int) -> dict[str, Any]:
+    """Time the wrapper and both of our ways in interleaved rounds; return the best of each."""
+    names = [f"w{i}_n250" for i in range(users)]
+    best = {"wrapper": math.inf, "harvest": math.inf, "pages": math.inf}
+    videos: dict[str, int] = {}
+    waits = _Waits()
+    with simulator("--latency", str(LATENCY)) as base_url:
+        asyncio.run(via_pages(base_url, names))  # warm the simulator's page cache for everyone
+        reference: Ids | None = None
+        # Ours runs before and after every run of the wrapper, so that a burst of load elsewhere
+        # meets both sides alike.
+        for name in [*(["harvest", "pages", "wrapper"] * rounds), "harvest", "pages"]:
+            started = time.perf_counter()
+            if name == "wrapper":
+                found = via_wrapper(base_url, names, waits)
+            elif name == "harvest":
+                found = asyncio.run(via_harvest(base_url, names))
+            else:
+                found = asyncio.run(via_pages(base_url, names))
+            best[name] = min(best[name], time.perf_counter() - started)
+            videos[name] = sum(map(len, found.values()))
+            if reference is None:
+                reference, first = found, name
+            elif not same_videos(reference, found):
+                raise SystemExit(f"{name} fetched other videos than {first}")
+    pages = sum(Simulator.pages_needed(name, MAX_COUNT) for name in names)
+    return {
+        "users": users,
+        "pages": pages,
+        "latency_s": LATENCY,
+        "concurrency": CONCURRENCY,
+        "seconds": best,
+        "videos": videos,
+        "wrapper_limiter_waits": waits.count,
+        "ratio_harvest": best["wrapper"] / best["harvest"],
+        "ratio_pages": best["wrapper"] / best["pages"],
+        "ideal_ratio": users / math.ceil(users / CONCURRENCY),
+        "goal": GOAL,
+    }
+
+
+def results(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the goal rows of a run, for run_all.py."""
+    same = len(set(r["videos"].values())) == 1
+    return [
+        {
+            "benchmark": f"wrapper: harvest vs TikTokResearchApi, {r['users']} users, 100 ms",
+            "goal": f">= {GOAL:g}x faster, same videos",
+            "measured": f"{r['ratio_harvest']:.1f}x, videos {'same' if same else 'DIFFER'}",
+            "met": r["ratio_harvest"] >= GOAL and same,
+        },
+        {
+            "benchmark": f"wrapper: pages() vs TikTokResearchApi, {r['users']} users, 100 ms",
+            "goal": f">= {GOAL:g}x faster, same videos",
+            "measured": f"{r['ratio_pages']:.1f}x, videos {'same' if same else 'DIFFER'}",
+            "met": r["ratio_pages"] >= GOAL and same,
+        },
+    ]
+
+
+def main() -> None:
+    """Run the comparison and print its table, or its results as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=150, help="users of 3 pages each (150)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (2)")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="write the results as JSON to FILE too; without FILE, print them instead of tables",
+    )
+    args = parser.parse_args()
+    if importlib.util.find_spec("tiktok_research_api") is None:
+        raise SystemExit("needs TikTok's wrapper: pip install TikTokResearchApi")
+    r = run(args.users, args.rounds)
+    payload = {"results": results(r), "raw": r}
+    if args.json == "-":
+        print(json.dumps(payload))
+        return
+    if args.json:
+        Path(args.json).write_text(json.dumps(payload) + "\n")
+    wrapper = r["seconds"]["wrapper"]
+    print(
+        f"{r['users']} users x 3 pages = {r['pages']} pages, {LATENCY * 1e3:.0f} ms per answer,"
+        f" every field; best of {args.rounds} wrapper runs and of {args.rounds + 1} of ours,"
+        " interleaved"
+    )
+    rows = [
+        ["way", "wall s", "pages/s", "videos", "vs wrapper"],
+        *(
+            [
+                label,
+                f"{r['seconds'][key]:.2f}",
+                f"{r['pages'] / r['seconds'][key]:.1f}",
+                f"{r['videos'][key]:,}",
+                f"{wrapper / r['seconds'][key]:.1f}x",
+            ]
+            for key, label in (
+                ("wrapper", "TikTokResearchApi, sequential"),
+                ("harvest", f"harvest(), concurrency {CONCURRENCY}"),
+                ("pages", f"RepostClient.pages(), concurrency {CONCURRENCY}"),
+            )
+        ),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+    print(
+        f"ideal ratio for this workload: {r['ideal_ratio']:.1f}x;"
+        f" the wrapper's own limiter waited {r['wrapper_limiter_waits']} times"
+    )
+    for result in results(r):
+        verdict = "met" if result["met"] else "NOT met"
+        print(f"goal {result['goal']} ({result['benchmark']}): {verdict} ({result['measured']})")
+
+
+if __name__ == "__main__":
+    main()
