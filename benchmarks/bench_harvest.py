@@ -23,12 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
 import msgspec
+from _common import simulator
 
 from tiktok_repost_async import RepostClient
 from tiktok_repost_async.harvest import harvest
@@ -46,22 +45,6 @@ FIELDS = ",".join(VIDEO_FIELDS)
 
 # The same typed decoder the client uses, minus every check and error path around it.
 _DECODER = REPOSTED_RESPONSE_DECODER
-
-
-@contextmanager
-def simulator(*options: str) -> Iterator[str]:
-    """Serve the simulator in a child process and yield its base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tiktok_repost_async.simulator", "--port", "0", *options],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def client(base_url: str, concurrency: int) -> RepostClient:

@@ -26,16 +26,14 @@ import bisect
 import itertools
 import json
 import logging
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _common import simulator
 from aiolimiter import AsyncLimiter
 
 from tiktok_repost_async import RepostClient
@@ -45,25 +43,6 @@ from tiktok_repost_async.simulator import RESEARCH_PATH, TEST_CLIENT_KEY, TEST_C
 GOAL = 0.95
 CONCURRENCY = 16
 LATENCY = 0.05
-
-
-@contextmanager
-def simulator(*options: str) -> Iterator[str]:
-    """Serve the simulator in a child process and yield its base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tiktok_repost_async.simulator", "--port", "0", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 @dataclass

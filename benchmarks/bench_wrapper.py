@@ -29,14 +29,12 @@ import importlib.util
 import json
 import logging
 import math
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from _common import simulator
 
 from tiktok_repost_async import RepostClient
 from tiktok_repost_async.harvest import harvest
@@ -55,25 +53,6 @@ MAX_COUNT = 100
 FIELDS = ",".join(VIDEO_FIELDS)
 
 Ids = dict[str, list[int]]
-
-
-@contextmanager
-def simulator(*options: str) -> Iterator[str]:
-    """Serve the simulator in a child process and yield its base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tiktok_repost_async.simulator", "--port", "0", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 class _Waits(logging.Handler):
