@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from tiktok_repost_async import RepostClient, TransportError
+from tiktok_repost_async.client import _env_proxy
 from tiktok_repost_async.simulator import Simulator
 
 
@@ -69,3 +70,22 @@ async def test_requests_go_through_the_proxy_from_the_environment(
             ids = [video.id async for video in client.reposted_videos("proxied_n5")]
         assert ids == [video["id"] for video in sim.ground_truth("proxied_n5")]
         assert sim.stats.requests == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"HTTPS_PROXY": "http://proxy.example:3128"}, "http://proxy.example:3128"),
+        ({"HTTPS_PROXY": "http://proxy.example:3128", "NO_PROXY": "tiktokapis.com"}, None),
+        ({"HTTP_PROXY": "http://proxy.example:3128"}, None),  # no proxy for https given
+        ({}, None),
+    ],
+)
+def test_environment_proxy_is_chosen_by_scheme_and_no_proxy(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str | None
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _env_proxy("https://open.tiktokapis.com") == expected

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import math
 import os
+import urllib.request
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
@@ -120,6 +121,7 @@ class RepostClient:
         self._limiter = limiter
         self._auth = TokenManager(self._credentials, base_url=self.base_url)
         self._timeout = aiohttp.ClientTimeout(total=self.timeout)
+        self._proxy: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -150,12 +152,12 @@ class RepostClient:
                 limit=self.concurrency, limit_per_host=self.concurrency, ttl_dns_cache=300
             )
             self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                # Environment proxies (HTTPS_PROXY and friends) are how institutions reach out.
-                trust_env=True,
-                raise_for_status=False,
+                connector=connector, timeout=self._timeout, raise_for_status=False
             )
+        # Environment proxies (HTTPS_PROXY, NO_PROXY and friends) are how institutions reach
+        # out. Looked up once here: aiohttp's trust_env looks them (and ~/.netrc) up again on
+        # every request, which cost more than half of the client's CPU time per page.
+        self._proxy = _env_proxy(self.base_url)
 
     async def close(self) -> None:
         """Close the session this client created; a caller's own session stays open."""
@@ -180,7 +182,11 @@ class RepostClient:
         assert session is not None
         try:
             async with session.request(
-                request.method, request.url, data=request.body, headers=request.headers
+                request.method,
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                proxy=self._proxy,
             ) as response:
                 body = await response.read()
                 return response.status, response.headers, body
@@ -313,6 +319,15 @@ def _resolve_base_url(base_url: str | None) -> str:
             stacklevel=3,
         )
     return url
+
+
+def _env_proxy(url: str) -> str | None:
+    proxy = urllib.request.getproxies().get(url.split("://", 1)[0])
+    if not proxy:
+        return None
+    host = _host(url)
+    name = host.strip("[]") if host.endswith("]") else host.rsplit(":", 1)[0]
+    return None if urllib.request.proxy_bypass(name) else proxy
 
 
 def _is_loopback(host: str) -> bool:
