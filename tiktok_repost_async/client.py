@@ -59,7 +59,7 @@ def make_limiter(requests_per_second: float) -> AsyncLimiter:
     # even a closed one-second window never holds more than floor(R) requests.
     rate = requests_per_second
     if rate >= 1:
-        rate = min(rate * 0.98, math.floor(rate) * 0.995)
+        rate = min(rate * 0.99, math.floor(rate) * 0.995)
     return AsyncLimiter(1, 1.0 / rate)
 
 
