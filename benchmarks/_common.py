@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 @contextmanager
@@ -26,3 +29,24 @@ def simulator(*options: str) -> Iterator[str]:
         proc.wait(timeout=10)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    """Add the --json option that run_all.py reads the results through."""
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="write the results as JSON to FILE too; without FILE, print them instead of tables",
+    )
+
+
+def write_json(payload: object, target: str | None) -> bool:
+    """Write the results where --json says; return True when they replace the tables."""
+    if target == "-":
+        print(json.dumps(payload))
+        return True
+    if target:
+        Path(target).write_text(json.dumps(payload) + "\n")
+    return False

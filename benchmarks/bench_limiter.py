@@ -24,16 +24,14 @@ import argparse
 import asyncio
 import bisect
 import itertools
-import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from _common import simulator
+from _common import add_json_option, simulator, write_json
 from aiolimiter import AsyncLimiter
 
 from tiktok_repost_async import RepostClient
@@ -185,23 +183,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=int, nargs="+", default=[20, 50], metavar="R")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each row (8)")
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="FILE",
-        help="write the results as JSON to FILE too; without FILE, print them instead of tables",
-    )
+    add_json_option(parser)
     args = parser.parse_args()
     # The baseline's 429s are counted in the table; a warning for each of its retries is noise.
     logging.getLogger("tiktok_repost_async.client").setLevel(logging.ERROR)
     rows = run(args.rates, args.seconds)
     payload = {"results": results(rows), "raw": [row.cells() for row in rows]}
-    if args.json == "-":
-        print(json.dumps(payload))
+    if write_json(payload, args.json):
         return
-    if args.json:
-        Path(args.json).write_text(json.dumps(payload) + "\n")
     print(
         f"concurrency {CONCURRENCY}, {LATENCY * 1e3:.0f} ms per answer, {args.seconds:g} s"
         " per row; the simulator refuses beyond R requests in a sliding second"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 import subprocess
@@ -34,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _common import add_json_option, write_json
 
 from tiktok_repost_async import RepostClient
 from tiktok_repost_async.harvest import harvest
@@ -211,13 +212,7 @@ def main() -> None:
     """Run the three harvests and print the table, or the results as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=300, help="users to harvest (300)")
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="FILE",
-        help="write the results as JSON to FILE too; without FILE, print them instead of tables",
-    )
+    add_json_option(parser)
     parser.add_argument("--child", nargs=2, metavar=("URL", "STORE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     # The injected faults are counted in the table; a warning for each retry is noise.
@@ -228,11 +223,8 @@ def main() -> None:
         return
     r = run(args.users)
     payload = {"results": results(r), "raw": r}
-    if args.json == "-":
-        print(json.dumps(payload))
+    if write_json(payload, args.json):
         return
-    if args.json:
-        Path(args.json).write_text(json.dumps(payload) + "\n")
     minimum = r["minimum"]
     print(
         f"{r['users']} users of every kind, max_count 100, concurrency {CONCURRENCY};"

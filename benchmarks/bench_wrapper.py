@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import json
 import logging
 import math
 import tempfile
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import simulator
+from _common import add_json_option, simulator, write_json
 
 from tiktok_repost_async import RepostClient
 from tiktok_repost_async.harvest import harvest
@@ -208,23 +207,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=150, help="users of 3 pages each (150)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (2)")
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="FILE",
-        help="write the results as JSON to FILE too; without FILE, print them instead of tables",
-    )
+    add_json_option(parser)
     args = parser.parse_args()
     if importlib.util.find_spec("tiktok_research_api") is None:
         raise SystemExit("needs TikTok's wrapper: pip install TikTokResearchApi")
     r = run(args.users, args.rounds)
     payload = {"results": results(r), "raw": r}
-    if args.json == "-":
-        print(json.dumps(payload))
+    if write_json(payload, args.json):
         return
-    if args.json:
-        Path(args.json).write_text(json.dumps(payload) + "\n")
     wrapper = r["seconds"]["wrapper"]
     print(
         f"{r['users']} users x 3 pages = {r['pages']} pages, {LATENCY * 1e3:.0f} ms per answer,"
