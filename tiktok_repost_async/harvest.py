@@ -300,12 +300,11 @@ class Harvester:
             # ledger, so that a run resumed the same day knows what today already spent.
             unrecorded = sum(self._requests.values())
             self._requests.clear()
-            if unrecorded:
-                writer.call(self.store.record_requests, unrecorded)
+            last = [writer.call(self.store.record_requests, unrecorded)] if unrecorded else []
             # Whatever was handed to the writer finishes before the lock is let go.
-            released = writer.call(self.store.release_run_lock)
+            last.append(writer.call(self.store.release_run_lock))
             await writer.close()
-            await released
+            await asyncio.gather(*last)
             self._writer = None
 
     async def _supervise(
