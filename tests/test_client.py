@@ -371,3 +371,22 @@ async def test_callers_session_is_used_and_left_open(sim: Simulator) -> None:
         async with make_client(sim, session=session) as client:
             assert await collect(client, "shared_n5") == truth_ids(sim, "shared_n5")
         assert not session.closed
+
+
+@pytest.mark.parametrize("concurrency", [0, -1, True, 2.5, None])
+def test_bad_concurrency_is_refused(concurrency: object) -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        RepostClient("k", "s", concurrency=concurrency)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("cursor", -1), ("cursor", 2**63), ("max_pages", 0), ("max_pages", True)]
+)
+async def test_bad_walk_options_are_refused_before_any_request(
+    sim: Simulator, option: str, value: int
+) -> None:
+    async with make_client(sim) as client:
+        with pytest.raises(ValueError, match=option):
+            async for _ in client.pages("alice_n5", **{option: value}):  # type: ignore[arg-type]
+                pass
+    assert sim.stats.requests == 0

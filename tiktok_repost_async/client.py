@@ -26,7 +26,9 @@ from .protocol import (
     normalize_fields,
     normalize_username,
     parse_reposted_response,
+    validate_cursor,
     validate_max_count,
+    validate_positive_int,
 )
 from .retry import RetryPolicy
 
@@ -102,8 +104,7 @@ class RepostClient:
         self.base_url = _resolve_base_url(base_url)
         self.fields = normalize_fields(fields)
         self.max_count = validate_max_count(max_count)
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+        validate_positive_int("concurrency", concurrency)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.concurrency = concurrency
@@ -259,11 +260,8 @@ class RepostClient:
     ) -> AsyncIterator[RepostedVideosPage]:
         """Walk a user's cursor chain page by page until the API says there is no more."""
         username = normalize_username(username)
-        _check_cursor(cursor)
-        if max_pages is not None and (
-            isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1
-        ):
-            raise ValueError(f"max_pages must be a positive int or None, got {max_pages!r}")
+        validate_cursor(cursor)
+        validate_positive_int("max_pages", max_pages, optional=True)
         sent: set[int] = set()
         fetched = 0
         while True:
@@ -298,11 +296,6 @@ class RepostClient:
                 if video.id not in seen:
                     seen.add(video.id)
                     yield video
-
-
-def _check_cursor(cursor: int) -> None:
-    if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
-        raise ValueError(f"cursor must be an int >= 0, got {cursor!r}")
 
 
 def _resolve_base_url(base_url: str | None) -> str:

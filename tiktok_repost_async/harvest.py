@@ -27,7 +27,7 @@ from .errors import (
     UserNotFoundError,
     UserUnavailableError,
 )
-from .protocol import normalize_username
+from .protocol import normalize_username, validate_positive_int
 from .quota import DailyQuota, QuotaPolicy, utc_day
 from .store import FINAL_STATES, PageCommit, Store, StoreMismatchError, UserState
 
@@ -215,12 +215,8 @@ class Harvester:
         sleep: Callable[[float], Any] | None = None,
     ) -> None:
         concurrency = client.concurrency if concurrency is None else concurrency
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
-        if max_pages is not None and (
-            isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1
-        ):
-            raise ValueError(f"max_pages must be a positive int or None, got {max_pages!r}")
+        validate_positive_int("concurrency", concurrency)
+        validate_positive_int("max_pages", max_pages, optional=True)
         try:
             self.on_quota = QuotaPolicy(on_quota)
         except ValueError:

@@ -59,6 +59,7 @@ __all__ = [
     "parse_token_response",
     "validate_cursor",
     "validate_max_count",
+    "validate_positive_int",
 ]
 
 DEFAULT_BASE_URL = "https://open.tiktokapis.com"
@@ -193,6 +194,16 @@ def validate_max_count(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_COUNT_LIMIT:
         raise ValueError(f"max_count must be an int from 1 to {MAX_COUNT_LIMIT}, got {n!r}")
     return n
+
+
+def validate_positive_int(name: str, value: int | None, *, optional: bool = False) -> int | None:
+    """Return ``value`` if it is an int of at least 1 (or None, if optional); raise ValueError."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        allowed = "a positive int or None" if optional else "a positive int"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return value
 
 
 def validate_cursor(cursor: int) -> int:
