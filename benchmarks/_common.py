@@ -10,6 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
+
+from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, TOKEN_PATH
+
 
 @contextmanager
 def simulator(*options: str) -> Iterator[str]:
@@ -50,3 +54,15 @@ def write_json(payload: object, target: str | None) -> bool:
     if target:
         Path(target).write_text(json.dumps(payload) + "\n")
     return False
+
+
+async def test_token(session: aiohttp.ClientSession) -> str:
+    """Fetch an access token for the simulator's test credentials over ``session``."""
+    form = {
+        "client_key": TEST_CLIENT_KEY,
+        "client_secret": TEST_CLIENT_SECRET,
+        "grant_type": "client_credentials",
+    }
+    async with session.post(TOKEN_PATH, data=form) as response:
+        token: str = (await response.json())["access_token"]
+    return token

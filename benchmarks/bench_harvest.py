@@ -27,7 +27,7 @@ from pathlib import Path
 
 import aiohttp
 import msgspec
-from _common import simulator
+from _common import simulator, test_token
 
 from tiktok_repost_async import RepostClient
 from tiktok_repost_async.harvest import harvest
@@ -36,7 +36,6 @@ from tiktok_repost_async.simulator import (
     RESEARCH_PATH,
     TEST_CLIENT_KEY,
     TEST_CLIENT_SECRET,
-    TOKEN_PATH,
     VIDEO_FIELDS,
 )
 
@@ -62,13 +61,7 @@ async def bare(base_url: str, users: list[str], concurrency: int) -> int:
     """Walk every user's cursor chain with nothing but aiohttp and a typed msgspec decoder."""
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(base_url, connector=connector) as session:
-        form = {
-            "client_key": TEST_CLIENT_KEY,
-            "client_secret": TEST_CLIENT_SECRET,
-            "grant_type": "client_credentials",
-        }
-        async with session.post(TOKEN_PATH, data=form) as response:
-            token = (await response.json())["access_token"]
+        token = await test_token(session)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         queue = list(reversed(users))
         pages = 0

@@ -24,12 +24,11 @@ from dataclasses import dataclass
 
 import aiohttp
 import psutil
+from _common import test_token
 from aiohttp import web
 
 from tiktok_repost_async.simulator import (
     RESEARCH_PATH,
-    TEST_CLIENT_KEY,
-    TEST_CLIENT_SECRET,
     TOKEN_PATH,
     VIDEO_FIELDS,
 )
@@ -125,13 +124,7 @@ async def drive(
     """Send page requests from `concurrency` keep-alive workers for `seconds`; measure them."""
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(base_url, connector=connector) as session:
-        form = {
-            "client_key": TEST_CLIENT_KEY,
-            "client_secret": TEST_CLIENT_SECRET,
-            "grant_type": "client_credentials",
-        }
-        async with session.post(TOKEN_PATH, data=form) as response:
-            token = (await response.json())["access_token"]
+        token = await test_token(session)
         headers = {"Authorization": f"Bearer {token}"}
         work = users(fresh)
         latencies: list[float] = []
