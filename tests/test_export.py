@@ -28,7 +28,6 @@ from tiktok_repost_async import (
 )
 from tiktok_repost_async.export import (
     PARQUET_EXTRA,
-    ExportError,
     MissingExtraError,
     export,
     export_csv,
@@ -103,7 +102,7 @@ def test_csv_is_flat_with_exact_ids_and_json_lists(store: Store) -> None:
     out = io.BytesIO()
     assert export_csv(store, out) == 4
     rows = list(csv.reader(io.StringIO(out.getvalue().decode("utf-8"), newline="")))
-    assert rows[0] == ["reposted_by", *VIDEO_FIELDS]
+    assert rows[0] == ["reposted_by", *VIDEO_FIELDS, "extra"]
     records = [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
     assert [int(r["id"]) for r in records] == [r["id"] for r in expected_rows()]
     first = records[0]
@@ -129,7 +128,7 @@ def test_parquet_keeps_types_and_ids_exact(store: Store) -> None:
     assert parquet.metadata.num_row_groups == 2  # written in batches, not all at once
     table = parquet.read()
     schema = table.schema
-    assert schema.names == ["reposted_by", *VIDEO_FIELDS]
+    assert schema.names == ["reposted_by", *VIDEO_FIELDS, "extra"]
     assert schema.field("id").type == pa.decimal128(38, 0)
     assert schema.field("music_id").type == pa.decimal128(38, 0)
     assert schema.field("like_count").type == pa.int64()
@@ -158,10 +157,10 @@ def test_an_empty_store_exports_headers_and_schema_only(tmp_path: Path) -> None:
             outputs[fmt] = io.BytesIO()
             assert export(empty, outputs[fmt], fmt) == 0
     assert outputs["jsonl"].getvalue() == b""
-    assert outputs["csv"].getvalue() == b"reposted_by,id,like_count\r\n"
+    assert outputs["csv"].getvalue() == b"reposted_by,id,like_count,extra\r\n"
     table = pq.read_table(io.BytesIO(outputs["parquet"].getvalue()))
     assert table.num_rows == 0
-    assert table.schema.names == ["reposted_by", "id", "like_count"]
+    assert table.schema.names == ["reposted_by", "id", "like_count", "extra"]
 
 
 def test_a_field_unknown_to_the_exporter_is_kept_as_json_text(tmp_path: Path) -> None:
@@ -174,9 +173,9 @@ def test_a_field_unknown_to_the_exporter_is_kept_as_json_text(tmp_path: Path) ->
         export_csv(newer, text)
     assert parquet_schema(["id", "new_thing"]).field("new_thing").type == pa.string()
     assert pq.read_table(parquet).to_pylist() == [
-        {"reposted_by": "u", "id": decimal.Decimal(5), "new_thing": '{"a":[1]}'}
+        {"reposted_by": "u", "id": decimal.Decimal(5), "new_thing": '{"a":[1]}', "extra": None}
     ]
-    assert text.getvalue().decode().splitlines()[1] == 'u,5,"{""a"":[1]}"'
+    assert text.getvalue().decode().splitlines()[1] == 'u,5,"{""a"":[1]}",'
 
 
 def test_parquet_without_pyarrow_names_the_extra(
@@ -270,14 +269,19 @@ def test_a_large_store_exports_in_bounded_memory(fmt: str, stores: tuple[Path, P
     assert growth_kib < 16 * 1024, f"peak RSS grew by {growth_kib} KiB"
 
 
-def test_an_id_beyond_38_digits_is_refused_not_rounded(tmp_path: Path) -> None:
+def test_an_id_beyond_38_digits_is_kept_in_extra_not_rounded(tmp_path: Path) -> None:
     with Store(tmp_path / "x.db", fields=("id",), max_count=100) as store:
         store.add_users(["u"])
         huge = 10**40
         store.commit_pages([PageCommit("u", [(huge, b'{"id":%d}' % huge)], 0, False, 1)])
-        with pytest.raises(ExportError, match=r"column 'id' does not fit .*decimal128\(38, 0\)"):
-            export_parquet(store, io.BytesIO())
+        parquet = io.BytesIO()
+        export_parquet(store, parquet)
         # JSONL and CSV have no width to overflow: the digits pass through.
         text = io.BytesIO()
         export_csv(store, text)
-    assert text.getvalue().decode().splitlines()[1] == f"u,{huge}"
+    (row,) = pq.read_table(parquet).to_pylist()
+    # decimal128(38, 0) cannot hold 41 digits: the column is null, the digits are in extra.
+    assert row["id"] is None
+    assert json.loads(row["extra"]) == {"id": huge}
+    assert f'"id":{huge}' in row["extra"]
+    assert text.getvalue().decode().splitlines()[1] == f"u,{huge},"

@@ -175,12 +175,27 @@ def test_big_ids_sample_decodes_every_id_exactly() -> None:
     ]
 
 
-def test_numeric_strings_are_accepted_for_ids_and_counts() -> None:
+def test_numeric_strings_are_read_for_the_video_id_and_counts_and_kept_for_other_ids() -> None:
     video = videos_of("string_numbers.json")[0]
+    # The video's own id is its key: read as its number. Other ids keep the wire's type.
     assert video.id == 7320768154089704750
-    assert video.music_id == 7311335408369223682
+    assert video.music_id == "7311335408369223682"
     assert video.like_count == 101
-    assert video.hashtag_info_list == [HashtagInfo(hashtag_id=1594031, hashtag_description="x")]
+    assert video.hashtag_info_list == [HashtagInfo(hashtag_id="1594031", hashtag_description="x")]
+
+
+def test_nested_ids_keep_the_json_type_they_were_sent_in() -> None:
+    video = decode_video(
+        b'{"id": 1, "music_id": 73207681965695992750, "hashtag_info_list": [{"hashtag_id": 5},'
+        b' {"hashtag_id": "6"}], "sticker_info_list": [{"sticker_id": "277994419946979"}],'
+        b' "effect_info_list": [{"effect_id": 123456789012345678901}]}'
+    )
+    assert video.music_id == 73207681965695992750
+    assert video.hashtag_info_list is not None
+    assert [tag.hashtag_id for tag in video.hashtag_info_list] == [5, "6"]
+    assert video.sticker_info_list == [StickerInfo(sticker_id="277994419946979")]
+    assert video.effect_info_list == [EffectInfo(effect_id=123456789012345678901)]
+    assert video.to_dict()["sticker_info_list"] == [{"sticker_id": "277994419946979"}]
 
 
 @pytest.mark.parametrize(

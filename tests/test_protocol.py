@@ -675,11 +675,8 @@ def test_parse_retry_after_never_raises(value: str) -> None:
         (b'"ok"', JSON),
         (b'{"data": [], "error": {"code": "ok"}}', JSON),
         (b'{"data": {"reposted_videos": {"id": 1}}, "error": {"code": "ok"}}', JSON),
-        (b'{"data": {"reposted_videos": [{"like_count": 1}]}}', JSON),  # no id
-        (b'{"data": {"reposted_videos": [{"id": 1.5}]}}', JSON),
         (b'{"data": {"cursor": "abc"}, "error": {"code": "ok"}}', JSON),
         (b'{"data": {"has_more": []}, "error": {"code": "ok"}}', JSON),
-        (b'{"data": {"reposted_videos": [{"id": ' + b"9" * 5000 + b"}]}}", JSON),
         (b'{"data": {}, "error": {"code": 5}}', JSON),
         (b'{"data": {}} trailing', JSON),
         (b'{"data": {"reposted_videos": [],}}', JSON),  # the documentation's trailing comma

@@ -127,13 +127,22 @@ def test_other_max_count_is_refused(db: Path) -> None:
         Store(db, fields=FIELDS, max_count=20)
 
 
-def test_other_schema_version_is_refused(db: Path) -> None:
+def test_a_newer_schema_version_is_refused_asking_for_an_upgrade(db: Path) -> None:
     Store(db, fields=FIELDS, max_count=100).close()
     with raw(db) as conn:
-        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     with pytest.raises(
-        StoreMismatchError, match=r"schema version 2.*reads schema version 1.*another --db"
+        StoreMismatchError, match=r"newer version.*schema 3.*reads schema 2.*upgrade.*another --db"
     ):
+        Store(db, create=False)
+
+
+@pytest.mark.parametrize("version", ["0", "x", ""])
+def test_an_unknown_schema_version_is_refused(db: Path, version: str) -> None:
+    Store(db, fields=FIELDS, max_count=100).close()
+    with raw(db) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+    with pytest.raises(StoreMismatchError, match=r"cannot read.*schema 1 to 2.*another --db"):
         Store(db, create=False)
 
 

@@ -18,7 +18,7 @@ from aiolimiter import AsyncLimiter
 
 from .auth import Credentials, TokenManager
 from .errors import CertificateError, TikTokError, TokenExpiredError, TransportError
-from .models import RepostedVideosPage, Video
+from .models import RepostedVideosPage, Video, VideoProblem
 from .protocol import (
     DEFAULT_BASE_URL,
     Request,
@@ -235,7 +235,12 @@ class RepostClient:
                 self.stats.requests += 1
                 status, headers, body = await self._send(request)
                 self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
-                return parse_reposted_response(status, headers, body, username=username)
+                page = parse_reposted_response(status, headers, body, username=username)
+                if page.problems:
+                    # Deterministic: the same answer would come back odd again, so it is reported
+                    # and kept, never retried.
+                    _report_problems(username, cursor, page.problems)
+                return page
             except TikTokError as error:
                 if isinstance(error, TokenExpiredError) and token is not None:
                     self._auth.invalidate(token)
@@ -296,6 +301,31 @@ class RepostClient:
                 if video.id not in seen:
                     seen.add(video.id)
                     yield video
+
+
+def _report_problems(username: str, cursor: int, problems: list[VideoProblem]) -> None:
+    """Log one warning per odd video of a page: the user, the video id and the fields."""
+    odd: dict[int, list[VideoProblem]] = {}
+    for problem in problems:
+        if problem.skipped:
+            logger.warning(
+                "user %r, page at cursor %d: the video at position %d has %s; skipped: %r",
+                username,
+                cursor,
+                problem.position,
+                problem.reason,
+                problem.excerpt,
+            )
+        else:
+            odd.setdefault(problem.position, []).append(problem)
+    for found in odd.values():
+        logger.warning(
+            "user %r: video %s has values of another JSON type than documented in %s;"
+            " stored as sent, those fields are None in the typed Video",
+            username,
+            found[0].video_id,
+            "; ".join(f"{problem.field} ({problem.reason})" for problem in found),
+        )
 
 
 def _resolve_base_url(base_url: str | None) -> str:

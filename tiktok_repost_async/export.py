@@ -3,21 +3,39 @@
 Every writer reads the store in batches (`Store.iter_videos`) and writes as it goes, so memory does
 not grow with the number of videos: ten million export like ten. Videos come in the store's order
 (users in input order, each user's videos in the API's order), each with a ``reposted_by`` column
-naming the user whose repost list held it.
+naming the user whose repost list held it. With ``provenance=True`` each video also carries
+``fetched_at`` (UTC, ISO 8601 with milliseconds) and ``log_id`` of the page it came on (null for
+videos harvested before provenance was recorded).
 
-Ids are never floats. JSONL copies the stored JSON text of each video, so its numbers are the API's
-digits. CSV writes integers as decimal text and lists or objects as JSON text. Parquet stores ids
-(``id``, ``music_id`` and the nested hashtag, sticker and effect ids) as ``decimal128(38, 0)``:
-the API's ids do not fit int64 (some exceed even uint64, with 20 digits, and the documentation
-shows a 21-digit one), while 38 digits hold every id seen with room to spare, keep the column
-numeric (it sorts, compares and joins as a number in pyarrow, pandas, Polars, DuckDB and Spark),
-and read back as exact ``decimal.Decimal`` values. A string column would be exact too, but would
-sort ``"10"`` before ``"9"`` and leave every reader to convert it.
+The store holds each video's JSON object byte for byte as the API sent it, and the formats differ
+only in how much of it a typed table can hold:
+
+- **JSONL** copies those bytes: every key (unknown and nested unknown keys too), every JSON type and
+  every number's spelling is as the API sent it, with ``reposted_by`` (and the provenance keys)
+  spliced in front. Bytes that are not valid UTF-8 (never seen from the live API, but a string cut
+  inside a character is possible) are written with U+FFFD in their place, so that every line is
+  valid JSON text.
+- **CSV** has one column per requested field plus ``extra``. A JSON string is written as its text;
+  a number, ``true``/``false``, a list or an object as its JSON text exactly as sent (so ids keep
+  their digits, nested ids keep their quotes, nested unknown keys stay); null and a field the API
+  did not return are empty. A value of an unexpected JSON type is written the same way, as text.
+  ``extra`` holds the keys no column is named after, as one JSON object (empty when none).
+- **Parquet** has typed columns: ids (``id``, ``music_id`` and the nested hashtag, sticker and
+  effect ids) as ``decimal128(38, 0)``; the API's ids do not fit int64 (some exceed even uint64,
+  with 20 digits, and the documentation shows a 21-digit one), while 38 digits hold every id seen
+  with room to spare, keep the column numeric (it sorts, compares and joins as a number in
+  pyarrow, pandas, Polars, DuckDB and Spark), and read back as exact ``decimal.Decimal`` values.
+  A typed column cannot hold everything JSON can, so the string column ``extra`` holds, as one
+  JSON object with the values exactly as sent, every key whose value a column does not hold
+  exactly: unknown keys, a value of an unexpected JSON type (its column is then null), an id sent
+  as a JSON string (its column holds the number), and a nested object with keys its struct does
+  not have (the struct keeps the ones it knows). Columns plus ``extra`` lose nothing.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
 import importlib
 import io
 import os
@@ -26,11 +44,14 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
+from .models import FIELD_ALIASES
 from .store import Store
 
 __all__ = [
+    "EXTRA",
     "FORMATS",
     "PARQUET_EXTRA",
+    "PROVENANCE_COLUMNS",
     "REPOSTED_BY",
     "BinaryOutput",
     "ExportError",
@@ -50,6 +71,10 @@ FORMATS: Final = ("jsonl", "csv", "parquet")
 PARQUET_EXTRA: Final = "pip install 'tiktok-repost-async[parquet]'"
 
 REPOSTED_BY: Final = "reposted_by"
+#: The CSV and Parquet column holding what no other column holds, as a JSON object.
+EXTRA: Final = "extra"
+#: The columns ``provenance=True`` adds after ``reposted_by``.
+PROVENANCE_COLUMNS: Final = ("fetched_at", "log_id")
 
 # Bytes gathered before each write: large enough that a pipe or a file sees few system calls,
 # small enough not to matter in memory.
@@ -68,6 +93,14 @@ _SUFFIXES: Final = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+
+# Wire spellings of a canonical field name (the API spells favourites_count both ways).
+_SPELLINGS: Final = {canonical: (canonical, alias) for alias, canonical in FIELD_ALIASES.items()}
+
+_FIELDS_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ANY_DECODER: Final = msgspec.json.Decoder()
+_STR_DECODER: Final = msgspec.json.Decoder(str)
+_ENCODE: Final = msgspec.json.Encoder().encode
 
 
 class ExportError(Exception):
@@ -98,9 +131,15 @@ def require_format(format: str) -> None:
         _pyarrow()
 
 
-def export(store: Store, out: BinaryOutput, format: str) -> int:
-    """Write every video of the store to ``out`` in ``format``; return how many."""
-    writers: dict[str, Callable[[Store, BinaryOutput], int]] = {
+def export(store: Store, out: BinaryOutput, format: str, *, provenance: bool = False) -> int:
+    """Write every video of the store to ``out`` in ``format``; return how many.
+
+    :param store: the harvest store to read.
+    :param out: where to write (a binary file, ``sys.stdout.buffer``).
+    :param format: ``jsonl``, ``csv`` or ``parquet``.
+    :param provenance: add ``fetched_at`` and ``log_id`` of each video's page.
+    """
+    writers: dict[str, Callable[..., int]] = {
         "jsonl": export_jsonl,
         "csv": export_csv,
         "parquet": export_parquet,
@@ -108,7 +147,7 @@ def export(store: Store, out: BinaryOutput, format: str) -> int:
     writer = writers.get(format)
     if writer is None:
         raise ValueError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
-    return writer(store, out)
+    return writer(store, out, provenance=provenance)
 
 
 class _Buffered:
@@ -131,61 +170,121 @@ class _Buffered:
             self._buffer.clear()
 
 
-def export_jsonl(store: Store, out: BinaryOutput) -> int:
-    """Write one JSON object per line: ``reposted_by`` then the video's fields; return the count."""
+_Row = tuple[str, str, bytes, str | None, str | None]
+
+
+def _rows(store: Store, provenance: bool) -> Iterator[_Row]:
+    if provenance:
+        yield from store.iter_videos_with_provenance(_BATCH)
+    else:
+        for username, video_id, data in store.iter_videos(_BATCH):
+            yield username, video_id, data, None, None
+
+
+def _valid_utf8(data: bytes) -> bytes:
+    # ASCII is the common case and costs one scan; anything else is checked once and mended.
+    if data.isascii():
+        return data
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace").encode("utf-8")
+    return data
+
+
+def _object_body(username: str, video_id: str, data: bytes) -> bytes:
+    """Return what lies between the braces of a stored video's JSON object, trimmed."""
+    text = data.strip()
+    if len(text) < 2 or text[:1] != b"{" or text[-1:] != b"}":
+        raise ExportError(f"video {video_id} of {username!r}: its stored data is not an object")
+    return text[1:-1].strip()
+
+
+def export_jsonl(store: Store, out: BinaryOutput, *, provenance: bool = False) -> int:
+    """Write one JSON object per line: ``reposted_by``, then the video as sent; return the count."""
     sink = _Buffered(out)
     count = 0
-    user = ""
+    user: str | None = None
     prefix = b""
-    for username, video_id, data in store.iter_videos(_BATCH):
+    for username, video_id, data, fetched_at, log_id in _rows(store, provenance):
         if username != user:
             user = username
-            prefix = b'{"' + REPOSTED_BY.encode() + b'":' + msgspec.json.encode(username) + b","
-        # The stored text is the video's own JSON object; splicing the user into it keeps every
-        # number exactly as the API sent it and costs no decode.
-        if len(data) < 3 or data[:1] != b"{" or data[-1:] != b"}":
-            raise ExportError(f"video {video_id} of {username!r}: its stored data is not an object")
-        sink.write(prefix + data[1:] + b"\n")
+            prefix = b'{"' + REPOSTED_BY.encode() + b'":' + _ENCODE(username)
+        head = prefix
+        if provenance:
+            head += b',"fetched_at":' + _ENCODE(fetched_at) + b',"log_id":' + _ENCODE(log_id)
+        # The stored bytes are the video's own JSON object as the API sent it; splicing the
+        # user into it keeps every key, type and number spelling and costs no decode.
+        body = _object_body(username, video_id, _valid_utf8(data))
+        sink.write(head + (b"," + body if body else b"") + b"}\n")
         count += 1
     sink.flush()
     return count
 
 
-def _decoded(store: Store) -> Iterator[tuple[str, dict[str, Any]]]:
-    decode = msgspec.json.Decoder(dict[str, Any]).decode
-    for username, video_id, data in store.iter_videos(_BATCH):
-        try:
-            video = decode(data)
-        except msgspec.DecodeError as exc:
-            raise ExportError(f"video {video_id} of {username!r}: {exc}") from None
-        yield username, video
+def _fields_of(username: str, video_id: str, data: bytes) -> dict[str, msgspec.Raw]:
+    try:
+        return _FIELDS_DECODER.decode(data)
+    except msgspec.DecodeError:
+        pass
+    try:
+        return _FIELDS_DECODER.decode(_valid_utf8(data))
+    except msgspec.DecodeError as exc:
+        raise ExportError(f"video {video_id} of {username!r}: {exc}") from None
 
 
-def _cell(value: Any, encode: Callable[[Any], bytes]) -> str:
-    if value is None:
+def _pick(fields: dict[str, msgspec.Raw], name: str) -> tuple[str, msgspec.Raw] | None:
+    """Return the wire key and raw value of a column's field, under any of its spellings."""
+    for key in _SPELLINGS.get(name, (name,)):
+        raw = fields.get(key)
+        if raw is not None:
+            return key, raw
+    return None
+
+
+def _extra(fields: dict[str, msgspec.Raw], keys: Iterable[str]) -> str:
+    """Return the given keys and their raw values as one JSON object's text, or ''."""
+    parts = [_ENCODE(key) + b":" + bytes(fields[key]) for key in keys]
+    if not parts:
         return ""
-    if isinstance(value, bool):
-        # Before int: a bool is an int to Python, but "True" is neither JSON nor an integer.
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    return encode(value).decode()
+    return (b"{" + b",".join(parts) + b"}").decode("utf-8", "replace")
 
 
-def export_csv(store: Store, out: BinaryOutput) -> int:
-    """Write a header and one row per video, lists and objects as JSON text; return the count."""
-    columns = (REPOSTED_BY, *store.fields)
+def _csv_cell(raw: msgspec.Raw) -> str:
+    data = bytes(raw)
+    first = data[:1]
+    if first == b'"':
+        return _STR_DECODER.decode(data)
+    if first == b"n":
+        return ""  # null
+    # Numbers, booleans, lists and objects: their JSON text exactly as sent.
+    return data.decode("utf-8", "replace")
+
+
+def export_csv(store: Store, out: BinaryOutput, *, provenance: bool = False) -> int:
+    """Write a header and one row per video, values as sent, ``extra`` last; return the count."""
+    fields = store.fields
+    columns = (REPOSTED_BY, *(PROVENANCE_COLUMNS if provenance else ()), *fields, EXTRA)
     text = io.StringIO()
     # RFC 4180: CRLF line ends, quotes doubled; fields holding commas, quotes or newlines quoted.
     writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow(columns)
-    encode = msgspec.json.Encoder().encode
-    fields = store.fields
     count = 0
-    for username, video in _decoded(store):
-        writer.writerow([username, *(_cell(video.get(name), encode) for name in fields)])
+    for username, video_id, data, fetched_at, log_id in _rows(store, provenance):
+        values = _fields_of(username, video_id, data)
+        row = [username]
+        if provenance:
+            row += [fetched_at or "", log_id or ""]
+        used: set[str] = set()
+        for name in fields:
+            found = _pick(values, name)
+            if found is None:
+                row.append("")
+                continue
+            used.add(found[0])
+            row.append(_csv_cell(found[1]))
+        row.append(_extra(values, [key for key in values if key not in used]))
+        writer.writerow(row)
         count += 1
         if text.tell() >= _FLUSH_BYTES:
             out.write(text.getvalue().encode("utf-8"))
@@ -206,48 +305,127 @@ def _pyarrow() -> tuple[Any, Any]:
         ) from exc
 
 
-def parquet_schema(fields: Iterable[str]) -> Any:
+# The documented shape of each field, in a small language of its own, from which both the Parquet
+# schema and the check of each value are made: "id", "int", "str", "bool", ("list", item),
+# ("struct", ((key, kind), ...)).
+_Kind = Any
+_STRUCTS: Final[dict[str, _Kind]] = {
+    "hashtag_info_list": (
+        "list",
+        ("struct", (("hashtag_id", "id"), ("hashtag_description", "str"))),
+    ),
+    "sticker_info_list": ("list", ("struct", (("sticker_id", "id"), ("sticker_name", "str")))),
+    "effect_info_list": (
+        "list",
+        ("struct", (("effect_id", "id"), ("effect_name", "str"), ("effect_photo_URI", "str"))),
+    ),
+    "video_label": ("struct", (("content", "str"),)),
+    "video_tag": ("struct", (("video_tag_type", "str"), ("video_tag_number", "int"))),
+}
+_KINDS: Final[dict[str, _Kind]] = {
+    "id": "id",
+    "create_time": "int",
+    "username": "str",
+    "region_code": "str",
+    "video_description": "str",
+    "music_id": "id",
+    "like_count": "int",
+    "comment_count": "int",
+    "share_count": "int",
+    "view_count": "int",
+    "hashtag_names": ("list", "str"),
+    "video_mention_list": ("list", "str"),
+    "video_duration": "int",
+    "is_stem_verified": "bool",
+    "favorites_count": "int",
+    **_STRUCTS,
+}
+_INT64 = range(-(2**63), 2**63)
+_DECIMAL38 = 10**38
+
+
+def _arrow_type(pa: Any, kind: _Kind) -> Any:
+    if kind == "id":
+        return pa.decimal128(38, 0)
+    if kind == "int":
+        return pa.int64()
+    if kind == "str":
+        return pa.string()
+    if kind == "bool":
+        return pa.bool_()
+    if kind[0] == "list":
+        return pa.list_(_arrow_type(pa, kind[1]))
+    return pa.struct([(key, _arrow_type(pa, sub)) for key, sub in kind[1]])
+
+
+def _fit(value: Any, kind: _Kind) -> tuple[Any, bool]:
+    """Return ``value`` as its column holds it, and whether that holds it exactly as sent."""
+    if value is None:
+        return None, True
+    if kind == "id":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return (value, True) if abs(value) < _DECIMAL38 else (None, False)
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 38:
+            return int(value), False  # the number fits; its spelling lives in extra
+        return None, False
+    if kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool) and value in _INT64
+        return (value, True) if ok else (None, False)
+    if kind == "str":
+        return (value, True) if isinstance(value, str) else (None, False)
+    if kind == "bool":
+        return (value, True) if isinstance(value, bool) else (None, False)
+    if kind[0] == "list":
+        if not isinstance(value, list):
+            return None, False
+        items = []
+        exact = True
+        for item in value:
+            fitted, item_exact = _fit(item, kind[1])
+            if fitted is None and item is not None:
+                return None, False  # an item of another type: the list cannot be typed
+            items.append(fitted)
+            exact = exact and item_exact
+        return items, exact
+    if not isinstance(value, dict):
+        return None, False
+    known = dict(kind[1])
+    struct = {}
+    exact = value.keys() <= known.keys()
+    for key, sub in known.items():
+        fitted, sub_exact = _fit(value.get(key), sub)
+        struct[key] = fitted
+        exact = exact and sub_exact
+    return struct, exact
+
+
+def parquet_schema(fields: Iterable[str], *, provenance: bool = False) -> Any:
     """Return the Parquet schema of an export of these video fields, ``reposted_by`` first."""
     pa, _ = _pyarrow()
-    video_id = pa.decimal128(38, 0)
-    string, int64 = pa.string(), pa.int64()
-    known = {
-        "id": video_id,
-        "create_time": int64,
-        "username": string,
-        "region_code": string,
-        "video_description": string,
-        "music_id": video_id,
-        "like_count": int64,
-        "comment_count": int64,
-        "share_count": int64,
-        "view_count": int64,
-        "hashtag_names": pa.list_(string),
-        "hashtag_info_list": pa.list_(
-            pa.struct([("hashtag_id", video_id), ("hashtag_description", string)])
-        ),
-        "sticker_info_list": pa.list_(
-            pa.struct([("sticker_id", video_id), ("sticker_name", string)])
-        ),
-        "effect_info_list": pa.list_(
-            pa.struct(
-                [("effect_id", video_id), ("effect_name", string), ("effect_photo_URI", string)]
-            )
-        ),
-        "video_mention_list": pa.list_(string),
-        "video_label": pa.struct([("content", string)]),
-        "video_duration": int64,
-        "is_stem_verified": pa.bool_(),
-        "favorites_count": int64,
-        "video_tag": pa.struct([("video_tag_type", string), ("video_tag_number", int64)]),
-    }
+    string = pa.string()
+    columns = [(REPOSTED_BY, string)]
+    if provenance:
+        columns += [("fetched_at", pa.timestamp("ms", tz="UTC")), ("log_id", string)]
     # A field this module does not know yet (the API grows) is kept as JSON text, not dropped.
-    columns = [(REPOSTED_BY, string)] + [(name, known.get(name, string)) for name in fields]
+    columns += [
+        (name, _arrow_type(pa, _KINDS[name]) if name in _KINDS else string) for name in fields
+    ]
+    columns.append((EXTRA, string))
     return pa.schema(columns)
 
 
+def _timestamp(stamp: str | None) -> datetime.datetime | None:
+    if stamp is None:
+        return None
+    return datetime.datetime.fromisoformat(stamp)
+
+
 def export_parquet(
-    store: Store, out: BinaryOutput | str | os.PathLike[str], *, row_group_size: int = _ROW_GROUP
+    store: Store,
+    out: BinaryOutput | str | os.PathLike[str],
+    *,
+    row_group_size: int = _ROW_GROUP,
+    provenance: bool = False,
 ) -> int:
     """Write a typed Parquet file, ids as decimal128(38, 0), in row groups; return the count."""
     if isinstance(row_group_size, bool) or not isinstance(row_group_size, int):
@@ -255,26 +433,41 @@ def export_parquet(
     if row_group_size < 1:
         raise ValueError(f"row_group_size must be positive, not {row_group_size}")
     pa, pq = _pyarrow()
-    schema = parquet_schema(store.fields)
-    names = schema.names
     fields = store.fields
-    as_text = [name for name in fields if schema.field(name).type == pa.string()]
-    encode = msgspec.json.Encoder().encode
+    schema = parquet_schema(fields, provenance=provenance)
+    kinds = [_KINDS.get(name) for name in fields]
     count = 0
     with pq.ParquetWriter(out, schema) as writer:
-        columns: list[list[Any]] = [[] for _ in names]
-        for username, video in _decoded(store):
-            for name in as_text:
-                value = video.get(name)
-                if value is not None and not isinstance(value, str):
-                    video[name] = encode(value).decode()
-            columns[0].append(username)
-            for column, name in zip(columns[1:], fields, strict=True):
-                column.append(video.get(name))
+        columns: list[list[Any]] = [[] for _ in schema.names]
+        for username, video_id, data, fetched_at, log_id in _rows(store, provenance):
+            values = _fields_of(username, video_id, data)
+            row: list[Any] = [username]
+            if provenance:
+                row += [_timestamp(fetched_at), log_id]
+            used: set[str] = set()
+            for name, kind in zip(fields, kinds, strict=True):
+                found = _pick(values, name)
+                if found is None:
+                    row.append(None)
+                    continue
+                key, raw = found
+                value = _ANY_DECODER.decode(raw)
+                if kind is None:
+                    # Not a documented field: its JSON text, whole.
+                    row.append(None if value is None else bytes(raw).decode("utf-8", "replace"))
+                    used.add(key)
+                    continue
+                fitted, exact = _fit(value, kind)
+                row.append(fitted)
+                if exact:
+                    used.add(key)
+            row.append(_extra(values, [key for key in values if key not in used]) or None)
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
             count += 1
             if len(columns[0]) >= row_group_size:
                 _write_group(pa, writer, schema, columns)
-                columns = [[] for _ in names]
+                columns = [[] for _ in schema.names]
         if columns[0]:
             _write_group(pa, writer, schema, columns)
     return count

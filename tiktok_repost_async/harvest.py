@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from . import __version__
 from .client import RepostClient
 from .errors import (
     AuthError,
@@ -27,6 +28,7 @@ from .errors import (
     UserNotFoundError,
     UserUnavailableError,
 )
+from .models import RepostedVideosPage
 from .protocol import normalize_username, validate_positive_int
 from .quota import DailyQuota, QuotaPolicy, utc_day
 from .store import FINAL_STATES, PageCommit, Store, StoreMismatchError, UserState
@@ -40,6 +42,7 @@ T = TypeVar("T")
 # Names are read, checked and claimed in the store this many at a time: large enough that the
 # store's round trips do not show, small enough that memory does not grow with the input.
 _CHUNK = 500
+_ENCODE = msgspec.json.Encoder().encode
 _STOP_QUOTA = "quota"
 
 
@@ -239,7 +242,6 @@ class Harvester:
         self._requests: Counter[str] = Counter()
         self._writer: _Writer | None = None
         self._stop: str | None = None
-        self._encode = msgspec.json.Encoder().encode
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # One thread owns the SQLite connection, so commits never stall the event loop and
@@ -254,8 +256,12 @@ class Harvester:
         self._writer = _Writer(self.store)
         previous_hook = self.client.before_request
         tasks: list[asyncio.Task[None]] = []
+        # How the run ends, for its record in the store: anything that leaves before the end
+        # (a consumer that stops iterating, a cancel, an exception) is said below.
+        outcome = "interrupted"
         try:
             await self._write(self.store.acquire_run_lock)
+            await self._write(self.store.begin_run, __version__)
             await self._write(self.store.clear_skipped)
             spent = await self._write(self.store.requests_on, utc_day(self._clock()))
             self.quota = DailyQuota(
@@ -281,11 +287,18 @@ class Harvester:
                 if item is None:
                     break
                 if isinstance(item, BaseException):
+                    outcome = f"error: {type(item).__name__}"
                     raise item
                 yield item
             if self._stop is not None:
                 self.progress.stopped = self._stop
+                outcome = f"stopped: {self._stop}"
                 raise HarvestStopped(self._stop)
+            outcome = "finished"
+        except Exception as error:
+            if outcome == "interrupted":
+                outcome = f"error: {type(error).__name__}"
+            raise
         finally:
             for task in tasks:
                 task.cancel()
@@ -297,6 +310,7 @@ class Harvester:
             unrecorded = sum(self._requests.values())
             self._requests.clear()
             last = [writer.call(self.store.record_requests, unrecorded)] if unrecorded else []
+            last.append(writer.call(self.store.end_run, outcome))
             # Whatever was handed to the writer finishes before the lock is let go.
             last.append(writer.call(self.store.release_run_lock))
             await writer.close()
@@ -377,14 +391,25 @@ class Harvester:
         while True:
             try:
                 remaining = None if self.max_pages is None else self.max_pages - pages
+                asked = cursor  # the cursor each page's request sent: part of its provenance
                 async for page in self.client.pages(username, cursor=cursor, max_pages=remaining):
+                    fetched_at = self._clock()
                     taken = self._requests.pop(username, 0)
                     requests += taken
-                    rows = [(video.id, self._encode(video)) for video in page.videos]
                     assert self._writer is not None
                     added = await self._writer.commit(
-                        PageCommit(username, rows, page.cursor, page.has_more, taken)
+                        PageCommit(
+                            username,
+                            _rows(page),
+                            page.cursor,
+                            page.has_more,
+                            taken,
+                            cursor=asked,
+                            log_id=page.log_id,
+                            fetched_at=fetched_at,
+                        )
                     )
+                    asked = page.cursor
                     pages += 1
                     videos += added
                     cursor = page.cursor
@@ -471,6 +496,14 @@ class Harvester:
         while (wait := until - self._clock()) > 0:
             await self._sleep(wait)
         self.progress.waiting_until = None
+
+
+def _rows(page: RepostedVideosPage) -> list[tuple[int, bytes]]:
+    """Return a page's videos as the store keeps them: (id, the raw JSON bytes as sent)."""
+    if len(page.raw_videos) == len(page.videos):
+        return [(video.id, raw) for video, raw in zip(page.videos, page.raw_videos, strict=True)]
+    # A page built by hand (a test double, a caller's own client) carries no raw bytes.
+    return [(video.id, _ENCODE(video)) for video in page.videos]
 
 
 def _add_skipped(store: Store, lines: list[tuple[int, str, str]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -85,25 +86,30 @@ DEFAULT_FIELDS: tuple[str, ...] = VIDEO_FIELDS
 FIELD_ALIASES: dict[str, str] = {"favourites_count": "favorites_count"}
 
 
+#: An id other than the video's own, kept with the JSON type the API sent it in: an int of any
+#: size for a JSON number, a str for a JSON string (the live API sends sticker and effect ids as
+#: strings, hashtag and music ids as numbers, and has changed such spellings before).
+WireId = int | str
+
+
 class HashtagInfo(_Sparse, frozen=True):
     """Describe one hashtag of a video."""
 
-    # Ids are int64 on the wire; a numeric string is accepted too (the decoders are lax).
-    hashtag_id: int | None = None
+    hashtag_id: WireId | None = None
     hashtag_description: str | None = None
 
 
 class StickerInfo(_Sparse, frozen=True):
     """Describe one sticker of a video."""
 
-    sticker_id: int | None = None
+    sticker_id: WireId | None = None
     sticker_name: str | None = None
 
 
 class EffectInfo(_Sparse, frozen=True):
     """Describe one effect of a video."""
 
-    effect_id: int | None = None
+    effect_id: WireId | None = None
     effect_name: str | None = None
     effect_photo_uri: str | None = field(default=None, name="effect_photo_URI")
 
@@ -124,13 +130,15 @@ class VideoTag(_Sparse, frozen=True):
 class Video(_Sparse, frozen=True):
     """Hold one reposted video; fields the API did not return are None."""
 
-    # A Python int of any size: real ids exceed uint64 (e.g. 73207681965695992750).
+    # A Python int of any size: real ids exceed uint64 (e.g. 73207681965695992750). The video's
+    # own id is the key it is stored and de-duplicated under, so a numeric string is read as its
+    # number here; the raw JSON (RepostedVideosPage.raw_videos) keeps the spelling as sent.
     id: int
     create_time: int | None = None
     username: str | None = None
     region_code: str | None = None
     video_description: str | None = None
-    music_id: int | None = None
+    music_id: WireId | None = None
     like_count: int | None = None
     comment_count: int | None = None
     share_count: int | None = None
@@ -171,14 +179,39 @@ class Video(_Sparse, frozen=True):
         return result
 
 
+class VideoProblem(_Record, frozen=True):
+    """Tell what was odd about one video of a page: a field of another JSON type, or no id."""
+
+    #: The video's 0-based position in the page's list, as sent.
+    position: int
+    #: The video's id, or None when it had no usable id (the video was then skipped).
+    video_id: int | None
+    #: The wire name of the field whose value has another JSON type than documented; None when
+    #: the whole video is unusable.
+    field: str | None
+    #: Why, in a few words (msgspec's message, with the path inside the field).
+    reason: str
+    #: True when the video was left out of ``videos`` (no usable id, or not a JSON object).
+    skipped: bool = False
+    #: The start of the video's raw JSON text, for skipped videos (at most 200 characters).
+    excerpt: str = ""
+
+
 class RepostedVideosPage(_Record, frozen=True):
-    """Hold one decoded page: its videos, the cursor to send next and whether more follow."""
+    """Hold one decoded page: its videos, their raw JSON, the next cursor, whether more follow."""
 
     videos: list[Video]
     # An answer without cursor/has_more ends the walk: there is nothing to continue from.
     cursor: int = 0
     has_more: bool = False
     log_id: str = ""
+    #: ``raw_videos[i]`` is the JSON object of ``videos[i]`` byte for byte as the API sent it:
+    #: unknown keys, nested unknown keys, the wire's types and number spellings included. This
+    #: is what a harvest stores and what the JSONL export writes. Empty for pages built by hand.
+    raw_videos: list[bytes] = field(default_factory=list)
+    #: Videos that did not fit the documented types: each kept (its odd fields None in
+    #: ``videos``, the raw JSON whole), or skipped when it had no usable id.
+    problems: list[VideoProblem] = field(default_factory=list)
 
 
 class APIErrorBody(_Sparse, frozen=True):
@@ -275,3 +308,130 @@ ERROR_RESPONSE_DECODER: msgspec.json.Decoder[ErrorResponse] = msgspec.json.Decod
 TOKEN_ANSWER_DECODER: msgspec.json.Decoder[TokenAnswer] = msgspec.json.Decoder(
     TokenAnswer, strict=False
 )
+
+
+# --- Raw pages ---------------------------------------------------------------------------
+# A page is decoded in two steps: the envelope with each video left as its raw bytes
+# (msgspec.Raw: a view into the body, no objects built), then each video on its own. The raw bytes
+# are what gets stored, so nothing the API sent is lost to our model; decoding per video means
+# one value of an unexpected type costs that video's typed field, never the page.
+
+
+class RawRepostedVideosData(_Sparse, frozen=True):
+    """Hold the ``data`` object of an answer with every video as its undecoded JSON."""
+
+    reposted_videos: list[msgspec.Raw] | None = None
+    user_reposted_videos: list[msgspec.Raw] | None = None
+    cursor: int | None = None
+    has_more: bool | None = None
+
+
+class RawRepostedVideosResponse(_Sparse, frozen=True):
+    """Hold a reposted-videos answer with every video as its undecoded JSON."""
+
+    data: RawRepostedVideosData | None = None
+    error: APIErrorBody | None = None
+
+
+RAW_RESPONSE_DECODER: msgspec.json.Decoder[RawRepostedVideosResponse] = msgspec.json.Decoder(
+    RawRepostedVideosResponse, strict=False
+)
+VIDEO_DECODER: msgspec.json.Decoder[Video] = msgspec.json.Decoder(Video, strict=False)
+
+_EXCERPT = 200
+# ValueError too: an integer of more than 4,300 digits is refused by Python's int(), not msgspec.
+_FAILURES = (msgspec.MsgspecError, ValueError, RecursionError)
+_FIELD_MAP_DECODER: msgspec.json.Decoder[dict[str, msgspec.Raw]] = msgspec.json.Decoder(
+    dict[str, msgspec.Raw]
+)
+_ID_DECODER: msgspec.json.Decoder[int] = msgspec.json.Decoder(int, strict=False)
+
+
+def _field_decoders() -> dict[str, tuple[str, msgspec.json.Decoder[Any]]]:
+    # Wire name -> (attribute name, a decoder of that field's type), for the slow path only.
+    decoders: dict[str, tuple[str, msgspec.json.Decoder[Any]]] = {}
+    for info in msgspec.structs.fields(Video):
+        if info.name != "id":
+            decoders[info.encode_name] = (info.name, msgspec.json.Decoder(info.type, strict=False))
+    return decoders
+
+
+_FIELD_DECODERS = _field_decoders()
+
+
+def _excerpt(raw: bytes) -> str:
+    return raw[:_EXCERPT].decode("utf-8", "replace")
+
+
+def _reason(error: Exception) -> str:
+    return str(error) or type(error).__name__
+
+
+def decode_video(raw: bytes, position: int = 0) -> tuple[Video | None, list[VideoProblem]]:
+    """Decode one video's raw JSON object, leniently; return it (None if unusable) and problems."""
+    try:
+        return VIDEO_DECODER.decode(raw), []
+    except _FAILURES:
+        pass
+    # The slow path, for a video that does not fit the documented types: every field on its own,
+    # so that one odd value costs only its own typed field.
+    try:
+        fields = _FIELD_MAP_DECODER.decode(raw)
+    except _FAILURES as error:
+        reason = f"not a JSON object ({_reason(error)})"
+        return None, [VideoProblem(position, None, None, reason, True, _excerpt(raw))]
+    id_raw = fields.get("id")
+    video_id: int | None = None
+    if id_raw is not None:
+        try:
+            video_id = _ID_DECODER.decode(id_raw)
+        except _FAILURES:
+            video_id = None
+    if video_id is None:
+        reason = "no id" if id_raw is None else f"unusable id {bytes(id_raw)[:40]!r}"
+        return None, [VideoProblem(position, None, None, reason, True, _excerpt(raw))]
+    values: dict[str, Any] = {}
+    problems: list[VideoProblem] = []
+    for name, value in fields.items():
+        known = _FIELD_DECODERS.get(name)
+        if known is None:
+            continue  # an unknown key: kept in the raw bytes, not in the typed view
+        attribute, decoder = known
+        try:
+            values[attribute] = decoder.decode(value)
+        except _FAILURES as error:
+            problems.append(VideoProblem(position, video_id, name, _reason(error)))
+    return Video(id=video_id, **values), problems
+
+
+def decode_videos(
+    raws: list[msgspec.Raw], mend: Callable[[bytes], bytes | None] | None = None
+) -> tuple[list[Video], list[bytes], list[VideoProblem]]:
+    """Decode a page's raw videos; return the videos, their raw bytes and what was odd.
+
+    ``mend`` is given a video's bytes when they are not valid JSON text (invalid UTF-8 inside a
+    string: the envelope's decoder skips over strings without checking them) and returns them
+    mended, or None; the mended bytes are then kept instead.
+    """
+    videos: list[Video] = []
+    kept: list[bytes] = []
+    problems: list[VideoProblem] = []
+    decode = VIDEO_DECODER.decode
+    for position, raw in enumerate(raws):
+        data = bytes(raw)
+        try:
+            video = decode(data)
+        except _FAILURES as error:
+            malformed = isinstance(error, msgspec.DecodeError) and not isinstance(
+                error, msgspec.ValidationError
+            )
+            if malformed and mend is not None:
+                data = mend(data) or data
+            lenient, found = decode_video(data, position)
+            problems.extend(found)
+            if lenient is None:
+                continue
+            video = lenient
+        videos.append(video)
+        kept.append(data)
+    return videos, kept, problems

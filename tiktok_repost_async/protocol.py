@@ -31,13 +31,14 @@ from .models import (
     DEFAULT_FIELDS,
     ERROR_RESPONSE_DECODER,
     FIELD_ALIASES,
-    REPOSTED_RESPONSE_DECODER,
+    RAW_RESPONSE_DECODER,
     TOKEN_ANSWER_DECODER,
     VIDEO_FIELDS,
     APIErrorBody,
-    RepostedVideosData,
+    RawRepostedVideosData,
     RepostedVideosPage,
     TokenResponse,
+    decode_videos,
 )
 
 __all__ = [
@@ -332,9 +333,16 @@ def parse_reposted_response(
     *,
     username: str | None = None,
 ) -> RepostedVideosPage:
-    """Return the page an answer holds, or raise the TikTokError subclass that it means."""
+    """Return the page an answer holds, or raise the TikTokError subclass that it means.
+
+    Each video is kept as the raw bytes of its JSON object (``page.raw_videos``) beside its typed
+    `Video`. A video whose value has another JSON type than documented does not fail the page:
+    that field is None in the typed view, the raw bytes keep it, and ``page.problems`` names it.
+    A video without a usable id is left out and named in ``page.problems`` too. Only an answer
+    that is not the API's JSON at all raises ProtocolError.
+    """
     if 200 <= status < 300:
-        answer = _decode(REPOSTED_RESPONSE_DECODER, body)
+        answer = _decode(RAW_RESPONSE_DECODER, body)
         if isinstance(answer, str):
             # The whole answer did not fit the page's shape; its error object may still say why.
             error_only = _decode(ERROR_RESPONSE_DECODER, body)
@@ -372,8 +380,16 @@ def parse_reposted_response(
                 username=username,
             )
         # Whichever list key holds the videos; an answer without either is an empty page.
-        videos = data.reposted_videos or data.user_reposted_videos or []
-        return RepostedVideosPage(videos=videos, cursor=cursor, has_more=has_more, log_id=log_id)
+        raws = data.reposted_videos or data.user_reposted_videos or []
+        videos, raw_videos, problems = decode_videos(raws, _mend)
+        return RepostedVideosPage(
+            videos=videos,
+            cursor=cursor,
+            has_more=has_more,
+            log_id=log_id,
+            raw_videos=raw_videos,
+            problems=problems,
+        )
     if 400 <= status < 600:
         decoded = _decode(ERROR_RESPONSE_DECODER, body)
         error = None if isinstance(decoded, str) else decoded.error
@@ -465,7 +481,7 @@ def _token_error_object(body: bytes) -> APIErrorBody | None:
 
 # --- Helpers -----------------------------------------------------------------------------
 
-_NO_DATA = RepostedVideosData()
+_NO_DATA = RawRepostedVideosData()
 
 
 def _is_failure(error: APIErrorBody | None) -> bool:

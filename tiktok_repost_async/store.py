@@ -1,10 +1,12 @@
 """The harvest's database: one SQLite file in WAL mode, written by one thread of one process.
 
 A store remembers, across crashes and days, which users were fetched, how far each user's cursor
-walk got, every video fetched (its JSON bytes, exactly as the caller encoded them) and how many
-research requests were spent per UTC day. A page's videos and the user's next cursor commit in one
-transaction, so a process killed at any instant leaves either the whole page or none of it, and a
-page fetched again after a restart is never stored twice.
+walk got, every video fetched (the bytes of its JSON object exactly as the API sent them), where and
+when each page was fetched (its provenance: the UTC time, the request's cursor, the answer's
+``log_id`` and the run), every run (start, end, package version, fields, max_count, requests) and
+how many research requests were spent per UTC day. A page's videos and the user's next cursor
+commit in one transaction, so a process killed at any instant leaves either the whole page or
+none of it, and a page fetched again after a restart is never stored twice.
 
 The store is synchronous. The harvest calls it from one dedicated writer thread so that the event
 loop never waits on the disk; the connection is therefore opened with ``check_same_thread=False``,
@@ -13,6 +15,10 @@ and a `Store` must be used from one thread at a time (it has no lock of its own)
 Two harvests on one store would walk the same users twice and double the ledger, so a harvest
 takes `Store.run_lock` first: an OS lock (``flock``) on the sidecar file ``<db>.lock``, which the
 kernel drops when its process dies, even by SIGKILL, so that no stale lock survives a crash.
+
+Schema version 1 (stores made before page provenance) is migrated to version 2 in place, once,
+in one transaction, the first time a newer version opens it: its videos keep their bytes and get
+no provenance (their pages were not recorded). A store of a newer schema is refused.
 
 Bad input lines (`Store.add_skipped`) accumulate across runs; a run that re-reads the same input
 calls `Store.clear_skipped` first so that its lines are not counted twice.
@@ -46,6 +52,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SKIPPED_ROWS_KEPT",
     "PageCommit",
+    "RunRecord",
     "Store",
     "StoreError",
     "StoreLockedError",
@@ -54,7 +61,7 @@ __all__ = [
     "UserState",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 # Bad input lines are counted exactly per reason, but only the first ones are kept verbatim: a
 # garbage input of ten million lines must not grow the store by ten million rows.
@@ -142,6 +149,36 @@ _SCHEMA: Final = (
     "CREATE TABLE skipped_counts (reason TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
 )
 
+# What version 2 added to version 1; a version 1 store gets exactly these, in one transaction.
+_SCHEMA_V2: Final = (
+    # One row per harvest run: how the data was asked for, by which version, and what it cost.
+    """CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT,  -- NULL while running, and for ever if the process was killed
+        version     TEXT NOT NULL,  -- of tiktok_repost_async
+        fields      TEXT NOT NULL,
+        max_count   INTEGER NOT NULL,
+        requests    INTEGER NOT NULL DEFAULT 0,
+        pages       INTEGER NOT NULL DEFAULT 0,
+        videos      INTEGER NOT NULL DEFAULT 0,
+        outcome     TEXT  -- how it ended: finished, stopped (quota), interrupted, error ...
+    )""",
+    # One row per stored page: the provenance a citation needs.
+    """CREATE TABLE pages (
+        id          INTEGER PRIMARY KEY,
+        run_id      INTEGER REFERENCES runs (id),
+        username    TEXT NOT NULL,
+        cursor      INTEGER NOT NULL,  -- the cursor the request sent
+        next_cursor INTEGER NOT NULL,
+        has_more    INTEGER NOT NULL,
+        videos      INTEGER NOT NULL,  -- videos in the answer, stored before or not
+        log_id      TEXT NOT NULL,
+        fetched_at  TEXT NOT NULL  -- UTC, ISO 8601 with milliseconds
+    )""",
+    "ALTER TABLE videos ADD COLUMN page_id INTEGER REFERENCES pages (id)",
+)
+
 _ROWS_ENCODER = msgspec.json.Encoder()
 
 _USER_COLUMNS = "username, state, cursor, pages, videos, requests, error"
@@ -152,6 +189,11 @@ _VIDEOS_IN_ORDER = (
     "SELECT v.username, v.video_id, v.data FROM users AS u "
     "CROSS JOIN videos AS v ON v.username = u.username ORDER BY u.seq, v.rowid"
 )
+_VIDEOS_WITH_PROVENANCE = (
+    "SELECT v.username, v.video_id, v.data, p.fetched_at, p.log_id FROM users AS u "
+    "CROSS JOIN videos AS v ON v.username = u.username "
+    "LEFT JOIN pages AS p ON p.id = v.page_id ORDER BY u.seq, v.rowid"
+)
 
 
 def _utc_day(now: float) -> str:
@@ -161,6 +203,12 @@ def _utc_day(now: float) -> str:
 
 def _utc_stamp(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+
+
+def _utc_stamp_ms(now: float) -> str:
+    # Milliseconds: pages of one user are fetched well within a second of each other.
+    millis = int(now * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{millis:03d}Z"
 
 
 def _check_day(day: str) -> str:
@@ -179,6 +227,22 @@ def _check_count(name: str, value: int) -> int:
     return value
 
 
+def _run_record(row: tuple[Any, ...]) -> RunRecord:
+    run_id, started, ended, version, fields, max_count, requests, pages, videos, outcome = row
+    return RunRecord(
+        int(run_id),
+        str(started),
+        ended,
+        str(version),
+        tuple(name for name in str(fields).split(",") if name),
+        int(max_count),
+        int(requests),
+        int(pages),
+        int(videos),
+        outcome,
+    )
+
+
 def _row_to_record(row: tuple[str, str, int, int, int, int, str | None]) -> UserRecord:
     username, state, cursor, pages, videos, requests, error = row
     return UserRecord(username, UserState(state), cursor, pages, videos, requests, error)
@@ -186,13 +250,37 @@ def _row_to_record(row: tuple[str, str, int, int, int, int, str | None]) -> User
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PageCommit:
-    """Describe one fetched page to store: its videos as (id, JSON bytes), and where to go next."""
+    """Describe one fetched page to store: its videos as (id, JSON bytes), and where to go next.
+
+    ``cursor`` (the cursor the request sent), ``log_id`` (the answer's) and ``fetched_at`` (epoch
+    seconds; the store's clock when 0) are the page's provenance, stored with it.
+    """
 
     username: str
     videos: Sequence[tuple[int, bytes]]
     next_cursor: int
     has_more: bool
     requests: int
+    cursor: int = 0
+    log_id: str = ""
+    fetched_at: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunRecord:
+    """Hold one harvest run: when, by which version, how the data was asked for, what it cost."""
+
+    id: int
+    started_at: str
+    ended_at: str | None
+    version: str
+    fields: tuple[str, ...]
+    max_count: int
+    requests: int
+    pages: int
+    videos: int
+    #: How the run ended (``finished``, ``stopped: quota`` ...); None while running or if killed.
+    outcome: str | None
 
 
 class Store:
@@ -211,6 +299,7 @@ class Store:
         self._clock = clock
         self._skipped_buffer: list[tuple[int, str, str]] = []
         self._lock_fd: int | None = None
+        self._run_id: int | None = None
         self._conn: sqlite3.Connection | None = None
         wanted_fields = self._check_fields(fields)
         if max_count is not None:
@@ -302,7 +391,7 @@ class Store:
                         f"{str(self._path)!r} is an empty database: "
                         "pass fields and max_count to create a store in it"
                     )
-                for statement in _SCHEMA:
+                for statement in (*_SCHEMA, *_SCHEMA_V2):
                     conn.execute(statement)
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
@@ -320,6 +409,19 @@ class Store:
                     "use another --db"
                 )
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("schema_version") == "1":
+                # Inside the transaction that read the version: two processes opening the same
+                # old store at once migrate it once, and a crash mid-way leaves version 1 whole.
+                for statement in _SCHEMA_V2:
+                    conn.execute(statement)
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('migrated_at', ?)",
+                    (_utc_stamp(self._clock()),),
+                )
+                meta["schema_version"] = str(SCHEMA_VERSION)
         return self._check_meta(meta, fields, max_count)
 
     def _check_meta(
@@ -328,10 +430,16 @@ class Store:
         where = repr(str(self._path))
         version = meta.get("schema_version")
         if version != str(SCHEMA_VERSION):
+            if version is not None and version.isdigit() and int(version) > SCHEMA_VERSION:
+                raise StoreMismatchError(
+                    f"{where} was written by a newer version of tiktok_repost_async (store "
+                    f"schema {version}; this version reads schema {SCHEMA_VERSION} and older): "
+                    "upgrade tiktok-repost-async, or use another --db"
+                )
             raise StoreMismatchError(
-                f"{where} has store schema version {version}, but this version of "
-                f"tiktok_repost_async reads schema version {SCHEMA_VERSION}; open it with the "
-                "version that wrote it, or use another --db"
+                f"{where} has store schema version {version}, which this version of "
+                f"tiktok_repost_async cannot read (it reads schema 1 to {SCHEMA_VERSION}); "
+                "use another --db"
             )
         stored_fields = tuple(f for f in meta.get("fields", "").split(",") if f)
         stored_max = int(meta.get("max_count", "0"))
@@ -493,6 +601,54 @@ class Store:
         finally:
             self.release_run_lock()
 
+    # -- runs --------------------------------------------------------------------------------
+
+    def begin_run(self, version: str) -> int:
+        """Record the start of a harvest run; later pages and requests are booked to it."""
+        if not isinstance(version, str) or not version:
+            raise ValueError(f"version must be a non-empty str, not {version!r}")
+        if self._run_id is not None:
+            raise StoreError(f"run {self._run_id} of {str(self._path)!r} has not ended")
+        with self._transaction() as conn:
+            run_id = conn.execute(
+                "INSERT INTO runs (started_at, version, fields, max_count) VALUES (?, ?, ?, ?)",
+                (_utc_stamp(self._clock()), version, ",".join(self._fields), self._max_count),
+            ).lastrowid
+        assert run_id is not None
+        self._run_id = run_id
+        return run_id
+
+    def end_run(self, outcome: str) -> None:
+        """Record how the current run ended (``finished``, ``stopped: quota`` ...), if one runs."""
+        run_id, self._run_id = self._run_id, None
+        if run_id is None:
+            return
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET ended_at = ?, outcome = ? WHERE id = ?",
+                (_utc_stamp(self._clock()), outcome, run_id),
+            )
+
+    @property
+    def run_id(self) -> int | None:
+        """Return the id of the run in progress through this Store, or None."""
+        return self._run_id
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Return the runs, newest first, at most ``limit`` of them."""
+        if limit is not None:
+            _check_count("limit", limit)
+        rows = self._db.execute(
+            "SELECT id, started_at, ended_at, version, fields, max_count, requests, pages, videos,"
+            " outcome FROM runs ORDER BY id DESC LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
+        return [_run_record(row) for row in rows]
+
+    def run_count(self) -> int:
+        """Return how many runs this store has recorded."""
+        return int(self._db.execute("SELECT count(*) FROM runs").fetchone()[0])
+
     # -- writing -----------------------------------------------------------------------------
 
     def add_users(self, usernames: Iterable[str]) -> list[tuple[str, UserState, int]]:
@@ -573,7 +729,21 @@ class Store:
         added: list[int] = []
         with self._transaction() as conn:
             for page in pages:
-                count = self._insert_videos(conn, page.username, page.videos)
+                page_id = conn.execute(
+                    "INSERT INTO pages (run_id, username, cursor, next_cursor, has_more, videos,"
+                    " log_id, fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        self._run_id,
+                        page.username,
+                        page.cursor,
+                        page.next_cursor,
+                        int(page.has_more),
+                        len(page.videos),
+                        page.log_id,
+                        _utc_stamp_ms(page.fetched_at or now),
+                    ),
+                ).lastrowid
+                count = self._insert_videos(conn, page.username, page.videos, page_id)
                 state = UserState.PENDING if page.has_more else UserState.DONE
                 self._update_user(
                     conn,
@@ -584,31 +754,48 @@ class Store:
                 )
                 added.append(count)
             self._add_to_ledger(conn, _utc_day(now), sum(page.requests for page in pages))
+            if self._run_id is not None:
+                conn.execute(
+                    "UPDATE runs SET pages = pages + ?, videos = videos + ? WHERE id = ?",
+                    (len(pages), sum(added), self._run_id),
+                )
         return added
 
     def _insert_videos(
-        self, conn: sqlite3.Connection, username: str, videos: Sequence[tuple[int, bytes]]
+        self,
+        conn: sqlite3.Connection,
+        username: str,
+        videos: Sequence[tuple[int, bytes]],
+        page_id: int | None,
     ) -> int:
-        rows: list[tuple[str, str]] = []
+        # The page's videos go in as one blob and a small JSON array of (id, start, length):
+        # one statement for the whole page, unpacked by SQLite's json_each and substr. The sqlite3
+        # module lets go of the GIL around every step, and executemany's step per row meant a
+        # hundred hand-overs per page, each waiting for the event loop's thread. The bytes are
+        # never decoded or re-encoded here: what the API sent is what is stored.
+        spans: list[tuple[str, int, int]] = []
+        chunks: list[bytes] = []
+        start = 1  # substr counts from 1
         for video_id, data in videos:
             if not isinstance(video_id, int) or isinstance(video_id, bool):
                 raise TypeError(f"a video id must be an int, not {video_id!r}")
             if not isinstance(data, bytes | bytearray | memoryview):
                 raise TypeError(f"video data must be bytes, not {type(data).__name__}")
-            try:
-                rows.append((str(video_id), bytes(data).decode("utf-8")))
-            except UnicodeDecodeError:
-                raise ValueError(f"video data of {video_id} is not UTF-8 JSON") from None
+            size = len(data)
+            if not size:
+                raise ValueError(f"video data of {video_id} is empty")
+            spans.append((str(video_id), start, size))
+            chunks.append(data if isinstance(data, bytes) else bytes(data))
+            start += size
+        if not spans:
+            return 0
         try:
-            # One statement for the whole page, unpacked by SQLite's json_each: the sqlite3
-            # module lets go of the GIL around every step, and executemany's step per row meant
-            # a hundred hand-overs per page. Each one waits for the event loop's thread to yield
-            # the GIL, which made a page's commit ten times slower while the loop was busy.
             cur = conn.execute(
-                "INSERT OR IGNORE INTO videos (username, video_id, data) "
-                "SELECT ?, json_extract(value, '$[0]'), CAST(json_extract(value, '$[1]') AS BLOB) "
+                "INSERT OR IGNORE INTO videos (username, video_id, data, page_id) "
+                "SELECT ?, json_extract(value, '$[0]'), "
+                "substr(?, json_extract(value, '$[1]'), json_extract(value, '$[2]')), ? "
                 "FROM json_each(?) ORDER BY key",
-                (username, _ROWS_ENCODER.encode(rows)),
+                (username, b"".join(chunks), page_id, _ROWS_ENCODER.encode(spans)),
             )
         except sqlite3.IntegrityError as exc:
             # OR IGNORE covers the UNIQUE key only; a foreign-key failure means no such user.
@@ -623,14 +810,19 @@ class Store:
         if conn.execute(sql, (*params, username)).rowcount != 1:
             raise StoreError(f"unknown user {username!r}: add it with add_users first")
 
-    @staticmethod
-    def _add_to_ledger(conn: sqlite3.Connection, day: str, count: int) -> None:
+    def _add_to_ledger(self, conn: sqlite3.Connection, day: str, count: int) -> None:
         if count:
             conn.execute(
                 "INSERT INTO requests (day, count) VALUES (?, ?) "
                 "ON CONFLICT (day) DO UPDATE SET count = count + excluded.count",
                 (day, count),
             )
+            if self._run_id is not None:
+                # In the same transaction as the ledger, so that a run's count never disagrees
+                # with the days' counts, even after a crash.
+                conn.execute(
+                    "UPDATE runs SET requests = requests + ? WHERE id = ?", (count, self._run_id)
+                )
 
     def finish_user(
         self,
@@ -778,6 +970,34 @@ class Store:
         if not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be a positive int, not {batch!r}")
         yield from self._stream(_VIDEOS_IN_ORDER, (), batch)
+
+    def iter_videos_with_provenance(
+        self, batch: int = 1000
+    ) -> Iterator[tuple[str, str, bytes, str | None, str | None]]:
+        """Stream videos as `iter_videos` does, with their page's fetched_at and log_id added.
+
+        Both are None for videos stored before provenance was recorded (schema version 1).
+        """
+        if not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive int, not {batch!r}")
+        yield from self._stream(_VIDEOS_WITH_PROVENANCE, (), batch)
+
+    def iter_pages(
+        self, username: str | None = None
+    ) -> Iterator[tuple[str, int, int, bool, int, str, str, int | None]]:
+        """Stream stored pages as (username, cursor, next_cursor, has_more, videos, log_id,
+        fetched_at, run_id), in the order they were stored, for one user or all."""
+        sql = (
+            "SELECT username, cursor, next_cursor, has_more, videos, log_id, fetched_at, run_id"
+            " FROM pages"
+        )
+        params: tuple[str, ...] = ()
+        if username is not None:
+            sql += " WHERE username = ?"
+            params = (username,)
+        for row in self._stream(sql + " ORDER BY id", params, 1000):
+            name, cursor, next_cursor, has_more, videos, log_id, fetched_at, run_id = row
+            yield name, cursor, next_cursor, bool(has_more), videos, log_id, fetched_at, run_id
 
     def _stream(self, sql: str, params: Sequence[object], batch: int) -> Iterator[Any]:
         cur = self._db.execute(sql, params)
