@@ -271,8 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="write a store's videos as JSONL, CSV or Parquet",
         description=(
-            "Write every video of the store with a reposted_by column, streamed. Ids stay exact:"
-            " JSONL keeps the API's digits, CSV writes them as text, Parquet as decimal128(38, 0)."
+            "Write every video of the store with a reposted_by column, streamed. JSONL writes each"
+            " video's JSON exactly as the API sent it; CSV and Parquet have a column per field"
+            " and an 'extra' JSON column for what no column holds. Ids stay exact: CSV writes"
+            " them as sent, Parquet as decimal128(38, 0)."
         ),
         allow_abbrev=False,
     )
@@ -284,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export_.add_argument(
         "-o", "--output", default="-", metavar="FILE", help="file to write, or - for stdout (-)"
+    )
+    export_.add_argument(
+        "--provenance",
+        action="store_true",
+        help="add fetched_at (UTC) and log_id of the page each video came on",
     )
     export_.set_defaults(run=_cmd_export)
 
@@ -1009,6 +1016,22 @@ def status_report(store: Store, *, daily_quota: int, limit: int | None) -> dict[
             }
             for record in store.failed_users(limit)
         ],
+        "runs": [
+            {
+                "run": run.id,
+                "started_at": run.started_at,
+                "ended_at": run.ended_at,
+                "outcome": run.outcome,
+                "version": run.version,
+                "fields": list(run.fields),
+                "max_count": run.max_count,
+                "requests": run.requests,
+                "pages": run.pages,
+                "videos": run.videos,
+            }
+            for run in store.runs(_RUNS_SHOWN if limit is None else max(limit, _RUNS_SHOWN))
+        ],
+        "runs_total": store.run_count(),
         "skipped": {
             "total": sum(skipped.values()),
             "by_reason": skipped,
@@ -1018,6 +1041,10 @@ def status_report(store: Store, *, daily_quota: int, limit: int | None) -> dict[
             ],
         },
     }
+
+
+# The runs status shows: the latest ones say how the store is going; all are in the store.
+_RUNS_SHOWN = 10
 
 
 def _clip(text: str, width: int) -> str:
@@ -1043,6 +1070,19 @@ def _status_text(report: dict[str, Any]) -> str:
         f"requests  {requests['spent']:,} spent today ({requests['day']} UTC),"
         f" {requests['left']:,} left of {requests['daily_quota']:,}",
     ]
+    runs = report["runs"]
+    if runs:
+        lines += ["", "runs (newest first)   ended                 requests  pages  videos  how"]
+        for run in runs:
+            ended = run["ended_at"] or "-"
+            how = run["outcome"] or ("running or killed" if run["ended_at"] is None else "")
+            lines.append(
+                f"  {run['run']:>3} {run['started_at']}  {ended:<20} {run['requests']:>9,}"
+                f" {run['pages']:>6,} {run['videos']:>7,}  {how} (v{run['version']})"
+            )
+        more = report["runs_total"] - len(runs)
+        if more > 0:
+            lines.append(f"  … and {more:,} older runs (status --json --limit N shows more)")
     failed = report["failed"]
     if failed:
         lines += ["", "failed users and their last error:"]
@@ -1100,9 +1140,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     with _open_existing(args.db) as store:
         try:
             if output == "-":
-                count = _export_to_stdout(store, fmt)
+                count = _export_to_stdout(store, fmt, args.provenance)
             else:
-                count = _export_to_file(store, Path(output), fmt)
+                count = _export_to_file(store, Path(output), fmt, args.provenance)
         except ExportError as exc:
             raise CommandError(str(exc)) from None
     if count is None:
@@ -1112,10 +1152,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _export_to_stdout(store: Store, fmt: str) -> int | None:
+def _export_to_stdout(store: Store, fmt: str, provenance: bool) -> int | None:
     out = sys.stdout.buffer
     try:
-        count = export(store, out, fmt)
+        count = export(store, out, fmt, provenance=provenance)
         out.flush()
     except BrokenPipeError:
         # The reader (head, less) has gone: stop quietly, and keep Python's exit-time flush
@@ -1125,7 +1165,7 @@ def _export_to_stdout(store: Store, fmt: str) -> int | None:
     return count
 
 
-def _export_to_file(store: Store, path: Path, fmt: str) -> int:
+def _export_to_file(store: Store, path: Path, fmt: str, provenance: bool) -> int:
     directory = path.parent
     try:
         fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
@@ -1135,7 +1175,7 @@ def _export_to_file(store: Store, path: Path, fmt: str) -> int:
         # Written beside the target and renamed at the end: an interrupted export never leaves
         # a truncated file under the name the reader expects.
         with os.fdopen(fd, "wb") as out:
-            count = export(store, out, fmt)
+            count = export(store, out, fmt, provenance=provenance)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(partial, 0o666 & ~umask)
