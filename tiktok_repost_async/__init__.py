@@ -33,12 +33,15 @@ if TYPE_CHECKING:
         StickerInfo,
         Video,
         VideoLabel,
+        VideoProblem,
         VideoTag,
+        decode_video,
     )
     from .protocol import DEFAULT_BASE_URL, normalize_fields, normalize_username
     from .quota import DailyQuota, QuotaPolicy
     from .retry import RetryPolicy
     from .store import (
+        RunRecord,
         Store,
         StoreError,
         StoreLockedError,
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
         UserState,
     )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Submodules load on first use: the pytest plugin that this package registers is imported in
 # every test session of everyone who installs it, and `import tiktok_repost_async` should not
@@ -83,13 +86,16 @@ _LAZY: dict[str, str] = {
     "StickerInfo": "models",
     "Video": "models",
     "VideoLabel": "models",
+    "VideoProblem": "models",
     "VideoTag": "models",
+    "decode_video": "models",
     "DEFAULT_BASE_URL": "protocol",
     "normalize_fields": "protocol",
     "normalize_username": "protocol",
     "DailyQuota": "quota",
     "QuotaPolicy": "quota",
     "RetryPolicy": "retry",
+    "RunRecord": "store",
     "Store": "store",
     "StoreError": "store",
     "StoreLockedError": "store",
@@ -135,6 +141,7 @@ __all__ = [
     "RepostClient",
     "RepostedVideosPage",
     "RetryPolicy",
+    "RunRecord",
     "ServerError",
     "StickerInfo",
     "Store",
@@ -151,8 +158,10 @@ __all__ = [
     "UserUnavailableError",
     "Video",
     "VideoLabel",
+    "VideoProblem",
     "VideoTag",
     "__version__",
+    "decode_video",
     "harvest",
     "make_limiter",
     "normalize_fields",
