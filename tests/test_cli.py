@@ -4,6 +4,7 @@ every exit status, resume after a stop, and every export format read back with e
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import os
 import pty
@@ -21,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tiktok_repost_async import Store
+from tiktok_repost_async import VIDEO_FIELDS, Store, __version__
 from tiktok_repost_async.cli import render_progress
 from tiktok_repost_async.harvest import HarvestProgress
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
@@ -195,6 +196,58 @@ def test_status_json_counts_states_requests_and_skipped_lines(
         "too long": 1,  # the 100-character line
     }
     assert {"line": 9, "text": "nul\x00name", "reason": "NUL byte"} in report["skipped"]["lines"]
+
+
+def test_status_shows_each_run_with_its_version_settings_and_requests(
+    harvested: tuple[Simulator, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    sim, db, _ = harvested
+    report = json.loads(cli("status", "--db", db, "--json").stdout)
+    (run,) = report["runs"]
+    assert report["runs_total"] == 1
+    assert run["run"] == 1
+    assert run["version"] == __version__
+    assert run["outcome"] == "finished"
+    assert run["fields"] == list(VIDEO_FIELDS)
+    assert run["max_count"] == 100
+    assert run["requests"] == sim.stats.requests
+    answered = [name for name in NAMES if sim.user_kind(name) not in ("missing", "private")]
+    assert run["pages"] == sum(sim.pages_needed(name) for name in answered)
+    assert run["videos"] == report["videos"]
+    assert run["started_at"] <= run["ended_at"]
+    text = cli("status", "--db", db).stdout
+    assert "runs (newest first)" in text
+    assert f"finished (v{__version__})" in text
+
+
+def test_export_with_provenance_stamps_every_video_with_its_page(
+    harvested: tuple[Simulator, Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    sim, db, _ = harvested
+    out = tmp_path / "p.jsonl"
+    assert cli("export", "--db", db, "--provenance", "--output", out).returncode == 0
+    rows = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    expected = expected_records(sim, NAMES)
+    assert [list(row)[:3] for row in rows] == [["reposted_by", "fetched_at", "log_id"]] * len(rows)
+    # Apart from the stamps, the line is the plain export's.
+    assert [
+        {k: v for k, v in row.items() if k not in ("fetched_at", "log_id")} for row in rows
+    ] == (expected)
+    for row in rows:
+        stamp = dt.datetime.fromisoformat(row["fetched_at"])
+        assert stamp.tzinfo is not None
+        assert abs((dt.datetime.now(dt.UTC) - stamp).total_seconds()) < 3600
+        assert row["log_id"]
+    # One log_id per page: videos of one page share it, pages do not.
+    pages = {(row["reposted_by"], row["log_id"]) for row in rows}
+    assert len({log_id for _, log_id in pages}) == len(pages)
+    csv_out = tmp_path / "p.csv"
+    assert cli("export", "--db", db, "--provenance", "--output", csv_out).returncode == 0
+    with csv_out.open(encoding="utf-8", newline="") as text:
+        records = list(csv.DictReader(text))
+    assert [(r["fetched_at"], r["log_id"]) for r in records] == [
+        (row["fetched_at"], row["log_id"]) for row in rows
+    ]
 
 
 def test_status_text_is_a_table(
