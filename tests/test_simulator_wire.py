@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -14,13 +19,19 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from tiktok_repost_async.cli import build_parser
 from tiktok_repost_async.simulator import (
     DRIFT_KINDS,
     RESEARCH_PATH,
+    TEST_CLIENT_KEY,
+    TEST_CLIENT_SECRET,
     TOKEN_PATH,
     VIDEO_FIELDS,
     Fault,
     Simulator,
+    add_simulator_arguments,
+    config_from_args,
+    main,
 )
 from tiktok_repost_async.simulator._data import (
     ALL_FIELDS,
@@ -210,7 +221,7 @@ DRIFTED: dict[str, Callable[[dict[str, Any]], bool]] = {
 }
 
 
-# -- knobs off: nothing changes --------------------------------------------------------------------
+# -- knobs off: nothing changes ------------------------------------------------------------------
 
 # sha256 of raw pages with their log_id emptied, taken before the wire knobs existed.
 GOLDEN = [
@@ -310,7 +321,7 @@ def test_ground_truth_of_named_fields_matches_the_plain_one_without_knobs() -> N
     ]
 
 
-# -- every knob: the wire equals the ground truth --------------------------------------------------
+# -- every knob: the wire equals the ground truth ------------------------------------------------
 
 KNOB_SETS = [
     {"extra_keys": True},
@@ -414,7 +425,7 @@ def test_encoded_pages_always_add_up_to_the_ground_truth(
     assert videos == truth
 
 
-# -- extra_keys ------------------------------------------------------------------------------------
+# -- extra_keys ----------------------------------------------------------------------------------
 
 
 async def test_unknown_keys_appear_at_every_level(sim: Simulator, api: Api) -> None:
@@ -473,7 +484,7 @@ async def test_error_answers_carry_unknown_keys_too(
     assert quota.body["error"]["code"] == "rate_limit_exceeded"
 
 
-# -- string_ids ------------------------------------------------------------------------------------
+# -- string_ids ----------------------------------------------------------------------------------
 
 
 def _ids(video: dict[str, Any]) -> list[Any]:
@@ -505,7 +516,7 @@ async def test_string_ids_are_strings_at_every_level(
     assert {"sticker_info_list", "effect_info_list", "hashtag_info_list"} <= set().union(*videos)
 
 
-# -- type drift ------------------------------------------------------------------------------------
+# -- type drift ----------------------------------------------------------------------------------
 
 
 async def test_drift_puts_each_kind_at_its_position(sim: Simulator, api: Api) -> None:
@@ -641,7 +652,7 @@ async def test_knob_changes_at_run_time_are_never_served_stale(sim: Simulator, a
     assert sim.ground_truth("bench_n30") == (await api.page("bench_n30")).videos
 
 
-# -- validation ------------------------------------------------------------------------------------
+# -- validation and the command line -------------------------------------------------------------
 
 
 async def test_wire_knobs_are_validated(sim: Simulator) -> None:
@@ -682,6 +693,73 @@ def test_bad_drift_scripts_raise_and_change_nothing(
     with pytest.raises(ValueError, match=word):
         sim.drift(username, indices, kind)
     assert sim.drifted(username) == before
+
+
+def test_wire_options_map_onto_the_configuration() -> None:
+    parser = argparse.ArgumentParser()
+    add_simulator_arguments(parser)
+    config = config_from_args(
+        parser.parse_args(["--extra-keys", "--string-ids", "--type-drift", "0.25"])
+    )
+    assert (config.extra_keys, config.string_ids, config.type_drift) == (True, True, 0.25)
+    defaults = config_from_args(parser.parse_args([]))
+    assert (defaults.extra_keys, defaults.string_ids, defaults.type_drift) == (False, False, 0.0)
+
+
+def test_the_serve_command_takes_the_wire_options() -> None:
+    args = build_parser().parse_args(
+        ["serve", "--port", "0", "--extra-keys", "--string-ids", "--type-drift", "1"]
+    )
+    config = config_from_args(args)
+    assert (config.extra_keys, config.string_ids, config.type_drift) == (True, True, 1.0)
+
+
+def test_the_simulator_process_serves_with_the_wire_options() -> None:
+    command = [sys.executable, "-m", "tiktok_repost_async.simulator", "--port", "0"]
+    command += ["--extra-keys", "--string-ids", "--type-drift", "1"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            base_url = process.stdout.readline().strip()
+            form = {
+                "client_key": TEST_CLIENT_KEY,
+                "client_secret": TEST_CLIENT_SECRET,
+                "grant_type": "client_credentials",
+            }
+            token = json.loads(post(base_url + TOKEN_PATH, urllib.parse.urlencode(form).encode()))
+            headers = {
+                "Authorization": f"Bearer {token['access_token']}",
+                "Content-Type": "application/json",
+            }
+            payload = json.dumps({"username": "bench_n20", "max_count": 20}).encode()
+            body = json.loads(post(f"{base_url}{RESEARCH_PATH}?fields={ALL}", payload, headers))
+            assert body["error"]["http_status_code"] == 200
+            assert body["data"]["reposted_videos"] == Simulator(
+                extra_keys=True, string_ids=True, type_drift=1
+            ).ground_truth("bench_n20")
+            process.terminate()
+            assert process.wait(timeout=10) == 0
+        finally:
+            process.kill()
+
+
+def post(url: str, data: bytes, headers: dict[str, str] | None = None) -> bytes:
+    """POST with the standard library only; return the body of a 200 answer."""
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        body: bytes = response.read()
+        return body
+
+
+@pytest.mark.parametrize("rate", ["1.5", "-0.1", "often", "nan"])
+def test_bad_type_drift_option_exits_2(capsys: pytest.CaptureFixture[str], rate: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--type-drift", rate])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "--type-drift" in error
+    assert "a rate from 0 to 1" in error
 
 
 def test_field_masks_of_both_spellings_agree() -> None:
