@@ -47,12 +47,37 @@ most).
 Videos carry every field with realistic values: 19-digit snowflake ids, epochs from 2019 on,
 unicode and emoji in descriptions, hashtags and names, now and then ``\\u0000`` inside a string,
 empty hashtag lists, optional fields missing from some videos, and varying key order.
+
+Three knobs, all off by default, change what goes over the wire, so that tests can show a client
+keeps exactly what the API sent (``ground_truth`` follows each of them):
+
+``extra_keys``
+    Keys no documentation names, sent whatever ``fields`` asked for: most videos get
+    ``effect_ids`` (id strings) and/or ``x_playlist_info`` (a nested object with a big integer),
+    every nested object (hashtag, sticker and effect items, ``video_label``, ``video_tag``) one
+    of its own, and the answer ``extra`` at its top level, ``search_id`` in ``data`` and
+    ``http_status_code`` in ``error`` (the research endpoint's error answers too).
+``string_ids``
+    Every id (``id``, ``music_id``, ``hashtag_id``, ``sticker_id``, ``effect_id``) as a JSON
+    string of its digits; by default the first three are numbers and the last two strings.
+``type_drift``
+    The probability that a video carries one field of another JSON type than documented, drawn
+    from the username and the video's position (not from the fault seed), so the same videos
+    drift in every run. ``Simulator.drift(username, positions, kind)`` scripts it instead.
+
+The drift kinds (``DRIFT_KINDS``) are named after the field they touch: ``video_duration``
+``15.5``, ``hashtag_names`` holding a ``null``, ``region_code`` a number, ``is_stem_verified``
+``0``/``1``, ``like_count`` ``"12.3K"``, ``create_time`` an ISO date string, ``video_label`` a
+plain string, ``hashtag_info_list`` holding a string, ``sticker_info_list`` an object,
+``music_id`` a float; and, scripted only, ``no_id`` (the id left out) and ``bad_id`` (``"n/a"``).
+A drifted field is always one the request asked for: a kind whose field it did not ask for gives
+way to the next kind that it did. ``Simulator.drifted(username)`` tells which videos drift, how.
 """
 
 from __future__ import annotations
 
 from ._cli import add_simulator_arguments, config_from_args, main
-from ._data import MAX_REPOSTS, VIDEO_FIELDS
+from ._data import DRIFT_KINDS, MAX_REPOSTS, VIDEO_FIELDS
 from ._server import (
     INVALID_CURSOR_MESSAGE,
     QUOTA_MESSAGE,
@@ -69,6 +94,7 @@ from ._server import (
 from ._thread import SimulatorThread
 
 __all__ = [
+    "DRIFT_KINDS",
     "INVALID_CURSOR_MESSAGE",
     "MAX_REPOSTS",
     "QUOTA_MESSAGE",

@@ -41,6 +41,13 @@ _positive = _typed(int, 1, "an integer >= 1")
 _natural = _typed(int, 0, "an integer >= 0")
 
 
+def _rate(text: str) -> float:
+    rate = _typed(float, 0, "a rate from 0 to 1")(text)
+    if rate > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate from 0 to 1")
+    return rate
+
+
 def _port(text: str) -> int:
     port = int(_natural(text))
     if port > 65535:
@@ -145,6 +152,21 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave the list key out of answers without videos",
     )
+    knobs.add_argument(
+        "--extra-keys",
+        action="store_true",
+        help="undocumented keys at every level of videos and answers",
+    )
+    knobs.add_argument(
+        "--string-ids", action="store_true", help="every id as a JSON string of its digits"
+    )
+    knobs.add_argument(
+        "--type-drift",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="share of videos with one field of another JSON type than documented (0)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
@@ -165,6 +187,9 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         list_key=args.list_key,
         favorites_spelling=args.favorites_spelling,
         omit_empty_list=args.omit_empty_list,
+        extra_keys=args.extra_keys,
+        string_ids=args.string_ids,
+        type_drift=args.type_drift,
     )
 
 

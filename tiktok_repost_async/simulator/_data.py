@@ -5,24 +5,31 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import time
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache, lru_cache
 from itertools import accumulate
 from math import ceil
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
 
 __all__ = [
     "ALL_FIELDS",
+    "DRIFT_KINDS",
     "FAVOURITES_ALIAS",
     "MAX_REPOSTS",
+    "PLAIN",
     "VIDEO_FIELDS",
     "EncodedUser",
     "EncodingCache",
+    "Wire",
+    "drift_plan",
+    "drifted",
     "field_mask",
+    "fitted_kind",
     "ground_truth",
     "pages_needed",
     "repost_count",
@@ -54,6 +61,23 @@ VIDEO_FIELDS: Final = (
 FAVOURITES_ALIAS: Final = "favourites_count"
 MAX_REPOSTS: Final = 100_000
 ALL_FIELDS: Final = (1 << len(VIDEO_FIELDS)) - 1
+# Each kind is named after the one field it touches; the last two are never drawn at random.
+DRIFT_KINDS: Final = (
+    "video_duration",
+    "hashtag_names",
+    "region_code",
+    "is_stem_verified",
+    "like_count",
+    "create_time",
+    "video_label",
+    "hashtag_info_list",
+    "sticker_info_list",
+    "music_id",
+    "no_id",
+    "bad_id",
+)
+_RANDOM_KINDS: Final = DRIFT_KINDS[:-2]
+_ID_KINDS: Final = DRIFT_KINDS[-2:]
 
 _BITS: Final = {name: 1 << i for i, name in enumerate(VIDEO_FIELDS)} | {
     FAVOURITES_ALIAS: 1 << VIDEO_FIELDS.index("favorites_count")
@@ -110,6 +134,13 @@ _LABELS: Final = (
     "Unverified content",
 )
 _TAG_TYPES: Final = ("ai_generated", "paid_partnership", "branded_content")
+# ISO 3166 numeric codes: what a region drifted to a number looks like.
+_REGION_NUMBERS: Final = {
+    "US": 840, "GB": 826, "DE": 276, "FR": 250, "IT": 380, "ES": 724, "NL": 528, "PL": 616,
+    "SE": 752, "IE": 372, "BR": 76, "MX": 484, "IQ": 368, "EG": 818, "TR": 792, "IN": 356,
+    "ID": 360, "PH": 608, "JP": 392, "KR": 410, "AU": 36, "NG": 566, "MD": 498, "DO": 214,
+    "UA": 804, "RO": 642, "SA": 682, "AE": 784, "VN": 704, "AR": 32,
+}  # fmt: skip
 # The integers drawn for every video, in the order `_numbers` returns them; the rest of a video
 # comes from a shared pool of templates.
 _NUMBERS: Final = (
@@ -342,19 +373,244 @@ def _format(template: int, mask: int, favourites: bool) -> tuple[bytes, tuple[in
     return b"{" + b",".join(parts) + b"}", tuple(slots)
 
 
-def ground_truth(
-    username: str, *, huge_ids: bool = False, max_count: int = 100
+class Wire(NamedTuple):
+    """How videos go out beyond their field set: the wire knobs and one user's scripted drift."""
+
+    extra_keys: bool = False
+    string_ids: bool = False
+    type_drift: float = 0.0
+    #: (position, kind) pairs sorted by position; a kind of None is drawn for the position.
+    drifts: tuple[tuple[int, str | None], ...] = ()
+
+
+PLAIN: Final = Wire()
+
+
+def drift_plan(
+    username: str, total: int, rate: float, scripted: Sequence[tuple[int, str | None]] = ()
+) -> dict[int, str]:
+    """Return the kind of every drifted position of a user's first `total` videos.
+
+    Raise ValueError on a scripted position outside the list or an unknown kind. The kinds are
+    those a request for every field gets; `fitted_kind` adapts them to narrower requests.
+    """
+    for index, kind in scripted:
+        if kind is not None and kind not in DRIFT_KINDS:
+            raise ValueError(f"unknown drift kind {kind!r}; kinds: {', '.join(DRIFT_KINDS)}")
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < total:
+            raise ValueError(f"drift position {index!r} is not in 0..{total - 1} for {username!r}")
+    plan: dict[int, str] = {}
+    picks: list[str] = []
+    if rate or any(kind is None for _, kind in scripted):
+        # Its own stream, seeded by the name alone, so that a video's drift depends only on the
+        # user and its position, never on the faults served before or on other knobs.
+        rnd = random.Random(int.from_bytes(_digest(b"drift:", username))).random
+        for index in range(total):
+            roll, kind = rnd(), _RANDOM_KINDS[int(rnd() * len(_RANDOM_KINDS))]
+            picks.append(kind)
+            if roll < rate:
+                plan[index] = kind
+    for index, scripted_kind in scripted:
+        plan[index] = picks[index] if scripted_kind is None else scripted_kind
+    return plan
+
+
+@lru_cache(maxsize=1 << 12)
+def fitted_kind(kind: str, mask: int) -> str | None:
+    """Return the drift kind a video gets from a request for `mask`: `kind` or the next asked."""
+    if kind in _ID_KINDS:
+        return kind if mask & _BITS["id"] else None
+    start = _RANDOM_KINDS.index(kind)
+    for step in range(len(_RANDOM_KINDS)):
+        candidate = _RANDOM_KINDS[(start + step) % len(_RANDOM_KINDS)]
+        if mask & _BITS[candidate]:
+            return candidate
+    return None
+
+
+def _wire_value(key: str, value: Any, wire: Wire) -> Any:
+    """Return a field's value as the wire knobs send it; never mutate the shared template."""
+    strings, extra = wire.string_ids, wire.extra_keys
+    if key in ("id", "music_id"):
+        return str(value) if strings else value
+    if key == "hashtag_info_list":
+        tags = []
+        for item in value:
+            tag = dict(item)
+            if strings:
+                tag["hashtag_id"] = str(tag["hashtag_id"])
+            if extra:
+                tag["is_commerce"] = False
+            tags.append(tag)
+        return tags
+    if not extra:
+        return value
+    # Unknown keys of every JSON type, first or last, as a newer API version might add them.
+    if key == "sticker_info_list":
+        return [{"sticker_text": [item["sticker_name"].lower()]} | item for item in value]
+    if key == "effect_info_list":
+        return [
+            item | {"effect_creator": {"uid": item["effect_id"][::-1], "verified": True}}
+            for item in value
+        ]
+    if key == "video_label":
+        return value | {"label_url": "https://www.tiktok.com/safety/en/"}
+    if key == "video_tag":
+        return {"video_tag_source": None} | value
+    return value
+
+
+def _drift(
+    kind: str, video: dict[str, Any], values: Mapping[str, Any], index: int, wire: Wire
+) -> None:
+    """Give the field `kind` names a value of another JSON type than documented, in place."""
+    if kind == "no_id":
+        video.pop("id", None)
+    elif kind == "bad_id":
+        video["id"] = "n/a"
+    elif kind == "video_duration":
+        video[kind] = values[kind] + 0.5
+    elif kind == "hashtag_names":
+        names: list[str | None] = list(values[kind]) or [_HASHTAGS[index % len(_HASHTAGS)]]
+        names.insert((len(names) + 1) // 2, None)
+        video[kind] = names
+    elif kind == "region_code":
+        video[kind] = _REGION_NUMBERS[values[kind]]
+    elif kind == "is_stem_verified":
+        video[kind] = int(values[kind])
+    elif kind == "like_count":
+        video[kind] = f"{values[kind] / 1000:.1f}K"
+    elif kind == "create_time":
+        video[kind] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(values[kind]))
+    elif kind == "video_label":
+        label = values.get(kind)
+        video[kind] = label["content"] if label else _LABELS[index % len(_LABELS)]
+    elif kind == "hashtag_info_list":
+        tags = values["hashtag_names"]
+        video[kind] = [*_wire_value(kind, values[kind], wire), tags[0] if tags else "fyp"]
+    elif kind == "sticker_info_list":
+        stickers = values.get(kind) or [
+            {"sticker_id": str(values["music_id"] + index), "sticker_name": "Poll"}
+        ]
+        video[kind] = _wire_value(kind, stickers, wire)[0]
+    elif kind == "music_id":
+        video[kind] = float(values[kind])
+    else:
+        raise AssertionError(f"drift kind {kind!r} has no value")
+
+
+def _video_extras(index: int, values: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Return the unknown top-level keys of one video; a quarter of the videos have none."""
+    create_time, music_id = values["create_time"], values["music_id"]
+    variant = create_time % 4
+    extras: list[tuple[str, Any]] = []
+    if variant & 1:
+        # Ids as strings, as the sibling endpoints send them.
+        ids = [str(music_id % 999_983 + 1000), str(create_time % 999_979 + 1000)]
+        extras.append(("effect_ids", ids[: 1 + index % 2]))
+    if variant & 2:
+        playlist = {
+            "playlist_id": music_id * 10 + index % 10,
+            "name": f"Part {1 + index % 7} ✨",
+            "meta": {"depth": [1, {"k": None, "f": 1.5e3}]},
+        }
+        extras.append(("x_playlist_info", playlist))
+    return extras
+
+
+def _wire_video(
+    index: int,
+    numbers: Sequence[int],
+    mask: int,
+    favourites: bool,
+    wire: Wire,
+    kind: str | None,
+) -> dict[str, Any]:
+    """Build one video as the wire knobs send it for a request for `mask`."""
+    order, content = _templates()[numbers[0]]
+    values = content | dict(zip(_NUMBERS, numbers[1:], strict=True))
+    video = {key: _wire_value(key, values[key], wire) for key in order if mask & _BITS[key]}
+    if kind is not None:
+        _drift(kind, video, values, index, wire)
+    if favourites and "favorites_count" in video:
+        video = {
+            FAVOURITES_ALIAS if key == "favorites_count" else key: value
+            for key, value in video.items()
+        }
+    if wire.extra_keys and (extras := _video_extras(index, values)):
+        items = list(video.items())
+        at = values["create_time"] // 4 % (len(items) + 1)
+        video = dict(items[:at] + extras + items[at:])
+    return video
+
+
+def _wire_videos(
+    username: str, huge: bool, mask: int, favourites: bool, wire: Wire
 ) -> list[dict[str, Any]]:
-    """Return every video a perfect client collects for the user, in API order."""
+    draws = _draws(username, huge)
+    plan = drift_plan(username, len(draws), wire.type_drift, wire.drifts)
+    return [
+        _wire_video(
+            index,
+            numbers,
+            mask,
+            favourites,
+            wire,
+            fitted_kind(plan[index], mask) if index in plan else None,
+        )
+        for index, numbers in enumerate(draws)
+    ]
+
+
+def drifted(
+    username: str, *, type_drift: float = 0.0, drifts: Mapping[int, str | None] | None = None
+) -> dict[int, str]:
+    """Return the position and kind of every drifted video the user's answers can carry.
+
+    Positions count in the full repost list; moderated videos, never sent, are left out. The kinds
+    are those of a request for every field.
+    """
+    total = repost_count(username)
+    plan = drift_plan(username, total, type_drift, sorted((drifts or {}).items()))
+    moderated = _moderated(username, total)
+    return {index: plan[index] for index in sorted(plan) if not moderated[index]}
+
+
+def ground_truth(
+    username: str,
+    *,
+    huge_ids: bool = False,
+    max_count: int = 100,
+    extra_keys: bool = False,
+    string_ids: bool = False,
+    type_drift: float = 0.0,
+    drifts: Mapping[int, str | None] | None = None,
+    fields: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Return every video a perfect client collects for the user, in API order, as sent.
+
+    The videos are the JSON the simulator sends with these settings, decoded: unknown keys, ids
+    as strings and drifted values included; `no_id` videos lack their id and `bad_id` ones carry
+    ``"n/a"``, both kept as sent (a client is expected to skip them). Every field comes back unless
+    `fields` names the fields of a request (drift then picks among those as the request does);
+    the favourites count is spelled favorites_count.
+    """
     kind = user_kind(username)
-    videos = _videos(username, huge_ids or kind == "hugeid")
+    huge = huge_ids or kind == "hugeid"
+    wire = Wire(extra_keys, string_ids, type_drift, tuple(sorted((drifts or {}).items())))
+    if wire == PLAIN and fields is None:
+        videos = _videos(username, huge)
+    else:
+        mask = ALL_FIELDS if fields is None else field_mask(fields)
+        videos = _wire_videos(username, huge, mask, False, wire)
     if kind == "stall":
         # The first page moves the cursor to max_count; the page there repeats that cursor forever.
         videos = videos[: 2 * max_count]
     else:
         moderated = _moderated(username, len(videos))
         videos = [video for video, gone in zip(videos, moderated, strict=True) if not gone]
-    # A JSON round trip: the videos share their lists with the pool, and callers may mutate theirs.
+    # A JSON round trip: the videos share their lists with the pool, callers may mutate theirs, and
+    # what comes back holds exactly the JSON types of the wire.
     result: list[dict[str, Any]] = msgspec.json.decode(msgspec.json.encode(videos))
     return result
 
@@ -382,15 +638,23 @@ class EncodedUser:
 
     __slots__ = ("blob", "kind", "moderated", "offsets", "total")
 
-    def __init__(self, username: str, huge: bool, mask: int, favourites: bool) -> None:
+    def __init__(
+        self, username: str, huge: bool, mask: int, favourites: bool, wire: Wire = PLAIN
+    ) -> None:
         self.kind = user_kind(username)
-        draws = _draws(username, huge or self.kind == "hugeid")
-        self.total = len(draws)
+        huge = huge or self.kind == "hugeid"
+        if wire == PLAIN:
+            parts = []
+            for numbers in _draws(username, huge):
+                text, slots = _format(numbers[0], mask, favourites)
+                parts.append(text % tuple([numbers[slot] for slot in slots]))
+        else:
+            # Off the benchmarked path: each video is built and encoded, which the templates avoid.
+            encode = msgspec.json.encode
+            videos = _wire_videos(username, huge, mask, favourites, wire)
+            parts = [encode(video) for video in videos]
+        self.total = len(parts)
         self.moderated = _moderated(username, self.total)
-        parts = []
-        for numbers in draws:
-            text, slots = _format(numbers[0], mask, favourites)
-            parts.append(text % tuple([numbers[slot] for slot in slots]))
         # offsets[i] is where video i starts; one past the end stands in for a final comma.
         self.offsets = array("Q", accumulate((len(part) + 1 for part in parts), initial=0))
         self.blob = b",".join(parts)
@@ -414,18 +678,22 @@ class EncodingCache:
     __slots__ = ("_entries", "budget", "size")
 
     def __init__(self, budget: int = 256 << 20) -> None:
-        self._entries: OrderedDict[tuple[str, bool, int, bool], EncodedUser] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, bool, int, bool, Wire], EncodedUser] = OrderedDict()
         self.budget = budget
         self.size = 0
 
-    def get(self, username: str, huge: bool, mask: int, favourites: bool) -> EncodedUser:
+    def get(
+        self, username: str, huge: bool, mask: int, favourites: bool, wire: Wire = PLAIN
+    ) -> EncodedUser:
         """Return the user's encoded videos, encoding them on a miss."""
-        key = (username, huge, mask, favourites)
+        # The wire knobs are part of the key, so that a knob changed at run time never meets an
+        # encoding made under its old value.
+        key = (username, huge, mask, favourites, wire)
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)
             return entry
-        entry = EncodedUser(username, huge, mask, favourites)
+        entry = EncodedUser(username, huge, mask, favourites, wire)
         self._entries[key] = entry
         self.size += len(entry.blob)
         while self.size > self.budget and len(self._entries) > 1:

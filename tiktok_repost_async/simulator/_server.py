@@ -11,7 +11,7 @@ import secrets
 import string
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import TracebackType
@@ -21,16 +21,23 @@ import msgspec
 from aiohttp import web
 
 from ._data import (
+    DRIFT_KINDS,
     FAVOURITES_ALIAS,
+    PLAIN,
     EncodingCache,
+    Wire,
+    drift_plan,
+    drifted,
     field_mask,
     ground_truth,
     pages_needed,
+    repost_count,
     user_kind,
 )
 from ._thread import SimulatorThread
 
 __all__ = [
+    "DRIFT_KINDS",
     "INVALID_CURSOR_MESSAGE",
     "QUOTA_MESSAGE",
     "RATE_LIMIT_MESSAGE",
@@ -71,6 +78,15 @@ _GATEWAY_PAGE: Final = (
     "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 _DAY: Final = 86_400
+_PAGE: Final = (
+    b'{"data":{%s"cursor":%d,"has_more":%s},"error":{"code":"ok","message":"","log_id":"%s"}}'
+)
+# The answer's unknown keys: one in data, one in error, one at the top level.
+_EXTRA_PAGE: Final = (
+    b'{"data":{"search_id":"%s",%s"cursor":%d,"has_more":%s},'
+    b'"error":{"code":"ok","message":"","log_id":"%s","http_status_code":200},'
+    b'"extra":{"now":%d,"fatal_item_ids":[]}}'
+)
 
 
 class Fault(enum.StrEnum):
@@ -138,6 +154,8 @@ def _checked(name: str, value: Any) -> Any:
     """Validate one knob's new value; return it normalised."""
     if name in ("latency", "jitter", "hang_seconds"):
         return _number(name, value)
+    if name == "type_drift":
+        return _number(name, value, 1)
     if name in ("rate_limit", "token_lifetime"):
         return _count(name, value, 1, optional=name == "rate_limit")
     if name in ("retry_after", "daily_quota"):
@@ -145,7 +163,7 @@ def _checked(name: str, value: Any) -> Any:
     if name in ("client_key", "client_secret"):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string")
-    elif name in ("huge_ids", "omit_empty_list"):
+    elif name in ("huge_ids", "omit_empty_list", "extra_keys", "string_ids"):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be True or False, not {value!r}")
     elif name == "faults":
@@ -194,6 +212,13 @@ class SimulatorConfig:
     favorites_spelling: FavoritesSpelling = "favorites_count"
     #: Leave the list key out of successful answers without videos.
     omit_empty_list: bool = False
+    #: Keys no documentation names, at every level of videos and answers, whatever was asked.
+    extra_keys: bool = False
+    #: Every id (video, music, hashtag, sticker, effect) as a JSON string of its digits.
+    string_ids: bool = False
+    #: Probability that a video has one requested field of another JSON type than documented;
+    #: drawn from the username and the video's position, so the same videos drift every time.
+    type_drift: float = 0.0
     #: Epoch seconds, for token expiry, the quota day and the rate window; tests pass a fake.
     clock: Callable[[], float] = time.time
 
@@ -253,10 +278,19 @@ def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -
 
 
 def _api_error(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    now: float | None = None,
 ) -> web.Response:
-    error = {"code": code, "message": message, "log_id": _log_id()}
-    return _json(status, {"data": {}, "error": error}, headers)
+    """Answer in the research error shape; with `now`, the extra_keys knob's unknown keys too."""
+    error: dict[str, Any] = {"code": code, "message": message, "log_id": _log_id()}
+    if now is None:
+        return _json(status, {"data": {}, "error": error}, headers)
+    error["http_status_code"] = status
+    extra = {"now": int(now * 1000), "fatal_item_ids": []}
+    return _json(status, {"data": {}, "error": error, "extra": extra}, headers)
 
 
 def _token_error(status: int, code: str, description: str) -> web.Response:
@@ -293,6 +327,7 @@ class Simulator:
         self.stats = SimulatorStats()
         self._tokens: dict[str, float] = {}
         self._scripts: dict[str, deque[Fault]] = {}
+        self._drifts: dict[str, tuple[tuple[int, str | None], ...]] = {}
         self._window: deque[float] = deque()
         self._quota_day: int | None = None
         self._cache = EncodingCache()
@@ -389,11 +424,57 @@ class Simulator:
         old = self.stats
         self.stats = SimulatorStats(in_flight=old.in_flight, quota_used=old.quota_used)
 
-    def ground_truth(self, username: str, max_count: int = 100) -> list[dict[str, Any]]:
-        """Return the videos a perfect client collects for the user, in API order, every field."""
-        # Ids are ints, favorites_count is spelled so, and fields a video lacks are absent;
-        # max_count matters to `stall` users only, whose walk stops after their second page.
-        return ground_truth(username, huge_ids=self.config.huge_ids, max_count=max_count)
+    def drift(self, username: str, indices: Iterable[int], kind: str | None = None) -> None:
+        """Make the user's videos at these positions of the full repost list drift from now on.
+
+        `kind` is one of DRIFT_KINDS; None lets each video pick one deterministically, as
+        `type_drift` does. A kind whose field a request did not ask for gives way to the next
+        kind that it did; `no_id` and `bad_id` act only when the id was asked for. Scripted
+        positions add to earlier ones and to `type_drift`, and override both.
+        """
+        if kind is not None and kind not in DRIFT_KINDS:
+            raise ValueError(f"unknown drift kind {kind!r}; kinds: {', '.join(DRIFT_KINDS)}")
+        added = [(index, kind) for index in indices]
+        # A kind, not None, so that checking the positions draws nothing.
+        drift_plan(username, repost_count(username), 0.0, [(index, "no_id") for index, _ in added])
+        positions = dict(self._drifts.get(username, ()))
+        positions.update(added)
+        self._drifts[username] = tuple(sorted(positions.items()))
+
+    def drifted(self, username: str) -> dict[int, str]:
+        """Return the positions and kinds of the user's drifted videos, when every field is asked.
+
+        Positions count in the full repost list, as `drift` takes them; moderated videos, never
+        sent, are left out.
+        """
+        return drifted(
+            username,
+            type_drift=self.config.type_drift,
+            drifts=dict(self._drifts.get(username, ())),
+        )
+
+    def ground_truth(
+        self, username: str, max_count: int = 100, *, fields: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Return the videos a perfect client collects for the user, in API order, as sent.
+
+        Each video is the JSON this simulator sends with its current knobs, decoded: unknown
+        keys, string ids and drifted values as on the wire. Videos drifted to `no_id` (no id) or
+        `bad_id` (id ``"n/a"``) are included as sent; a client is expected to skip them. Every
+        field comes back unless `fields` names a request's, and favorites_count is spelled so;
+        max_count matters to `stall` users only, whose walk stops after their second page.
+        """
+        config = self.config
+        return ground_truth(
+            username,
+            huge_ids=config.huge_ids,
+            max_count=max_count,
+            extra_keys=config.extra_keys,
+            string_ids=config.string_ids,
+            type_drift=config.type_drift,
+            drifts=dict(self._drifts.get(username, ())),
+            fields=fields,
+        )
 
     @staticmethod
     def user_kind(username: str) -> str:
@@ -406,6 +487,20 @@ class Simulator:
         return pages_needed(username, max_count)
 
     # -- handlers ---------------------------------------------------------------------------------
+
+    def _error(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
+        config = self.config
+        now = config.clock() if config.extra_keys else None
+        return _api_error(status, code, message, headers, now)
+
+    def _wire(self, username: str) -> Wire:
+        config = self.config
+        drifts = self._drifts.get(username, ())
+        if not (config.extra_keys or config.string_ids or config.type_drift or drifts):
+            return PLAIN
+        return Wire(config.extra_keys, config.string_ids, config.type_drift, drifts)
 
     async def _delay(self) -> None:
         config = self.config
@@ -481,7 +576,7 @@ class Simulator:
         if (refusal := self._refusal(request, now)) is not None:
             return refusal
         if query.error is not None:
-            return _api_error(400, "invalid_params", query.error)
+            return self._error(400, "invalid_params", query.error)
         assert query.username is not None
         fault = self._next_fault(query.username)
         if fault is None:
@@ -507,15 +602,15 @@ class Simulator:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         issued = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
         if issued is None:
-            return _api_error(401, "access_token_invalid", TOKEN_MISSING_MESSAGE)
+            return self._error(401, "access_token_invalid", TOKEN_MISSING_MESSAGE)
         if now - issued >= config.token_lifetime:
-            return _api_error(401, "access_token_invalid", TOKEN_EXPIRED_MESSAGE)
+            return self._error(401, "access_token_invalid", TOKEN_EXPIRED_MESSAGE)
         if config.daily_quota is not None and self.stats.quota_used > config.daily_quota:
-            return _api_error(429, "rate_limit_exceeded", QUOTA_MESSAGE)
+            return self._error(429, "rate_limit_exceeded", QUOTA_MESSAGE)
         if config.rate_limit is not None and len(self._window) > config.rate_limit:
             retry = config.retry_after
             headers = None if retry is None else {"Retry-After": str(retry)}
-            return _api_error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE, headers)
+            return self._error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE, headers)
         return None
 
     async def _parse(self, request: web.Request) -> _Query:
@@ -579,7 +674,7 @@ class Simulator:
             # Half the live API's 500s carry no message at all.
             self._server_errors += 1
             message = SERVER_ERROR_MESSAGE if self._server_errors % 2 else ""
-            return _api_error(500, "internal_error", message)
+            return self._error(500, "internal_error", message)
         if fault in (Fault.BAD_GATEWAY, Fault.GATEWAY_TIMEOUT):
             status = 502 if fault is Fault.BAD_GATEWAY else 504
             reason = "Bad Gateway" if status == 502 else "Gateway Time-out"
@@ -587,15 +682,15 @@ class Simulator:
             return web.Response(status=status, text=page, content_type="text/html")
         if fault is Fault.RATE_LIMIT:
             headers = {"Retry-After": str(self.config.retry_after or 1)}
-            return _api_error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE, headers)
+            return self._error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE, headers)
         if fault is Fault.RATE_LIMIT_NO_RETRY_AFTER:
-            return _api_error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE)
+            return self._error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE)
         if fault is Fault.QUOTA:
-            return _api_error(429, "rate_limit_exceeded", QUOTA_MESSAGE)
+            return self._error(429, "rate_limit_exceeded", QUOTA_MESSAGE)
         if fault is Fault.INVALID_CURSOR:
-            return _api_error(400, "invalid_params", INVALID_CURSOR_MESSAGE)
+            return self._error(400, "invalid_params", INVALID_CURSOR_MESSAGE)
         if fault is Fault.TOKEN_INVALID:
-            return _api_error(401, "access_token_invalid", TOKEN_MISSING_MESSAGE)
+            return self._error(401, "access_token_invalid", TOKEN_MISSING_MESSAGE)
         raise AssertionError(f"{fault} has no canned answer")
 
     def _drop(self, request: web.Request) -> None:
@@ -621,13 +716,17 @@ class Simulator:
         kind = user_kind(username)
         if kind == "missing":
             message = f"The username {username} is invalid: cannot find the user"
-            return _api_error(400, "invalid_params", message)
+            return self._error(400, "invalid_params", message)
         if kind == "private":
             message = f"API cannot return this user's information: {username} is not public"
-            return _api_error(400, "invalid_params", message)
+            return self._error(400, "invalid_params", message)
         config = self.config
         user = self._cache.get(
-            username, config.huge_ids, query.mask, config.favorites_spelling == FAVOURITES_ALIAS
+            username,
+            config.huge_ids,
+            query.mask,
+            config.favorites_spelling == FAVOURITES_ALIAS,
+            self._wire(username),
         )
         videos, count = user.page(cursor, cursor + max_count)
         if kind == "stall":
@@ -640,13 +739,17 @@ class Simulator:
             if count == 0 and config.omit_empty_list
             else b'"%s":[%s],' % (config.list_key.encode(), videos)
         )
-        body = (
-            b'{"data":{%s"cursor":%d,"has_more":%s},"error":{"code":"ok","message":"","log_id":"%s"}}'
-            % (
+        more = b"true" if has_more else b"false"
+        log_id = _log_id().encode()
+        if config.extra_keys:
+            body = _EXTRA_PAGE % (
+                log_id,
                 listed,
                 next_cursor,
-                b"true" if has_more else b"false",
-                _log_id().encode(),
+                more,
+                log_id,
+                int(config.clock() * 1000),
             )
-        )
+        else:
+            body = _PAGE % (listed, next_cursor, more, log_id)
         return web.Response(body=body, content_type="application/json")
