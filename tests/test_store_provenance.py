@@ -264,3 +264,42 @@ def test_a_store_from_a_newer_version_is_refused_with_the_way_out(tmp_path: Path
         conn.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
     with pytest.raises(StoreMismatchError, match="newer version of tiktok_repost_async"):
         Store(db, create=False)
+
+
+def test_a_run_that_never_ended_is_called_killed_by_the_next_one(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    store = Store(db, fields=FIELDS, max_count=100)
+    store.add_users(["u"])
+    store.begin_run("1")
+    store.record_requests(2)
+    # The process dies here: no end_run. The connection is simply dropped.
+    store._close_connection()
+    with Store(db, create=False) as again:
+        (died,) = again.runs()
+        assert (died.ended_at, died.outcome, died.requests) == (None, None, 2)
+        again.begin_run("1")
+        current, died = again.runs()
+        assert (died.outcome, current.outcome) == ("killed", None)
+        again.end_run("finished")
+        assert [run.outcome for run in again.runs()] == ["finished", "killed"]
+
+
+def test_parquet_provenance_columns_are_typed(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tiktok_repost_async.export import export_parquet
+
+    with Store(tmp_path / "s.db", fields=FIELDS, max_count=100) as store:
+        store.add_users(["u"])
+        store.commit_pages(
+            [PageCommit("u", [(1, b'{"id":1}')], 0, False, 1, log_id="L9", fetched_at=T0 + 0.5)]
+        )
+        out = io.BytesIO()
+        export_parquet(store, out, provenance=True)
+    table = pq.read_table(io.BytesIO(out.getvalue()))
+    assert table.schema.names[:3] == ["reposted_by", "fetched_at", "log_id"]
+    assert table.schema.field("fetched_at").type == pa.timestamp("ms", tz="UTC")
+    (row,) = table.to_pylist()
+    assert row["log_id"] == "L9"
+    assert row["fetched_at"].isoformat() == "2025-12-02T00:00:00.500000+00:00"

@@ -1075,7 +1075,7 @@ def _status_text(report: dict[str, Any]) -> str:
         lines += ["", "runs (newest first)   ended                 requests  pages  videos  how"]
         for run in runs:
             ended = run["ended_at"] or "-"
-            how = run["outcome"] or ("running or killed" if run["ended_at"] is None else "")
+            how = run["outcome"] or "running, or killed"
             lines.append(
                 f"  {run['run']:>3} {run['started_at']}  {ended:<20} {run['requests']:>9,}"
                 f" {run['pages']:>6,} {run['videos']:>7,}  {how} (v{run['version']})"

@@ -279,7 +279,9 @@ class RunRecord:
     requests: int
     pages: int
     videos: int
-    #: How the run ended (``finished``, ``stopped: quota`` ...); None while running or if killed.
+    #: How the run ended: ``finished``, ``stopped: <reason>``, ``interrupted`` (the caller stopped
+    #: early, Ctrl-C), ``error: <type>``, or ``killed`` (found unended by a later run); None while
+    #: running, or until a later run finds that its process died.
     outcome: str | None
 
 
@@ -610,6 +612,11 @@ class Store:
         if self._run_id is not None:
             raise StoreError(f"run {self._run_id} of {str(self._path)!r} has not ended")
         with self._transaction() as conn:
+            # A run starts under the run lock, so an earlier run that never ended cannot be
+            # running: its process died (SIGKILL, power loss) before it could say how it ended.
+            conn.execute(
+                "UPDATE runs SET outcome = 'killed' WHERE ended_at IS NULL AND outcome IS NULL"
+            )
             run_id = conn.execute(
                 "INSERT INTO runs (started_at, version, fields, max_count) VALUES (?, ?, ?, ?)",
                 (_utc_stamp(self._clock()), version, ",".join(self._fields), self._max_count),
@@ -985,8 +992,11 @@ class Store:
     def iter_pages(
         self, username: str | None = None
     ) -> Iterator[tuple[str, int, int, bool, int, str, str, int | None]]:
-        """Stream stored pages as (username, cursor, next_cursor, has_more, videos, log_id,
-        fetched_at, run_id), in the order they were stored, for one user or all."""
+        """Stream the stored pages' provenance, for one user or all, in the order they were stored.
+
+        Each is (username, cursor sent, next cursor, has_more, videos in the answer, log_id,
+        fetched_at, run id).
+        """
         sql = (
             "SELECT username, cursor, next_cursor, has_more, videos, log_id, fetched_at, run_id"
             " FROM pages"
