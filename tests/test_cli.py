@@ -228,11 +228,11 @@ def test_export_with_provenance_stamps_every_video_with_its_page(
     assert cli("export", "--db", db, "--provenance", "--output", out).returncode == 0
     rows = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
     expected = expected_records(sim, NAMES)
-    assert [list(row)[:3] for row in rows] == [["reposted_by", "fetched_at", "log_id"]] * len(rows)
+    stamps = ["round", "fetched_at", "log_id"]
+    assert [list(row)[:4] for row in rows] == [["reposted_by", *stamps]] * len(rows)
+    assert {row["round"] for row in rows} == {1}
     # Apart from the stamps, the line is the plain export's.
-    assert [
-        {k: v for k, v in row.items() if k not in ("fetched_at", "log_id")} for row in rows
-    ] == (expected)
+    assert [{k: v for k, v in row.items() if k not in stamps} for row in rows] == expected
     for row in rows:
         stamp = dt.datetime.fromisoformat(row["fetched_at"])
         assert stamp.tzinfo is not None

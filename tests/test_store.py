@@ -564,13 +564,21 @@ def test_iter_videos_streams_instead_of_loading_everything(store: Store) -> None
 def test_iter_videos_never_sorts_the_whole_table(store: Store, db: Path) -> None:
     # Ten million rows sorted before the first one comes out would stall an export for minutes
     # and fill the temp directory; only one user's videos may be sorted at a time.
+    queries = [
+        store_module._VIDEOS_IN_ORDER.format(
+            columns=store_module._PROVENANCE_COLUMNS if provenance else "",
+            join=store_module._PROVENANCE_JOIN if provenance else "",
+            where=where,
+        )
+        for provenance in (False, True)
+        for where in ("", " WHERE v.round = 2", store_module._LATEST_OBSERVATION)
+    ]
     with raw(db) as conn:
         conn.execute("ANALYZE")
-        plan = [
-            row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + store_module._VIDEOS_IN_ORDER)
-        ]
-    assert plan[0].startswith("SCAN u"), plan
-    assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
+        for query in queries:
+            plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query)]
+            assert plan[0].startswith("SCAN u"), (query, plan)
+            assert "USE TEMP B-TREE FOR ORDER BY" not in plan, (query, plan)
 
 
 def test_an_abandoned_iterator_does_not_block_writes(store: Store) -> None:

@@ -103,9 +103,9 @@ def test_a_version_1_store_is_migrated_once_in_place(tmp_path: Path) -> None:
         assert store.requests_on("2025-11-30") == 3
         # Old videos have no page: their provenance is unknown, and says so.
         rows = list(store.iter_videos_with_provenance())
-        assert [(user, vid, fetched, log) for user, vid, _, fetched, log in rows] == [
-            ("a", "1", None, None),
-            ("a", "2", None, None),
+        assert [(user, vid, n, fetched, log) for user, vid, _, n, fetched, log in rows] == [
+            ("a", "1", 1, None, None),
+            ("a", "2", 1, None, None),
         ]
     with sqlite3.connect(db) as conn:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
@@ -125,8 +125,8 @@ def test_a_failed_migration_leaves_version_1_whole(
 
     db = tmp_path / "old.db"
     make_v1_store(db, {"a": ("done", 0, [{"id": 1}])})
-    broken = (*store_module._SCHEMA_V2[:-1], "ALTER TABLE nowhere ADD COLUMN x")
-    monkeypatch.setattr(store_module, "_SCHEMA_V2", broken)
+    broken = (*store_module._MIGRATE_V1[:-1], "ALTER TABLE nowhere ADD COLUMN x")
+    monkeypatch.setattr(store_module, "_MIGRATE_V1", broken)
     with pytest.raises(Exception, match="nowhere"):
         Store(db, create=False)
     with sqlite3.connect(db) as conn:
@@ -186,9 +186,10 @@ def test_pages_keep_their_provenance_and_runs_their_counts(tmp_path: Path) -> No
         out = io.BytesIO()
         export_jsonl(store, out, provenance=True)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    stamp = {"reposted_by": "u", "round": 1}
     assert lines == [
-        {"reposted_by": "u", "fetched_at": "2025-12-02T00:00:01.250Z", "log_id": "L0", "id": 1},
-        {"reposted_by": "u", "fetched_at": "2025-12-02T00:00:00.000Z", "log_id": "L1", "id": 2},
+        {**stamp, "fetched_at": "2025-12-02T00:00:01.250Z", "log_id": "L0", "id": 1},
+        {**stamp, "fetched_at": "2025-12-02T00:00:00.000Z", "log_id": "L1", "id": 2},
     ]
 
 
@@ -243,7 +244,7 @@ async def test_a_version_1_store_resumes_after_the_upgrade(sim: Simulator, tmp_p
         (run,) = store.runs()
         assert (run.requests, run.pages, run.outcome) == (3, 3, "finished")
     by_user: dict[str, list[int]] = {}
-    for user, video_id, data, fetched_at, log_id in rows:
+    for user, video_id, data, _, fetched_at, log_id in rows:
         assert json.loads(data)["id"] == int(video_id)
         by_user.setdefault(user, []).append(int(video_id))
         # Videos of version 1 have no provenance; every new one has.
@@ -298,7 +299,7 @@ def test_parquet_provenance_columns_are_typed(tmp_path: Path) -> None:
         out = io.BytesIO()
         export_parquet(store, out, provenance=True)
     table = pq.read_table(io.BytesIO(out.getvalue()))
-    assert table.schema.names[:3] == ["reposted_by", "fetched_at", "log_id"]
+    assert table.schema.names[:4] == ["reposted_by", "round", "fetched_at", "log_id"]
     assert table.schema.field("fetched_at").type == pa.timestamp("ms", tz="UTC")
     (row,) = table.to_pylist()
     assert row["log_id"] == "L9"

@@ -3,9 +3,11 @@
 Every writer reads the store in batches (`Store.iter_videos`) and writes as it goes, so memory does
 not grow with the number of videos: ten million export like ten. Videos come in the store's order
 (users in input order, each user's videos in the API's order), each with a ``reposted_by`` column
-naming the user whose repost list held it. With ``provenance=True`` each video also carries
-``fetched_at`` (UTC, ISO 8601 with milliseconds) and ``log_id`` of the page it came on (null for
-videos harvested before provenance was recorded).
+naming the user whose repost list held it. With ``provenance=True`` each video also carries the
+``round`` it was observed in, and ``fetched_at`` (UTC, ISO 8601 with milliseconds) and ``log_id``
+of the page it came on (null for videos harvested before provenance was recorded). A store of a
+panel holds several rounds: ``round=N`` exports each user's list as observed in round N; by
+default each user's latest round in which its walk reached a final state (else its latest one).
 
 The store holds each video's JSON object byte for byte as the API sent it, and the formats differ
 only in how much of it a typed table can hold:
@@ -74,7 +76,7 @@ REPOSTED_BY: Final = "reposted_by"
 #: The CSV and Parquet column holding what no other column holds, as a JSON object.
 EXTRA: Final = "extra"
 #: The columns ``provenance=True`` adds after ``reposted_by``.
-PROVENANCE_COLUMNS: Final = ("fetched_at", "log_id")
+PROVENANCE_COLUMNS: Final = ("round", "fetched_at", "log_id")
 
 # Bytes gathered before each write: large enough that a pipe or a file sees few system calls,
 # small enough not to matter in memory.
@@ -131,13 +133,22 @@ def require_format(format: str) -> None:
         _pyarrow()
 
 
-def export(store: Store, out: BinaryOutput, format: str, *, provenance: bool = False) -> int:
+def export(
+    store: Store,
+    out: BinaryOutput,
+    format: str,
+    *,
+    provenance: bool = False,
+    round: int | None = None,
+) -> int:
     """Write every video of the store to ``out`` in ``format``; return how many.
 
     :param store: the harvest store to read.
     :param out: where to write (a binary file, ``sys.stdout.buffer``).
     :param format: ``jsonl``, ``csv`` or ``parquet``.
-    :param provenance: add ``fetched_at`` and ``log_id`` of each video's page.
+    :param provenance: add each video's ``round``, and ``fetched_at`` and ``log_id`` of its page.
+    :param round: export the videos as observed in this round (default: each user's latest
+        complete observation).
     """
     writers: dict[str, Callable[..., int]] = {
         "jsonl": export_jsonl,
@@ -147,7 +158,7 @@ def export(store: Store, out: BinaryOutput, format: str, *, provenance: bool = F
     writer = writers.get(format)
     if writer is None:
         raise ValueError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
-    return writer(store, out, provenance=provenance)
+    return writer(store, out, provenance=provenance, round=round)
 
 
 class _Buffered:
@@ -170,15 +181,15 @@ class _Buffered:
             self._buffer.clear()
 
 
-_Row = tuple[str, str, bytes, str | None, str | None]
+_Row = tuple[str, str, bytes, int | None, str | None, str | None]
 
 
-def _rows(store: Store, provenance: bool) -> Iterator[_Row]:
+def _rows(store: Store, provenance: bool, round: int | None) -> Iterator[_Row]:
     if provenance:
-        yield from store.iter_videos_with_provenance(_BATCH)
+        yield from store.iter_videos_with_provenance(_BATCH, round=round)
     else:
-        for username, video_id, data in store.iter_videos(_BATCH):
-            yield username, video_id, data, None, None
+        for username, video_id, data in store.iter_videos(_BATCH, round=round):
+            yield username, video_id, data, None, None, None
 
 
 def _valid_utf8(data: bytes) -> bytes:
@@ -200,19 +211,25 @@ def _object_body(username: str, video_id: str, data: bytes) -> bytes:
     return text[1:-1].strip()
 
 
-def export_jsonl(store: Store, out: BinaryOutput, *, provenance: bool = False) -> int:
+def export_jsonl(
+    store: Store, out: BinaryOutput, *, provenance: bool = False, round: int | None = None
+) -> int:
     """Write one JSON object per line: ``reposted_by``, then the video as sent; return the count."""
     sink = _Buffered(out)
     count = 0
     user: str | None = None
     prefix = b""
-    for username, video_id, data, fetched_at, log_id in _rows(store, provenance):
+    for username, video_id, data, observed, fetched_at, log_id in _rows(store, provenance, round):
         if username != user:
             user = username
             prefix = b'{"' + REPOSTED_BY.encode() + b'":' + _ENCODE(username)
         head = prefix
         if provenance:
-            head += b',"fetched_at":' + _ENCODE(fetched_at) + b',"log_id":' + _ENCODE(log_id)
+            head += b',"round":%s,"fetched_at":%s,"log_id":%s' % (
+                _ENCODE(observed),
+                _ENCODE(fetched_at),
+                _ENCODE(log_id),
+            )
         # The stored bytes are the video's own JSON object as the API sent it; splicing the
         # user into it keeps every key, type and number spelling and costs no decode.
         body = _object_body(username, video_id, _valid_utf8(data))
@@ -261,7 +278,9 @@ def _csv_cell(raw: msgspec.Raw) -> str:
     return data.decode("utf-8", "replace")
 
 
-def export_csv(store: Store, out: BinaryOutput, *, provenance: bool = False) -> int:
+def export_csv(
+    store: Store, out: BinaryOutput, *, provenance: bool = False, round: int | None = None
+) -> int:
     """Write a header and one row per video, values as sent, ``extra`` last; return the count."""
     fields = store.fields
     columns = (REPOSTED_BY, *(PROVENANCE_COLUMNS if provenance else ()), *fields, EXTRA)
@@ -270,11 +289,11 @@ def export_csv(store: Store, out: BinaryOutput, *, provenance: bool = False) -> 
     writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow(columns)
     count = 0
-    for username, video_id, data, fetched_at, log_id in _rows(store, provenance):
+    for username, video_id, data, observed, fetched_at, log_id in _rows(store, provenance, round):
         values = _fields_of(username, video_id, data)
         row = [username]
         if provenance:
-            row += [fetched_at or "", log_id or ""]
+            row += [str(observed), fetched_at or "", log_id or ""]
         used: set[str] = set()
         for name in fields:
             found = _pick(values, name)
@@ -405,7 +424,11 @@ def parquet_schema(fields: Iterable[str], *, provenance: bool = False) -> Any:
     string = pa.string()
     columns = [(REPOSTED_BY, string)]
     if provenance:
-        columns += [("fetched_at", pa.timestamp("ms", tz="UTC")), ("log_id", string)]
+        columns += [
+            ("round", pa.int32()),
+            ("fetched_at", pa.timestamp("ms", tz="UTC")),
+            ("log_id", string),
+        ]
     # A field this module does not know yet (the API grows) is kept as JSON text, not dropped.
     columns += [
         (name, _arrow_type(pa, _KINDS[name]) if name in _KINDS else string) for name in fields
@@ -426,6 +449,7 @@ def export_parquet(
     *,
     row_group_size: int = _ROW_GROUP,
     provenance: bool = False,
+    round: int | None = None,
 ) -> int:
     """Write a typed Parquet file, ids as decimal128(38, 0), in row groups; return the count."""
     if isinstance(row_group_size, bool) or not isinstance(row_group_size, int):
@@ -439,11 +463,13 @@ def export_parquet(
     count = 0
     with pq.ParquetWriter(out, schema) as writer:
         columns: list[list[Any]] = [[] for _ in schema.names]
-        for username, video_id, data, fetched_at, log_id in _rows(store, provenance):
+        for username, video_id, data, observed, fetched_at, log_id in _rows(
+            store, provenance, round
+        ):
             values = _fields_of(username, video_id, data)
             row: list[Any] = [username]
             if provenance:
-                row += [_timestamp(fetched_at), log_id]
+                row += [observed, _timestamp(fetched_at), log_id]
             used: set[str] = set()
             for name, kind in zip(fields, kinds, strict=True):
                 found = _pick(values, name)

@@ -52,6 +52,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SKIPPED_ROWS_KEPT",
     "PageCommit",
+    "RoundRecord",
     "RunRecord",
     "Store",
     "StoreError",
@@ -121,9 +122,24 @@ class UserRecord:
 
 _STATE_CHECK = ", ".join(f"'{s.value}'" for s in UserState)
 
-# One statement each: executescript() would COMMIT the surrounding transaction first.
+# Every observation of a video: its JSON object's bytes exactly as the API sent them, once per
+# user and round. video_id is TEXT: real ids exceed SQLite's signed 64-bit INTEGER (some even
+# uint64). The API's order within a user is the insertion order, i.e. the rowid.
+_VIDEOS_TABLE: Final = """CREATE TABLE {name} (
+        username TEXT NOT NULL REFERENCES users (username),
+        round    INTEGER NOT NULL DEFAULT 1,
+        video_id TEXT NOT NULL,
+        data     BLOB NOT NULL,
+        page_id  INTEGER REFERENCES pages (id),
+        UNIQUE (username, round, video_id)
+    )"""
+
+# The tables of schema version 2, one statement each: executescript() would COMMIT the
+# surrounding transaction first.
 _SCHEMA: Final = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    # Each user's state in the round it last joined (`round`); earlier rounds' states are kept in
+    # user_rounds when it joins a later one.
     f"""CREATE TABLE users (
         username   TEXT PRIMARY KEY,
         seq        INTEGER NOT NULL UNIQUE,  -- input order
@@ -133,24 +149,27 @@ _SCHEMA: Final = (
         videos     INTEGER NOT NULL DEFAULT 0,
         requests   INTEGER NOT NULL DEFAULT 0,
         error      TEXT,
-        updated_at TEXT NOT NULL
+        updated_at TEXT NOT NULL,
+        round      INTEGER NOT NULL DEFAULT 1,
+        partial    INTEGER NOT NULL DEFAULT 0  -- done, but the walk stopped at a known video
     )""",
-    # video_id is TEXT: real ids exceed SQLite's signed 64-bit INTEGER (some even uint64). The
-    # API's order within a user is the insertion order, i.e. the rowid.
-    """CREATE TABLE videos (
+    f"""CREATE TABLE user_rounds (
         username TEXT NOT NULL REFERENCES users (username),
-        video_id TEXT NOT NULL,
-        data     BLOB NOT NULL,
-        UNIQUE (username, video_id)
+        round    INTEGER NOT NULL,
+        state    TEXT NOT NULL CHECK (state IN ({_STATE_CHECK})),
+        pages    INTEGER NOT NULL,
+        videos   INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        error    TEXT,
+        partial  INTEGER NOT NULL,
+        PRIMARY KEY (username, round)
+    ) WITHOUT ROWID""",
+    # One row per round of a panel: round 1 is the first harvest of the store.
+    """CREATE TABLE rounds (
+        number        INTEGER PRIMARY KEY,
+        started_at    TEXT NOT NULL,
+        stop_at_known INTEGER NOT NULL DEFAULT 0
     )""",
-    # The per-UTC-day request ledger: every request sent, failures included.
-    "CREATE TABLE requests (day TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
-    "CREATE TABLE skipped (line_no INTEGER NOT NULL, raw TEXT NOT NULL, reason TEXT NOT NULL)",
-    "CREATE TABLE skipped_counts (reason TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
-)
-
-# What version 2 added to version 1; a version 1 store gets exactly these, in one transaction.
-_SCHEMA_V2: Final = (
     # One row per harvest run: how the data was asked for, by which version, and what it cost.
     """CREATE TABLE runs (
         id          INTEGER PRIMARY KEY,
@@ -162,7 +181,8 @@ _SCHEMA_V2: Final = (
         requests    INTEGER NOT NULL DEFAULT 0,
         pages       INTEGER NOT NULL DEFAULT 0,
         videos      INTEGER NOT NULL DEFAULT 0,
-        outcome     TEXT  -- how it ended: finished, stopped (quota), interrupted, error ...
+        outcome     TEXT,  -- finished, stopped: <reason>, interrupted, error: <type>, killed
+        round       INTEGER NOT NULL DEFAULT 1
     )""",
     # One row per stored page: the provenance a citation needs.
     """CREATE TABLE pages (
@@ -174,9 +194,39 @@ _SCHEMA_V2: Final = (
         has_more    INTEGER NOT NULL,
         videos      INTEGER NOT NULL,  -- videos in the answer, stored before or not
         log_id      TEXT NOT NULL,
-        fetched_at  TEXT NOT NULL  -- UTC, ISO 8601 with milliseconds
+        fetched_at  TEXT NOT NULL,  -- UTC, ISO 8601 with milliseconds
+        round       INTEGER NOT NULL DEFAULT 1
     )""",
-    "ALTER TABLE videos ADD COLUMN page_id INTEGER REFERENCES pages (id)",
+    _VIDEOS_TABLE.format(name="videos"),
+    # The per-UTC-day request ledger: every request sent, failures included.
+    "CREATE TABLE requests (day TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE skipped (line_no INTEGER NOT NULL, raw TEXT NOT NULL, reason TEXT NOT NULL)",
+    "CREATE TABLE skipped_counts (reason TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
+)
+
+# Schema version 1 to 2, in one transaction. The videos table is rebuilt (its unique key gains
+# the round), keeping each row's rowid and so the API's order.
+_MIGRATE_V1: Final = (
+    "ALTER TABLE users ADD COLUMN round INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE users ADD COLUMN partial INTEGER NOT NULL DEFAULT 0",
+    *(
+        statement
+        for statement in _SCHEMA
+        if statement.startswith(
+            (
+                "CREATE TABLE user_rounds",
+                "CREATE TABLE rounds",
+                "CREATE TABLE runs",
+                "CREATE TABLE pages",
+            )
+        )
+    ),
+    _VIDEOS_TABLE.format(name="videos_v2"),
+    "INSERT INTO videos_v2 (rowid, username, round, video_id, data) "
+    "SELECT rowid, username, 1, video_id, data FROM videos",
+    "DROP TABLE videos",
+    "ALTER TABLE videos_v2 RENAME TO videos",
+    "INSERT INTO rounds (number, started_at) SELECT 1, value FROM meta WHERE key = 'created_at'",
 )
 
 _ROWS_ENCODER = msgspec.json.Encoder()
@@ -185,14 +235,19 @@ _USER_COLUMNS = "username, state, cursor, pages, videos, requests, error"
 
 # CROSS JOIN pins users as the outer loop: SQLite then walks users by seq and sorts only each
 # user's own videos by rowid, instead of sorting the whole table before the first row comes out.
+# {columns} and {join} add provenance; {where} picks the round(s).
 _VIDEOS_IN_ORDER = (
-    "SELECT v.username, v.video_id, v.data FROM users AS u "
-    "CROSS JOIN videos AS v ON v.username = u.username ORDER BY u.seq, v.rowid"
+    "SELECT v.username, v.video_id, v.data{columns} FROM users AS u "
+    "CROSS JOIN videos AS v ON v.username = u.username{join}{where} ORDER BY u.seq, v.rowid"
 )
-_VIDEOS_WITH_PROVENANCE = (
-    "SELECT v.username, v.video_id, v.data, p.fetched_at, p.log_id FROM users AS u "
-    "CROSS JOIN videos AS v ON v.username = u.username "
-    "LEFT JOIN pages AS p ON p.id = v.page_id ORDER BY u.seq, v.rowid"
+_PROVENANCE_COLUMNS = ", v.round, p.fetched_at, p.log_id"
+_PROVENANCE_JOIN = " LEFT JOIN pages AS p ON p.id = v.page_id"
+# Each user's latest round in which its walk reached a final state, else its latest round: what
+# an export of a panel shows by default.
+_LATEST_OBSERVATION = (
+    " WHERE v.round = (SELECT coalesce(max(CASE WHEN o.state IN ('done', 'not_found',"
+    " 'unavailable') THEN o.round END), max(o.round)) FROM (SELECT round, state FROM user_rounds"
+    " WHERE username = u.username UNION ALL SELECT u.round, u.state) AS o)"
 )
 
 
@@ -225,6 +280,10 @@ def _check_count(name: str, value: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{name} must be a non-negative int, not {value!r}")
     return value
+
+
+def _current_round(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT max(number) FROM rounds").fetchone()[0] or 1)
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
@@ -264,6 +323,36 @@ class PageCommit:
     cursor: int = 0
     log_id: str = ""
     fetched_at: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoundRecord:
+    """Hold one round of a panel: when it started, how, and where its users stand."""
+
+    number: int
+    started_at: str
+    #: True when the round's walks stop at the first page holding a video of the user's
+    #: previous round (their ``partial`` users saw only the new head of their list).
+    stop_at_known: bool
+    #: Users per state in this round (every state present, 0 when none).
+    users: dict[UserState, int]
+    #: Users whose ``done`` walk stopped at a known video.
+    partial: int
+    #: Observations of videos stored in this round.
+    videos: int
+    #: Research requests of the runs of this round.
+    requests: int
+
+    @property
+    def complete(self) -> bool:
+        """Tell whether every user of the round has a final state (none pending or failed)."""
+        waiting = self.users[UserState.PENDING] + self.users[UserState.FAILED]
+        return sum(self.users.values()) > 0 and waiting == 0
+
+    @property
+    def in_progress(self) -> bool:
+        """Tell whether some user of the round is still to be walked (pending)."""
+        return self.users[UserState.PENDING] > 0 or sum(self.users.values()) == 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -393,8 +482,12 @@ class Store:
                         f"{str(self._path)!r} is an empty database: "
                         "pass fields and max_count to create a store in it"
                     )
-                for statement in (*_SCHEMA, *_SCHEMA_V2):
+                for statement in _SCHEMA:
                     conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO rounds (number, started_at) VALUES (1, ?)",
+                    (_utc_stamp(self._clock()),),
+                )
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
                     [
@@ -414,7 +507,7 @@ class Store:
             if meta.get("schema_version") == "1":
                 # Inside the transaction that read the version: two processes opening the same
                 # old store at once migrate it once, and a crash mid-way leaves version 1 whole.
-                for statement in _SCHEMA_V2:
+                for statement in _MIGRATE_V1:
                     conn.execute(statement)
                 conn.execute(
                     "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
@@ -618,8 +711,15 @@ class Store:
                 "UPDATE runs SET outcome = 'killed' WHERE ended_at IS NULL AND outcome IS NULL"
             )
             run_id = conn.execute(
-                "INSERT INTO runs (started_at, version, fields, max_count) VALUES (?, ?, ?, ?)",
-                (_utc_stamp(self._clock()), version, ",".join(self._fields), self._max_count),
+                "INSERT INTO runs (started_at, version, fields, max_count, round)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    _utc_stamp(self._clock()),
+                    version,
+                    ",".join(self._fields),
+                    self._max_count,
+                    _current_round(conn),
+                ),
             ).lastrowid
         assert run_id is not None
         self._run_id = run_id
@@ -656,6 +756,109 @@ class Store:
         """Return how many runs this store has recorded."""
         return int(self._db.execute("SELECT count(*) FROM runs").fetchone()[0])
 
+    # -- rounds ------------------------------------------------------------------------------
+
+    @property
+    def current_round(self) -> int:
+        """Return the number of the latest round: the one a harvest walks."""
+        return _current_round(self._db)
+
+    def start_round(self, *, stop_at_known: bool = False) -> tuple[int, bool]:
+        """Start the next round of a panel, unless the current one is still being walked.
+
+        Return ``(round, started)``. A round whose users are not all walked yet (some pending:
+        a harvest was interrupted) is resumed instead, so that running the same command again
+        after a kill never starts a round twice; so is a store that has no user yet. The names
+        of a round join it as a harvest claims them (`add_users`).
+        """
+        with self._transaction() as conn:
+            current = _current_round(conn)
+            waiting = conn.execute(
+                "SELECT 1 FROM users WHERE round = ? AND state = 'pending' LIMIT 1", (current,)
+            ).fetchone()
+            walked = conn.execute("SELECT 1 FROM users LIMIT 1").fetchone()
+            if waiting is not None or walked is None:
+                return current, False
+            conn.execute(
+                "INSERT INTO rounds (number, started_at, stop_at_known) VALUES (?, ?, ?)",
+                (current + 1, _utc_stamp(self._clock()), int(stop_at_known)),
+            )
+        return current + 1, True
+
+    def round_stops_at_known(self, number: int | None = None) -> bool:
+        """Tell whether a round (the current one by default) stops walks at known videos."""
+        row = self._db.execute(
+            "SELECT stop_at_known FROM rounds WHERE number = ?",
+            (self.current_round if number is None else number,),
+        ).fetchone()
+        return bool(row and row[0])
+
+    def rounds(self) -> list[RoundRecord]:
+        """Return every round, oldest first, with its users per state, videos and requests."""
+        conn = self._db
+        states: dict[int, dict[UserState, int]] = {}
+        partial: dict[int, int] = {}
+        for number, state, count, parts in conn.execute(
+            "SELECT round, state, count(*), sum(partial) FROM ("
+            " SELECT round, state, partial FROM user_rounds"
+            " UNION ALL SELECT round, state, partial FROM users) GROUP BY round, state"
+        ):
+            states.setdefault(number, dict.fromkeys(UserState, 0))[UserState(state)] = count
+            partial[number] = partial.get(number, 0) + int(parts or 0)
+        videos = dict(conn.execute("SELECT round, count(*) FROM videos GROUP BY round"))
+        requests = dict(conn.execute("SELECT round, sum(requests) FROM runs GROUP BY round"))
+        return [
+            RoundRecord(
+                int(number),
+                str(started),
+                bool(stop),
+                states.get(number, dict.fromkeys(UserState, 0)),
+                partial.get(number, 0),
+                int(videos.get(number, 0)),
+                int(requests.get(number) or 0),
+            )
+            for number, started, stop in conn.execute(
+                "SELECT number, started_at, stop_at_known FROM rounds ORDER BY number"
+            )
+        ]
+
+    def iter_round_users(self, number: int) -> Iterator[tuple[str, UserState, bool]]:
+        """Stream (username, state, partial) of every user of a round, in input order."""
+        sql = (
+            "SELECT o.username, o.state, o.partial FROM users AS u CROSS JOIN ("
+            " SELECT username, state, partial FROM user_rounds WHERE round = ?1"
+            " UNION ALL SELECT username, state, partial FROM users WHERE round = ?1"
+            ") AS o ON o.username = u.username ORDER BY u.seq"
+        )
+        for username, state, parts in self._stream(sql, (number,), 1000):
+            yield username, UserState(state), bool(parts)
+
+    def round_videos(self, username: str, number: int) -> list[tuple[str, bytes]]:
+        """Return one user's videos as observed in a round: (video_id, data), in API order."""
+        rows = self._db.execute(
+            "SELECT video_id, data FROM videos WHERE username = ? AND round = ? ORDER BY rowid",
+            (username, number),
+        )
+        return [(str(video_id), bytes(data)) for video_id, data in rows]
+
+    def known_video_ids(self, username: str, before: int | None = None) -> set[str]:
+        """Return the ids of the videos seen of a user in its latest round before ``before``.
+
+        ``before`` defaults to the current round; an empty set when there is no earlier round.
+        """
+        limit = self.current_round if before is None else before
+        row = self._db.execute(
+            "SELECT max(round) FROM videos WHERE username = ? AND round < ?", (username, limit)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return set()
+        return {
+            str(video_id)
+            for (video_id,) in self._db.execute(
+                "SELECT video_id FROM videos WHERE username = ? AND round = ?", (username, row[0])
+            )
+        }
+
     # -- writing -----------------------------------------------------------------------------
 
     def add_users(self, usernames: Iterable[str]) -> list[tuple[str, UserState, int]]:
@@ -667,16 +870,33 @@ class Store:
         stamp = _utc_stamp(self._clock())
         found: dict[str, tuple[str, UserState, int]] = {}
         with self._transaction() as conn:
+            current = _current_round(conn)
             # seq is taken inside the statement so that names already present leave no gaps.
             conn.executemany(
-                "INSERT OR IGNORE INTO users (username, seq, updated_at) "
-                "VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM users), ?)",
-                [(name, stamp) for name in names],
+                "INSERT OR IGNORE INTO users (username, seq, updated_at, round) "
+                "VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM users), ?, ?)",
+                [(name, stamp, current) for name in names],
             )
             unique = list(dict.fromkeys(names))
             for start in range(0, len(unique), _IN_CHUNK):
                 chunk = unique[start : start + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
+                if current > 1:
+                    # A name last walked in an earlier round joins this one: its state there is
+                    # kept in user_rounds, and its walk starts again from cursor 0.
+                    conn.execute(
+                        "INSERT OR REPLACE INTO user_rounds (username, round, state, pages, videos,"
+                        " requests, error, partial) SELECT username, round, state, pages, videos,"
+                        f" requests, error, partial FROM users WHERE round < ? AND username IN"
+                        f" ({marks})",
+                        (current, *chunk),
+                    )
+                    conn.execute(
+                        "UPDATE users SET round = ?, state = 'pending', cursor = 0, pages = 0,"
+                        " videos = 0, requests = 0, error = NULL, partial = 0, updated_at = ?"
+                        f" WHERE round < ? AND username IN ({marks})",
+                        (current, stamp, current, *chunk),
+                    )
                 for username, state, cursor in conn.execute(
                     f"SELECT username, state, cursor FROM users WHERE username IN ({marks})",
                     chunk,
@@ -735,10 +955,12 @@ class Store:
         stamp = _utc_stamp(now)
         added: list[int] = []
         with self._transaction() as conn:
+            # A user being walked is always in the current round (add_users moved it there).
+            current = _current_round(conn)
             for page in pages:
                 page_id = conn.execute(
                     "INSERT INTO pages (run_id, username, cursor, next_cursor, has_more, videos,"
-                    " log_id, fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " log_id, fetched_at, round) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         self._run_id,
                         page.username,
@@ -748,9 +970,10 @@ class Store:
                         len(page.videos),
                         page.log_id,
                         _utc_stamp_ms(page.fetched_at or now),
+                        current,
                     ),
                 ).lastrowid
-                count = self._insert_videos(conn, page.username, page.videos, page_id)
+                count = self._insert_videos(conn, page.username, page.videos, page_id, current)
                 state = UserState.PENDING if page.has_more else UserState.DONE
                 self._update_user(
                     conn,
@@ -774,6 +997,7 @@ class Store:
         username: str,
         videos: Sequence[tuple[int, bytes]],
         page_id: int | None,
+        round_: int,
     ) -> int:
         # The page's videos go in as one blob and a small JSON array of (id, start, length):
         # one statement for the whole page, unpacked by SQLite's json_each and substr. The sqlite3
@@ -798,11 +1022,11 @@ class Store:
             return 0
         try:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO videos (username, video_id, data, page_id) "
-                "SELECT ?, json_extract(value, '$[0]'), "
+                "INSERT OR IGNORE INTO videos (username, round, video_id, data, page_id) "
+                "SELECT ?, ?, json_extract(value, '$[0]'), "
                 "substr(?, json_extract(value, '$[1]'), json_extract(value, '$[2]')), ? "
                 "FROM json_each(?) ORDER BY key",
-                (username, b"".join(chunks), page_id, _ROWS_ENCODER.encode(spans)),
+                (username, round_, b"".join(chunks), page_id, _ROWS_ENCODER.encode(spans)),
             )
         except sqlite3.IntegrityError as exc:
             # OR IGNORE covers the UNIQUE key only; a foreign-key failure means no such user.
@@ -838,19 +1062,26 @@ class Store:
         *,
         error: str | None = None,
         requests: int = 0,
+        partial: bool = False,
     ) -> None:
-        """Give a user a final state (or FAILED with its error) and count its last requests."""
+        """Give a user a final state (or FAILED with its error) and count its last requests.
+
+        ``partial`` marks a ``done`` walk that stopped early at a video known from the user's
+        previous round (a repeat round's ``stop_at_known``).
+        """
         state = UserState(state)
         if state is UserState.PENDING:
             raise ValueError("finish_user needs a final state or FAILED, not pending")
+        if partial and state is not UserState.DONE:
+            raise ValueError(f"only a done walk can be partial, not a {state.value} one")
         _check_count("requests", requests)
         now = self._clock()
         with self._transaction() as conn:
             self._update_user(
                 conn,
                 username,
-                "state = ?, error = ?, requests = requests + ?, updated_at = ?",
-                (state.value, error, requests, _utc_stamp(now)),
+                "state = ?, error = ?, requests = requests + ?, updated_at = ?, partial = ?",
+                (state.value, error, requests, _utc_stamp(now), int(partial)),
             )
             self._add_to_ledger(conn, _utc_day(now), requests)
 
@@ -972,22 +1203,60 @@ class Store:
         for row in self._stream(sql, params, 1000):
             yield _row_to_record(row)
 
-    def iter_videos(self, batch: int = 1000) -> Iterator[tuple[str, str, bytes]]:
-        """Stream (reposted_by username, video_id, data) in user input order, then API order."""
-        if not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive int, not {batch!r}")
-        yield from self._stream(_VIDEOS_IN_ORDER, (), batch)
+    def iter_videos(
+        self, batch: int = 1000, *, round: int | None = None
+    ) -> Iterator[tuple[str, str, bytes]]:
+        """Stream (reposted_by username, video_id, data) in user input order, then API order.
+
+        :param batch: rows fetched from SQLite at a time.
+        :param round: the round whose observations to give; by default each user's latest round
+            in which its walk reached a final state (else its latest round): in a store of one
+            round, every video.
+        """
+        sql, params = self._videos_query(batch, round, provenance=False)
+        yield from self._stream(sql, params, batch)
 
     def iter_videos_with_provenance(
-        self, batch: int = 1000
-    ) -> Iterator[tuple[str, str, bytes, str | None, str | None]]:
-        """Stream videos as `iter_videos` does, with their page's fetched_at and log_id added.
+        self, batch: int = 1000, *, round: int | None = None
+    ) -> Iterator[tuple[str, str, bytes, int, str | None, str | None]]:
+        """Stream videos as `iter_videos` does, with their round, and their page's fetched_at
+        and log_id added.
 
-        Both are None for videos stored before provenance was recorded (schema version 1).
+        fetched_at and log_id are None for videos stored before provenance was recorded
+        (schema version 1).
         """
+        sql, params = self._videos_query(batch, round, provenance=True)
+        yield from self._stream(sql, params, batch)
+
+    def _videos_query(
+        self, batch: int, round: int | None, *, provenance: bool
+    ) -> tuple[str, tuple[int, ...]]:
         if not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be a positive int, not {batch!r}")
-        yield from self._stream(_VIDEOS_WITH_PROVENANCE, (), batch)
+        params: tuple[int, ...] = ()
+        if round is not None:
+            self._check_round(round)
+            where, params = " WHERE v.round = ?", (round,)
+        elif self.current_round > 1:
+            where = _LATEST_OBSERVATION
+        else:
+            where = ""  # one round: every video, without a per-row lookup
+        sql = _VIDEOS_IN_ORDER.format(
+            columns=_PROVENANCE_COLUMNS if provenance else "",
+            join=_PROVENANCE_JOIN if provenance else "",
+            where=where,
+        )
+        return sql, params
+
+    def _check_round(self, number: int) -> int:
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise TypeError(f"a round is an int, not {number!r}")
+        current = self.current_round
+        if not 1 <= number <= current:
+            raise ValueError(
+                f"{str(self._path)!r} has no round {number}: its rounds are 1 to {current}"
+            )
+        return number
 
     def iter_pages(
         self, username: str | None = None

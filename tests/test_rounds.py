@@ -1,0 +1,226 @@
+"""Rounds of a panel in the store, export by round, and the diff between rounds."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tiktok_repost_async.diff import DIFF_COLUMNS, DiffError, diff_rounds, pick_rounds, write_diff
+from tiktok_repost_async.export import export_jsonl
+from tiktok_repost_async.store import PageCommit, Store, UserState
+
+FIELDS = ("id", "like_count", "view_count")
+BIG = 73207681965695992750  # above uint64
+
+
+def video(video_id: int, likes: Any = 1, views: Any = 10, **extra: Any) -> bytes:
+    """Return a video's JSON as the API would send it."""
+    return json.dumps({"id": video_id, "like_count": likes, "view_count": views, **extra}).encode()
+
+
+def walk(store: Store, username: str, *pages: list[bytes], partial: bool = False) -> None:
+    """Store a user's walk of the current round, page by page, as a harvest does."""
+    store.add_users([username])
+    cursor = 0
+    for number, page in enumerate(pages, 1):
+        rows = [(json.loads(data)["id"], data) for data in page]
+        last = number == len(pages)
+        store.commit_pages(
+            [PageCommit(username, rows, cursor + 100, not last or partial, 1, cursor=cursor)]
+        )
+        cursor += 100
+    if partial:
+        store.finish_user(username, UserState.DONE, partial=True)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "panel.db", fields=FIELDS, max_count=100)
+
+
+def test_a_new_store_is_round_one_and_a_new_round_needs_a_walked_one(store: Store) -> None:
+    assert store.current_round == 1
+    # Nothing walked yet: --new-round on a fresh store is its first round.
+    assert store.start_round() == (1, False)
+    walk(store, "a", [video(1)])
+    assert store.start_round() == (2, True)
+    assert store.current_round == 2
+    (first, second) = store.rounds()
+    assert (first.number, first.complete, first.users[UserState.DONE]) == (1, True, 1)
+    assert (second.number, second.in_progress, second.complete) == (2, True, False)
+
+
+def test_a_round_with_pending_users_is_resumed_not_started_again(store: Store) -> None:
+    walk(store, "a", [video(1)])
+    store.start_round()
+    store.add_users(["a"])  # joins round 2, pending
+    # Running the same --new-round command again after a kill resumes round 2.
+    assert store.start_round() == (2, False)
+    assert store.current_round == 2
+
+
+def test_a_user_joins_the_new_round_from_cursor_zero_and_keeps_its_old_state(
+    store: Store,
+) -> None:
+    walk(store, "a", [video(1), video(2)], [video(3)])
+    store.add_users(["gone"])
+    store.finish_user("gone", UserState.NOT_FOUND, requests=1)
+    store.start_round()
+    assert store.add_users(["a", "new"]) == [
+        ("a", UserState.PENDING, 0),
+        ("new", UserState.PENDING, 0),
+    ]
+    record = store.user("a")
+    assert record is not None
+    assert (record.cursor, record.pages, record.videos) == (0, 0, 0)
+    # Round 1 is kept as it ended; "gone" is not in round 2 and stays where it was.
+    assert list(store.iter_round_users(1)) == [
+        ("a", UserState.DONE, False),
+        ("gone", UserState.NOT_FOUND, False),
+    ]
+    assert list(store.iter_round_users(2)) == [
+        ("a", UserState.PENDING, False),
+        ("new", UserState.PENDING, False),
+    ]
+    # The same video in two rounds is two observations.
+    store.commit_pages([PageCommit("a", [(1, video(1, likes=5))], 100, False, 1)])
+    assert store.round_videos("a", 1)[0] == ("1", video(1))
+    assert store.round_videos("a", 2) == [("1", video(1, likes=5))]
+    assert store.known_video_ids("a") == {"1", "2", "3"}
+    assert store.known_video_ids("new") == set()
+
+
+def test_export_by_round_and_by_default_the_latest_complete_observation(store: Store) -> None:
+    walk(store, "a", [video(1), video(2)])
+    walk(store, "b", [video(7)])
+    store.start_round()
+    walk(store, "a", [video(3), video(1, likes=9)])
+    store.add_users(["b"])  # b joined round 2 but its walk is not done: pending
+    store.commit_pages([PageCommit("b", [(8, video(8))], 100, True, 1)])
+
+    def exported(**kwargs: Any) -> list[tuple[str, int, int]]:
+        out = io.BytesIO()
+        export_jsonl(store, out, **kwargs)
+        rows = [json.loads(line) for line in out.getvalue().splitlines()]
+        return [(row["reposted_by"], row["id"], row["like_count"]) for row in rows]
+
+    assert exported(round=1) == [("a", 1, 1), ("a", 2, 1), ("b", 7, 1)]
+    assert exported(round=2) == [("a", 3, 1), ("a", 1, 9), ("b", 8, 1)]
+    # Default: a from round 2 (done there), b from round 1 (its round 2 walk is unfinished).
+    assert exported() == [("a", 3, 1), ("a", 1, 9), ("b", 7, 1)]
+    with pytest.raises(ValueError, match="no round 3: its rounds are 1 to 2"):
+        exported(round=3)
+
+
+def test_diff_reports_added_removed_and_count_changes_with_exact_ids(store: Store) -> None:
+    walk(store, "a", [video(1, 5, 100), video(BIG, 1, 10)], [video(3, 0, 0)])
+    walk(store, "b", [video(4)])
+    store.start_round()
+    walk(store, "a", [video(9), video(BIG, 4, 25)], [video(3, 0, 0)])
+    walk(store, "b", [video(4)])
+    changes = [change.as_row() for change in diff_rounds(store)]
+    assert changes == [
+        row("a", 9, "added"),
+        row("a", BIG, "changed", like_count_delta=3, view_count_delta=15),
+        row("a", 1, "removed"),
+    ]
+    out = io.BytesIO()
+    assert write_diff(store, out, "jsonl") == 3
+    lines = out.getvalue().decode().splitlines()
+    assert f'"video_id":{BIG}' in lines[1]  # the digits, not a float
+    assert [json.loads(line) for line in lines] == changes
+    text = io.BytesIO()
+    write_diff(store, text, "csv")
+    records = list(csv.DictReader(io.StringIO(text.getvalue().decode(), newline="")))
+    assert list(records[0]) == list(DIFF_COLUMNS)
+    assert [(r["video_id"], r["change"], r["like_count_delta"]) for r in records] == [
+        ("9", "added", ""),
+        (str(BIG), "changed", "3"),
+        ("1", "removed", ""),
+    ]
+    assert records[0]["partial"] == "false"
+
+
+def row(username: str, video_id: int, change: str, **deltas: int) -> dict[str, Any]:
+    base: dict[str, Any] = dict.fromkeys(DIFF_COLUMNS)
+    base.update(
+        username=username,
+        video_id=video_id,
+        change=change,
+        from_round=1,
+        to_round=2,
+        partial=False,
+    )
+    base.update(deltas)
+    return base
+
+
+def test_users_not_walked_in_both_rounds_never_show_as_removals(store: Store) -> None:
+    for name in ("ok", "lost", "private", "broken", "newcomer"):
+        walk(store, name, [video(hash(name) % 1000 + 1)]) if name != "newcomer" else None
+    store.start_round()
+    walk(store, "ok", [video(hash("ok") % 1000 + 1)])
+    store.add_users(["lost", "private", "broken", "newcomer"])
+    store.finish_user("lost", UserState.NOT_FOUND, requests=1)
+    store.finish_user("private", UserState.UNAVAILABLE, requests=1)
+    store.finish_user("broken", UserState.FAILED, error="ServerError", requests=3)
+    walk(store, "newcomer", [video(5)])
+    # "broken" failed in round 2, so round 2 is not complete: name it explicitly.
+    assert list(diff_rounds(store, 1, 2)) == []
+
+
+def test_a_partial_walk_reports_additions_only_and_is_flagged(store: Store) -> None:
+    walk(store, "a", [video(1), video(2), video(3)])
+    store.start_round(stop_at_known=True)
+    assert store.round_stops_at_known()
+    # Round 2 stopped at the first known video: 2 is new, 1 is known; 3 was not looked at.
+    walk(store, "a", [video(10), video(1, likes=4)], partial=True)
+    changes = list(diff_rounds(store))
+    assert [(c.video_id, c.change, c.partial) for c in changes] == [
+        (10, "added", True),
+        (1, "changed", True),
+    ]
+    (round_two,) = [r for r in store.rounds() if r.number == 2]
+    assert (round_two.partial, round_two.stop_at_known, round_two.complete) == (1, True, True)
+
+
+def test_bad_rounds_get_one_clear_error(store: Store) -> None:
+    walk(store, "a", [video(1)])
+    with pytest.raises(DiffError, match=r"one round only.*--new-round"):
+        pick_rounds(store)
+    store.start_round()
+    store.add_users(["a"])
+    with pytest.raises(DiffError, match="--to 2: round 2 is still in progress: 1 of its users"):
+        pick_rounds(store, 1, 2)
+    with pytest.raises(DiffError, match="no round 5; its rounds are 1 to 2"):
+        pick_rounds(store, 1, 5)
+    with pytest.raises(
+        DiffError,
+        match=r"not two complete rounds to compare \(round 1 complete, round 2 in progress\)",
+    ):
+        pick_rounds(store)
+    with pytest.raises(DiffError, match="there is no complete round after round 1"):
+        pick_rounds(store, from_round=1)
+    walk(store, "a", [video(1)])
+    assert pick_rounds(store) == (1, 2)
+    with pytest.raises(DiffError, match="--from 2 must be an earlier round than --to 1"):
+        pick_rounds(store, 2, 1)
+    with pytest.raises(ValueError, match="jsonl or csv"):
+        write_diff(store, io.BytesIO(), "parquet")
+
+
+def test_a_version_1_store_opens_as_a_one_round_store(tmp_path: Path) -> None:
+    from test_store_provenance import make_v1_store
+
+    db = tmp_path / "old.db"
+    make_v1_store(db, {"a": ("done", 0, [{"id": 1}])})
+    with Store(db, create=False) as old:
+        (only,) = old.rounds()
+        assert (only.number, only.started_at, only.complete) == (1, "2025-11-30T10:00:00Z", True)
+        assert old.round_videos("a", 1) == [("1", b'{"id":1}')]
+        assert old.start_round() == (2, True)

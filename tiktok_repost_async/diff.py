@@ -1,0 +1,291 @@
+"""Compare two rounds of a panel: which reposts were added, removed, and how counts moved.
+
+A round is one walk over a panel's users (`Store.start_round`). For every user whose walk ended
+``done`` in both rounds, `diff_rounds` compares the two lists of videos it observed and yields one
+`VideoChange` per difference, users in input order:
+
+- ``added``: in the later round, not in the earlier one (in the later round's order);
+- ``removed``: in the earlier round, not in the later one (withdrawn, deleted or made private);
+- ``changed``: in both, with at least one count field (`COUNT_FIELDS`) that moved; ``deltas``
+  holds later minus earlier for each count that both rounds hold as an integer.
+
+Users ``not_found``, ``unavailable``, ``failed`` or still ``pending`` in either round take no part:
+a user that could not be walked never shows as "all removed". A user whose later walk stopped at a
+known video (``partial``: a repeat round with ``stop_at_known``) saw only the head of its list, so
+its records are flagged ``partial`` and it gets no ``removed`` records: whatever lies past the
+known video was not looked at. Likewise an earlier walk that was partial may make an old video look
+``added``. Ids are exact ints of any size.
+
+For pandas or Polars::
+
+    import pandas as pd
+    from tiktok_repost_async import Store, diff_rounds
+
+    with Store("panel.db", create=False) as store:
+        frame = pd.DataFrame(change.as_row() for change in diff_rounds(store))
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from collections.abc import Iterator
+from typing import Any, Final
+
+import msgspec
+
+from .errors import TikTokError
+from .store import RoundRecord, Store, UserState
+
+__all__ = [
+    "COUNT_FIELDS",
+    "DIFF_COLUMNS",
+    "DiffError",
+    "VideoChange",
+    "diff_rounds",
+    "pick_rounds",
+    "write_diff",
+]
+
+#: The video fields whose change between rounds a diff reports.
+COUNT_FIELDS: Final = (
+    "like_count",
+    "comment_count",
+    "share_count",
+    "view_count",
+    "favorites_count",
+)
+#: The columns of a diff's CSV, and the keys of each JSONL record, in order.
+DIFF_COLUMNS: Final = (
+    "username",
+    "video_id",
+    "change",
+    "from_round",
+    "to_round",
+    "partial",
+    *(f"{name}_delta" for name in COUNT_FIELDS),
+)
+
+_ENCODE = msgspec.json.Encoder().encode
+
+
+class DiffError(TikTokError, ValueError):
+    """Refuse a diff that cannot be made: a round that does not exist, is in progress, or alone."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VideoChange:
+    """Describe one difference between two rounds of one user's reposts."""
+
+    username: str
+    video_id: int
+    #: ``added``, ``removed`` or ``changed``.
+    change: str
+    from_round: int
+    to_round: int
+    #: True when either round's walk of this user stopped at a known video (see the module).
+    partial: bool
+    #: For ``changed``: later minus earlier, per count field both rounds hold as an int.
+    deltas: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def as_row(self) -> dict[str, Any]:
+        """Return the change as one flat record keyed by `DIFF_COLUMNS`."""
+        row: dict[str, Any] = {
+            "username": self.username,
+            "video_id": self.video_id,
+            "change": self.change,
+            "from_round": self.from_round,
+            "to_round": self.to_round,
+            "partial": self.partial,
+        }
+        for name in COUNT_FIELDS:
+            row[f"{name}_delta"] = self.deltas.get(name)
+        return row
+
+
+class _Counts(msgspec.Struct, frozen=True, gc=False):
+    # Only the counts; anything else in the video is skipped without being built.
+    like_count: Any = None
+    comment_count: Any = None
+    share_count: Any = None
+    view_count: Any = None
+    favorites_count: Any = None
+    favourites_count: Any = None
+
+
+_COUNTS = msgspec.json.Decoder(_Counts)
+
+
+def _counts(data: bytes) -> dict[str, int]:
+    try:
+        counts = _COUNTS.decode(data)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return {}
+    values = {name: getattr(counts, name) for name in COUNT_FIELDS}
+    if values["favorites_count"] is None:
+        values["favorites_count"] = counts.favourites_count
+    # A count of another JSON type than an int (a drifted value) cannot be subtracted: left out.
+    return {
+        name: value
+        for name, value in values.items()
+        if isinstance(value, int) and not isinstance(value, bool)
+    }
+
+
+def pick_rounds(
+    store: Store, from_round: int | None = None, to_round: int | None = None
+) -> tuple[int, int]:
+    """Return the two rounds to compare; by default the last two complete ones.
+
+    Raise DiffError naming the problem: one round only, a round that does not exist, one still in
+    progress, or the same round twice.
+    """
+    rounds = {record.number: record for record in store.rounds()}
+    if len(rounds) < 2:
+        raise DiffError(
+            f"{str(store.path)!r} has one round only: harvest it again with --new-round "
+            "before asking what changed"
+        )
+    for name, number in (("--from", from_round), ("--to", to_round)):
+        if number is None:
+            continue
+        if number not in rounds:
+            raise DiffError(
+                f"{name} {number}: {str(store.path)!r} has no round {number}; "
+                f"its rounds are 1 to {max(rounds)}"
+            )
+        if rounds[number].in_progress:
+            raise DiffError(f"{name} {number}: round {number} is {_progress(rounds[number])}")
+    if from_round is None or to_round is None:
+        complete = [number for number, record in sorted(rounds.items()) if record.complete]
+        if to_round is None:
+            later = [n for n in complete if from_round is None or n > from_round]
+            if from_round is None and len(later) < 2:
+                raise DiffError(_no_complete(rounds, "there are not two complete rounds"))
+            if not later:
+                raise DiffError(
+                    _no_complete(rounds, f"there is no complete round after round {from_round}")
+                )
+            to_round = later[-1]
+        if from_round is None:
+            earlier = [n for n in complete if n < to_round]
+            if not earlier:
+                raise DiffError(
+                    _no_complete(rounds, f"there is no complete round before round {to_round}")
+                )
+            from_round = earlier[-1]
+    if from_round >= to_round:
+        raise DiffError(f"--from {from_round} must be an earlier round than --to {to_round}")
+    return from_round, to_round
+
+
+def _progress(record: RoundRecord) -> str:
+    pending = record.users[UserState.PENDING]
+    if not sum(record.users.values()):
+        return "still in progress: no user has been walked in it yet"
+    return f"still in progress: {pending:,} of its users are not walked yet (run the harvest again)"
+
+
+def _standing(record: RoundRecord) -> str:
+    if record.complete:
+        return "complete"
+    return "in progress" if record.in_progress else "with failed users"
+
+
+def _no_complete(rounds: dict[int, RoundRecord], wanted: str) -> str:
+    states = ", ".join(f"round {n} {_standing(r)}" for n, r in sorted(rounds.items()))
+    return f"{wanted} to compare ({states}); name the rounds with --from and --to"
+
+
+def diff_rounds(
+    store: Store, from_round: int | None = None, to_round: int | None = None
+) -> Iterator[VideoChange]:
+    """Yield what changed in each user's reposts between two rounds (the last two complete ones).
+
+    :param store: the panel's store.
+    :param from_round: the earlier round.
+    :param to_round: the later round.
+    """
+    first, second = pick_rounds(store, from_round, to_round)
+    before = {
+        name: partial
+        for name, state, partial in store.iter_round_users(first)
+        if state is UserState.DONE
+    }
+    for username, state, partial in store.iter_round_users(second):
+        if state is not UserState.DONE or username not in before:
+            continue
+        flagged = partial or before[username]
+        old = store.round_videos(username, first)
+        new = store.round_videos(username, second)
+        old_ids = dict(old)
+        new_ids = {video_id for video_id, _ in new}
+        for video_id, data in new:
+            earlier = old_ids.get(video_id)
+            if earlier is None:
+                yield VideoChange(username, int(video_id), "added", first, second, flagged)
+                continue
+            was, now = _counts(earlier), _counts(data)
+            deltas = {name: now[name] - was[name] for name in now.keys() & was.keys()}
+            if any(deltas.values()):
+                ordered: dict[str, int] = {n: deltas[n] for n in COUNT_FIELDS if n in deltas}
+                yield VideoChange(
+                    username, int(video_id), "changed", first, second, flagged, ordered
+                )
+        if partial:
+            continue  # the later walk did not look past the known video: removals are unknown
+        for video_id, _ in old:
+            if video_id not in new_ids:
+                yield VideoChange(username, int(video_id), "removed", first, second, flagged)
+
+
+def write_diff(
+    store: Store,
+    out: Any,
+    format: str = "jsonl",
+    *,
+    from_round: int | None = None,
+    to_round: int | None = None,
+) -> int:
+    """Write the diff of two rounds to a binary ``out`` as JSONL or CSV; return the records.
+
+    :param store: the panel's store.
+    :param out: anything with ``write(bytes)``.
+    :param format: ``jsonl`` (one object a line, keys `DIFF_COLUMNS`) or ``csv`` (RFC 4180).
+    :param from_round: the earlier round (default: see `pick_rounds`).
+    :param to_round: the later round.
+    """
+    if format not in ("jsonl", "csv"):
+        raise ValueError(f"a diff is written as jsonl or csv, not {format!r}")
+    changes = diff_rounds(store, from_round, to_round)
+    count = 0
+    if format == "jsonl":
+        for change in changes:
+            out.write(_ENCODE(change.as_row()) + b"\n")
+            count += 1
+        return count
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow(DIFF_COLUMNS)
+    for change in changes:
+        row = change.as_row()
+        writer.writerow(
+            [
+                "true"
+                if value is True
+                else "false"
+                if value is False
+                else ""
+                if value is None
+                else value
+                for value in (row[name] for name in DIFF_COLUMNS)
+            ]
+        )
+        count += 1
+        if text.tell() >= 1 << 20:
+            out.write(text.getvalue().encode("utf-8"))
+            text.seek(0)
+            text.truncate()
+    out.write(text.getvalue().encode("utf-8"))
+    return count
