@@ -224,3 +224,79 @@ def test_a_version_1_store_opens_as_a_one_round_store(tmp_path: Path) -> None:
         assert (only.number, only.started_at, only.complete) == (1, "2025-11-30T10:00:00Z", True)
         assert old.round_videos("a", 1) == [("1", b'{"id":1}')]
         assert old.start_round() == (2, True)
+
+
+# -- the command line, against the simulator ---------------------------------------------------
+
+PANEL = ["alice_n250", "bob_n120", "carol_n30", "missing_panelist"]
+
+
+def test_a_repeat_round_with_stop_at_known_costs_one_request_per_user(tmp_path: Path) -> None:
+    from test_cli import cli, write_users
+
+    from tiktok_repost_async.simulator import Simulator
+
+    users = write_users(tmp_path / "panel.txt", PANEL)
+    db = tmp_path / "panel.db"
+    with Simulator().run_in_thread() as base_url:
+        first = harvest_at(base_url, users, db)
+        assert first.returncode == 0, first.stderr
+        full = sum(Simulator.pages_needed(name) for name in PANEL)
+        # Nothing changed at the simulator between the rounds: a full repeat costs as much.
+        second = harvest_at(base_url, users, db, "--new-round")
+        assert second.returncode == 0, second.stderr
+        assert "round 2 (started)" in second.stderr
+        third = harvest_at(base_url, users, db, "--new-round", "--stop-at-known")
+        assert third.returncode == 0, third.stderr
+        assert "round 3 (started, stopping at known videos)" in third.stderr
+    with Store(db, create=False) as store:
+        rounds = store.rounds()
+    assert [r.number for r in rounds] == [1, 2, 3]
+    assert [r.requests for r in rounds] == [full, full, len(PANEL)]
+    # alice and bob stopped after their first page; carol's one page was all there was.
+    assert rounds[2].partial == 2
+    assert all(r.complete for r in rounds)
+    report = json.loads(cli("status", "--db", db, "--json").stdout)
+    assert [r["round"] for r in report["rounds"]] == [1, 2, 3]
+    assert report["rounds"][2]["stop_at_known"] is True
+    text = cli("status", "--db", db).stdout
+    assert "stop-at-known (2 partial)" in text
+    # No change between identical rounds; the diff says so, and names its rounds.
+    diff = cli("diff", "--db", db, "--output", "-")
+    assert diff.returncode == 0, diff.stderr
+    assert diff.stdout == ""
+    assert "0 changes from round 2 to round 3" in diff.stderr
+
+
+def harvest_at(base_url: str, users: Path, db: Path, *options: str) -> Any:
+    from test_cli import cli, cli_env
+
+    return cli(
+        "harvest", users, "--db", db, "--base-url", base_url, "--rate", 500, *options,
+        env=cli_env(),
+    )  # fmt: skip
+
+
+def test_command_line_mistakes_about_rounds_get_one_line_each(tmp_path: Path) -> None:
+    from test_cli import cli
+
+    db = tmp_path / "one.db"
+    with Store(db, fields=FIELDS, max_count=100) as store:
+        walk(store, "a", [video(1)])
+    result = cli("diff", "--db", db)
+    assert result.returncode == 2
+    assert "one round only" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = cli("export", "--db", db, "--round", "4")
+    assert result.returncode == 2
+    assert "--round 4" in result.stderr
+    assert "rounds are 1 to 1" in result.stderr
+    result = cli("harvest", "users.txt", "--db", db, "--stop-at-known")
+    assert result.returncode == 2
+    assert "--stop-at-known applies to a new round" in result.stderr
+    with Store(db, create=False) as store:
+        store.start_round()
+        store.add_users(["a"])
+    result = cli("diff", "--db", db, "--from", "1", "--to", "2")
+    assert result.returncode == 2
+    assert "round 2 is still in progress" in result.stderr

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
 from . import __version__
 from .export import (
     FORMATS,
+    BinaryOutput,
     ExportError,
     MissingExtraError,
     export,
@@ -237,6 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="walk users that failed in an earlier run again (yes)",
     )
     harvest.add_argument(
+        "--new-round",
+        action="store_true",
+        help="start the next round of a panel: walk every listed user again from the start"
+        " (a round still in progress is resumed instead)",
+    )
+    harvest.add_argument(
+        "--stop-at-known",
+        action="store_true",
+        help="with --new-round: end each walk at the first page holding a video of the user's"
+        " previous round (assumes newest first; such users are marked partial)",
+    )
+    harvest.add_argument(
         "--base-url", help="API base URL (TIKTOK_API_BASE_URL, else https://open.tiktokapis.com)"
     )
     _add_progress(harvest)
@@ -290,9 +303,39 @@ def build_parser() -> argparse.ArgumentParser:
     export_.add_argument(
         "--provenance",
         action="store_true",
-        help="add fetched_at (UTC) and log_id of the page each video came on",
+        help="add the round, and fetched_at (UTC) and log_id of the page each video came on",
+    )
+    export_.add_argument(
+        "--round",
+        type=_int_in(1),
+        metavar="N",
+        help="each user's videos as observed in round N (default: its latest complete round)",
     )
     export_.set_defaults(run=_cmd_export)
+
+    diff = commands.add_parser(
+        "diff",
+        help="write what changed in each user's reposts between two rounds of a panel",
+        description=(
+            "Compare two rounds of a panel (harvest --new-round) user by user and write one"
+            " record per change: added, removed, or changed counts (like_count_delta ...). Only"
+            " users walked 'done' in both rounds take part. Default: the last two complete"
+            " rounds."
+        ),
+        allow_abbrev=False,
+    )
+    diff.add_argument("--db", default="harvest.db", help="the store (harvest.db)")
+    diff.add_argument(
+        "--from", dest="from_round", type=_int_in(1), metavar="N", help="the earlier round"
+    )
+    diff.add_argument("--to", dest="to_round", type=_int_in(1), metavar="M", help="the later round")
+    diff.add_argument(
+        "--format", choices=("jsonl", "csv"), help="output format (from the suffix, else jsonl)"
+    )
+    diff.add_argument(
+        "-o", "--output", default="-", metavar="FILE", help="file to write, or - for stdout (-)"
+    )
+    diff.set_defaults(run=_cmd_diff)
 
     serve = commands.add_parser(
         "serve",
@@ -681,6 +724,8 @@ class _UserLines:
 
 @dataclass(frozen=True, slots=True)
 class _HarvestSettings:
+    new_round: bool
+    stop_at_known: bool
     concurrency: int
     daily_quota: int
     on_quota: str
@@ -721,6 +766,11 @@ def _open_store(
 
 def _cmd_harvest(args: argparse.Namespace) -> int:
     fields = None
+    if args.stop_at_known and not args.new_round:
+        raise UsageError(
+            "--stop-at-known applies to a new round: pass --new-round too (a resumed round keeps"
+            " the choice it was started with)"
+        )
     if args.fields is not None:
         try:
             fields = normalize_fields(args.fields)
@@ -740,6 +790,8 @@ def _cmd_harvest(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
         )
         settings = _HarvestSettings(
+            new_round=args.new_round,
+            stop_at_known=args.stop_at_known,
             concurrency=args.concurrency,
             daily_quota=args.daily_quota,
             on_quota=args.on_quota,
@@ -859,6 +911,8 @@ async def _harvest(
         on_quota=settings.on_quota,
         retry_failed=settings.retry_failed,
         max_pages=settings.max_pages,
+        new_round=settings.new_round,
+        stop_at_known=settings.stop_at_known,
     )
 
     async def consume() -> None:
@@ -960,6 +1014,10 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: _Harve
     elapsed = time.time() - p.started_at if p.started_at else 0.0
     states = ", ".join(f"{p.finished[s]:,} {s}" for s in UserState if p.finished[s])
     left = max(settings.daily_quota - p.quota_spent, 0)
+    if harvester.round > 1 or harvester.new_round:
+        started = "started" if harvester.round_started else "resumed"
+        known = ", stopping at known videos" if harvester.stop_at_known else ""
+        console.line(f"round {harvester.round} ({started}{known})")
     console.line(
         f"{p.done:,} users in {_duration(elapsed)}{': ' + states if states else ''};"
         f" {p.videos:,} new videos; {p.requests:,} requests"
@@ -1016,6 +1074,19 @@ def status_report(store: Store, *, daily_quota: int, limit: int | None) -> dict[
             }
             for record in store.failed_users(limit)
         ],
+        "rounds": [
+            {
+                "round": record.number,
+                "started_at": record.started_at,
+                "stop_at_known": record.stop_at_known,
+                "complete": record.complete,
+                "users": {state.value: record.users[state] for state in UserState},
+                "partial": record.partial,
+                "videos": record.videos,
+                "requests": record.requests,
+            }
+            for record in store.rounds()
+        ],
         "runs": [
             {
                 "run": run.id,
@@ -1070,6 +1141,23 @@ def _status_text(report: dict[str, Any]) -> str:
         f"requests  {requests['spent']:,} spent today ({requests['day']} UTC),"
         f" {requests['left']:,} left of {requests['daily_quota']:,}",
     ]
+    rounds = report["rounds"]
+    if len(rounds) > 1:
+        lines += [
+            "",
+            "rounds    started               done  not_found  unavailable  failed"
+            "  pending   videos  requests",
+        ]
+        for panel in rounds:
+            users = panel["users"]
+            how = "complete" if panel["complete"] else "in progress"
+            if panel["stop_at_known"]:
+                how += f", stop-at-known ({panel['partial']:,} partial)"
+            lines.append(
+                f"  {panel['round']:>3}   {panel['started_at']}  {users['done']:>5,}"
+                f" {users['not_found']:>10,} {users['unavailable']:>12,} {users['failed']:>7,}"
+                f" {users['pending']:>8,} {panel['videos']:>8,} {panel['requests']:>9,}  {how}"
+            )
     runs = report["runs"]
     if runs:
         lines += ["", "runs (newest first)   ended                 requests  pages  videos  how"]
@@ -1138,11 +1226,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except MissingExtraError as exc:
         raise UsageError(str(exc)) from None
     with _open_existing(args.db) as store:
+        if args.round is not None and args.round > store.current_round:
+            raise UsageError(
+                f"--round {args.round}: {args.db!r} has no round {args.round}; "
+                f"its rounds are 1 to {store.current_round}"
+            )
+
+        def write(out: BinaryOutput) -> int:
+            return export(store, out, fmt, provenance=args.provenance, round=args.round)
+
         try:
-            if output == "-":
-                count = _export_to_stdout(store, fmt, args.provenance)
-            else:
-                count = _export_to_file(store, Path(output), fmt, args.provenance)
+            count = _write_output(output, write)
         except ExportError as exc:
             raise CommandError(str(exc)) from None
     if count is None:
@@ -1152,10 +1246,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _export_to_stdout(store: Store, fmt: str, provenance: bool) -> int | None:
+def _write_output(output: str, write: Callable[[BinaryOutput], int]) -> int | None:
+    """Write to standard output (``-``) or atomically to a file; None if the reader left."""
+    return _export_to_stdout(write) if output == "-" else _export_to_file(Path(output), write)
+
+
+def _export_to_stdout(write: Callable[[BinaryOutput], int]) -> int | None:
     out = sys.stdout.buffer
     try:
-        count = export(store, out, fmt, provenance=provenance)
+        count = write(out)
         out.flush()
     except BrokenPipeError:
         # The reader (head, less) has gone: stop quietly, and keep Python's exit-time flush
@@ -1165,7 +1264,7 @@ def _export_to_stdout(store: Store, fmt: str, provenance: bool) -> int | None:
     return count
 
 
-def _export_to_file(store: Store, path: Path, fmt: str, provenance: bool) -> int:
+def _export_to_file(path: Path, write: Callable[[BinaryOutput], int]) -> int:
     directory = path.parent
     try:
         fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
@@ -1175,7 +1274,7 @@ def _export_to_file(store: Store, path: Path, fmt: str, provenance: bool) -> int
         # Written beside the target and renamed at the end: an interrupted export never leaves
         # a truncated file under the name the reader expects.
         with os.fdopen(fd, "wb") as out:
-            count = export(store, out, fmt, provenance=provenance)
+            count = write(out)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(partial, 0o666 & ~umask)
@@ -1185,6 +1284,35 @@ def _export_to_file(store: Store, path: Path, fmt: str, provenance: bool) -> int
             os.unlink(partial)
         raise
     return count
+
+
+# -- diff --------------------------------------------------------------------------------------
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from .diff import DiffError, pick_rounds, write_diff
+
+    output: str = args.output
+    suffix = Path(output).suffix.lower()
+    fmt = args.format or ("csv" if output != "-" and suffix == ".csv" else "jsonl")
+    with _open_existing(args.db) as store:
+        try:
+            first, second = pick_rounds(store, args.from_round, args.to_round)
+        except DiffError as exc:
+            raise UsageError(str(exc)) from None
+
+        def write(out: BinaryOutput) -> int:
+            return write_diff(store, out, fmt, from_round=first, to_round=second)
+
+        count = _write_output(output, write)
+    if count is None:
+        return EXIT_FAILED
+    where = "standard output" if output == "-" else output
+    print(
+        f"{count:,} changes from round {first} to round {second} written to {where} ({fmt})",
+        file=sys.stderr,
+    )
+    return EXIT_OK
 
 
 # -- serve -------------------------------------------------------------------------------------
@@ -1309,6 +1437,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot use the demo directory {str(directory)!r}: {exc}") from None
     settings = _HarvestSettings(
+        new_round=False,
+        stop_at_known=False,
         concurrency=8,
         daily_quota=DEFAULT_DAILY_LIMIT,
         on_quota="stop",

@@ -65,6 +65,9 @@ class UserOutcome:
     requests: int
     error: str | None = None
     resumed_from: int = 0
+    #: True when the walk stopped at a video known from the user's previous round (a repeat
+    #: round with ``stop_at_known``): only the new head of its list was fetched.
+    partial: bool = False
 
 
 @dataclass(slots=True)
@@ -214,9 +217,20 @@ class Harvester:
         on_quota: QuotaPolicy | str = QuotaPolicy.STOP,
         retry_failed: bool = True,
         max_pages: int | None = None,
+        new_round: bool = False,
+        stop_at_known: bool = False,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] | None = None,
     ) -> None:
+        """Make a harvester; `run` does the work.
+
+        ``new_round`` starts the next round of a panel (every name walked again from cursor 0)
+        unless the current round is still being walked, which is then resumed. ``stop_at_known``
+        (with ``new_round``) ends each walk of that round at the first page that holds a video
+        seen in the user's previous round; a resumed round keeps the choice it was started with.
+        """
+        if stop_at_known and not new_round:
+            raise ValueError("stop_at_known applies to a new round: pass new_round=True too")
         concurrency = client.concurrency if concurrency is None else concurrency
         validate_positive_int("concurrency", concurrency)
         validate_positive_int("max_pages", max_pages, optional=True)
@@ -235,6 +249,11 @@ class Harvester:
         self.concurrency = concurrency
         self.retry_failed = retry_failed
         self.max_pages = max_pages
+        self.new_round = new_round
+        self.stop_at_known = stop_at_known
+        #: The round this run walks, and whether this run started it (set by `run`).
+        self.round = 0
+        self.round_started = False
         self._clock = clock
         self._sleep = sleep if sleep is not None else asyncio.sleep
         self.quota = DailyQuota(daily_quota, clock=clock)
@@ -261,6 +280,15 @@ class Harvester:
         outcome = "interrupted"
         try:
             await self._write(self.store.acquire_run_lock)
+            if self.new_round:
+                # Under the run lock: a harvest running on the store meanwhile is refused above.
+                self.round, self.round_started = await self._write(
+                    self.store.start_round, stop_at_known=self.stop_at_known
+                )
+            else:
+                self.round = await self._write(lambda: self.store.current_round)
+            # A resumed round keeps the choice it was started with.
+            self.stop_at_known = await self._write(self.store.round_stops_at_known, self.round)
             await self._write(self.store.begin_run, __version__)
             await self._write(self.store.clear_skipped)
             spent = await self._write(self.store.requests_on, utc_day(self._clock()))
@@ -388,6 +416,9 @@ class Harvester:
     async def _walk(self, username: str, cursor: int) -> UserOutcome | None:
         start = cursor
         pages = videos = requests = 0
+        known: set[str] = set()
+        if self.stop_at_known:
+            known = await self._write(self.store.known_video_ids, username)
         while True:
             try:
                 remaining = None if self.max_pages is None else self.max_pages - pages
@@ -418,6 +449,12 @@ class Harvester:
                     if not page.has_more:
                         return UserOutcome(
                             username, UserState.DONE, videos, pages, requests, resumed_from=start
+                        )
+                    if known and any(str(video.id) in known for video in page.videos):
+                        # Newest first (an assumption: see the README), everything past a
+                        # known video was seen in the previous round, or has since gone.
+                        return await self._finish(
+                            username, UserState.DONE, videos, pages, requests, start, partial=True
                         )
                 # The walk ended with has_more still true: a stalled cursor or max_pages.
                 return await self._finish(username, UserState.DONE, videos, pages, requests, start)
@@ -463,13 +500,17 @@ class Harvester:
         requests: int,
         start: int,
         error: BaseException | None = None,
+        *,
+        partial: bool = False,
     ) -> UserOutcome:
         taken = self._requests.pop(username, 0)
         text = None if error is None else f"{type(error).__name__}: {error}"
-        await self._write(self.store.finish_user, username, state, error=text, requests=taken)
+        await self._write(
+            self.store.finish_user, username, state, error=text, requests=taken, partial=partial
+        )
         if error is not None and state is UserState.FAILED:
             logger.warning("user %r failed: %s", username, text)
-        return UserOutcome(username, state, videos, pages, requests + taken, text, start)
+        return UserOutcome(username, state, videos, pages, requests + taken, text, start, partial)
 
     async def _flush_requests(self, username: str) -> None:
         taken = self._requests.pop(username, 0)
