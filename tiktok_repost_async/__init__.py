@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .auth import Credentials
     from .client import ClientStats, RepostClient, make_limiter
+    from .diff import DiffError, VideoChange, diff_rounds
     from .errors import (
         APIError,
         AuthError,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from .quota import DailyQuota, QuotaPolicy
     from .retry import RetryPolicy
     from .store import (
+        RoundRecord,
         RunRecord,
         Store,
         StoreError,
@@ -95,7 +97,11 @@ _LAZY: dict[str, str] = {
     "DailyQuota": "quota",
     "QuotaPolicy": "quota",
     "RetryPolicy": "retry",
+    "RoundRecord": "store",
     "RunRecord": "store",
+    "DiffError": "diff",
+    "VideoChange": "diff",
+    "diff_rounds": "diff",
     "Store": "store",
     "StoreError": "store",
     "StoreLockedError": "store",
@@ -128,6 +134,7 @@ __all__ = [
     "ClientStats",
     "Credentials",
     "DailyQuota",
+    "DiffError",
     "EffectInfo",
     "HarvestProgress",
     "HarvestStopped",
@@ -141,6 +148,7 @@ __all__ = [
     "RepostClient",
     "RepostedVideosPage",
     "RetryPolicy",
+    "RoundRecord",
     "RunRecord",
     "ServerError",
     "StickerInfo",
@@ -157,11 +165,13 @@ __all__ = [
     "UserState",
     "UserUnavailableError",
     "Video",
+    "VideoChange",
     "VideoLabel",
     "VideoProblem",
     "VideoTag",
     "__version__",
     "decode_video",
+    "diff_rounds",
     "harvest",
     "make_limiter",
     "normalize_fields",
