@@ -1,0 +1,236 @@
+"""The simulator's bad days over real loopback sockets: endless users, outages, refusals, lag."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any, NamedTuple
+
+import aiohttp
+import pytest
+
+from tiktok_repost_async.simulator import (
+    RESEARCH_PATH,
+    TOKEN_PATH,
+    VIDEO_FIELDS,
+    Fault,
+    Simulator,
+)
+
+ALL = ",".join(VIDEO_FIELDS)
+MIDNIGHT = 1_700_006_400  # 2023-11-15 00:00:00 UTC
+LOG_ID = re.compile(rb'"log_id":"[0-9A-F]{34}"')
+ACCESS_TOKEN = re.compile(rb'"access_token":"clt\.[A-Za-z0-9]{40}"')
+
+
+class FakeClock:
+    """A clock that moves only when a test says so."""
+
+    def __init__(self, now: float = MIDNIGHT + 12 * 3600) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Raw(NamedTuple):
+    status: int
+    content_type: str
+    retry_after: str | None
+    raw: bytes
+
+    @property
+    def body(self) -> dict[str, Any]:
+        # json, not msgspec: Python's json keeps every integer exact, whatever its size.
+        body: dict[str, Any] = json.loads(self.raw)
+        return body
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.body["data"]
+        return data
+
+    @property
+    def error(self) -> dict[str, Any]:
+        error: dict[str, Any] = self.body["error"]
+        return error
+
+    @property
+    def fingerprint(self) -> str:
+        """Return the sha256 of what the answer shows, its random log_id and token emptied."""
+        raw = ACCESS_TOKEN.sub(b'"access_token":""', LOG_ID.sub(b'"log_id":""', self.raw))
+        head = f"{self.status} {self.content_type} {self.retry_after}\n".encode()
+        return hashlib.sha256(head + raw).hexdigest()
+
+
+class Dropped(NamedTuple):
+    """The connection closed without an answer."""
+
+    error: str
+
+
+class Api:
+    """A bare client of the simulator that keeps every answer's bytes and headers."""
+
+    def __init__(self, session: aiohttp.ClientSession, sim: Simulator) -> None:
+        self.session = session
+        self.sim = sim
+        self.access_token: str | None = None
+
+    async def token(self, secret: str | None = None) -> Raw | Dropped:
+        form = {
+            "client_key": self.sim.client_key,
+            "client_secret": self.sim.client_secret if secret is None else secret,
+            "grant_type": "client_credentials",
+        }
+        return await self._post(self.sim.base_url + TOKEN_PATH, data=form)
+
+    async def bearer(self) -> str:
+        if self.access_token is None:
+            answer = await self.token()
+            assert isinstance(answer, Raw), answer
+            self.access_token = answer.body["access_token"]
+        assert self.access_token is not None
+        return self.access_token
+
+    async def page(
+        self,
+        username: str,
+        cursor: int = 0,
+        max_count: int = 100,
+        fields: str = ALL,
+        token: str | None = None,
+    ) -> Raw | Dropped:
+        bearer = await self.bearer() if token is None else token
+        return await self._post(
+            self.sim.base_url + RESEARCH_PATH,
+            params={"fields": fields},
+            json={"username": username, "cursor": cursor, "max_count": max_count},
+            headers={"Authorization": f"Bearer {bearer}"},
+        )
+
+    async def ok(self, username: str, cursor: int = 0, max_count: int = 100) -> Raw:
+        answer = await self.page(username, cursor, max_count)
+        assert isinstance(answer, Raw), answer
+        assert answer.status == 200, answer
+        return answer
+
+    async def _post(self, url: str, **post: Any) -> Raw | Dropped:
+        try:
+            async with self.session.post(url, **post) as response:
+                raw = await response.read()
+                return Raw(
+                    response.status,
+                    response.content_type,
+                    response.headers.get("Retry-After"),
+                    raw,
+                )
+        except aiohttp.ClientError as exc:
+            return Dropped(type(exc).__name__)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def sim(clock: FakeClock) -> AsyncIterator[Simulator]:
+    async with Simulator(clock=clock) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+async def api(sim: Simulator) -> AsyncIterator[Api]:
+    # A fresh connection per request: a dropped one must not poison the next request.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        yield Api(session, sim)
+
+
+# -- knobs off: nothing changes ------------------------------------------------------------------
+
+
+async def default_answers(sim: Simulator, api: Api) -> dict[str, str]:
+    """Return the fingerprint of each of a fixed set of answers of a simulator with knobs off."""
+    prints: dict[str, str] = {}
+
+    async def keep(name: str, answer: Raw | Dropped) -> None:
+        assert isinstance(answer, Raw), (name, answer)
+        prints[name] = answer.fingerprint
+
+    await keep("token", await api.token())
+    await keep("token-wrong-secret", await api.token(secret="nope"))
+    for username, cursor in [
+        ("bench_n250_7", 0),
+        ("bench_n250_7", 200),
+        ("endless_n250", 100),
+        ("short_gus", 100),
+        ("stall_fay", 100),
+        ("hugeid_hal", 0),
+        ("empty_x", 0),
+        ("missing_x", 0),
+        ("private_x", 0),
+    ]:
+        await keep(f"{username}@{cursor}", await api.page(username, cursor))
+    await keep("unknown-field", await api.page("alice", fields="id,nope"))
+    await keep("bad-token", await api.page("alice", token="clt.nope"))
+    faults = [
+        Fault.SERVER_ERROR,
+        Fault.SERVER_ERROR,
+        Fault.BAD_GATEWAY,
+        Fault.GATEWAY_TIMEOUT,
+        Fault.RATE_LIMIT,
+        Fault.RATE_LIMIT_NO_RETRY_AFTER,
+        Fault.QUOTA,
+        Fault.INVALID_CURSOR,
+        Fault.TOKEN_INVALID,
+    ]
+    sim.script("carol", faults)
+    for number in range(len(faults)):
+        await keep(f"fault-{number}", await api.page("carol"))
+    sim.config.daily_quota = sim.stats.quota_used
+    await keep("daily-quota", await api.page("alice"))
+    sim.config.daily_quota = None
+    sim.config.rate_limit, sim.config.retry_after = 1, 3
+    await api.page("alice")
+    await keep("rate-limit", await api.page("alice"))
+    return prints
+
+
+# sha256 of each answer's status, Content-Type, Retry-After and body (log_id and token emptied),
+# taken before any bad-day knob existed.
+GOLDEN = {
+    "token": "93bed692bea29d07e3193b489ed97da3f35c992719895bf6d0d97a3aee098041",
+    "token-wrong-secret": "0465cebd719f05b423ee842b4b62d0b78679e4aab05f65b3b65069488f885736",
+    "bench_n250_7@0": "4b9078c49fed1fe206517963294b032a1f50dc2b78734ec299e549c8ee62f623",
+    "bench_n250_7@200": "4f1f839095f441efdd47ebe3373031b0ca06bbcfc0aeb4bbec98c669d602a04d",
+    "endless_n250@100": "693948efab2b43ed44fea348715415e1c3876fb42b6a24670c2a7492afd322b3",
+    "short_gus@100": "b000dfa08c6fac33d784a98d9c5f118ce8be80b2a59ccc9f81a9ca59402775ea",
+    "stall_fay@100": "c27967bfa884e37d5a81de0ee40ebfbda47cbb24a9313cac01ad3501062e0ba9",
+    "hugeid_hal@0": "84112a596b0936911993ef6976ab58297f318c60836577be29ff804f76957372",
+    "empty_x@0": "b5d48c1fbe635c155ca17905f77b638770aa5e65c4816e2810eece6b57bb4023",
+    "missing_x@0": "0194836887009d56cd81922e3ae3e2c9b6aa246807a7270ed230076751eb544d",
+    "private_x@0": "77418def4a7249a7bf23eceeb704a7b3d5d56c1b0fa7f8dcba22c989286c0518",
+    "unknown-field": "a15700b6167a81a8c9e0af6365455d5c0c9f119c715f4a6c567159fd79a1428e",
+    "bad-token": "b307a5e7f55f0e99d168663dd76862402717bed779f9bdfb1cdad2c18bdc1b41",
+    "fault-0": "6a368c946578a38927b32586fc3b2aaae24f72c81fdfc51395a7a77c017f3194",
+    "fault-1": "ea67f5171442f8e6931ee9ae3352ba991599d40806463d603962a48dfc73f415",
+    "fault-2": "a2299edde3d91e77084546d65f1b4869f0c88d3f3a0c77e0b51d779a439c2176",
+    "fault-3": "291f71609ac9b2075e48940da8a0c7133dc1584abbaff3737969e5b39e1a521e",
+    "fault-4": "ad537ae491b752db9ac1cdd05944548ef0676910e67bd2b4cda5afc5885d73c6",
+    "fault-5": "7f05dbf86efd98134791d95ffd9299d13f4909323c09e1c0f3c71be5f05dc72c",
+    "fault-6": "e4c28bd800b4142f880fb8bb61b27fd88f98a840312a00130ee593b3b3494258",
+    "fault-7": "e84ca1a8a598a75a47b7f64f1a3c6591dcc397636af2049ba8a29a92fe664ec2",
+    "fault-8": "b307a5e7f55f0e99d168663dd76862402717bed779f9bdfb1cdad2c18bdc1b41",
+    "daily-quota": "e4c28bd800b4142f880fb8bb61b27fd88f98a840312a00130ee593b3b3494258",
+    "rate-limit": "b6bb130745ea45512227b51f4ccdd3c4b10b9674ea82d604f3999520340bbd2d",
+}
+
+
+async def test_default_answers_are_byte_identical_to_before_the_bad_day_knobs(
+    sim: Simulator, api: Api
+) -> None:
+    assert await default_answers(sim, api) == GOLDEN
