@@ -234,3 +234,54 @@ async def test_default_answers_are_byte_identical_to_before_the_bad_day_knobs(
     sim: Simulator, api: Api
 ) -> None:
     assert await default_answers(sim, api) == GOLDEN
+
+
+# -- endless users -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_count", [100, 30])
+async def test_endless_user_serves_its_reposts_then_empty_pages_forever(
+    sim: Simulator, api: Api, max_count: int
+) -> None:
+    username = "endless_n250"
+    truth = sim.ground_truth(username)
+    assert len(truth) == 250
+    assert sim.user_kind(username) == "endless"
+    real_pages = -(-250 // max_count)
+    assert sim.pages_needed(username, max_count) == real_pages
+    videos: list[Any] = []
+    cursor = 0
+    for _ in range(real_pages):
+        page = await api.ok(username, cursor, max_count)
+        assert page.data["has_more"] is True
+        assert page.data["cursor"] == cursor + max_count
+        videos += page.data["reposted_videos"]
+        cursor = page.data["cursor"]
+    assert videos == truth
+    # Past the end: nothing, has_more true, the cursor moving on by max_count, as far as asked.
+    for _ in range(5):
+        page = await api.ok(username, cursor, max_count)
+        assert page.data == {"reposted_videos": [], "cursor": cursor + max_count, "has_more": True}
+        cursor = page.data["cursor"]
+    far = await api.ok(username, 10**9, max_count)
+    assert far.data == {"reposted_videos": [], "cursor": 10**9 + max_count, "has_more": True}
+    assert sim.stats.requests == real_pages + 6
+
+
+async def test_endless_user_without_reposts_needs_one_page_and_never_ends(
+    sim: Simulator, api: Api
+) -> None:
+    assert sim.ground_truth("endless_n0") == []
+    assert sim.pages_needed("endless_n0") == 1
+    first = await api.ok("endless_n0")
+    assert first.data == {"reposted_videos": [], "cursor": 100, "has_more": True}
+    sim.config.omit_empty_list = True
+    second = await api.ok("endless_n0", 100)
+    assert second.data == {"cursor": 200, "has_more": True}
+
+
+def test_endless_users_without_a_count_have_as_many_reposts_as_a_normal_name() -> None:
+    counts = {len(Simulator().ground_truth(f"endless_{i}")) for i in range(40)}
+    assert 0 in counts
+    assert max(counts) <= 600
+    assert len(counts) > 20

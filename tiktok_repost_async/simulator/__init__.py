@@ -32,6 +32,10 @@ user's kind (prefixes are matched case-insensitively, first match wins):
     The cursor stops advancing: the first page moves it to max_count; every later page returns
     the cursor it was sent, the videos there, and ``has_more`` true forever. A perfect client
     stops after the second page.
+``endless…``
+    ``has_more`` never turns false: its reposts come as usual, then every later page is empty
+    with ``has_more`` true and the cursor advanced by max_count, forever. ``pages_needed``
+    counts the pages holding real videos; a client spends its guard's requests on top.
 ``short…``
     Some videos are moderated away: pages hold fewer than max_count videos (videos 100 to 249 are
     all gone, so some pages are empty) while ``has_more`` stays true; the cursor advances as usual.

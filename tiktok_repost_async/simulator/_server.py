@@ -731,6 +731,9 @@ class Simulator:
         videos, count = user.page(cursor, cursor + max_count)
         if kind == "stall":
             next_cursor, has_more = cursor or max_count, True
+        elif kind == "endless":
+            # Past its real videos the walk goes on: empty pages, the cursor still advancing.
+            next_cursor, has_more = cursor + max_count, True
         else:
             next_cursor = cursor + max_count
             has_more = next_cursor < user.total
