@@ -285,3 +285,130 @@ def test_endless_users_without_a_count_have_as_many_reposts_as_a_normal_name() -
     assert 0 in counts
     assert max(counts) <= 600
     assert len(counts) > 20
+
+
+# -- an outage window ----------------------------------------------------------------------------
+
+
+def assert_outage_answer(answer: Raw | Dropped, kind: str, *, token: bool) -> None:
+    """Check that an answer is the outage of this kind, in the research or the token shape."""
+    if kind == "drop":
+        assert isinstance(answer, Dropped), answer
+        return
+    assert isinstance(answer, Raw), answer
+    if kind == "gateway":
+        assert (answer.status, answer.content_type) == (504, "text/html")
+        assert "504 Gateway Time-out" in answer.raw.decode()
+        return
+    assert (answer.status, answer.content_type) == (500, "application/json")
+    if token:
+        assert answer.body["error"] == "internal_error"
+        assert answer.body["error_description"] == ""
+        assert "access_token" not in answer.body
+    else:
+        assert answer.data == {}
+        assert answer.error["code"] == "internal_error"
+        assert answer.error["message"] == ""
+
+
+@pytest.mark.parametrize("kind", ["server_error", "gateway", "drop"])
+async def test_outage_fails_every_request_from_its_start_to_its_end_on_the_clock(
+    sim: Simulator, api: Api, clock: FakeClock, kind: str
+) -> None:
+    start = clock.now + 10
+    sim.config.outage_start, sim.config.outage_seconds = start, 180.0
+    sim.config.outage_kind = kind  # type: ignore[assignment]
+    before = await api.ok("alice")
+    for now in (start, start + 90, start + 179.999):
+        clock.now = now
+        assert_outage_answer(await api.page("alice"), kind, token=False)
+        assert_outage_answer(await api.page("big_eve", 100), kind, token=False)
+        # Not even the token is looked at: the API is not there to look.
+        assert_outage_answer(await api.page("alice", token="clt.nope"), kind, token=False)
+        assert_outage_answer(await api.token(), kind, token=True)
+    clock.now = start + 180
+    after = await api.ok("alice")
+    assert after.data == before.data
+    assert isinstance(await api.token(), Raw)
+    stats = sim.stats
+    assert stats.outage_failures == 9
+    assert stats.token_outage_failures == 3
+    # Failures are billed like any request: the live API counts them against the quota.
+    assert stats.requests == stats.quota_used == 1 + 9 + 1
+    assert stats.token_requests == 1 + 3 + 1
+    assert stats.tokens_issued == 2
+    assert stats.by_user["alice"] == 1 + 6 + 1
+    assert stats.dropped == (9 if kind == "drop" else 0)
+    assert sum(stats.by_status.values()) == stats.requests - stats.dropped
+    assert not stats.faults
+
+
+async def test_outage_answers_are_the_documented_shapes_with_the_knobs_off_again(
+    sim: Simulator, api: Api, clock: FakeClock
+) -> None:
+    await api.bearer()
+    sim.config.outage_start, sim.config.outage_seconds = clock.now, 60.0
+    assert_outage_answer(await api.page("alice"), "server_error", token=False)
+    sim.config.outage_start = None
+    await api.ok("alice")
+    sim.config.outage_start, sim.config.outage_seconds = clock.now, 0.0
+    await api.ok("alice")
+    sim.config.outage_start, sim.config.outage_seconds = clock.now + 1, 60.0
+    await api.ok("alice")
+    assert sim.stats.outage_failures == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("outage_start", -1),
+        ("outage_start", "soon"),
+        ("outage_seconds", -5),
+        ("outage_seconds", None),
+        ("outage_kind", "timeout"),
+        ("persistent_fault", "nope"),
+    ],
+)
+def test_bad_outage_and_persistent_fault_values_are_refused(name: str, value: Any) -> None:
+    sim = Simulator()
+    with pytest.raises(ValueError, match=name):
+        setattr(sim.config, name, value)
+    with pytest.raises(ValueError, match=name):
+        Simulator(**{name: value})
+
+
+# -- a persistent error mode ---------------------------------------------------------------------
+
+
+async def test_persistent_fault_hits_every_request_until_it_is_cleared(
+    sim: Simulator, api: Api
+) -> None:
+    sim.script("bob", [Fault.INVALID_CURSOR])
+    sim.config.faults = {Fault.RATE_LIMIT: 1.0}
+    sim.config.persistent_fault = "server_error"  # type: ignore[assignment]
+    assert sim.config.persistent_fault is Fault.SERVER_ERROR
+    answers = [await api.page(name) for name in ("bob", "alice", "carol", "bob")]
+    assert all(isinstance(a, Raw) and a.status == 500 for a in answers)
+    assert sim.stats.faults == {Fault.SERVER_ERROR: 4}
+    sim.config.persistent_fault = None
+    # The scripted fault waited; the random one comes back with the persistent one gone.
+    bob = await api.page("bob")
+    assert isinstance(bob, Raw)
+    assert (bob.status, bob.error["message"]) == (400, "Invalid count or cursor")
+    sim.config.faults = {}
+    await api.ok("bob")
+
+
+async def test_persistent_token_invalid_outlives_a_fresh_token(sim: Simulator, api: Api) -> None:
+    sim.config.persistent_fault = Fault.TOKEN_INVALID
+    for _ in range(3):
+        api.access_token = None
+        answer = await api.page("alice")
+        assert isinstance(answer, Raw)
+        assert (answer.status, answer.error["code"]) == (401, "access_token_invalid")
+    assert sim.stats.tokens_issued == 3
+    sim.config.persistent_fault = Fault.DROP
+    assert isinstance(await api.page("alice"), Dropped)
+    assert sim.stats.dropped == 1
+    sim.config.persistent_fault = None
+    await api.ok("alice")

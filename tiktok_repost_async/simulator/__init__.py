@@ -76,6 +76,21 @@ plain string, ``hashtag_info_list`` holding a string, ``sticker_info_list`` an o
 ``music_id`` a float; and, scripted only, ``no_id`` (the id left out) and ``bad_id`` (``"n/a"``).
 A drifted field is always one the request asked for: a kind whose field it did not ask for gives
 way to the next kind that it did. ``Simulator.drifted(username)`` tells which videos drift, how.
+
+Bad days, all off by default, each settable at run time like every knob:
+
+``outage_start``, ``outage_seconds``, ``outage_kind``
+    While ``outage_start <= clock() < outage_start + outage_seconds`` every request fails, whatever
+    its token, body or the quota left: research requests with 500
+    ``internal_error`` and an empty message (``"server_error"``), a 504 text/html page
+    (``"gateway"``) or a connection closed without an answer (``"drop"``); the token endpoint
+    likewise, its 500 in its own flat shape. Research requests failed so are counted in
+    ``stats.requests``, ``stats.quota_used`` (the live API bills failures) and
+    ``stats.outage_failures``; token requests in ``stats.token_outage_failures``.
+``persistent_fault``
+    A ``Fault`` that every research request gets while set, where a random fault would come
+    (after the token, quota and rate checks and the request's validation); scripted faults
+    wait for it to be cleared, and no random fault is drawn.
 """
 
 from __future__ import annotations

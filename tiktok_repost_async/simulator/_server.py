@@ -58,6 +58,7 @@ RESEARCH_PATH: Final = "/v2/research/user/reposted_videos/"
 
 ListKey = Literal["reposted_videos", "user_reposted_videos"]
 FavoritesSpelling = Literal["favorites_count", "favourites_count"]
+OutageKind = Literal["server_error", "gateway", "drop"]
 
 QUOTA_MESSAGE: Final = (
     "Rate limit exceeded: the daily quota of research API requests is used up; "
@@ -150,10 +151,27 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     return str(value)
 
 
+def _fault(name: str, value: Any) -> Fault | None:
+    if value is None:
+        return None
+    try:
+        return Fault(value)
+    except ValueError:
+        kinds = ", ".join(fault.value for fault in Fault)
+        message = f"{name} must be a Fault or None, not {value!r} (kinds: {kinds})"
+        raise ValueError(message) from None
+
+
 def _checked(name: str, value: Any) -> Any:
     """Validate one knob's new value; return it normalised."""
-    if name in ("latency", "jitter", "hang_seconds"):
+    if name in ("latency", "jitter", "hang_seconds", "outage_seconds"):
         return _number(name, value)
+    if name == "outage_start":
+        return None if value is None else _number(name, value)
+    if name == "outage_kind":
+        return _choice(name, value, get_args(OutageKind))
+    if name == "persistent_fault":
+        return _fault(name, value)
     if name == "type_drift":
         return _number(name, value, 1)
     if name in ("rate_limit", "token_lifetime"):
@@ -219,6 +237,17 @@ class SimulatorConfig:
     #: Probability that a video has one requested field of another JSON type than documented;
     #: drawn from the username and the video's position, so the same videos drift every time.
     type_drift: float = 0.0
+    #: Epoch seconds of `clock` at which an outage begins; None: no outage.
+    outage_start: float | None = None
+    #: How long the outage lasts: requests while outage_start <= clock() < outage_start +
+    #: outage_seconds fail, on both endpoints, before anything else is looked at.
+    outage_seconds: float = 0.0
+    #: How they fail: 500 internal_error with an empty message, 504 with a text/html page, or a
+    #: connection closed without an answer.
+    outage_kind: OutageKind = "server_error"
+    #: A fault every research request that would otherwise be served gets while it is set;
+    #: scripted faults wait, and no random one is drawn.
+    persistent_fault: Fault | None = None
     #: Epoch seconds, for token expiry, the quota day and the rate window; tests pass a fake.
     clock: Callable[[], float] = time.time
 
@@ -230,7 +259,10 @@ class SimulatorConfig:
 
 @dataclass(eq=False)
 class SimulatorStats:
-    """Counters of the research requests served; `Simulator.reset_stats` starts them afresh."""
+    """Counters of the requests served; `Simulator.reset_stats` starts them afresh.
+
+    They count research requests unless their name says ``token``.
+    """
 
     #: Research requests received, whatever became of them.
     requests: int = 0
@@ -244,13 +276,18 @@ class SimulatorStats:
     faults: Counter[Fault] = field(default_factory=Counter)
     #: Connections closed without an answer (DROP, and HANG at close).
     dropped: int = 0
-    #: Access tokens the token endpoint issued.
+    #: Token requests received, whatever became of them, and access tokens issued.
+    token_requests: int = 0
     tokens_issued: int = 0
+    #: Token requests failed by the outage window (in `token_requests` too).
+    token_outage_failures: int = 0
     #: Research requests being served now, and the most at any one time.
     in_flight: int = 0
     peak_in_flight: int = 0
     #: Research requests counted against the current UTC day's quota (as of the latest one).
     quota_used: int = 0
+    #: Research requests failed by the outage window (in `requests` too, and in the quota).
+    outage_failures: int = 0
 
 
 class _Query(NamedTuple):
@@ -293,8 +330,18 @@ def _api_error(
     return _json(status, {"data": {}, "error": error, "extra": extra}, headers)
 
 
-def _token_error(status: int, code: str, description: str) -> web.Response:
-    return _json(status, {"error": code, "error_description": description, "log_id": _log_id()})
+def _token_error(
+    status: int, code: str, description: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    body = {"error": code, "error_description": description, "log_id": _log_id()}
+    return _json(status, body, headers)
+
+
+def _gateway(status: int) -> web.Response:
+    """Answer as a gateway in front of the API does: an nginx text/html page."""
+    reason = "Bad Gateway" if status == 502 else "Gateway Time-out"
+    page = _GATEWAY_PAGE.format(f"{status} {reason}")
+    return web.Response(status=status, text=page, content_type="text/html")
 
 
 def _failure(request: web.Request, exc: Exception) -> web.Response:
@@ -515,9 +562,15 @@ class Simulator:
         return self._rng.random()
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
+        self.stats.token_requests += 1
+        arrived = self.config.clock()
         await self._delay()
         form = await request.post()
         config = self.config
+        if self._in_outage(arrived):
+            self.stats.token_outage_failures += 1
+            # A dropped connection gets no answer; what aiohttp writes after goes nowhere.
+            return self._outage(request, research=False) or web.Response()
         for name, missing in (
             ("client_key", "Client key is missed in request."),
             ("client_secret", "Client secret is missed in request."),
@@ -573,6 +626,9 @@ class Simulator:
             if query.error is None:
                 self.stats.by_cursor[query.username, query.cursor] += 1
         await self._delay()
+        if self._in_outage(now):
+            self.stats.outage_failures += 1
+            return self._outage(request, research=True)
         if (refusal := self._refusal(request, now)) is not None:
             return refusal
         if query.error is not None:
@@ -655,7 +711,29 @@ class Simulator:
         self._fields[raw] = result
         return result
 
+    def _in_outage(self, now: float) -> bool:
+        config = self.config
+        start = config.outage_start
+        return start is not None and start <= now < start + config.outage_seconds
+
+    def _outage(self, request: web.Request, *, research: bool) -> web.Response | None:
+        """Fail a request as the outage knobs say; None once its connection is closed."""
+        kind = self.config.outage_kind
+        if kind == "drop":
+            self._drop(request, research=research)
+            return None
+        if kind == "gateway":
+            return _gateway(504)
+        # Long runs of 500s with no message at all, as reported from the live API; the token
+        # endpoint keeps its own flat error shape.
+        if research:
+            return self._error(500, "internal_error", "")
+        return _token_error(500, "internal_error", "")
+
     def _next_fault(self, username: str) -> Fault | None:
+        persistent = self.config.persistent_fault
+        if persistent is not None:
+            return persistent
         queue = self._scripts.get(username)
         if queue:
             return queue.popleft()
@@ -676,10 +754,7 @@ class Simulator:
             message = SERVER_ERROR_MESSAGE if self._server_errors % 2 else ""
             return self._error(500, "internal_error", message)
         if fault in (Fault.BAD_GATEWAY, Fault.GATEWAY_TIMEOUT):
-            status = 502 if fault is Fault.BAD_GATEWAY else 504
-            reason = "Bad Gateway" if status == 502 else "Gateway Time-out"
-            page = _GATEWAY_PAGE.format(f"{status} {reason}")
-            return web.Response(status=status, text=page, content_type="text/html")
+            return _gateway(502 if fault is Fault.BAD_GATEWAY else 504)
         if fault is Fault.RATE_LIMIT:
             headers = {"Retry-After": str(self.config.retry_after or 1)}
             return self._error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE, headers)
@@ -693,10 +768,12 @@ class Simulator:
             return self._error(401, "access_token_invalid", TOKEN_MISSING_MESSAGE)
         raise AssertionError(f"{fault} has no canned answer")
 
-    def _drop(self, request: web.Request) -> None:
+    def _drop(self, request: web.Request, *, research: bool = True) -> None:
         if request.transport is not None:
             request.transport.close()
-        self.stats.dropped += 1
+        # `dropped` counts research requests; the token endpoint's show in its own counters.
+        if research:
+            self.stats.dropped += 1
 
     async def _truncate(self, request: web.Request, answer: web.Response) -> web.StreamResponse:
         body = answer.body
