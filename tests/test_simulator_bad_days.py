@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -129,6 +129,12 @@ class Api:
                 )
         except aiohttp.ClientError as exc:
             return Dropped(type(exc).__name__)
+
+
+async def status_of(answer: Awaitable[Raw | Dropped]) -> int | None:
+    """Return an answer's HTTP status; None if the connection closed without one."""
+    done = await answer
+    return done.status if isinstance(done, Raw) else None
 
 
 @pytest.fixture
@@ -412,3 +418,86 @@ async def test_persistent_token_invalid_outlives_a_fresh_token(sim: Simulator, a
     assert sim.stats.dropped == 1
     sim.config.persistent_fault = None
     await api.ok("alice")
+
+
+# -- a rejected field ----------------------------------------------------------------------------
+
+
+async def test_rejected_field_gets_400_invalid_fields_naming_it(sim: Simulator, api: Api) -> None:
+    sim.config.rejected_fields = frozenset({"video_tag"})
+    answer = await api.page("alice")
+    assert isinstance(answer, Raw)
+    assert (answer.status, answer.content_type) == (400, "application/json")
+    assert answer.body == {
+        "data": {},
+        "error": {
+            "code": "invalid_params",
+            "message": "Invalid fields: video_tag",
+            "log_id": answer.error["log_id"],
+        },
+    }
+    assert re.fullmatch(r"\d{14}[0-9A-F]{20}", answer.error["log_id"])
+    assert await status_of(api.page("alice", fields="id,create_time")) == 200
+    sim.config.rejected_fields = frozenset()
+    await api.ok("alice")
+    assert sim.stats.requests == sim.stats.quota_used == 3
+    assert sim.stats.by_cursor["alice", 0] == 2
+
+
+async def test_several_rejected_fields_are_comma_joined_in_the_request_order(
+    sim: Simulator, api: Api
+) -> None:
+    names: Any = ["region_code", "video_tag", "favorites_count"]
+    sim.config.rejected_fields = names
+    assert sim.config.rejected_fields == {"region_code", "video_tag", "favorites_count"}
+    answer = await api.page("alice", fields="id,video_tag,like_count,region_code,video_tag")
+    assert isinstance(answer, Raw)
+    assert answer.error["message"] == "Invalid fields: video_tag,region_code"
+    # Names are matched as spelled: the other spelling of the favourites count still passes.
+    assert await status_of(api.page("alice", fields="id,favourites_count")) == 200
+    refused = await api.page("alice", fields="favorites_count")
+    assert isinstance(refused, Raw)
+    assert refused.error["message"] == "Invalid fields: favorites_count"
+
+
+@pytest.mark.parametrize("value", ["video_tag", {"nope"}, 3, ["id", None]])
+def test_rejected_fields_must_be_video_field_names(value: Any) -> None:
+    with pytest.raises(ValueError, match="rejected_fields"):
+        Simulator().config.rejected_fields = value
+
+
+# -- scope and approval failures -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "words"),
+    [
+        ("scope_permission_missed", 400, ("scope", "research.data.basic")),
+        ("scope_not_authorized", 401, ("not approved",)),
+    ],
+)
+async def test_auth_failure_refuses_every_research_request(
+    sim: Simulator, api: Api, failure: str, status: int, words: tuple[str, ...]
+) -> None:
+    sim.config.auth_failure = failure  # type: ignore[assignment]
+    for username in ("alice", "big_eve", "missing_x"):
+        answer = await api.page(username)
+        assert isinstance(answer, Raw)
+        assert answer.status == status
+        assert answer.data == {}
+        assert answer.error["code"] == failure
+        assert all(word in answer.error["message"] for word in words)
+    assert sim.stats.by_status == {status: 3}
+    # The token endpoint still issues tokens; a bad token is still told apart.
+    api.access_token = None
+    bad = await api.page("alice", token="clt.nope")
+    assert isinstance(bad, Raw)
+    assert (bad.status, bad.error["code"]) == (401, "access_token_invalid")
+    sim.config.auth_failure = None
+    await api.ok("alice")
+    assert sim.stats.tokens_issued == 2
+
+
+def test_auth_failure_knob_takes_the_two_codes_only() -> None:
+    with pytest.raises(ValueError, match="auth_failure"):
+        Simulator(auth_failure="access_denied")

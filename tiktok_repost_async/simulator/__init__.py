@@ -91,6 +91,18 @@ Bad days, all off by default, each settable at run time like every knob:
     A ``Fault`` that every research request gets while set, where a random fault would come
     (after the token, quota and rate checks and the request's validation); scripted faults
     wait for it to be cleared, and no random fault is drawn.
+``rejected_fields``
+    Video field names (a set) the API no longer accepts, as when TikTok drops a field: a request
+    whose ``fields`` names any of them, spelled as given (``favorites_count`` and
+    ``favourites_count`` are told apart), gets 400 ``invalid_params`` "Invalid fields: <names>",
+    the names comma-joined without spaces in the request's order (after the token, scope, quota
+    and rate checks, like any invalid request).
+``auth_failure``
+    ``"scope_permission_missed"``: every research request with a valid token gets 400
+    ``scope_permission_missed`` ("The client does not have the required scope: ...");
+    ``"scope_not_authorized"``: 401 ``scope_not_authorized`` ("The research application is not
+    approved"). The token endpoint still issues tokens; a bad token still gets
+    ``access_token_invalid``.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from ._data import (
     DRIFT_KINDS,
     FAVOURITES_ALIAS,
     PLAIN,
+    VIDEO_FIELDS,
     EncodingCache,
     Wire,
     drift_plan,
@@ -59,6 +60,7 @@ RESEARCH_PATH: Final = "/v2/research/user/reposted_videos/"
 ListKey = Literal["reposted_videos", "user_reposted_videos"]
 FavoritesSpelling = Literal["favorites_count", "favourites_count"]
 OutageKind = Literal["server_error", "gateway", "drop"]
+AuthFailure = Literal["scope_permission_missed", "scope_not_authorized"]
 
 QUOTA_MESSAGE: Final = (
     "Rate limit exceeded: the daily quota of research API requests is used up; "
@@ -69,6 +71,8 @@ INVALID_CURSOR_MESSAGE: Final = "Invalid count or cursor"
 SERVER_ERROR_MESSAGE: Final = "Something went wrong. Please try again later."
 TOKEN_MISSING_MESSAGE: Final = "The access token is invalid or not found in the request."
 TOKEN_EXPIRED_MESSAGE: Final = "The access token has expired; request a new one."
+SCOPE_MISSING_MESSAGE: Final = "The client does not have the required scope: research.data.basic"
+NOT_APPROVED_MESSAGE: Final = "The research application is not approved"
 
 _log = logging.getLogger(__name__)
 _encode = msgspec.json.encode
@@ -162,6 +166,18 @@ def _fault(name: str, value: Any) -> Fault | None:
         raise ValueError(message) from None
 
 
+def _field_names(name: str, value: Any) -> frozenset[str]:
+    known = (*VIDEO_FIELDS, FAVOURITES_ALIAS)
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValueError(f"{name} must be a set of video field names, not {value!r}")
+    names = frozenset(value)
+    unknown = sorted(map(repr, names.difference(known)))
+    if unknown:
+        fields = ", ".join(known)
+        raise ValueError(f"{name} names no video field: {', '.join(unknown)} (fields: {fields})")
+    return names
+
+
 def _checked(name: str, value: Any) -> Any:
     """Validate one knob's new value; return it normalised."""
     if name in ("latency", "jitter", "hang_seconds", "outage_seconds"):
@@ -172,6 +188,10 @@ def _checked(name: str, value: Any) -> Any:
         return _choice(name, value, get_args(OutageKind))
     if name == "persistent_fault":
         return _fault(name, value)
+    if name == "rejected_fields":
+        return _field_names(name, value)
+    if name == "auth_failure":
+        return None if value is None else _choice(name, value, get_args(AuthFailure))
     if name == "type_drift":
         return _number(name, value, 1)
     if name in ("rate_limit", "token_lifetime"):
@@ -248,6 +268,12 @@ class SimulatorConfig:
     #: A fault every research request that would otherwise be served gets while it is set;
     #: scripted faults wait, and no random one is drawn.
     persistent_fault: Fault | None = None
+    #: Video fields the API no longer accepts: a request naming any of them, spelled as here,
+    #: gets 400 invalid_params "Invalid fields: <names>", comma-joined in the request's order.
+    rejected_fields: frozenset[str] = frozenset()
+    #: Refuse every research request with a valid token: 400 scope_permission_missed (the client
+    #: lacks a scope) or 401 scope_not_authorized (the application is not approved).
+    auth_failure: AuthFailure | None = None
     #: Epoch seconds, for token expiry, the quota day and the rate window; tests pass a fake.
     clock: Callable[[], float] = time.time
 
@@ -661,6 +687,10 @@ class Simulator:
             return self._error(401, "access_token_invalid", TOKEN_MISSING_MESSAGE)
         if now - issued >= config.token_lifetime:
             return self._error(401, "access_token_invalid", TOKEN_EXPIRED_MESSAGE)
+        if config.auth_failure == "scope_permission_missed":
+            return self._error(400, "scope_permission_missed", SCOPE_MISSING_MESSAGE)
+        if config.auth_failure == "scope_not_authorized":
+            return self._error(401, "scope_not_authorized", NOT_APPROVED_MESSAGE)
         if config.daily_quota is not None and self.stats.quota_used > config.daily_quota:
             return self._error(429, "rate_limit_exceeded", QUOTA_MESSAGE)
         if config.rate_limit is not None and len(self._window) > config.rate_limit:
@@ -670,7 +700,8 @@ class Simulator:
         return None
 
     async def _parse(self, request: web.Request) -> _Query:
-        mask = self._field_mask(request.query.get("fields"))
+        raw_fields = request.query.get("fields")
+        mask = self._field_mask(raw_fields)
         body = await request.read()
         try:
             payload = _decode(body)
@@ -686,6 +717,8 @@ class Simulator:
             return _Query(None, f"Invalid username: the username {problem}")
         if isinstance(mask, str):
             return _Query(username, mask)
+        if (rejected := self._rejected(raw_fields)) is not None:
+            return _Query(username, rejected)
         if request.content_type != "application/json":
             return _Query(username, "Invalid Content-Type: application/json is expected")
         max_count = payload.get("max_count", 20)
@@ -695,6 +728,15 @@ class Simulator:
         if type(cursor) is not int or cursor < 0:
             return _Query(username, f"Invalid cursor {cursor!r}: an integer >= 0")
         return _Query(username, None, mask, max_count, cursor)
+
+    def _rejected(self, raw: str | None) -> str | None:
+        """Return the 400 message for the fields named that the API no longer accepts, if any."""
+        rejected = self.config.rejected_fields
+        if not rejected or raw is None:
+            return None
+        asked = dict.fromkeys(name.strip() for name in raw.split(","))
+        refused = [name for name in asked if name in rejected]
+        return f"Invalid fields: {','.join(refused)}" if refused else None
 
     def _field_mask(self, raw: str | None) -> int | str:
         if raw is None or not raw.strip():
