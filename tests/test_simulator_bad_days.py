@@ -501,3 +501,145 @@ async def test_auth_failure_refuses_every_research_request(
 def test_auth_failure_knob_takes_the_two_codes_only() -> None:
     with pytest.raises(ValueError, match="auth_failure"):
         Simulator(auth_failure="access_denied")
+
+
+# -- the quota 429's text ------------------------------------------------------------------------
+
+
+async def test_quota_429_can_carry_a_neutral_text_and_never_a_retry_after(
+    sim: Simulator, api: Api
+) -> None:
+    sim.config.retry_after = 5
+    sim.config.quota_message = "Rate limit exceeded"
+    sim.config.daily_quota = 1
+    await api.ok("alice")
+    refused = await api.page("alice")
+    sim.config.daily_quota = None
+    sim.script("bob", [Fault.QUOTA, Fault.RATE_LIMIT, Fault.RATE_LIMIT_NO_RETRY_AFTER])
+    fault, short, short_bare = [await api.page("bob") for _ in range(3)]
+    for answer in (refused, fault):
+        assert isinstance(answer, Raw)
+        assert answer.status == 429
+        assert answer.error["code"] == "rate_limit_exceeded"
+        assert answer.error["message"] == "Rate limit exceeded"
+        # Neither quota 429 says when to come back, with the knob or without it.
+        assert answer.retry_after is None
+    assert isinstance(short, Raw)
+    assert isinstance(short_bare, Raw)
+    assert (short.error["code"], short.retry_after) == ("rate_limit_exceeded", "5")
+    assert (short_bare.error["code"], short_bare.retry_after) == ("rate_limit_exceeded", None)
+    assert short.error["message"] == short_bare.error["message"] != "Rate limit exceeded"
+
+
+async def test_short_term_429_can_mention_a_quota(
+    sim: Simulator, api: Api, clock: FakeClock
+) -> None:
+    sim.config.rate_limit_message = "Quota exceeded for this second"
+    sim.config.rate_limit = 1
+    await api.ok("alice")
+    limited = await api.page("alice")
+    assert isinstance(limited, Raw)
+    assert (limited.status, limited.error["message"]) == (429, "Quota exceeded for this second")
+    assert limited.retry_after is None
+    clock.now += 1
+    sim.script("alice", [Fault.RATE_LIMIT])
+    scripted = await api.page("alice")
+    assert isinstance(scripted, Raw)
+    assert (scripted.error["message"], scripted.retry_after) == (
+        "Quota exceeded for this second",
+        "1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("quota_message", None), ("rate_limit_message", 429), ("quota_reset_lag", -1)],
+)
+def test_bad_quota_text_and_lag_values_are_refused(name: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=name):
+        Simulator(**{name: value})
+
+
+def test_quota_reset_lag_stays_under_a_day() -> None:
+    with pytest.raises(ValueError, match="quota_reset_lag"):
+        Simulator().config.quota_reset_lag = 86_401
+
+
+# -- a lagging reset -----------------------------------------------------------------------------
+
+
+async def spend_the_quota(
+    sim: Simulator, api: Api, clock: FakeClock, midnight: float = MIDNIGHT + 86_400
+) -> None:
+    """Use up what is left of a quota of 3 a few minutes before midnight, until it refuses."""
+    # Tokens outlive the days these tests cross: only the quota may refuse.
+    sim.config.token_lifetime = 7 * 86_400
+    sim.config.daily_quota = 3
+    clock.now = midnight - 300
+    for _ in range(3):
+        if (status := await status_of(api.page("alice"))) != 200:
+            break
+    else:
+        status = await status_of(api.page("alice"))
+    assert status == 429
+
+
+async def test_lagging_reset_keeps_the_quota_429_past_midnight_for_its_seconds(
+    sim: Simulator, api: Api, clock: FakeClock
+) -> None:
+    sim.config.quota_reset_lag = 600.0
+    sim.config.quota_message = "Rate limit exceeded"
+    await spend_the_quota(sim, api, clock)
+    midnight = MIDNIGHT + 86_400
+    for now in (midnight, midnight + 1, midnight + 599.5):
+        clock.now = now
+        answer = await api.page("alice")
+        assert isinstance(answer, Raw)
+        assert (answer.status, answer.error["code"]) == (429, "rate_limit_exceeded")
+        assert answer.error["message"] == "Rate limit exceeded"
+        assert answer.retry_after is None
+    # A bad token is still told apart, and costs nothing either.
+    assert await status_of(api.page("alice", token="clt.nope")) == 401
+    # The lag counted against nothing: the new day's quota is whole.
+    assert sim.stats.quota_used == 0
+    assert sim.stats.quota_lag_refusals == 3
+    assert sim.stats.requests == 4 + 3 + 1
+    clock.now = midnight + 600
+    for _ in range(3):
+        await api.ok("alice")
+    assert sim.stats.quota_used == 3
+    assert await status_of(api.page("alice")) == 429
+    assert sim.stats.quota_lag_refusals == 3
+
+
+async def test_lagging_reset_needs_the_day_before_spent(
+    sim: Simulator, api: Api, clock: FakeClock
+) -> None:
+    sim.config.quota_reset_lag = 600.0
+    sim.config.daily_quota = 3
+    sim.config.token_lifetime = 7 * 86_400
+    clock.now = MIDNIGHT + 86_400 - 300
+    await api.ok("alice")
+    clock.now = MIDNIGHT + 86_400 + 1
+    await api.ok("alice")
+    # A day with no request in between: the spent quota is two days old.
+    await spend_the_quota(sim, api, clock, MIDNIGHT + 2 * 86_400)
+    clock.now = MIDNIGHT + 3 * 86_400 + 1
+    await api.ok("alice")
+    assert sim.stats.quota_lag_refusals == 0
+
+
+async def test_lagging_reset_ends_with_reset_quota_and_is_off_by_default(
+    sim: Simulator, api: Api, clock: FakeClock
+) -> None:
+    await spend_the_quota(sim, api, clock)
+    clock.now = MIDNIGHT + 86_400
+    await api.ok("alice")
+    await spend_the_quota(sim, api, clock, MIDNIGHT + 2 * 86_400)
+    assert sim.stats.quota_lag_refusals == 0
+    sim.config.quota_reset_lag = 3600.0
+    clock.now = MIDNIGHT + 2 * 86_400 + 5
+    assert await status_of(api.page("alice")) == 429
+    sim.reset_quota()
+    await api.ok("alice")
+    assert sim.stats.quota_lag_refusals == 1

@@ -103,6 +103,18 @@ Bad days, all off by default, each settable at run time like every knob:
     ``"scope_not_authorized"``: 401 ``scope_not_authorized`` ("The research application is not
     approved"). The token endpoint still issues tokens; a bad token still gets
     ``access_token_invalid``.
+``quota_message``, ``rate_limit_message``
+    The texts of the daily-quota 429 (``QUOTA_MESSAGE`` by default: the refusal beyond
+    ``daily_quota`` and the ``quota`` fault) and of the short-term one (``RATE_LIMIT_MESSAGE``:
+    the refusal beyond ``rate_limit`` and the ``rate_limit`` faults). Both 429s share the code
+    ``rate_limit_exceeded``, and the live API's texts are not documented, so that a client must
+    not tell them apart by their words. The daily-quota 429 never carries ``Retry-After``.
+``quota_reset_lag``
+    Seconds (under a day) after 00:00 UTC of ``clock`` during which a project whose quota was
+    used up on the day just ended still gets the daily-quota 429, although the new day's quota
+    is fresh. Requests during the lag count against nothing (``stats.quota_used`` stays 0); the
+    refusals are counted in ``stats.quota_lag_refusals``. It needs ``daily_quota``;
+    ``reset_quota()`` ends it.
 """
 
 from __future__ import annotations

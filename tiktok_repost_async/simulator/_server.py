@@ -107,11 +107,13 @@ class Fault(enum.StrEnum):
     DROP = "drop"
     #: No answer for `hang_seconds`, then the normal one; dropped when the simulator closes.
     HANG = "hang"
-    #: 429 rate_limit_exceeded, short-term, with `Retry-After: <retry_after or 1>`.
+    #: 429 rate_limit_exceeded, short-term (`rate_limit_message`), with
+    #: `Retry-After: <retry_after or 1>`.
     RATE_LIMIT = "rate_limit"
     #: 429 rate_limit_exceeded, short-term, without Retry-After.
     RATE_LIMIT_NO_RETRY_AFTER = "rate_limit_no_retry_after"
-    #: 429 rate_limit_exceeded with the daily-quota message.
+    #: 429 rate_limit_exceeded with the daily-quota message (`quota_message`), without
+    #: Retry-After, as the daily-quota refusal sends it.
     QUOTA = "quota"
     #: 400 invalid_params "Invalid count or cursor", the live API's transient bug.
     INVALID_CURSOR = "invalid_cursor"
@@ -194,6 +196,10 @@ def _checked(name: str, value: Any) -> Any:
         return None if value is None else _choice(name, value, get_args(AuthFailure))
     if name == "type_drift":
         return _number(name, value, 1)
+    if name == "quota_reset_lag":
+        return _number(name, value, _DAY)
+    if name in ("quota_message", "rate_limit_message") and not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, not {value!r}")
     if name in ("rate_limit", "token_lifetime"):
         return _count(name, value, 1, optional=name == "rate_limit")
     if name in ("retry_after", "daily_quota"):
@@ -274,6 +280,15 @@ class SimulatorConfig:
     #: Refuse every research request with a valid token: 400 scope_permission_missed (the client
     #: lacks a scope) or 401 scope_not_authorized (the application is not approved).
     auth_failure: AuthFailure | None = None
+    #: The message of the daily-quota 429 (refusal and QUOTA fault); the live API's text is not
+    #: documented, and both 429s share the code rate_limit_exceeded.
+    quota_message: str = QUOTA_MESSAGE
+    #: The message of the short-term 429 (refusal and RATE_LIMIT faults).
+    rate_limit_message: str = RATE_LIMIT_MESSAGE
+    #: Seconds after 00:00 UTC of `clock` during which a project that used up the day before's
+    #: quota still gets the daily-quota 429, its new quota untouched: those requests count
+    #: against nothing.
+    quota_reset_lag: float = 0.0
     #: Epoch seconds, for token expiry, the quota day and the rate window; tests pass a fake.
     clock: Callable[[], float] = time.time
 
@@ -314,6 +329,8 @@ class SimulatorStats:
     quota_used: int = 0
     #: Research requests failed by the outage window (in `requests` too, and in the quota).
     outage_failures: int = 0
+    #: Daily-quota 429s sent during a lagging reset (in `requests`, not in the quota).
+    quota_lag_refusals: int = 0
 
 
 class _Query(NamedTuple):
@@ -403,6 +420,8 @@ class Simulator:
         self._drifts: dict[str, tuple[tuple[int, str | None], ...]] = {}
         self._window: deque[float] = deque()
         self._quota_day: int | None = None
+        # The UTC day whose first `quota_reset_lag` seconds still refuse for the day before.
+        self._lag_day: int | None = None
         self._cache = EncodingCache()
         self._fields: dict[str, int | str] = {}
         self._rng = random.Random(self.config.seed)
@@ -489,8 +508,9 @@ class Simulator:
         self._tokens = {}
 
     def reset_quota(self) -> None:
-        """Give back today's daily quota."""
+        """Give back today's daily quota, ending a lagging reset too."""
         self.stats.quota_used = 0
+        self._lag_day = None
 
     def reset_stats(self) -> None:
         """Zero the counters; the requests in flight and the quota used stay as they are."""
@@ -638,9 +658,18 @@ class Simulator:
         now = config.clock()
         day = int(now // _DAY)
         if day != self._quota_day:
+            # A quota used up on the day just ended may keep refusing past midnight.
+            spent = (
+                config.daily_quota is not None
+                and self._quota_day == day - 1
+                and self.stats.quota_used >= config.daily_quota
+            )
+            self._lag_day = day if spent else None
             self._quota_day, self.stats.quota_used = day, 0
-        # Every research request counts, whatever its fate: the live API bills failures too.
-        self.stats.quota_used += 1
+        lagging = self._lag_day == day and now - day * _DAY < config.quota_reset_lag
+        if not lagging:
+            # Every research request counts, whatever its fate: the live API bills failures too.
+            self.stats.quota_used += 1
         if config.rate_limit is not None:
             window = self._window
             window.append(now)
@@ -655,7 +684,7 @@ class Simulator:
         if self._in_outage(now):
             self.stats.outage_failures += 1
             return self._outage(request, research=True)
-        if (refusal := self._refusal(request, now)) is not None:
+        if (refusal := self._refusal(request, now, lagging)) is not None:
             return refusal
         if query.error is not None:
             return self._error(400, "invalid_params", query.error)
@@ -679,7 +708,7 @@ class Simulator:
             return await self._truncate(request, self._answer(query))
         return self._fault_response(fault)
 
-    def _refusal(self, request: web.Request, now: float) -> web.Response | None:
+    def _refusal(self, request: web.Request, now: float, lagging: bool) -> web.Response | None:
         config = self.config
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         issued = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
@@ -691,12 +720,15 @@ class Simulator:
             return self._error(400, "scope_permission_missed", SCOPE_MISSING_MESSAGE)
         if config.auth_failure == "scope_not_authorized":
             return self._error(401, "scope_not_authorized", NOT_APPROVED_MESSAGE)
+        if lagging:
+            self.stats.quota_lag_refusals += 1
+            return self._error(429, "rate_limit_exceeded", config.quota_message)
         if config.daily_quota is not None and self.stats.quota_used > config.daily_quota:
-            return self._error(429, "rate_limit_exceeded", QUOTA_MESSAGE)
+            return self._error(429, "rate_limit_exceeded", config.quota_message)
         if config.rate_limit is not None and len(self._window) > config.rate_limit:
             retry = config.retry_after
             headers = None if retry is None else {"Retry-After": str(retry)}
-            return self._error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE, headers)
+            return self._error(429, "rate_limit_exceeded", config.rate_limit_message, headers)
         return None
 
     async def _parse(self, request: web.Request) -> _Query:
@@ -790,6 +822,7 @@ class Simulator:
         return None
 
     def _fault_response(self, fault: Fault) -> web.Response:
+        config = self.config
         if fault is Fault.SERVER_ERROR:
             # Half the live API's 500s carry no message at all.
             self._server_errors += 1
@@ -798,12 +831,12 @@ class Simulator:
         if fault in (Fault.BAD_GATEWAY, Fault.GATEWAY_TIMEOUT):
             return _gateway(502 if fault is Fault.BAD_GATEWAY else 504)
         if fault is Fault.RATE_LIMIT:
-            headers = {"Retry-After": str(self.config.retry_after or 1)}
-            return self._error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE, headers)
+            headers = {"Retry-After": str(config.retry_after or 1)}
+            return self._error(429, "rate_limit_exceeded", config.rate_limit_message, headers)
         if fault is Fault.RATE_LIMIT_NO_RETRY_AFTER:
-            return self._error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE)
+            return self._error(429, "rate_limit_exceeded", config.rate_limit_message)
         if fault is Fault.QUOTA:
-            return self._error(429, "rate_limit_exceeded", QUOTA_MESSAGE)
+            return self._error(429, "rate_limit_exceeded", config.quota_message)
         if fault is Fault.INVALID_CURSOR:
             return self._error(400, "invalid_params", INVALID_CURSOR_MESSAGE)
         if fault is Fault.TOKEN_INVALID:
