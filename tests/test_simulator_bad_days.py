@@ -13,6 +13,7 @@ import pytest
 
 from tiktok_repost_async.simulator import (
     RESEARCH_PATH,
+    TOKEN_FAULTS,
     TOKEN_PATH,
     VIDEO_FIELDS,
     Fault,
@@ -643,3 +644,131 @@ async def test_lagging_reset_ends_with_reset_quota_and_is_off_by_default(
     sim.reset_quota()
     await api.ok("alice")
     assert sim.stats.quota_lag_refusals == 1
+
+
+# -- token endpoint faults -----------------------------------------------------------------------
+
+
+async def test_scripted_token_faults_come_in_order_in_the_token_shapes(
+    sim: Simulator, api: Api
+) -> None:
+    sim.script_token(
+        [
+            Fault.SERVER_ERROR,
+            "server_error",
+            Fault.RATE_LIMIT,
+            Fault.RATE_LIMIT_NO_RETRY_AFTER,
+            Fault.BAD_GATEWAY,
+            Fault.GATEWAY_TIMEOUT,
+            Fault.DROP,
+            Fault.TRUNCATED,
+        ]
+    )
+    answers = [await api.token() for _ in range(8)]
+    first, second, limited, bare, bad_gateway, timeout, dropped, truncated = answers
+    for answer, message in ((first, "Something went wrong. Please try again later."), (second, "")):
+        assert isinstance(answer, Raw)
+        assert answer.status == 500
+        assert answer.body == {
+            "error": "internal_error",
+            "error_description": message,
+            "log_id": answer.body["log_id"],
+        }
+    for answer, retry_after in ((limited, "1"), (bare, None)):
+        assert isinstance(answer, Raw)
+        assert (answer.status, answer.body["error"]) == (429, "rate_limit_exceeded")
+        assert answer.retry_after == retry_after
+        assert "access_token" not in answer.body
+    for answer, status in ((bad_gateway, 502), (timeout, 504)):
+        assert isinstance(answer, Raw)
+        assert (answer.status, answer.content_type) == (status, "text/html")
+    assert isinstance(dropped, Dropped)
+    assert isinstance(truncated, Dropped)
+    # Normal service afterwards, on both endpoints.
+    await api.ok("alice")
+    stats = sim.stats
+    assert stats.token_requests == 9
+    # The truncated answer carried a token too, which the client never read.
+    assert stats.tokens_issued == 2
+    assert stats.token_faults == {
+        Fault.SERVER_ERROR: 2,
+        Fault.RATE_LIMIT: 1,
+        Fault.RATE_LIMIT_NO_RETRY_AFTER: 1,
+        Fault.BAD_GATEWAY: 1,
+        Fault.GATEWAY_TIMEOUT: 1,
+        Fault.DROP: 1,
+        Fault.TRUNCATED: 1,
+    }
+    assert stats.requests == 1
+    assert not stats.faults
+    assert stats.dropped == 0
+
+
+async def test_a_token_hang_ends_in_a_token_after_hang_seconds(sim: Simulator, api: Api) -> None:
+    sim.config.hang_seconds = 0.0
+    sim.script_token([Fault.HANG])
+    answer = await api.token()
+    assert isinstance(answer, Raw)
+    assert answer.body["access_token"].startswith("clt.")
+    assert sim.stats.token_faults == {Fault.HANG: 1}
+
+
+@pytest.mark.parametrize("fault", [Fault.QUOTA, Fault.INVALID_CURSOR, Fault.TOKEN_INVALID, "nope"])
+def test_research_only_faults_cannot_be_given_to_the_token_endpoint(fault: Any) -> None:
+    sim = Simulator()
+    with pytest.raises(ValueError, match="not"):
+        sim.script_token([Fault.DROP, fault])
+    with pytest.raises(ValueError, match="token_faults"):
+        sim.config.token_faults = {fault: 0.1}
+    assert set(TOKEN_FAULTS) == set(Fault) - {
+        Fault.QUOTA,
+        Fault.INVALID_CURSOR,
+        Fault.TOKEN_INVALID,
+    }
+
+
+async def test_random_token_faults_follow_their_rate_and_their_seed(
+    sim: Simulator, api: Api
+) -> None:
+    sim.config.seed = 7
+    sim.config.token_faults = {Fault.SERVER_ERROR: 0.5}
+
+    async def statuses() -> list[int | None]:
+        return [await status_of(api.token()) for _ in range(60)]
+
+    first = await statuses()
+    assert 15 <= first.count(500) <= 45
+    assert first.count(500) + first.count(200) == 60
+    assert sim.stats.token_faults == {Fault.SERVER_ERROR: first.count(500)}
+    # A seed set at run time restarts the stream, as one given at start does.
+    sim.config.seed = 8
+    assert await statuses() != first
+    sim.config.seed = 7
+    assert await statuses() == first
+    sim.config.token_faults = {Fault.DROP: 1.0}
+    assert await statuses() == [None] * 60
+    sim.config.token_faults = {}
+    assert set(await statuses()) == {200}
+
+
+async def test_token_faults_leave_the_research_faults_of_a_seed_alone(
+    clock: FakeClock,
+) -> None:
+    async def research_statuses(token_faults: dict[Fault, float]) -> list[int | None]:
+        async with (
+            Simulator(clock=clock, seed=11, faults={Fault.SERVER_ERROR: 0.5}) as sim,
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+        ):
+            api = Api(session, sim)
+            await api.bearer()
+            sim.config.token_faults = token_faults
+            seen = []
+            for _ in range(30):
+                # A token request between research requests: its fault draws must not count.
+                await api.token()
+                seen.append(await status_of(api.page("alice")))
+            return seen
+
+    plain = await research_statuses({})
+    assert 5 <= plain.count(500) <= 25
+    assert await research_statuses({Fault.SERVER_ERROR: 0.9}) == plain

@@ -115,6 +115,16 @@ Bad days, all off by default, each settable at run time like every knob:
     is fresh. Requests during the lag count against nothing (``stats.quota_used`` stays 0); the
     refusals are counted in ``stats.quota_lag_refusals``. It needs ``daily_quota``;
     ``reset_quota()`` ends it.
+``token_faults``
+    The probability of each fault per token request, like ``faults`` for research requests,
+    drawn from a stream of its own (so that a ``seed`` gives the same research faults with or
+    without it). ``Simulator.script_token(faults)`` scripts them instead, before any random one.
+    The kinds are ``TOKEN_FAULTS``: ``server_error`` (500 in the token endpoint's flat shape,
+    ``{"error": "internal_error", "error_description", "log_id"}``, every second one without a
+    description), ``rate_limit`` and ``rate_limit_no_retry_after`` (429 ``rate_limit_exceeded``,
+    flat, with or without ``Retry-After``), ``bad_gateway`` and ``gateway_timeout`` (HTML),
+    ``drop``, ``hang`` and ``truncated`` (a token issued but cut off). ``stats.token_requests``
+    counts every token request, ``stats.token_faults`` the faults given.
 """
 
 from __future__ import annotations
@@ -128,6 +138,7 @@ from ._server import (
     RESEARCH_PATH,
     TEST_CLIENT_KEY,
     TEST_CLIENT_SECRET,
+    TOKEN_FAULTS,
     TOKEN_PATH,
     Fault,
     Simulator,
@@ -145,6 +156,7 @@ __all__ = [
     "RESEARCH_PATH",
     "TEST_CLIENT_KEY",
     "TEST_CLIENT_SECRET",
+    "TOKEN_FAULTS",
     "TOKEN_PATH",
     "VIDEO_FIELDS",
     "Fault",

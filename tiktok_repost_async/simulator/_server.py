@@ -45,6 +45,7 @@ __all__ = [
     "RESEARCH_PATH",
     "TEST_CLIENT_KEY",
     "TEST_CLIENT_SECRET",
+    "TOKEN_FAULTS",
     "TOKEN_PATH",
     "Fault",
     "Simulator",
@@ -123,6 +124,19 @@ class Fault(enum.StrEnum):
     TRUNCATED = "truncated"
 
 
+#: The faults the token endpoint can be given, by `token_faults` or `Simulator.script_token`.
+TOKEN_FAULTS: Final = (
+    Fault.SERVER_ERROR,
+    Fault.BAD_GATEWAY,
+    Fault.GATEWAY_TIMEOUT,
+    Fault.DROP,
+    Fault.HANG,
+    Fault.RATE_LIMIT,
+    Fault.RATE_LIMIT_NO_RETRY_AFTER,
+    Fault.TRUNCATED,
+)
+
+
 def _number(name: str, value: Any, most: float = float("inf")) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= most:
         bounds = ">= 0" if most == float("inf") else f"from 0 to {most:g}"
@@ -138,17 +152,29 @@ def _count(name: str, value: Any, least: int, optional: bool) -> int | None:
     return value
 
 
-def _fault_rates(value: Any) -> dict[Fault, float]:
+def _fault_rates(
+    value: Any, name: str = "faults", kinds: Iterable[Fault] = Fault
+) -> dict[Fault, float]:
+    allowed = tuple(kinds)
     if not isinstance(value, Mapping):
-        raise ValueError(f"faults must map a Fault to a probability, not {value!r}")
+        raise ValueError(f"{name} must map a Fault to a probability, not {value!r}")
     try:
-        rates = {Fault(kind): _number("a fault rate", rate, 1) for kind, rate in value.items()}
+        rates = {
+            _kind(kind, allowed): _number("a fault rate", rate, 1) for kind, rate in value.items()
+        }
     except ValueError as exc:
-        kinds = ", ".join(fault.value for fault in Fault)
-        raise ValueError(f"{exc} (fault kinds: {kinds}; rates between 0 and 1)") from None
+        listed = ", ".join(fault.value for fault in allowed)
+        raise ValueError(f"{name}: {exc} (fault kinds: {listed}; rates between 0 and 1)") from None
     if sum(rates.values()) > 1:
-        raise ValueError(f"fault rates add up to more than 1: {sum(rates.values())}")
+        raise ValueError(f"{name}: fault rates add up to more than 1: {sum(rates.values())}")
     return rates
+
+
+def _kind(value: Any, allowed: tuple[Fault, ...]) -> Fault:
+    fault = Fault(value)
+    if fault not in allowed:
+        raise ValueError(f"{fault.value!r} is not a fault of this endpoint")
+    return fault
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -212,6 +238,8 @@ def _checked(name: str, value: Any) -> Any:
             raise ValueError(f"{name} must be True or False, not {value!r}")
     elif name == "faults":
         return _fault_rates(value)
+    elif name == "token_faults":
+        return _fault_rates(value, name, TOKEN_FAULTS)
     elif name == "seed":
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError(f"seed must be an integer or None, not {value!r}")
@@ -289,6 +317,9 @@ class SimulatorConfig:
     #: quota still gets the daily-quota 429, its new quota untouched: those requests count
     #: against nothing.
     quota_reset_lag: float = 0.0
+    #: Probability of each fault (one of TOKEN_FAULTS) per token request, drawn from its own
+    #: stream of `seed`, so that research faults come as without it; assign a new dict.
+    token_faults: dict[Fault, float] = field(default_factory=dict)
     #: Epoch seconds, for token expiry, the quota day and the rate window; tests pass a fake.
     clock: Callable[[], float] = time.time
 
@@ -322,6 +353,8 @@ class SimulatorStats:
     tokens_issued: int = 0
     #: Token requests failed by the outage window (in `token_requests` too).
     token_outage_failures: int = 0
+    #: Faults injected into token requests, scripted or random.
+    token_faults: Counter[Fault] = field(default_factory=Counter)
     #: Research requests being served now, and the most at any one time.
     in_flight: int = 0
     peak_in_flight: int = 0
@@ -339,6 +372,11 @@ class _Query(NamedTuple):
     mask: int = 0
     max_count: int = 0
     cursor: int = 0
+
+
+def _token_seed(seed: int | None) -> str | None:
+    # Its own stream, so that token faults never shift the research faults a seed gives.
+    return None if seed is None else f"token:{seed}"
 
 
 @lru_cache(maxsize=1)
@@ -424,8 +462,11 @@ class Simulator:
         self._lag_day: int | None = None
         self._cache = EncodingCache()
         self._fields: dict[str, int | str] = {}
+        self._token_script: deque[Fault] = deque()
         self._rng = random.Random(self.config.seed)
+        self._token_rng = random.Random(_token_seed(self.config.seed))
         self._rng_seed = self.config.seed
+        self._token_server_errors = 0
         self._server_errors = 0
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
@@ -502,6 +543,18 @@ class Simulator:
         """Give the user's next research requests these faults, in order, then normal service."""
         queue = self._scripts.setdefault(username, deque())
         queue.extend(Fault(fault) for fault in faults)
+
+    def script_token(self, faults: Iterable[Fault | str]) -> None:
+        """Give the next token requests these faults, in order, then normal service.
+
+        Each is one of TOKEN_FAULTS; scripted faults come before random `token_faults`.
+        """
+        added = [Fault(fault) for fault in faults]
+        for fault in added:
+            if fault not in TOKEN_FAULTS:
+                kinds = ", ".join(TOKEN_FAULTS)
+                raise ValueError(f"{fault.value!r} is not a token endpoint fault; kinds: {kinds}")
+        self._token_script.extend(added)
 
     def expire_tokens(self) -> None:
         """Invalidate every access token issued so far."""
@@ -602,21 +655,45 @@ class Simulator:
 
     def _random(self) -> float:
         # Reseeded when the seed knob changes, so that a run-time seed acts as one given at start.
+        self._reseed()
+        return self._rng.random()
+
+    def _token_random(self) -> float:
+        self._reseed()
+        return self._token_rng.random()
+
+    def _reseed(self) -> None:
+        # Both streams at once, so that a run-time seed acts as one given at start for both.
         if self._rng_seed != self.config.seed:
             self._rng_seed = self.config.seed
             self._rng.seed(self._rng_seed)
-        return self._rng.random()
+            self._token_rng.seed(_token_seed(self._rng_seed))
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
         self.stats.token_requests += 1
         arrived = self.config.clock()
         await self._delay()
         form = await request.post()
-        config = self.config
         if self._in_outage(arrived):
             self.stats.token_outage_failures += 1
             # A dropped connection gets no answer; what aiohttp writes after goes nowhere.
             return self._outage(request, research=False) or web.Response()
+        fault = self._next_token_fault()
+        if fault is None:
+            return self._grant(form)
+        self.stats.token_faults[fault] += 1
+        if fault is Fault.DROP or (fault is Fault.HANG and not await self._hang()):
+            self._drop(request, research=False)
+            return web.Response()
+        if fault is Fault.HANG:
+            return self._grant(form)
+        if fault is Fault.TRUNCATED:
+            return await self._truncate(request, self._grant(form))
+        return self._token_fault_response(fault)
+
+    def _grant(self, form: Mapping[str, Any]) -> web.Response:
+        """Answer a token request as the OAuth endpoint does: a token, or a flat error."""
+        config = self.config
         for name, missing in (
             ("client_key", "Client key is missed in request."),
             ("client_secret", "Client secret is missed in request."),
@@ -697,10 +774,7 @@ class Simulator:
             self._drop(request)
             return None
         if fault is Fault.HANG:
-            assert self._closing is not None
-            try:
-                await asyncio.wait_for(self._closing.wait(), config.hang_seconds)
-            except TimeoutError:
+            if await self._hang():
                 return self._answer(query)
             self._drop(request)
             return None
@@ -784,6 +858,44 @@ class Simulator:
             self._fields.clear()
         self._fields[raw] = result
         return result
+
+    async def _hang(self) -> bool:
+        """Keep a request waiting `hang_seconds`; return False if the simulator closes first."""
+        assert self._closing is not None
+        try:
+            await asyncio.wait_for(self._closing.wait(), self.config.hang_seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    def _next_token_fault(self) -> Fault | None:
+        if self._token_script:
+            return self._token_script.popleft()
+        faults = self.config.token_faults
+        if not faults:
+            return None
+        roll = self._token_random()
+        for fault, rate in faults.items():
+            if roll < rate:
+                return fault
+            roll -= rate
+        return None
+
+    def _token_fault_response(self, fault: Fault) -> web.Response:
+        config = self.config
+        if fault is Fault.SERVER_ERROR:
+            # As on the research endpoint, every second 500 has no message.
+            self._token_server_errors += 1
+            message = SERVER_ERROR_MESSAGE if self._token_server_errors % 2 else ""
+            return _token_error(500, "internal_error", message)
+        if fault in (Fault.BAD_GATEWAY, Fault.GATEWAY_TIMEOUT):
+            return _gateway(502 if fault is Fault.BAD_GATEWAY else 504)
+        if fault is Fault.RATE_LIMIT:
+            headers = {"Retry-After": str(config.retry_after or 1)}
+            return _token_error(429, "rate_limit_exceeded", config.rate_limit_message, headers)
+        if fault is Fault.RATE_LIMIT_NO_RETRY_AFTER:
+            return _token_error(429, "rate_limit_exceeded", config.rate_limit_message)
+        raise AssertionError(f"{fault} has no canned token answer")
 
     def _in_outage(self, now: float) -> bool:
         config = self.config
