@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, NamedTuple
 
 import aiohttp
 import pytest
 
+from tiktok_repost_async.cli import build_parser
 from tiktok_repost_async.simulator import (
+    QUOTA_MESSAGE,
+    RATE_LIMIT_MESSAGE,
     RESEARCH_PATH,
+    TEST_CLIENT_KEY,
+    TEST_CLIENT_SECRET,
     TOKEN_FAULTS,
     TOKEN_PATH,
     VIDEO_FIELDS,
     Fault,
     Simulator,
+    SimulatorConfig,
+    add_simulator_arguments,
+    config_from_args,
+    main,
 )
 
 ALL = ",".join(VIDEO_FIELDS)
@@ -772,3 +788,141 @@ async def test_token_faults_leave_the_research_faults_of_a_seed_alone(
     plain = await research_statuses({})
     assert 5 <= plain.count(500) <= 25
     assert await research_statuses({Fault.SERVER_ERROR: 0.9}) == plain
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+BAD_DAY_OPTIONS = [
+    "--outage-start",
+    "30",
+    "--outage-seconds",
+    "180",
+    "--outage-kind",
+    "gateway",
+    "--persistent-fault",
+    "SERVER_ERROR",
+    "--reject-field",
+    "video_tag",
+    "--reject-field",
+    "favourites_count",
+    "--auth-failure",
+    "scope_not_authorized",
+    "--quota-message",
+    "Rate limit exceeded",
+    "--rate-limit-message",
+    "Quota exceeded",
+    "--quota-reset-lag",
+    "600",
+    "--token-fault",
+    "drop=0.1",
+    "--token-fault",
+    "RATE_LIMIT=0.2",
+]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_simulator_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_bad_day_options_map_onto_the_configuration() -> None:
+    before = time.time()
+    config = config_from_args(parse(BAD_DAY_OPTIONS))
+    after = time.time()
+    # A bare number counts from start-up.
+    assert config.outage_start is not None
+    assert before + 30 <= config.outage_start <= after + 30
+    assert (config.outage_seconds, config.outage_kind) == (180.0, "gateway")
+    assert config.persistent_fault is Fault.SERVER_ERROR
+    assert config.rejected_fields == {"video_tag", "favourites_count"}
+    assert config.auth_failure == "scope_not_authorized"
+    assert config.quota_message == "Rate limit exceeded"
+    assert config.rate_limit_message == "Quota exceeded"
+    assert config.quota_reset_lag == 600.0
+    assert config.token_faults == {Fault.DROP: 0.1, Fault.RATE_LIMIT: 0.2}
+
+
+def test_outage_start_takes_an_absolute_epoch_after_an_at_sign() -> None:
+    args = parse(["--outage-start", "@1700006400.5", "--outage-seconds", "60"])
+    assert config_from_args(args).outage_start == 1_700_006_400.5
+
+
+def test_bad_day_options_are_off_by_default() -> None:
+    config = config_from_args(parse([]))
+    plain = SimulatorConfig()
+    for name in (
+        "outage_start",
+        "outage_seconds",
+        "outage_kind",
+        "persistent_fault",
+        "rejected_fields",
+        "auth_failure",
+        "quota_message",
+        "rate_limit_message",
+        "quota_reset_lag",
+        "token_faults",
+    ):
+        assert getattr(config, name) == getattr(plain, name), name
+    assert (config.quota_message, config.rate_limit_message) == (QUOTA_MESSAGE, RATE_LIMIT_MESSAGE)
+    assert config.outage_start is None
+    assert config.token_faults == {}
+
+
+def test_the_serve_command_takes_the_bad_day_options() -> None:
+    config = config_from_args(build_parser().parse_args(["serve", *BAD_DAY_OPTIONS]))
+    assert config.persistent_fault is Fault.SERVER_ERROR
+    assert config.rejected_fields == {"video_tag", "favourites_count"}
+    assert config.token_faults == {Fault.DROP: 0.1, Fault.RATE_LIMIT: 0.2}
+    assert config.outage_kind == "gateway"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--outage-start", "30"], "--outage-start needs --outage-seconds"),
+        (["--outage-seconds", "30"], "--outage-seconds needs --outage-start"),
+        (["--outage-start", "@soon", "--outage-seconds", "1"], "an epoch in seconds"),
+        (["--outage-start", "-5", "--outage-seconds", "1"], "a number of seconds >= 0"),
+        (["--outage-kind", "flood"], "--outage-kind"),
+        (["--persistent-fault", "explode"], "unknown fault 'explode'"),
+        (["--reject-field", "views"], "'views' is not a video field"),
+        (["--auth-failure", "access_denied"], "--auth-failure"),
+        (["--quota-reset-lag", "90000"], "quota_reset_lag"),
+        (["--token-fault", "quota=0.1"], "unknown fault 'quota'"),
+        (["--token-fault", "drop=0.7", "--token-fault", "hang=0.7"], "more than 1"),
+    ],
+)
+def test_bad_bad_day_options_exit_2_with_a_message(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_simulator_process_serves_an_outage_from_its_options() -> None:
+    command = [sys.executable, "-m", "tiktok_repost_async.simulator", "--port", "0"]
+    command += ["--outage-start", "0", "--outage-seconds", "3600", "--outage-kind", "gateway"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            base_url = process.stdout.readline().strip()
+            form = {
+                "client_key": TEST_CLIENT_KEY,
+                "client_secret": TEST_CLIENT_SECRET,
+                "grant_type": "client_credentials",
+            }
+            request = urllib.request.Request(
+                base_url + TOKEN_PATH, data=urllib.parse.urlencode(form).encode(), method="POST"
+            )
+            with pytest.raises(urllib.error.HTTPError) as failure:
+                urllib.request.urlopen(request, timeout=10)
+            assert failure.value.code == 504
+            assert failure.value.headers.get_content_type() == "text/html"
+            failure.value.close()
+            process.terminate()
+            assert process.wait(timeout=10) == 0
+        finally:
+            process.kill()

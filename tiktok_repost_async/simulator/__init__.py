@@ -77,7 +77,10 @@ plain string, ``hashtag_info_list`` holding a string, ``sticker_info_list`` an o
 A drifted field is always one the request asked for: a kind whose field it did not ask for gives
 way to the next kind that it did. ``Simulator.drifted(username)`` tells which videos drift, how.
 
-Bad days, all off by default, each settable at run time like every knob:
+Bad days, all off by default, each settable at run time like every knob and each with an option
+of the command line (``--outage-start`` takes seconds after start-up, or ``@EPOCH`` for an
+absolute epoch second; ``--reject-field`` and ``--token-fault KIND=RATE`` repeat; ``--help``
+lists them):
 
 ``outage_start``, ``outage_seconds``, ``outage_kind``
     While ``outage_start <= clock() < outage_start + outage_seconds`` every request fails, whatever
