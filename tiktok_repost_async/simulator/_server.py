@@ -294,7 +294,7 @@ class SimulatorConfig:
     #: Epoch seconds of `clock` at which an outage begins; None: no outage.
     outage_start: float | None = None
     #: How long the outage lasts: requests while outage_start <= clock() < outage_start +
-    #: outage_seconds fail, on both endpoints, before anything else is looked at.
+    #: outage_seconds fail, on both endpoints, whatever their token, body or the quota left.
     outage_seconds: float = 0.0
     #: How they fail: 500 internal_error with an empty message, 504 with a text/html page, or a
     #: connection closed without an answer.
@@ -629,7 +629,11 @@ class Simulator:
 
     @staticmethod
     def pages_needed(username: str, max_count: int = 100) -> int:
-        """Return the fewest research requests a perfect client needs for the user."""
+        """Return the fewest research requests a perfect client needs for the user.
+
+        For an ``endless`` user, the pages holding its videos: a client's guard against a
+        has_more that never ends costs its own requests on top.
+        """
         return pages_needed(username, max_count)
 
     # -- handlers ---------------------------------------------------------------------------------
