@@ -32,6 +32,10 @@ user's kind (prefixes are matched case-insensitively, first match wins):
     The cursor stops advancing: the first page moves it to max_count; every later page returns
     the cursor it was sent, the videos there, and ``has_more`` true forever. A perfect client
     stops after the second page.
+``endless…``
+    ``has_more`` never turns false: its reposts come as usual, then every later page is empty
+    with ``has_more`` true and the cursor advanced by max_count, forever. ``pages_needed``
+    counts the pages holding real videos; a client spends its guard's requests on top.
 ``short…``
     Some videos are moderated away: pages hold fewer than max_count videos (videos 100 to 249 are
     all gone, so some pages are empty) while ``has_more`` stays true; the cursor advances as usual.
@@ -72,6 +76,58 @@ plain string, ``hashtag_info_list`` holding a string, ``sticker_info_list`` an o
 ``music_id`` a float; and, scripted only, ``no_id`` (the id left out) and ``bad_id`` (``"n/a"``).
 A drifted field is always one the request asked for: a kind whose field it did not ask for gives
 way to the next kind that it did. ``Simulator.drifted(username)`` tells which videos drift, how.
+
+Bad days, all off by default, each settable at run time like every knob and each with an option
+of the command line (``--outage-start`` takes seconds after start-up, or ``@EPOCH`` for an
+absolute epoch second; ``--reject-field`` and ``--token-fault KIND=RATE`` repeat; ``--help``
+lists them):
+
+``outage_start``, ``outage_seconds``, ``outage_kind``
+    While ``outage_start <= clock() < outage_start + outage_seconds`` every request fails, whatever
+    its token, body or the quota left: research requests with 500
+    ``internal_error`` and an empty message (``"server_error"``), a 504 text/html page
+    (``"gateway"``) or a connection closed without an answer (``"drop"``); the token endpoint
+    likewise, its 500 in its own flat shape. Research requests failed so are counted in
+    ``stats.requests``, ``stats.quota_used`` (the live API bills failures) and
+    ``stats.outage_failures``; token requests in ``stats.token_outage_failures``.
+``persistent_fault``
+    A ``Fault`` that every research request gets while set, where a random fault would come
+    (after the token, quota and rate checks and the request's validation); scripted faults
+    wait for it to be cleared, and no random fault is drawn.
+``rejected_fields``
+    Video field names (a set) the API no longer accepts, as when TikTok drops a field: a request
+    whose ``fields`` names any of them, spelled as given (``favorites_count`` and
+    ``favourites_count`` are told apart), gets 400 ``invalid_params`` "Invalid fields: <names>",
+    the names comma-joined without spaces in the request's order (after the token, scope, quota
+    and rate checks, like any invalid request).
+``auth_failure``
+    ``"scope_permission_missed"``: every research request with a valid token gets 400
+    ``scope_permission_missed`` ("The client does not have the required scope: ...");
+    ``"scope_not_authorized"``: 401 ``scope_not_authorized`` ("The research application is not
+    approved"). The token endpoint still issues tokens; a bad token still gets
+    ``access_token_invalid``.
+``quota_message``, ``rate_limit_message``
+    The texts of the daily-quota 429 (``QUOTA_MESSAGE`` by default: the refusal beyond
+    ``daily_quota`` and the ``quota`` fault) and of the short-term one (``RATE_LIMIT_MESSAGE``:
+    the refusal beyond ``rate_limit`` and the ``rate_limit`` faults). Both 429s share the code
+    ``rate_limit_exceeded``, and the live API's texts are not documented, so that a client must
+    not tell them apart by their words. The daily-quota 429 never carries ``Retry-After``.
+``quota_reset_lag``
+    Seconds (under a day) after 00:00 UTC of ``clock`` during which a project whose quota was
+    used up on the day just ended still gets the daily-quota 429, although the new day's quota
+    is fresh. Requests during the lag count against nothing (``stats.quota_used`` stays 0); the
+    refusals are counted in ``stats.quota_lag_refusals``. It needs ``daily_quota``;
+    ``reset_quota()`` ends it.
+``token_faults``
+    The probability of each fault per token request, like ``faults`` for research requests,
+    drawn from a stream of its own (so that a ``seed`` gives the same research faults with or
+    without it). ``Simulator.script_token(faults)`` scripts them instead, before any random one.
+    The kinds are ``TOKEN_FAULTS``: ``server_error`` (500 in the token endpoint's flat shape,
+    ``{"error": "internal_error", "error_description", "log_id"}``, every second one without a
+    description), ``rate_limit`` and ``rate_limit_no_retry_after`` (429 ``rate_limit_exceeded``,
+    flat, with or without ``Retry-After``), ``bad_gateway`` and ``gateway_timeout`` (HTML),
+    ``drop``, ``hang`` and ``truncated`` (a token issued but cut off). ``stats.token_requests``
+    counts every token request, ``stats.token_faults`` the faults given.
 """
 
 from __future__ import annotations
@@ -85,6 +141,7 @@ from ._server import (
     RESEARCH_PATH,
     TEST_CLIENT_KEY,
     TEST_CLIENT_SECRET,
+    TOKEN_FAULTS,
     TOKEN_PATH,
     Fault,
     Simulator,
@@ -102,6 +159,7 @@ __all__ = [
     "RESEARCH_PATH",
     "TEST_CLIENT_KEY",
     "TEST_CLIENT_SECRET",
+    "TOKEN_FAULTS",
     "TOKEN_PATH",
     "VIDEO_FIELDS",
     "Fault",

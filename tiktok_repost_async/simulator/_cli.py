@@ -7,15 +7,22 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import get_args
 
+from ._data import FAVOURITES_ALIAS, VIDEO_FIELDS
 from ._server import (
+    QUOTA_MESSAGE,
+    RATE_LIMIT_MESSAGE,
     TEST_CLIENT_KEY,
     TEST_CLIENT_SECRET,
+    TOKEN_FAULTS,
+    AuthFailure,
     Fault,
     FavoritesSpelling,
     ListKey,
+    OutageKind,
     Simulator,
     SimulatorConfig,
 )
@@ -55,13 +62,21 @@ def _port(text: str) -> int:
     return port
 
 
-def _fault(text: str) -> tuple[Fault, float]:
-    kind, sep, rate = text.partition("=")
-    kinds = ", ".join(fault.value for fault in Fault)
+def _fault_kind(text: str, allowed: Sequence[Fault] = tuple(Fault)) -> Fault:
+    kinds = ", ".join(fault.value for fault in allowed)
     try:
-        fault = Fault(kind.strip().lower())
+        fault = Fault(text.strip().lower())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"unknown fault {kind!r}; choose from {kinds}") from None
+        fault = None
+    if fault not in allowed:
+        raise argparse.ArgumentTypeError(f"unknown fault {text!r}; choose from {kinds}")
+    assert fault is not None
+    return fault
+
+
+def _fault(text: str, allowed: Sequence[Fault] = tuple(Fault)) -> tuple[Fault, float]:
+    kind, sep, rate = text.partition("=")
+    fault = _fault_kind(kind, allowed)
     try:
         probability = float(rate)
     except ValueError:
@@ -69,6 +84,28 @@ def _fault(text: str) -> tuple[Fault, float]:
     if not sep or not 0 <= probability <= 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not KIND=RATE with a rate from 0 to 1")
     return fault, probability
+
+
+def _token_fault(text: str) -> tuple[Fault, float]:
+    return _fault(text, TOKEN_FAULTS)
+
+
+def _outage_start(text: str) -> tuple[bool, float]:
+    """Parse SECONDS (from now) or @EPOCH; return (absolute, seconds)."""
+    absolute = text.startswith("@")
+    what = "an epoch in seconds" if absolute else "a number of seconds >= 0"
+    seconds = _typed(float, 0, what)(text[1:] if absolute else text)
+    if seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return absolute, seconds
+
+
+def _field_name(text: str) -> str:
+    name = text.strip()
+    if name not in (*VIDEO_FIELDS, FAVOURITES_ALIAS):
+        fields = ", ".join(VIDEO_FIELDS)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a video field; fields: {fields}")
+    return name
 
 
 def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,10 +204,85 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RATE",
         help="share of videos with one field of another JSON type than documented (0)",
     )
+    bad = parser.add_argument_group("bad days")
+    bad.add_argument(
+        "--outage-start",
+        type=_outage_start,
+        metavar="SECONDS|@EPOCH",
+        help="begin an outage this many seconds after start-up, or at this epoch second",
+    )
+    bad.add_argument(
+        "--outage-seconds",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long the outage lasts (needs --outage-start)",
+    )
+    bad.add_argument(
+        "--outage-kind",
+        choices=get_args(OutageKind),
+        default="server_error",
+        help="how requests fail during the outage: 500 with no message, 504 HTML, or no answer",
+    )
+    bad.add_argument(
+        "--persistent-fault",
+        type=_fault_kind,
+        metavar="KIND",
+        help="give every research request this fault",
+    )
+    bad.add_argument(
+        "--reject-field",
+        type=_field_name,
+        action="append",
+        metavar="NAME",
+        help="answer 400 'Invalid fields: NAME' to requests naming this field (repeatable)",
+    )
+    bad.add_argument(
+        "--auth-failure",
+        choices=get_args(AuthFailure),
+        help="refuse every research request for a missing scope or an unapproved application",
+    )
+    bad.add_argument(
+        "--quota-message",
+        default=QUOTA_MESSAGE,
+        metavar="TEXT",
+        help="message of the daily-quota 429",
+    )
+    bad.add_argument(
+        "--rate-limit-message",
+        default=RATE_LIMIT_MESSAGE,
+        metavar="TEXT",
+        help="message of the short-term 429",
+    )
+    bad.add_argument(
+        "--quota-reset-lag",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep refusing a quota used up the day before this long past 00:00 UTC (0)",
+    )
+    bad.add_argument(
+        "--token-fault",
+        type=_token_fault,
+        action="append",
+        metavar="KIND=RATE",
+        help=f"inject a fault into token requests; kinds: {', '.join(TOKEN_FAULTS)}",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
-    """Build a configuration from parsed options; raise ValueError if they do not fit together."""
+    """Build a configuration from parsed options; raise ValueError if they do not fit together.
+
+    A relative ``--outage-start`` counts from now, the moment this is called.
+    """
+    outage_start = None
+    if args.outage_start is not None:
+        absolute, seconds = args.outage_start
+        outage_start = seconds if absolute else time.time() + seconds
+        if not args.outage_seconds:
+            raise ValueError("--outage-start needs --outage-seconds above 0")
+    elif args.outage_seconds:
+        raise ValueError("--outage-seconds needs --outage-start")
     return SimulatorConfig(
         client_key=args.client_key or TEST_CLIENT_KEY,
         client_secret=args.client_secret or TEST_CLIENT_SECRET,
@@ -190,6 +302,16 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         extra_keys=args.extra_keys,
         string_ids=args.string_ids,
         type_drift=args.type_drift,
+        outage_start=outage_start,
+        outage_seconds=args.outage_seconds,
+        outage_kind=args.outage_kind,
+        persistent_fault=args.persistent_fault,
+        rejected_fields=frozenset(args.reject_field or ()),
+        auth_failure=args.auth_failure,
+        quota_message=args.quota_message,
+        rate_limit_message=args.rate_limit_message,
+        quota_reset_lag=args.quota_reset_lag,
+        token_faults=dict(args.token_fault or ()),
     )
 
 

@@ -88,6 +88,7 @@ _PREFIX_KINDS: Final = (
     ("private", "private"),
     ("empty", "empty"),
     ("stall", "stall"),
+    ("endless", "endless"),
     ("short", "short"),
     ("hugeid", "hugeid"),
     ("big", "big"),
@@ -616,7 +617,12 @@ def ground_truth(
 
 
 def pages_needed(username: str, max_count: int = 100) -> int:
-    """Return the fewest research requests that collect the user's ground truth."""
+    """Return the fewest research requests that collect the user's ground truth.
+
+    For an ``endless`` user that is the pages holding its real videos (one if it has none):
+    its ``has_more`` never turns false, so a client also spends whatever requests its own guard
+    against endless walks takes before it gives up.
+    """
     kind = user_kind(username)
     if kind in ("missing", "private"):
         return 1

@@ -24,6 +24,7 @@ from ._data import (
     DRIFT_KINDS,
     FAVOURITES_ALIAS,
     PLAIN,
+    VIDEO_FIELDS,
     EncodingCache,
     Wire,
     drift_plan,
@@ -44,6 +45,7 @@ __all__ = [
     "RESEARCH_PATH",
     "TEST_CLIENT_KEY",
     "TEST_CLIENT_SECRET",
+    "TOKEN_FAULTS",
     "TOKEN_PATH",
     "Fault",
     "Simulator",
@@ -58,6 +60,8 @@ RESEARCH_PATH: Final = "/v2/research/user/reposted_videos/"
 
 ListKey = Literal["reposted_videos", "user_reposted_videos"]
 FavoritesSpelling = Literal["favorites_count", "favourites_count"]
+OutageKind = Literal["server_error", "gateway", "drop"]
+AuthFailure = Literal["scope_permission_missed", "scope_not_authorized"]
 
 QUOTA_MESSAGE: Final = (
     "Rate limit exceeded: the daily quota of research API requests is used up; "
@@ -68,6 +72,8 @@ INVALID_CURSOR_MESSAGE: Final = "Invalid count or cursor"
 SERVER_ERROR_MESSAGE: Final = "Something went wrong. Please try again later."
 TOKEN_MISSING_MESSAGE: Final = "The access token is invalid or not found in the request."
 TOKEN_EXPIRED_MESSAGE: Final = "The access token has expired; request a new one."
+SCOPE_MISSING_MESSAGE: Final = "The client does not have the required scope: research.data.basic"
+NOT_APPROVED_MESSAGE: Final = "The research application is not approved"
 
 _log = logging.getLogger(__name__)
 _encode = msgspec.json.encode
@@ -102,11 +108,13 @@ class Fault(enum.StrEnum):
     DROP = "drop"
     #: No answer for `hang_seconds`, then the normal one; dropped when the simulator closes.
     HANG = "hang"
-    #: 429 rate_limit_exceeded, short-term, with `Retry-After: <retry_after or 1>`.
+    #: 429 rate_limit_exceeded, short-term (`rate_limit_message`), with
+    #: `Retry-After: <retry_after or 1>`.
     RATE_LIMIT = "rate_limit"
     #: 429 rate_limit_exceeded, short-term, without Retry-After.
     RATE_LIMIT_NO_RETRY_AFTER = "rate_limit_no_retry_after"
-    #: 429 rate_limit_exceeded with the daily-quota message.
+    #: 429 rate_limit_exceeded with the daily-quota message (`quota_message`), without
+    #: Retry-After, as the daily-quota refusal sends it.
     QUOTA = "quota"
     #: 400 invalid_params "Invalid count or cursor", the live API's transient bug.
     INVALID_CURSOR = "invalid_cursor"
@@ -114,6 +122,19 @@ class Fault(enum.StrEnum):
     TOKEN_INVALID = "token_invalid"
     #: The normal answer's status and headers, then half its body, then the connection closes.
     TRUNCATED = "truncated"
+
+
+#: The faults the token endpoint can be given, by `token_faults` or `Simulator.script_token`.
+TOKEN_FAULTS: Final = (
+    Fault.SERVER_ERROR,
+    Fault.BAD_GATEWAY,
+    Fault.GATEWAY_TIMEOUT,
+    Fault.DROP,
+    Fault.HANG,
+    Fault.RATE_LIMIT,
+    Fault.RATE_LIMIT_NO_RETRY_AFTER,
+    Fault.TRUNCATED,
+)
 
 
 def _number(name: str, value: Any, most: float = float("inf")) -> float:
@@ -131,17 +152,29 @@ def _count(name: str, value: Any, least: int, optional: bool) -> int | None:
     return value
 
 
-def _fault_rates(value: Any) -> dict[Fault, float]:
+def _fault_rates(
+    value: Any, name: str = "faults", kinds: Iterable[Fault] = Fault
+) -> dict[Fault, float]:
+    allowed = tuple(kinds)
     if not isinstance(value, Mapping):
-        raise ValueError(f"faults must map a Fault to a probability, not {value!r}")
+        raise ValueError(f"{name} must map a Fault to a probability, not {value!r}")
     try:
-        rates = {Fault(kind): _number("a fault rate", rate, 1) for kind, rate in value.items()}
+        rates = {
+            _kind(kind, allowed): _number("a fault rate", rate, 1) for kind, rate in value.items()
+        }
     except ValueError as exc:
-        kinds = ", ".join(fault.value for fault in Fault)
-        raise ValueError(f"{exc} (fault kinds: {kinds}; rates between 0 and 1)") from None
+        listed = ", ".join(fault.value for fault in allowed)
+        raise ValueError(f"{name}: {exc} (fault kinds: {listed}; rates between 0 and 1)") from None
     if sum(rates.values()) > 1:
-        raise ValueError(f"fault rates add up to more than 1: {sum(rates.values())}")
+        raise ValueError(f"{name}: fault rates add up to more than 1: {sum(rates.values())}")
     return rates
+
+
+def _kind(value: Any, allowed: tuple[Fault, ...]) -> Fault:
+    fault = Fault(value)
+    if fault not in allowed:
+        raise ValueError(f"{fault.value!r} is not a fault of this endpoint")
+    return fault
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -150,12 +183,49 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     return str(value)
 
 
+def _fault(name: str, value: Any) -> Fault | None:
+    if value is None:
+        return None
+    try:
+        return Fault(value)
+    except ValueError:
+        kinds = ", ".join(fault.value for fault in Fault)
+        message = f"{name} must be a Fault or None, not {value!r} (kinds: {kinds})"
+        raise ValueError(message) from None
+
+
+def _field_names(name: str, value: Any) -> frozenset[str]:
+    known = (*VIDEO_FIELDS, FAVOURITES_ALIAS)
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValueError(f"{name} must be a set of video field names, not {value!r}")
+    names = frozenset(value)
+    unknown = sorted(map(repr, names.difference(known)))
+    if unknown:
+        fields = ", ".join(known)
+        raise ValueError(f"{name} names no video field: {', '.join(unknown)} (fields: {fields})")
+    return names
+
+
 def _checked(name: str, value: Any) -> Any:
     """Validate one knob's new value; return it normalised."""
-    if name in ("latency", "jitter", "hang_seconds"):
+    if name in ("latency", "jitter", "hang_seconds", "outage_seconds"):
         return _number(name, value)
+    if name == "outage_start":
+        return None if value is None else _number(name, value)
+    if name == "outage_kind":
+        return _choice(name, value, get_args(OutageKind))
+    if name == "persistent_fault":
+        return _fault(name, value)
+    if name == "rejected_fields":
+        return _field_names(name, value)
+    if name == "auth_failure":
+        return None if value is None else _choice(name, value, get_args(AuthFailure))
     if name == "type_drift":
         return _number(name, value, 1)
+    if name == "quota_reset_lag":
+        return _number(name, value, _DAY)
+    if name in ("quota_message", "rate_limit_message") and not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, not {value!r}")
     if name in ("rate_limit", "token_lifetime"):
         return _count(name, value, 1, optional=name == "rate_limit")
     if name in ("retry_after", "daily_quota"):
@@ -168,6 +238,8 @@ def _checked(name: str, value: Any) -> Any:
             raise ValueError(f"{name} must be True or False, not {value!r}")
     elif name == "faults":
         return _fault_rates(value)
+    elif name == "token_faults":
+        return _fault_rates(value, name, TOKEN_FAULTS)
     elif name == "seed":
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError(f"seed must be an integer or None, not {value!r}")
@@ -219,6 +291,35 @@ class SimulatorConfig:
     #: Probability that a video has one requested field of another JSON type than documented;
     #: drawn from the username and the video's position, so the same videos drift every time.
     type_drift: float = 0.0
+    #: Epoch seconds of `clock` at which an outage begins; None: no outage.
+    outage_start: float | None = None
+    #: How long the outage lasts: requests while outage_start <= clock() < outage_start +
+    #: outage_seconds fail, on both endpoints, whatever their token, body or the quota left.
+    outage_seconds: float = 0.0
+    #: How they fail: 500 internal_error with an empty message, 504 with a text/html page, or a
+    #: connection closed without an answer.
+    outage_kind: OutageKind = "server_error"
+    #: A fault every research request that would otherwise be served gets while it is set;
+    #: scripted faults wait, and no random one is drawn.
+    persistent_fault: Fault | None = None
+    #: Video fields the API no longer accepts: a request naming any of them, spelled as here,
+    #: gets 400 invalid_params "Invalid fields: <names>", comma-joined in the request's order.
+    rejected_fields: frozenset[str] = frozenset()
+    #: Refuse every research request with a valid token: 400 scope_permission_missed (the client
+    #: lacks a scope) or 401 scope_not_authorized (the application is not approved).
+    auth_failure: AuthFailure | None = None
+    #: The message of the daily-quota 429 (refusal and QUOTA fault); the live API's text is not
+    #: documented, and both 429s share the code rate_limit_exceeded.
+    quota_message: str = QUOTA_MESSAGE
+    #: The message of the short-term 429 (refusal and RATE_LIMIT faults).
+    rate_limit_message: str = RATE_LIMIT_MESSAGE
+    #: Seconds after 00:00 UTC of `clock` during which a project that used up the day before's
+    #: quota still gets the daily-quota 429, its new quota untouched: those requests count
+    #: against nothing.
+    quota_reset_lag: float = 0.0
+    #: Probability of each fault (one of TOKEN_FAULTS) per token request, drawn from its own
+    #: stream of `seed`, so that research faults come as without it; assign a new dict.
+    token_faults: dict[Fault, float] = field(default_factory=dict)
     #: Epoch seconds, for token expiry, the quota day and the rate window; tests pass a fake.
     clock: Callable[[], float] = time.time
 
@@ -230,7 +331,10 @@ class SimulatorConfig:
 
 @dataclass(eq=False)
 class SimulatorStats:
-    """Counters of the research requests served; `Simulator.reset_stats` starts them afresh."""
+    """Counters of the requests served; `Simulator.reset_stats` starts them afresh.
+
+    They count research requests unless their name says ``token``.
+    """
 
     #: Research requests received, whatever became of them.
     requests: int = 0
@@ -244,13 +348,22 @@ class SimulatorStats:
     faults: Counter[Fault] = field(default_factory=Counter)
     #: Connections closed without an answer (DROP, and HANG at close).
     dropped: int = 0
-    #: Access tokens the token endpoint issued.
+    #: Token requests received, whatever became of them, and access tokens issued.
+    token_requests: int = 0
     tokens_issued: int = 0
+    #: Token requests failed by the outage window (in `token_requests` too).
+    token_outage_failures: int = 0
+    #: Faults injected into token requests, scripted or random.
+    token_faults: Counter[Fault] = field(default_factory=Counter)
     #: Research requests being served now, and the most at any one time.
     in_flight: int = 0
     peak_in_flight: int = 0
     #: Research requests counted against the current UTC day's quota (as of the latest one).
     quota_used: int = 0
+    #: Research requests failed by the outage window (in `requests` too, and in the quota).
+    outage_failures: int = 0
+    #: Daily-quota 429s sent during a lagging reset (in `requests`, not in the quota).
+    quota_lag_refusals: int = 0
 
 
 class _Query(NamedTuple):
@@ -259,6 +372,11 @@ class _Query(NamedTuple):
     mask: int = 0
     max_count: int = 0
     cursor: int = 0
+
+
+def _token_seed(seed: int | None) -> str | None:
+    # Its own stream, so that token faults never shift the research faults a seed gives.
+    return None if seed is None else f"token:{seed}"
 
 
 @lru_cache(maxsize=1)
@@ -293,8 +411,18 @@ def _api_error(
     return _json(status, {"data": {}, "error": error, "extra": extra}, headers)
 
 
-def _token_error(status: int, code: str, description: str) -> web.Response:
-    return _json(status, {"error": code, "error_description": description, "log_id": _log_id()})
+def _token_error(
+    status: int, code: str, description: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    body = {"error": code, "error_description": description, "log_id": _log_id()}
+    return _json(status, body, headers)
+
+
+def _gateway(status: int) -> web.Response:
+    """Answer as a gateway in front of the API does: an nginx text/html page."""
+    reason = "Bad Gateway" if status == 502 else "Gateway Time-out"
+    page = _GATEWAY_PAGE.format(f"{status} {reason}")
+    return web.Response(status=status, text=page, content_type="text/html")
 
 
 def _failure(request: web.Request, exc: Exception) -> web.Response:
@@ -330,10 +458,15 @@ class Simulator:
         self._drifts: dict[str, tuple[tuple[int, str | None], ...]] = {}
         self._window: deque[float] = deque()
         self._quota_day: int | None = None
+        # The UTC day whose first `quota_reset_lag` seconds still refuse for the day before.
+        self._lag_day: int | None = None
         self._cache = EncodingCache()
         self._fields: dict[str, int | str] = {}
+        self._token_script: deque[Fault] = deque()
         self._rng = random.Random(self.config.seed)
+        self._token_rng = random.Random(_token_seed(self.config.seed))
         self._rng_seed = self.config.seed
+        self._token_server_errors = 0
         self._server_errors = 0
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
@@ -411,13 +544,26 @@ class Simulator:
         queue = self._scripts.setdefault(username, deque())
         queue.extend(Fault(fault) for fault in faults)
 
+    def script_token(self, faults: Iterable[Fault | str]) -> None:
+        """Give the next token requests these faults, in order, then normal service.
+
+        Each is one of TOKEN_FAULTS; scripted faults come before random `token_faults`.
+        """
+        added = [Fault(fault) for fault in faults]
+        for fault in added:
+            if fault not in TOKEN_FAULTS:
+                kinds = ", ".join(TOKEN_FAULTS)
+                raise ValueError(f"{fault.value!r} is not a token endpoint fault; kinds: {kinds}")
+        self._token_script.extend(added)
+
     def expire_tokens(self) -> None:
         """Invalidate every access token issued so far."""
         self._tokens = {}
 
     def reset_quota(self) -> None:
-        """Give back today's daily quota."""
+        """Give back today's daily quota, ending a lagging reset too."""
         self.stats.quota_used = 0
+        self._lag_day = None
 
     def reset_stats(self) -> None:
         """Zero the counters; the requests in flight and the quota used stay as they are."""
@@ -483,7 +629,11 @@ class Simulator:
 
     @staticmethod
     def pages_needed(username: str, max_count: int = 100) -> int:
-        """Return the fewest research requests a perfect client needs for the user."""
+        """Return the fewest research requests a perfect client needs for the user.
+
+        For an ``endless`` user, the pages holding its videos: a client's guard against a
+        has_more that never ends costs its own requests on top.
+        """
         return pages_needed(username, max_count)
 
     # -- handlers ---------------------------------------------------------------------------------
@@ -509,14 +659,44 @@ class Simulator:
 
     def _random(self) -> float:
         # Reseeded when the seed knob changes, so that a run-time seed acts as one given at start.
+        self._reseed()
+        return self._rng.random()
+
+    def _token_random(self) -> float:
+        self._reseed()
+        return self._token_rng.random()
+
+    def _reseed(self) -> None:
+        # Both streams at once, so that a run-time seed acts as one given at start for both.
         if self._rng_seed != self.config.seed:
             self._rng_seed = self.config.seed
             self._rng.seed(self._rng_seed)
-        return self._rng.random()
+            self._token_rng.seed(_token_seed(self._rng_seed))
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
+        self.stats.token_requests += 1
+        arrived = self.config.clock()
         await self._delay()
         form = await request.post()
+        if self._in_outage(arrived):
+            self.stats.token_outage_failures += 1
+            # A dropped connection gets no answer; what aiohttp writes after goes nowhere.
+            return self._outage(request, research=False) or web.Response()
+        fault = self._next_token_fault()
+        if fault is None:
+            return self._grant(form)
+        self.stats.token_faults[fault] += 1
+        if fault is Fault.DROP or (fault is Fault.HANG and not await self._hang()):
+            self._drop(request, research=False)
+            return web.Response()
+        if fault is Fault.HANG:
+            return self._grant(form)
+        if fault is Fault.TRUNCATED:
+            return await self._truncate(request, self._grant(form))
+        return self._token_fault_response(fault)
+
+    def _grant(self, form: Mapping[str, Any]) -> web.Response:
+        """Answer a token request as the OAuth endpoint does: a token, or a flat error."""
         config = self.config
         for name, missing in (
             ("client_key", "Client key is missed in request."),
@@ -559,9 +739,18 @@ class Simulator:
         now = config.clock()
         day = int(now // _DAY)
         if day != self._quota_day:
+            # A quota used up on the day just ended may keep refusing past midnight.
+            spent = (
+                config.daily_quota is not None
+                and self._quota_day == day - 1
+                and self.stats.quota_used >= config.daily_quota
+            )
+            self._lag_day = day if spent else None
             self._quota_day, self.stats.quota_used = day, 0
-        # Every research request counts, whatever its fate: the live API bills failures too.
-        self.stats.quota_used += 1
+        lagging = self._lag_day == day and now - day * _DAY < config.quota_reset_lag
+        if not lagging:
+            # Every research request counts, whatever its fate: the live API bills failures too.
+            self.stats.quota_used += 1
         if config.rate_limit is not None:
             window = self._window
             window.append(now)
@@ -573,7 +762,10 @@ class Simulator:
             if query.error is None:
                 self.stats.by_cursor[query.username, query.cursor] += 1
         await self._delay()
-        if (refusal := self._refusal(request, now)) is not None:
+        if self._in_outage(now):
+            self.stats.outage_failures += 1
+            return self._outage(request, research=True)
+        if (refusal := self._refusal(request, now, lagging)) is not None:
             return refusal
         if query.error is not None:
             return self._error(400, "invalid_params", query.error)
@@ -586,10 +778,7 @@ class Simulator:
             self._drop(request)
             return None
         if fault is Fault.HANG:
-            assert self._closing is not None
-            try:
-                await asyncio.wait_for(self._closing.wait(), config.hang_seconds)
-            except TimeoutError:
+            if await self._hang():
                 return self._answer(query)
             self._drop(request)
             return None
@@ -597,7 +786,7 @@ class Simulator:
             return await self._truncate(request, self._answer(query))
         return self._fault_response(fault)
 
-    def _refusal(self, request: web.Request, now: float) -> web.Response | None:
+    def _refusal(self, request: web.Request, now: float, lagging: bool) -> web.Response | None:
         config = self.config
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         issued = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
@@ -605,16 +794,24 @@ class Simulator:
             return self._error(401, "access_token_invalid", TOKEN_MISSING_MESSAGE)
         if now - issued >= config.token_lifetime:
             return self._error(401, "access_token_invalid", TOKEN_EXPIRED_MESSAGE)
+        if config.auth_failure == "scope_permission_missed":
+            return self._error(400, "scope_permission_missed", SCOPE_MISSING_MESSAGE)
+        if config.auth_failure == "scope_not_authorized":
+            return self._error(401, "scope_not_authorized", NOT_APPROVED_MESSAGE)
+        if lagging:
+            self.stats.quota_lag_refusals += 1
+            return self._error(429, "rate_limit_exceeded", config.quota_message)
         if config.daily_quota is not None and self.stats.quota_used > config.daily_quota:
-            return self._error(429, "rate_limit_exceeded", QUOTA_MESSAGE)
+            return self._error(429, "rate_limit_exceeded", config.quota_message)
         if config.rate_limit is not None and len(self._window) > config.rate_limit:
             retry = config.retry_after
             headers = None if retry is None else {"Retry-After": str(retry)}
-            return self._error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE, headers)
+            return self._error(429, "rate_limit_exceeded", config.rate_limit_message, headers)
         return None
 
     async def _parse(self, request: web.Request) -> _Query:
-        mask = self._field_mask(request.query.get("fields"))
+        raw_fields = request.query.get("fields")
+        mask = self._field_mask(raw_fields)
         body = await request.read()
         try:
             payload = _decode(body)
@@ -630,6 +827,8 @@ class Simulator:
             return _Query(None, f"Invalid username: the username {problem}")
         if isinstance(mask, str):
             return _Query(username, mask)
+        if (rejected := self._rejected(raw_fields)) is not None:
+            return _Query(username, rejected)
         if request.content_type != "application/json":
             return _Query(username, "Invalid Content-Type: application/json is expected")
         max_count = payload.get("max_count", 20)
@@ -639,6 +838,15 @@ class Simulator:
         if type(cursor) is not int or cursor < 0:
             return _Query(username, f"Invalid cursor {cursor!r}: an integer >= 0")
         return _Query(username, None, mask, max_count, cursor)
+
+    def _rejected(self, raw: str | None) -> str | None:
+        """Return the 400 message for the fields named that the API no longer accepts, if any."""
+        rejected = self.config.rejected_fields
+        if not rejected or raw is None:
+            return None
+        asked = dict.fromkeys(name.strip() for name in raw.split(","))
+        refused = [name for name in asked if name in rejected]
+        return f"Invalid fields: {','.join(refused)}" if refused else None
 
     def _field_mask(self, raw: str | None) -> int | str:
         if raw is None or not raw.strip():
@@ -655,7 +863,67 @@ class Simulator:
         self._fields[raw] = result
         return result
 
+    async def _hang(self) -> bool:
+        """Keep a request waiting `hang_seconds`; return False if the simulator closes first."""
+        assert self._closing is not None
+        try:
+            await asyncio.wait_for(self._closing.wait(), self.config.hang_seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    def _next_token_fault(self) -> Fault | None:
+        if self._token_script:
+            return self._token_script.popleft()
+        faults = self.config.token_faults
+        if not faults:
+            return None
+        roll = self._token_random()
+        for fault, rate in faults.items():
+            if roll < rate:
+                return fault
+            roll -= rate
+        return None
+
+    def _token_fault_response(self, fault: Fault) -> web.Response:
+        config = self.config
+        if fault is Fault.SERVER_ERROR:
+            # As on the research endpoint, every second 500 has no message.
+            self._token_server_errors += 1
+            message = SERVER_ERROR_MESSAGE if self._token_server_errors % 2 else ""
+            return _token_error(500, "internal_error", message)
+        if fault in (Fault.BAD_GATEWAY, Fault.GATEWAY_TIMEOUT):
+            return _gateway(502 if fault is Fault.BAD_GATEWAY else 504)
+        if fault is Fault.RATE_LIMIT:
+            headers = {"Retry-After": str(config.retry_after or 1)}
+            return _token_error(429, "rate_limit_exceeded", config.rate_limit_message, headers)
+        if fault is Fault.RATE_LIMIT_NO_RETRY_AFTER:
+            return _token_error(429, "rate_limit_exceeded", config.rate_limit_message)
+        raise AssertionError(f"{fault} has no canned token answer")
+
+    def _in_outage(self, now: float) -> bool:
+        config = self.config
+        start = config.outage_start
+        return start is not None and start <= now < start + config.outage_seconds
+
+    def _outage(self, request: web.Request, *, research: bool) -> web.Response | None:
+        """Fail a request as the outage knobs say; None once its connection is closed."""
+        kind = self.config.outage_kind
+        if kind == "drop":
+            self._drop(request, research=research)
+            return None
+        if kind == "gateway":
+            return _gateway(504)
+        # Long runs of 500s with no message at all, as reported from the live API; the token
+        # endpoint keeps its own flat error shape.
+        if research:
+            return self._error(500, "internal_error", "")
+        return _token_error(500, "internal_error", "")
+
     def _next_fault(self, username: str) -> Fault | None:
+        persistent = self.config.persistent_fault
+        if persistent is not None:
+            return persistent
         queue = self._scripts.get(username)
         if queue:
             return queue.popleft()
@@ -670,33 +938,33 @@ class Simulator:
         return None
 
     def _fault_response(self, fault: Fault) -> web.Response:
+        config = self.config
         if fault is Fault.SERVER_ERROR:
             # Half the live API's 500s carry no message at all.
             self._server_errors += 1
             message = SERVER_ERROR_MESSAGE if self._server_errors % 2 else ""
             return self._error(500, "internal_error", message)
         if fault in (Fault.BAD_GATEWAY, Fault.GATEWAY_TIMEOUT):
-            status = 502 if fault is Fault.BAD_GATEWAY else 504
-            reason = "Bad Gateway" if status == 502 else "Gateway Time-out"
-            page = _GATEWAY_PAGE.format(f"{status} {reason}")
-            return web.Response(status=status, text=page, content_type="text/html")
+            return _gateway(502 if fault is Fault.BAD_GATEWAY else 504)
         if fault is Fault.RATE_LIMIT:
-            headers = {"Retry-After": str(self.config.retry_after or 1)}
-            return self._error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE, headers)
+            headers = {"Retry-After": str(config.retry_after or 1)}
+            return self._error(429, "rate_limit_exceeded", config.rate_limit_message, headers)
         if fault is Fault.RATE_LIMIT_NO_RETRY_AFTER:
-            return self._error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE)
+            return self._error(429, "rate_limit_exceeded", config.rate_limit_message)
         if fault is Fault.QUOTA:
-            return self._error(429, "rate_limit_exceeded", QUOTA_MESSAGE)
+            return self._error(429, "rate_limit_exceeded", config.quota_message)
         if fault is Fault.INVALID_CURSOR:
             return self._error(400, "invalid_params", INVALID_CURSOR_MESSAGE)
         if fault is Fault.TOKEN_INVALID:
             return self._error(401, "access_token_invalid", TOKEN_MISSING_MESSAGE)
         raise AssertionError(f"{fault} has no canned answer")
 
-    def _drop(self, request: web.Request) -> None:
+    def _drop(self, request: web.Request, *, research: bool = True) -> None:
         if request.transport is not None:
             request.transport.close()
-        self.stats.dropped += 1
+        # `dropped` counts research requests; the token endpoint's show in its own counters.
+        if research:
+            self.stats.dropped += 1
 
     async def _truncate(self, request: web.Request, answer: web.Response) -> web.StreamResponse:
         body = answer.body
@@ -731,6 +999,9 @@ class Simulator:
         videos, count = user.page(cursor, cursor + max_count)
         if kind == "stall":
             next_cursor, has_more = cursor or max_count, True
+        elif kind == "endless":
+            # Past its real videos the walk goes on: empty pages, the cursor still advancing.
+            next_cursor, has_more = cursor + max_count, True
         else:
             next_cursor = cursor + max_count
             has_more = next_cursor < user.total
