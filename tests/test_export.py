@@ -285,3 +285,26 @@ def test_an_id_beyond_38_digits_is_kept_in_extra_not_rounded(tmp_path: Path) -> 
     assert json.loads(row["extra"]) == {"id": huge}
     assert f'"id":{huge}' in row["extra"]
     assert text.getvalue().decode().splitlines()[1] == f"u,{huge},"
+
+
+def test_bytes_that_are_not_utf8_never_stop_an_export(tmp_path: Path) -> None:
+    # Kept as sent in the store (an unknown key's string cut inside a character); every
+    # export mends them to U+FFFD instead of failing half-way.
+    data = b'{"id": 1, "username": "ok", "x_note": "ab\xffc"}'
+    with Store(tmp_path / "u.db", fields=("id", "username"), max_count=100) as store:
+        store.add_users(["u"])
+        store.commit_pages([PageCommit("u", [(1, data)], 0, False, 1)])
+        outputs = {fmt: io.BytesIO() for fmt in ("jsonl", "csv", "parquet")}
+        for fmt, out in outputs.items():
+            assert export(store, out, fmt) == 1
+    (line,) = outputs["jsonl"].getvalue().decode("utf-8").splitlines()
+    assert json.loads(line) == {
+        "reposted_by": "u",
+        "id": 1,
+        "username": "ok",
+        "x_note": "ab\ufffdc",
+    }
+    (row,) = list(csv.DictReader(io.StringIO(outputs["csv"].getvalue().decode(), newline="")))
+    assert json.loads(row["extra"]) == {"x_note": "ab\ufffdc"}
+    (record,) = pq.read_table(io.BytesIO(outputs["parquet"].getvalue())).to_pylist()
+    assert json.loads(record["extra"]) == {"x_note": "ab\ufffdc"}

@@ -240,10 +240,8 @@ def export_jsonl(
 
 
 def _fields_of(username: str, video_id: str, data: bytes) -> dict[str, msgspec.Raw]:
-    try:
-        return _FIELDS_DECODER.decode(data)
-    except msgspec.DecodeError:
-        pass
+    # Mended first: the values are decoded one by one later, and a string cut inside a
+    # character must not stop an export half-way.
     try:
         return _FIELDS_DECODER.decode(_valid_utf8(data))
     except msgspec.DecodeError as exc:
