@@ -107,7 +107,9 @@ def test_csv_is_flat_with_exact_ids_and_json_lists(store: Store) -> None:
     assert [int(r["id"]) for r in records] == [r["id"] for r in expected_rows()]
     first = records[0]
     assert first["music_id"] == str(ABOVE_INT64)
-    assert first["username"] == "na\x00me"
+    # A NUL would end the field in many readers: the string goes as its JSON literal.
+    assert first["username"] == '"na\\u0000me"'
+    assert json.loads(first["username"]) == "na\x00me"
     assert first["video_description"] == 'comma, "quote"\nnew line, café 😂'
     assert json.loads(first["hashtag_names"]) == ["fyp", "تيك_توك"]
     assert json.loads(first["hashtag_info_list"]) == [{"hashtag_id": 1_600_000_000_000_000_001}]
@@ -308,3 +310,41 @@ def test_bytes_that_are_not_utf8_never_stop_an_export(tmp_path: Path) -> None:
     assert json.loads(row["extra"]) == {"x_note": "ab\ufffdc"}
     (record,) = pq.read_table(io.BytesIO(outputs["parquet"].getvalue())).to_pylist()
     assert json.loads(record["extra"]) == {"x_note": "ab\ufffdc"}
+
+
+def test_csv_tells_empty_strings_from_missing_fields_and_escapes_control_characters(
+    tmp_path: Path,
+) -> None:
+    videos = [
+        b'{"id": 1, "username": "", "region_code": "US"}',
+        b'{"id": 2, "region_code": null}',
+        b'{"id": 3, "username": "a\\u0000b\\u0007c\\u007f", "region_code": "tab\\tnew\\nline"}',
+        b'{"id": 4, "username": "\\"quoted\\" start", "region_code": "x\\"y"}',
+    ]
+    with Store(tmp_path / "c.db", fields=("id", "username", "region_code"), max_count=100) as st:
+        st.add_users(["u"])
+        st.commit_pages([PageCommit("u", [(i + 1, v) for i, v in enumerate(videos)], 0, False, 1)])
+        out = io.BytesIO()
+        export_csv(st, out)
+    text = out.getvalue()
+    assert b"\x00" not in text
+    assert b"\x07" not in text
+    rows = list(csv.DictReader(io.StringIO(text.decode(), newline="")))
+    cells = [(r["username"], r["region_code"]) for r in rows]
+    assert cells == [
+        ('""', "US"),  # an empty string
+        ("", ""),  # not returned, and null
+        ('"a\\u0000b\\u0007c\\u007f"', "tab\tnew\nline"),  # RFC 4180 quoting suffices
+        ('"\\"quoted\\" start"', 'x"y'),
+    ]
+
+    def read(cell: str) -> str | None:
+        # The documented rule: empty is missing, a leading quote is a JSON string.
+        if not cell:
+            return None
+        return json.loads(cell) if cell.startswith('"') else cell
+
+    sent = [json.loads(v) for v in videos]
+    for row, video in zip(rows, sent, strict=True):
+        for name in ("username", "region_code"):
+            assert read(row[name]) == video.get(name), (name, row)

@@ -21,7 +21,12 @@ only in how much of it a typed table can hold:
   a number, ``true``/``false``, a list or an object as its JSON text exactly as sent (so ids keep
   their digits, nested ids keep their quotes, nested unknown keys stay); null and a field the API
   did not return are empty. A value of an unexpected JSON type is written the same way, as text.
-  ``extra`` holds the keys no column is named after, as one JSON object (empty when none).
+  ``extra`` holds the keys no column is named after, as one JSON object (empty when none). A
+  string that is empty, starts with a double quote, or holds a control character (U+0000 to
+  U+001F but tab, newline and carriage return, and U+007F: a NUL ends a field in many readers) is
+  written as its JSON literal instead, in double quotes with ``\u0000``-style escapes: so an empty
+  cell is a field not returned (or null), ``""`` is an empty string, and a cell that starts with
+  a double quote is always a JSON string to decode.
 - **Parquet** has typed columns: ids (``id``, ``music_id`` and the nested hashtag, sticker and
   effect ids) as ``decimal128(38, 0)``; the API's ids do not fit int64 (some exceed even uint64,
   with 20 digits, and the documentation shows a 21-digit one), while 38 digits hold every id seen
@@ -41,6 +46,7 @@ import datetime
 import importlib
 import io
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, Protocol
 
@@ -265,11 +271,30 @@ def _extra(fields: dict[str, msgspec.Raw], keys: Iterable[str]) -> str:
     return (b"{" + b",".join(parts) + b"}").decode("utf-8", "replace")
 
 
+# Characters that many CSV readers mishandle (a NUL ends the field in C-based readers and
+# spreadsheets) or that are invisible in a cell. Tab, newline and carriage return are left to the
+# RFC 4180 quoting, which every reader handles.
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _csv_text(text: str, literal: bytes | None = None) -> str:
+    """Return a string's cell: its text, or its JSON literal where the text would be ambiguous."""
+    # An empty string must not look like a missing field (an empty cell), a string starting with
+    # a double quote must not look like such a literal, and control characters are escaped.
+    if text and text[0] != '"' and not _UNSAFE.search(text):
+        return text
+    if literal is None:
+        literal = _ENCODE(text)
+    return literal.decode("utf-8", "replace")
+
+
 def _csv_cell(raw: msgspec.Raw) -> str:
     data = bytes(raw)
     first = data[:1]
     if first == b'"':
-        return _STR_DECODER.decode(data)
+        # The wire's own literal when one is needed: valid JSON, so it holds no raw control
+        # character, and its escapes are the API's.
+        return _csv_text(_STR_DECODER.decode(data), data)
     if first == b"n":
         return ""  # null
     # Numbers, booleans, lists and objects: their JSON text exactly as sent.
@@ -291,7 +316,7 @@ def export_csv(
         values = _fields_of(username, video_id, data)
         row = [username]
         if provenance:
-            row += [str(observed), fetched_at or "", log_id or ""]
+            row += [str(observed), fetched_at or "", "" if log_id is None else _csv_text(log_id)]
         used: set[str] = set()
         for name in fields:
             found = _pick(values, name)
