@@ -6,17 +6,22 @@ documentation; the dataset's functions are checked directly where no socket is i
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
+import signal
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tiktok_repost_async.cli import build_parser
 from tiktok_repost_async.simulator import (
     COUNT_FIELDS,
     RESEARCH_PATH,
@@ -25,6 +30,8 @@ from tiktok_repost_async.simulator import (
     Simulator,
     SimulatorConfig,
     _data,
+    add_simulator_arguments,
+    config_from_args,
 )
 from tiktok_repost_async.simulator._data import changes, ground_truth, repost_count
 
@@ -607,3 +614,52 @@ async def test_a_new_epoch_encodes_each_user_once(
         sim.config.epoch = epoch
         await api.walk("big5")
     assert encoded == [("big5", 1), ("big5", 2), ("big5", 0)]
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_simulator_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_the_epoch_option_reaches_the_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert config_from_args(parse([])).epoch == 0
+    assert config_from_args(parse(["--epoch", "3"])).epoch == 3
+    assert config_from_args(build_parser().parse_args(["serve", "--epoch", "2"])).epoch == 2
+    for bad in ("-1", "1.5", "soon"):
+        with pytest.raises(SystemExit):
+            parse(["--epoch", bad])
+        assert "is not an integer >= 0" in capsys.readouterr().err
+
+
+def test_the_command_line_serves_the_epoch_asked_for() -> None:
+    command = [sys.executable, "-m", "tiktok_repost_async.simulator", "--port", "0"]
+    with subprocess.Popen([*command, "--epoch", "2"], stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            base_url = process.stdout.readline().strip()
+            form = urllib.parse.urlencode(
+                {
+                    "client_key": SimulatorConfig().client_key,
+                    "client_secret": SimulatorConfig().client_secret,
+                    "grant_type": "client_credentials",
+                }
+            ).encode()
+            with urllib.request.urlopen(base_url + TOKEN_PATH, form, timeout=10) as response:
+                access_token = json.loads(response.read())["access_token"]
+            request = urllib.request.Request(
+                f"{base_url}{RESEARCH_PATH}?fields={ALL}",
+                json.dumps({"username": "alice_n40", "max_count": 100}).encode(),
+                {"Authorization": f"Bearer {access_token}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                videos = json.loads(response.read())["data"]["reposted_videos"]
+            assert videos == ground_truth("alice_n40", epoch=2)
+            assert videos != ground_truth("alice_n40")
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=10) == 0
+        finally:
+            process.kill()

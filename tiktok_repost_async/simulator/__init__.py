@@ -77,7 +77,7 @@ plain string, ``hashtag_info_list`` holding a string, ``sticker_info_list`` an o
 A drifted field is always one the request asked for: a kind whose field it did not ask for gives
 way to the next kind that it did. ``Simulator.drifted(username)`` tells which videos drift, how.
 
-Time passes between the rounds of a panel study with the ``epoch`` knob (an
+Time passes between the rounds of a panel study with the ``epoch`` knob (``--epoch K``; an
 integer >= 0, settable at run time, 0 by default; a count of rounds, not epoch seconds). At
 epoch 0 every list is as described above, byte for byte. Each step from epoch k - 1 to k moves
 every user's list on, from the name and k alone (never from ``seed``), so that epoch 2 is
