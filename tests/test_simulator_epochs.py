@@ -16,12 +16,16 @@ import sys
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tiktok_repost_async import RepostClient, Store
 from tiktok_repost_async.cli import build_parser
+from tiktok_repost_async.diff import diff_rounds
+from tiktok_repost_async.harvest import harvest
 from tiktok_repost_async.simulator import (
     COUNT_FIELDS,
     RESEARCH_PATH,
@@ -614,6 +618,59 @@ async def test_a_new_epoch_encodes_each_user_once(
         sim.config.epoch = epoch
         await api.walk("big5")
     assert encoded == [("big5", 1), ("big5", 2), ("big5", 0)]
+
+
+# -- a panel harvested by the real client ----------------------------------------------------------
+
+PANEL = [*NORMAL[:24], "big1", "short_gus", "alice_n250", "missing_gone"]
+
+
+async def test_the_clients_diff_of_two_rounds_equals_changes(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    db = tmp_path / "panel.db"
+    options: dict[str, Any] = {"base_url": sim.base_url, "requests_per_second": 10_000.0}
+    rounds: list[list[Any]] = []
+    # One harvest per round, each on its own Store, as the command line runs them.
+    for epoch, more in ((0, {}), (1, {"new_round": True}), (2, {"stop_at_known": True})):
+        sim.config.epoch = epoch
+        if more.get("stop_at_known"):
+            more["new_round"] = True
+        async with RepostClient(sim.client_key, sim.client_secret, **options) as client:
+            rounds.append([outcome async for outcome in harvest(client, PANEL, store=db, **more)])
+    repeat = rounds[2]
+    found: dict[str, dict[str, Any]] = {}
+    with Store(db, create=False) as store:
+        assert [record.number for record in store.rounds()] == [1, 2, 3]
+        for change in diff_rounds(store, 1, 2):
+            record = found.setdefault(change.username, {"added": [], "removed": [], "counts": {}})
+            if change.change == "changed":
+                moved = {field: delta for field, delta in change.deltas.items() if delta}
+                record["counts"][change.video_id] = moved
+            else:
+                record[change.change].append(change.video_id)
+        partial = list(diff_rounds(store, 2, 3))
+    for name in PANEL:
+        want = sim.changes(name, 0, 1)
+        assert found.get(name, {"added": [], "removed": [], "counts": {}}) == want, name
+    assert sum(len(record["added"]) for record in found.values()) > 100
+    assert sum(len(record["removed"]) for record in found.values()) > 5
+    # Round 3 stopped at known videos: the new head is all there, nothing shows as removed.
+    later = {name: sim.changes(name, 1, 2) for name in PANEL}
+    for name in PANEL:
+        added = [c.video_id for c in partial if c.username == name and c.change == "added"]
+        assert added == later[name]["added"], name
+    assert not [change for change in partial if change.change == "removed"]
+    # A user who gained under a page, with a video known from round 2, cost one request.
+    cheap = [
+        outcome.requests
+        for outcome in repeat
+        if outcome.username != "missing_gone"
+        and len(later[outcome.username]["added"]) < 100
+        and sim.ground_truth(outcome.username, epoch=1)
+    ]
+    assert len(cheap) > 15
+    assert set(cheap) == {1}
 
 
 # -- the command line ------------------------------------------------------------------------------
