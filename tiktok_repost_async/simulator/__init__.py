@@ -46,7 +46,7 @@ anything else
 
 A ``_``- or ``.``-separated segment ``n<digits>`` fixes the number of reposts whatever the kind
 (except the three without any): ``bench_n250_7`` has exactly 250, ``short_n40`` 40 (100,000 at
-most).
+most), at epoch 0 (below).
 
 Videos carry every field with realistic values: 19-digit snowflake ids, epochs from 2019 on,
 unicode and emoji in descriptions, hashtags and names, now and then ``\\u0000`` inside a string,
@@ -76,6 +76,54 @@ plain string, ``hashtag_info_list`` holding a string, ``sticker_info_list`` an o
 ``music_id`` a float; and, scripted only, ``no_id`` (the id left out) and ``bad_id`` (``"n/a"``).
 A drifted field is always one the request asked for: a kind whose field it did not ask for gives
 way to the next kind that it did. ``Simulator.drifted(username)`` tells which videos drift, how.
+
+Time passes between the rounds of a panel study with the ``epoch`` knob (``--epoch K``; an
+integer >= 0, settable at run time, 0 by default; a count of rounds, not epoch seconds). At
+epoch 0 every list is as described above, byte for byte. Each step from epoch k - 1 to k moves
+every user's list on, from the name and k alone (never from ``seed``), so that epoch 2 is
+epoch 1 moved once more, the same in every process:
+
+- **removed**: each listed video, old or added at an earlier epoch, anywhere in the list,
+  disappears with the user's removal rate for the step (drawn from 0 to 2%), for good: ids
+  are never reused;
+- **counts grown**: about 30% of the others get more views (at least one), and with them
+  some more likes, comments, shares and favourites; no count ever shrinks, no other field
+  changes;
+- **new reposts at the head**, newest first: none for about 20% of the users in a step, 1 to
+  30 (mostly few) for about 73%, 101 to 300 for about 7% (the head then spans pages). They
+  were created in the k-th week after every epoch-0 video, so their snowflake ids are larger
+  than any earlier one (with ``huge_ids`` the ids stay unique, but their transformation does
+  not keep that order), and their content comes from the same templates. A list never grows
+  past 100,000.
+
+``missing``, ``private`` and ``empty`` users stay as they are at every epoch. ``stall`` and
+``short`` keep their ways on the moved list: a ``stall`` user's first page moves the cursor to
+max_count and the second repeats it, over the list of that epoch; a ``short`` user's moderated
+videos stay moderated whatever their position (so that no old video seems to appear or vanish
+as the list moves), and of its new videos about 30% are moderated too: its pages stay short with
+``has_more`` true, but the wholly empty page of epoch 0 need not last. ``endless`` users serve
+the moved list, then empty pages as before. An ``n<digits>`` segment fixes the count at epoch 0
+only. ``repost_count``, ``Simulator.pages_needed`` (at the simulator's epoch; at 0 when asked of
+the class), ``Simulator.ground_truth(username, epoch=None)`` (default: the knob's) and the pages
+served agree at every epoch; a new epoch encodes each user once.
+
+The wire knobs keep working at every epoch, and a video keeps its looks as the list moves:
+unknown keys and ``type_drift`` belong to the video, not to its position, and the positions
+``Simulator.drift`` takes are those of the list at epoch 0 (a video added later cannot be
+scripted; it draws its own ``type_drift``). ``Simulator.drifted(username, epoch=None)`` answers in
+positions of the list at that epoch.
+
+``Simulator.changes(username, from_epoch, to_epoch)`` is the ground truth of what a client's diff
+of two full walks finds: ``{"added": [ids in the later list's order], "removed": [ids], "counts":
+{id: {"like_count": delta, ...}}}``, the set differences of ``ground_truth`` at the two epochs
+with the current knobs and, for videos in both, the deltas of the count fields that changed
+(``like_count``, ``comment_count``, ``share_count``, ``view_count``, ``favorites_count``). Ids
+are ints; videos drifted to ``no_id``/``bad_id`` and counts drifted to strings are left out, as
+the client's diff leaves them. A panel's round N is harvested at epoch N - 1::
+
+    sim.config.epoch = 1  # a week later
+    ...  # harvest round 2, then diff rounds 1 and 2
+    assert sim.changes("someone", 0, 1)["added"] == [...]
 
 Bad days, all off by default, each settable at run time like every knob and each with an option
 of the command line (``--outage-start`` takes seconds after start-up, or ``@EPOCH`` for an
@@ -133,7 +181,7 @@ lists them):
 from __future__ import annotations
 
 from ._cli import add_simulator_arguments, config_from_args, main
-from ._data import DRIFT_KINDS, MAX_REPOSTS, VIDEO_FIELDS
+from ._data import COUNT_FIELDS, DRIFT_KINDS, MAX_REPOSTS, VIDEO_FIELDS, EpochChanges
 from ._server import (
     INVALID_CURSOR_MESSAGE,
     QUOTA_MESSAGE,
@@ -151,6 +199,7 @@ from ._server import (
 from ._thread import SimulatorThread
 
 __all__ = [
+    "COUNT_FIELDS",
     "DRIFT_KINDS",
     "INVALID_CURSOR_MESSAGE",
     "MAX_REPOSTS",
@@ -162,6 +211,7 @@ __all__ = [
     "TOKEN_FAULTS",
     "TOKEN_PATH",
     "VIDEO_FIELDS",
+    "EpochChanges",
     "Fault",
     "Simulator",
     "SimulatorConfig",

@@ -204,6 +204,14 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RATE",
         help="share of videos with one field of another JSON type than documented (0)",
     )
+    knobs.add_argument(
+        "--epoch",
+        type=_natural,
+        default=0,
+        metavar="K",
+        help="rounds of time passed: every repost list moved K steps on (new reposts at the "
+        "head, some removed, counts grown); 0 serves them as named (0)",
+    )
     bad = parser.add_argument_group("bad days")
     bad.add_argument(
         "--outage-start",
@@ -302,6 +310,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         extra_keys=args.extra_keys,
         string_ids=args.string_ids,
         type_drift=args.type_drift,
+        epoch=int(args.epoch),
         outage_start=outage_start,
         outage_seconds=args.outage_seconds,
         outage_kind=args.outage_kind,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import threading
 import time
 from array import array
 from collections import OrderedDict
@@ -12,12 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cache, lru_cache
 from itertools import accumulate
 from math import ceil
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypedDict, TypeVar
 
 import msgspec
 
 __all__ = [
     "ALL_FIELDS",
+    "COUNT_FIELDS",
     "DRIFT_KINDS",
     "FAVOURITES_ALIAS",
     "MAX_REPOSTS",
@@ -25,7 +27,10 @@ __all__ = [
     "VIDEO_FIELDS",
     "EncodedUser",
     "EncodingCache",
+    "EpochChanges",
+    "Timeline",
     "Wire",
+    "changes",
     "drift_plan",
     "drifted",
     "field_mask",
@@ -33,6 +38,7 @@ __all__ = [
     "ground_truth",
     "pages_needed",
     "repost_count",
+    "timeline",
     "user_kind",
 ]
 
@@ -102,6 +108,26 @@ _MODERATED_RUN: Final = range(100, 250)
 _EPOCH_2019: Final = 1_546_300_800
 _SIX_YEARS: Final = 189_000_000
 _INT64_LIMIT: Final = 1 << 63
+# Every epoch-0 video was created before this; epoch k adds videos of the k-th week after it, so
+# that their snowflake ids are above every earlier one, as later create_times make them.
+_LATEST: Final = _EPOCH_2019 + _SIX_YEARS
+_WEEK: Final = 604_800
+# What one epoch step does to each video already listed: removed at the user's rate for the step
+# (drawn up to this), else its counts grow with this probability.
+_MAX_REMOVAL_RATE: Final = 0.02
+_GROWTH_RATE: Final = 0.3
+# The share of a `short` user's videos moderated away besides its run, new videos included.
+_MODERATED_SHARE: Final = 0.3
+# `_huge` forces the shape of the first two videos of a list; later additions draw theirs.
+_UNFORCED: Final = 2
+#: The video fields that grow from epoch to epoch, as `changes` and the client's diff name them.
+COUNT_FIELDS: Final = (
+    "like_count",
+    "comment_count",
+    "share_count",
+    "view_count",
+    "favorites_count",
+)
 
 _REGIONS: Final = (
     "US", "GB", "DE", "FR", "IT", "ES", "NL", "PL", "SE", "IE", "BR", "MX", "IQ", "EG", "TR",
@@ -188,8 +214,13 @@ def user_kind(username: str) -> str:
     return "normal"
 
 
-def repost_count(username: str) -> int:
-    """Return how many videos the user has reposted, moderated ones included."""
+def repost_count(username: str, epoch: int = 0) -> int:
+    """Return how many videos the user has reposted at `epoch`, moderated ones included.
+
+    A name's ``n<digits>`` segment fixes the count at epoch 0; later epochs move on from there.
+    """
+    if epoch:
+        return len(timeline(username, False, epoch).draws)
     kind = user_kind(username)
     if kind in ("missing", "private", "empty"):
         return 0
@@ -212,7 +243,7 @@ def _moderated(username: str, total: int) -> bytearray:
     if user_kind(username) != "short":
         return bytearray(total)
     rng = random.Random(int.from_bytes(_digest(b"moderation:", username)))
-    return bytearray(i in _MODERATED_RUN or rng.random() < 0.3 for i in range(total))
+    return bytearray(i in _MODERATED_RUN or rng.random() < _MODERATED_SHARE for i in range(total))
 
 
 def _pick(rnd: Callable[[], float], pool: Sequence[T]) -> T:
@@ -308,10 +339,16 @@ def _templates() -> tuple[tuple[tuple[str, ...], dict[str, Any]], ...]:
     return tuple(_content(rng) for _ in range(4096))
 
 
-def _numbers(rng: random.Random, index: int, huge: bool, seen: set[int]) -> tuple[int, ...]:
-    """Draw one video's template and integers: (template, *_NUMBERS)."""
+def _numbers(
+    rng: random.Random, index: int, huge: bool, seen: set[int], create_time: int | None = None
+) -> tuple[int, ...]:
+    """Draw one video's template and integers: (template, *_NUMBERS).
+
+    A video added after epoch 0 comes with its `create_time`; the rest is drawn as for any other.
+    """
     rnd = rng.random
-    create_time = _EPOCH_2019 + int(rnd() * _SIX_YEARS)
+    if create_time is None:
+        create_time = _EPOCH_2019 + int(rnd() * _SIX_YEARS)
     video_id = (create_time << 32) | rng.getrandbits(32)
     while video_id in seen:
         video_id += 1
@@ -345,14 +382,164 @@ def _draws(username: str, huge: bool) -> list[tuple[int, ...]]:
     return [_numbers(rng, i, huge, seen) for i in range(repost_count(username))]
 
 
-def _videos(username: str, huge: bool) -> list[dict[str, Any]]:
+def _videos(draws: Sequence[tuple[int, ...]]) -> list[dict[str, Any]]:
     templates = _templates()
     videos = []
-    for template, *numbers in _draws(username, huge):
+    for template, *numbers in draws:
         order, content = templates[template]
         values = content | dict(zip(_NUMBERS, numbers, strict=True))
         videos.append({key: values[key] for key in order})
     return videos
+
+
+class Timeline(NamedTuple):
+    """One user's repost list at one epoch, in API order: the newest additions first."""
+
+    #: (template, *_NUMBERS) of each video, in list order.
+    draws: Sequence[tuple[int, ...]]
+    #: Each video's lasting identity: its position at epoch 0, or for a video added later
+    #: `added_from` plus the order of its addition. Drift and unknown keys hang on it rather
+    #: than on the position, so that a video keeps them while the list moves around it.
+    serials: Sequence[int]
+    #: 1 where a `short` user's video is moderated away (never sent), in list order.
+    moderated: bytearray
+    #: The number of videos at epoch 0: serials from here on were added later.
+    added_from: int
+    #: (roll, kind) of the type drift of each video added later, by serial - added_from; the
+    #: roll is compared with `type_drift` when the videos go out, as for epoch-0 videos.
+    born_drift: Sequence[tuple[float, str]]
+
+
+_VIEWS: Final = 1 + _SLOTS["view_count"]
+_LIKES: Final = 1 + _SLOTS["like_count"]
+_COMMENTS: Final = 1 + _SLOTS["comment_count"]
+_SHARES: Final = 1 + _SLOTS["share_count"]
+_FAVOURITES: Final = 1 + _SLOTS["favorites_count"]
+_NO_REPOSTS: Final = ("missing", "private", "empty")
+
+
+def _first(username: str, huge: bool) -> Timeline:
+    draws = _draws(username, huge)
+    total = len(draws)
+    return Timeline(draws, range(total), _moderated(username, total), total, ())
+
+
+def _grown(rng: random.Random, numbers: tuple[int, ...]) -> tuple[int, ...]:
+    """Return a video's numbers with its counts grown: more views, and some more of the rest."""
+    rnd = rng.random
+    grown = list(numbers)
+    views = 1 + int(rnd() * (numbers[_VIEWS] // 4 + 2_000))
+    likes = int(views * rnd() * 0.2)
+    grown[_VIEWS] += views
+    grown[_LIKES] += likes
+    grown[_COMMENTS] += int(likes * rnd() * 0.1)
+    grown[_SHARES] += int(likes * rnd() * 0.05)
+    grown[_FAVOURITES] += int(likes * rnd() * 0.15)
+    return tuple(grown)
+
+
+def _step(username: str, huge: bool, before: Timeline, epoch: int) -> Timeline:
+    """Move a user's list from epoch - 1 to `epoch`: some removed, counts grown, new at the head."""
+    if user_kind(username) in _NO_REPOSTS:
+        return before
+    # Its own stream per step, seeded by the name and the epoch alone: epoch k is the same
+    # whatever epochs were asked for before, in every process.
+    rng = random.Random(int.from_bytes(_digest(b"epoch:%d:" % epoch, username)))
+    rnd = rng.random
+    # Mostly a few new reposts, so that a repeat round stopping at a known video costs one
+    # page; now and then none, and now and then more than a page.
+    roll = rnd()
+    if roll < 0.2:
+        added = 0
+    elif roll < 0.93:
+        added = 1 + int(rnd() ** 2 * 30)
+    else:
+        added = 101 + int(rnd() * 200)
+    removal = rnd() * _MAX_REMOVAL_RATE
+    draws: list[tuple[int, ...]] = []
+    serials: list[int] = []
+    moderated = bytearray()
+    for numbers, serial, gone in zip(before.draws, before.serials, before.moderated, strict=True):
+        fate = rnd()
+        if fate < removal:
+            continue
+        draws.append(_grown(rng, numbers) if fate < removal + _GROWTH_RATE else numbers)
+        serials.append(serial)
+        moderated.append(gone)
+    added = min(added, MAX_REPOSTS - len(draws))
+    # Newest first, as the app lists reposts; the times are drawn before the videos, so that the
+    # order is the same with huge ids, which are not ordered like their create_times.
+    week = _LATEST + (epoch - 1) * _WEEK
+    times = sorted((week + int(rnd() * (_WEEK - 1)) for _ in range(added)), reverse=True)
+    seen: set[int] = set()
+    head = [_numbers(rng, _UNFORCED, huge, seen, create_time) for create_time in times]
+    short = user_kind(username) == "short"
+    head_moderated = bytearray(rnd() < _MODERATED_SHARE and short for _ in head)
+    born = [(rnd(), _RANDOM_KINDS[int(rnd() * len(_RANDOM_KINDS))]) for _ in head]
+    first = before.added_from + len(before.born_drift)
+    return Timeline(
+        head + draws,
+        [*range(first, first + added), *serials],
+        head_moderated + moderated,
+        before.added_from,
+        [*before.born_drift, *born],
+    )
+
+
+class _Timelines:
+    """The lists of recent (user, huge, epoch > 0) asked for, bounded by the videos they hold."""
+
+    def __init__(self, budget: int = 1 << 18) -> None:
+        self._entries: OrderedDict[tuple[str, bool, int], Timeline] = OrderedDict()
+        self._size = 0
+        self._budget = budget
+        # The simulator may serve from its thread while a test asks for ground truth.
+        self._lock = threading.Lock()
+
+    def nearest(self, username: str, huge: bool, epoch: int) -> tuple[Timeline | None, int]:
+        """Return the latest list held at or before `epoch`, and its epoch (0: none held)."""
+        with self._lock:
+            for earlier in range(epoch, 0, -1):
+                found = self._entries.get((username, huge, earlier))
+                if found is not None:
+                    self._entries.move_to_end((username, huge, earlier))
+                    return found, earlier
+        return None, 0
+
+    def put(self, key: tuple[str, bool, int], line: Timeline) -> None:
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = line
+            self._size += len(line.draws)
+            while self._size > self._budget and len(self._entries) > 1:
+                _, evicted = self._entries.popitem(last=False)
+                self._size -= len(evicted.draws)
+
+
+_TIMELINES: Final = _Timelines()
+
+
+def timeline(username: str, huge: bool = False, epoch: int = 0) -> Timeline:
+    """Return the user's repost list at `epoch`: as named at 0, then moved one step per epoch.
+
+    Epoch k is epoch k - 1 moved forward once more: a few videos removed for good, the counts of
+    some grown, a number of new ones (with later create_times and larger ids) at the head.
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be an integer >= 0, not {epoch!r}")
+    if epoch == 0:
+        # Not held: epoch 0 is the benchmarked path, and its encodings are cached already.
+        return _first(username, huge)
+    line, start = _TIMELINES.nearest(username, huge, epoch)
+    if start == epoch and line is not None:
+        return line
+    if line is None:
+        line = _first(username, huge)
+    for step in range(start + 1, epoch + 1):
+        line = _step(username, huge, line, step)
+    _TIMELINES.put((username, huge, epoch), line)
+    return line
 
 
 @lru_cache(maxsize=1 << 16)
@@ -545,36 +732,63 @@ def _wire_video(
     return video
 
 
+def _positions_drifted(
+    username: str, line: Timeline, rate: float, scripted: Sequence[tuple[int, str | None]]
+) -> dict[int, str]:
+    """Return the kind of every drifted video of a list by its position in the list.
+
+    Scripted positions and the type_drift draws of epoch-0 videos belong to the video, by its
+    position at epoch 0; videos added later roll their own. So a video drifts alike at every
+    epoch while the list moves.
+    """
+    by_serial = drift_plan(username, line.added_from, rate, scripted)
+    if isinstance(line.serials, range):
+        return by_serial  # epoch 0: the serials are the positions
+    plan: dict[int, str] = {}
+    for position, serial in enumerate(line.serials):
+        if serial < line.added_from:
+            if serial in by_serial:
+                plan[position] = by_serial[serial]
+        else:
+            roll, kind = line.born_drift[serial - line.added_from]
+            if roll < rate:
+                plan[position] = kind
+    return plan
+
+
 def _wire_videos(
-    username: str, huge: bool, mask: int, favourites: bool, wire: Wire
+    username: str, line: Timeline, mask: int, favourites: bool, wire: Wire
 ) -> list[dict[str, Any]]:
-    draws = _draws(username, huge)
-    plan = drift_plan(username, len(draws), wire.type_drift, wire.drifts)
+    plan = _positions_drifted(username, line, wire.type_drift, wire.drifts)
     return [
         _wire_video(
-            index,
+            serial,
             numbers,
             mask,
             favourites,
             wire,
-            fitted_kind(plan[index], mask) if index in plan else None,
+            fitted_kind(plan[position], mask) if position in plan else None,
         )
-        for index, numbers in enumerate(draws)
+        for position, (serial, numbers) in enumerate(zip(line.serials, line.draws, strict=True))
     ]
 
 
 def drifted(
-    username: str, *, type_drift: float = 0.0, drifts: Mapping[int, str | None] | None = None
+    username: str,
+    *,
+    type_drift: float = 0.0,
+    drifts: Mapping[int, str | None] | None = None,
+    epoch: int = 0,
 ) -> dict[int, str]:
     """Return the position and kind of every drifted video the user's answers can carry.
 
-    Positions count in the full repost list; moderated videos, never sent, are left out. The kinds
-    are those of a request for every field.
+    Positions count in the full repost list at `epoch`; moderated videos, never sent, are left
+    out. `drifts` are positions at epoch 0 (see `_positions_drifted`). The kinds are those of a
+    request for every field.
     """
-    total = repost_count(username)
-    plan = drift_plan(username, total, type_drift, sorted((drifts or {}).items()))
-    moderated = _moderated(username, total)
-    return {index: plan[index] for index in sorted(plan) if not moderated[index]}
+    line = timeline(username, False, epoch)
+    plan = _positions_drifted(username, line, type_drift, sorted((drifts or {}).items()))
+    return {index: plan[index] for index in sorted(plan) if not line.moderated[index]}
 
 
 def ground_truth(
@@ -587,37 +801,121 @@ def ground_truth(
     type_drift: float = 0.0,
     drifts: Mapping[int, str | None] | None = None,
     fields: Sequence[str] | None = None,
+    epoch: int = 0,
 ) -> list[dict[str, Any]]:
     """Return every video a perfect client collects for the user, in API order, as sent.
 
-    The videos are the JSON the simulator sends with these settings, decoded: unknown keys, ids
-    as strings and drifted values included; `no_id` videos lack their id and `bad_id` ones carry
-    ``"n/a"``, both kept as sent (a client is expected to skip them). Every field comes back unless
-    `fields` names the fields of a request (drift then picks among those as the request does);
-    the favourites count is spelled favorites_count.
+    The videos are the JSON the simulator sends with these settings at `epoch`, decoded: unknown
+    keys, ids as strings and drifted values included; `no_id` videos lack their id and `bad_id`
+    ones carry ``"n/a"``, both kept as sent (a client is expected to skip them). Every field comes
+    back unless `fields` names the fields of a request (drift then picks among those as the
+    request does); the favourites count is spelled favorites_count.
     """
     kind = user_kind(username)
     huge = huge_ids or kind == "hugeid"
     wire = Wire(extra_keys, string_ids, type_drift, tuple(sorted((drifts or {}).items())))
+    line = timeline(username, huge, epoch)
     if wire == PLAIN and fields is None:
-        videos = _videos(username, huge)
+        videos = _videos(line.draws)
     else:
         mask = ALL_FIELDS if fields is None else field_mask(fields)
-        videos = _wire_videos(username, huge, mask, False, wire)
+        videos = _wire_videos(username, line, mask, False, wire)
     if kind == "stall":
         # The first page moves the cursor to max_count; the page there repeats that cursor forever.
         videos = videos[: 2 * max_count]
     else:
-        moderated = _moderated(username, len(videos))
-        videos = [video for video, gone in zip(videos, moderated, strict=True) if not gone]
+        videos = [video for video, gone in zip(videos, line.moderated, strict=True) if not gone]
     # A JSON round trip: the videos share their lists with the pool, callers may mutate theirs, and
     # what comes back holds exactly the JSON types of the wire.
     result: list[dict[str, Any]] = msgspec.json.decode(msgspec.json.encode(videos))
     return result
 
 
-def pages_needed(username: str, max_count: int = 100) -> int:
-    """Return the fewest research requests that collect the user's ground truth.
+class EpochChanges(TypedDict):
+    """What changed in a user's list between two epochs, as a perfect client sees it."""
+
+    #: Ids new in the later list, in its order (newest first).
+    added: list[int]
+    #: Ids gone from the later list, in the earlier list's order.
+    removed: list[int]
+    #: For videos in both lists: later minus earlier, per count field that changed.
+    counts: dict[int, dict[str, int]]
+
+
+def _exact_id(video: Mapping[str, Any]) -> int | None:
+    """Return a video's id as an int, from a number or a string of digits; None if it has none."""
+    value = video.get("id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def changes(
+    username: str,
+    from_epoch: int,
+    to_epoch: int,
+    *,
+    huge_ids: bool = False,
+    max_count: int = 100,
+    extra_keys: bool = False,
+    string_ids: bool = False,
+    type_drift: float = 0.0,
+    drifts: Mapping[int, str | None] | None = None,
+) -> EpochChanges:
+    """Return what changed in the user's list from one epoch to a later one, by video id.
+
+    Both sides are `ground_truth` with these settings, so that the result is what a client's
+    diff of two full walks finds: videos without a usable id (drifted to `no_id` or `bad_id`) are
+    left out, and a count that is not an integer on either side (drifted) has no delta. Raise
+    ValueError unless 0 <= from_epoch <= to_epoch.
+    """
+    for name, value in (("from_epoch", from_epoch), ("to_epoch", to_epoch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, not {value!r}")
+    if from_epoch > to_epoch:
+        raise ValueError(f"from_epoch {from_epoch} is after to_epoch {to_epoch}")
+
+    def listed(epoch: int) -> dict[int, dict[str, Any]]:
+        videos = ground_truth(
+            username,
+            huge_ids=huge_ids,
+            max_count=max_count,
+            extra_keys=extra_keys,
+            string_ids=string_ids,
+            type_drift=type_drift,
+            drifts=drifts,
+            epoch=epoch,
+        )
+        return {video_id: video for video in videos if (video_id := _exact_id(video)) is not None}
+
+    before, after = listed(from_epoch), listed(to_epoch)
+    counts: dict[int, dict[str, int]] = {}
+    for video_id, video in after.items():
+        old = before.get(video_id)
+        if old is None:
+            continue
+        deltas = {
+            name: video[name] - old[name]
+            for name in COUNT_FIELDS
+            if _is_count(video.get(name)) and _is_count(old.get(name)) and video[name] != old[name]
+        }
+        if deltas:
+            counts[video_id] = deltas
+    return {
+        "added": [video_id for video_id in after if video_id not in before],
+        "removed": [video_id for video_id in before if video_id not in after],
+        "counts": counts,
+    }
+
+
+def pages_needed(username: str, max_count: int = 100, epoch: int = 0) -> int:
+    """Return the fewest research requests that collect the user's ground truth at `epoch`.
 
     For an ``endless`` user that is the pages holding its real videos (one if it has none):
     its ``has_more`` never turns false, so a client also spends whatever requests its own guard
@@ -628,7 +926,7 @@ def pages_needed(username: str, max_count: int = 100) -> int:
         return 1
     if kind == "stall":
         return 2
-    return max(1, ceil(repost_count(username) / max_count))
+    return max(1, ceil(repost_count(username, epoch) / max_count))
 
 
 def field_mask(names: Sequence[str]) -> int:
@@ -645,22 +943,29 @@ class EncodedUser:
     __slots__ = ("blob", "kind", "moderated", "offsets", "total")
 
     def __init__(
-        self, username: str, huge: bool, mask: int, favourites: bool, wire: Wire = PLAIN
+        self,
+        username: str,
+        huge: bool,
+        mask: int,
+        favourites: bool,
+        wire: Wire = PLAIN,
+        epoch: int = 0,
     ) -> None:
         self.kind = user_kind(username)
         huge = huge or self.kind == "hugeid"
+        line = timeline(username, huge, epoch)
         if wire == PLAIN:
             parts = []
-            for numbers in _draws(username, huge):
+            for numbers in line.draws:
                 text, slots = _format(numbers[0], mask, favourites)
                 parts.append(text % tuple([numbers[slot] for slot in slots]))
         else:
             # Off the benchmarked path: each video is built and encoded, which the templates avoid.
             encode = msgspec.json.encode
-            videos = _wire_videos(username, huge, mask, favourites, wire)
+            videos = _wire_videos(username, line, mask, favourites, wire)
             parts = [encode(video) for video in videos]
         self.total = len(parts)
-        self.moderated = _moderated(username, self.total)
+        self.moderated = line.moderated
         # offsets[i] is where video i starts; one past the end stands in for a final comma.
         self.offsets = array("Q", accumulate((len(part) + 1 for part in parts), initial=0))
         self.blob = b",".join(parts)
@@ -684,22 +989,30 @@ class EncodingCache:
     __slots__ = ("_entries", "budget", "size")
 
     def __init__(self, budget: int = 256 << 20) -> None:
-        self._entries: OrderedDict[tuple[str, bool, int, bool, Wire], EncodedUser] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, bool, int, bool, Wire, int], EncodedUser] = (
+            OrderedDict()
+        )
         self.budget = budget
         self.size = 0
 
     def get(
-        self, username: str, huge: bool, mask: int, favourites: bool, wire: Wire = PLAIN
+        self,
+        username: str,
+        huge: bool,
+        mask: int,
+        favourites: bool,
+        wire: Wire = PLAIN,
+        epoch: int = 0,
     ) -> EncodedUser:
-        """Return the user's encoded videos, encoding them on a miss."""
-        # The wire knobs are part of the key, so that a knob changed at run time never meets an
-        # encoding made under its old value.
-        key = (username, huge, mask, favourites, wire)
+        """Return the user's encoded videos at `epoch`, encoding them on a miss."""
+        # The wire knobs and the epoch are part of the key, so that a knob changed at run time
+        # never meets an encoding made under its old value; a new epoch encodes a user once.
+        key = (username, huge, mask, favourites, wire, epoch)
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)
             return entry
-        entry = EncodedUser(username, huge, mask, favourites, wire)
+        entry = EncodedUser(username, huge, mask, favourites, wire, epoch)
         self._entries[key] = entry
         self.size += len(entry.blob)
         while self.size > self.budget and len(self._entries) > 1:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import TracebackType
-from typing import Any, Final, Literal, NamedTuple, get_args
+from typing import Any, Final, Literal, NamedTuple, Protocol, get_args
 
 import msgspec
 from aiohttp import web
@@ -26,7 +26,9 @@ from ._data import (
     PLAIN,
     VIDEO_FIELDS,
     EncodingCache,
+    EpochChanges,
     Wire,
+    changes,
     drift_plan,
     drifted,
     field_mask,
@@ -226,6 +228,8 @@ def _checked(name: str, value: Any) -> Any:
         return _number(name, value, _DAY)
     if name in ("quota_message", "rate_limit_message") and not isinstance(value, str):
         raise ValueError(f"{name} must be a string, not {value!r}")
+    if name == "epoch":
+        return _count(name, value, 0, optional=False)
     if name in ("rate_limit", "token_lifetime"):
         return _count(name, value, 1, optional=name == "rate_limit")
     if name in ("retry_after", "daily_quota"):
@@ -322,6 +326,10 @@ class SimulatorConfig:
     token_faults: dict[Fault, float] = field(default_factory=dict)
     #: Epoch seconds, for token expiry, the quota day and the rate window; tests pass a fake.
     clock: Callable[[], float] = time.time
+    #: How many rounds of time have passed (not epoch seconds): at 0 every list is as its name
+    #: makes it; each step on adds new reposts at the head, removes a few for good and grows
+    #: counts, the same way in every run. A panel's round N is harvested at epoch N - 1.
+    epoch: int = 0
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Checked on every assignment, so that a bad value set at run time fails where it is set,
@@ -434,6 +442,32 @@ def _failure(request: web.Request, exc: Exception) -> web.Response:
         return _api_error(exc.status, code, f"{exc.reason}: {request.method} {request.path}", allow)
     _log.error("simulator handler failed on %s", request.path, exc_info=exc)
     return _api_error(500, "internal_error", SERVER_ERROR_MESSAGE)
+
+
+class _PagesNeeded(Protocol):
+    def __call__(self, username: str, max_count: int = 100, *, epoch: int | None = None) -> int:
+        """Return the fewest research requests a perfect client needs for the user."""
+        ...
+
+
+class _PagesNeededAt:
+    """`Simulator.pages_needed`: at the simulator's epoch on one, at epoch 0 on the class."""
+
+    # A descriptor, not a staticmethod: callers ask the class (no simulator at hand) as well as a
+    # simulator, whose answer must follow its epoch knob like its pages do.
+    def __get__(self, simulator: Simulator | None, owner: type | None = None) -> _PagesNeeded:
+        def needed(username: str, max_count: int = 100, *, epoch: int | None = None) -> int:
+            """Return the fewest research requests a perfect client needs for the user.
+
+            At `epoch`, by default the simulator's (0 when asked of the class). For an
+            ``endless`` user, the pages holding its videos: a client's guard against a has_more
+            that never ends costs its own requests on top.
+            """
+            if epoch is None:
+                epoch = 0 if simulator is None else simulator.config.epoch
+            return pages_needed(username, max_count, epoch)
+
+        return needed
 
 
 @web.middleware
@@ -576,7 +610,9 @@ class Simulator:
         `kind` is one of DRIFT_KINDS; None lets each video pick one deterministically, as
         `type_drift` does. A kind whose field a request did not ask for gives way to the next
         kind that it did; `no_id` and `bad_id` act only when the id was asked for. Scripted
-        positions add to earlier ones and to `type_drift`, and override both.
+        positions add to earlier ones and to `type_drift`, and override both. Positions are those
+        of the list at epoch 0, whatever the epoch knob: the drift follows the video as later
+        epochs move it (and ends with it if it is removed).
         """
         if kind is not None and kind not in DRIFT_KINDS:
             raise ValueError(f"unknown drift kind {kind!r}; kinds: {', '.join(DRIFT_KINDS)}")
@@ -587,28 +623,35 @@ class Simulator:
         positions.update(added)
         self._drifts[username] = tuple(sorted(positions.items()))
 
-    def drifted(self, username: str) -> dict[int, str]:
+    def drifted(self, username: str, *, epoch: int | None = None) -> dict[int, str]:
         """Return the positions and kinds of the user's drifted videos, when every field is asked.
 
-        Positions count in the full repost list, as `drift` takes them; moderated videos, never
-        sent, are left out.
+        Positions count in the full repost list at `epoch` (by default the epoch knob's), which
+        at epoch 0 is how `drift` takes them; moderated videos, never sent, are left out.
         """
         return drifted(
             username,
             type_drift=self.config.type_drift,
             drifts=dict(self._drifts.get(username, ())),
+            epoch=self._epoch(epoch),
         )
 
     def ground_truth(
-        self, username: str, max_count: int = 100, *, fields: Sequence[str] | None = None
+        self,
+        username: str,
+        max_count: int = 100,
+        *,
+        fields: Sequence[str] | None = None,
+        epoch: int | None = None,
     ) -> list[dict[str, Any]]:
         """Return the videos a perfect client collects for the user, in API order, as sent.
 
-        Each video is the JSON this simulator sends with its current knobs, decoded: unknown
-        keys, string ids and drifted values as on the wire. Videos drifted to `no_id` (no id) or
-        `bad_id` (id ``"n/a"``) are included as sent; a client is expected to skip them. Every
-        field comes back unless `fields` names a request's, and favorites_count is spelled so;
-        max_count matters to `stall` users only, whose walk stops after their second page.
+        Each video is the JSON this simulator sends with its current knobs at `epoch` (by
+        default the epoch knob's), decoded: unknown keys, string ids and drifted values as on
+        the wire. Videos drifted to `no_id` (no id) or `bad_id` (id ``"n/a"``) are included as
+        sent; a client is expected to skip them. Every field comes back unless `fields` names a
+        request's, and favorites_count is spelled so; max_count matters to `stall` users only,
+        whose walk stops after their second page.
         """
         config = self.config
         return ground_truth(
@@ -620,6 +663,33 @@ class Simulator:
             type_drift=config.type_drift,
             drifts=dict(self._drifts.get(username, ())),
             fields=fields,
+            epoch=self._epoch(epoch),
+        )
+
+    def changes(
+        self, username: str, from_epoch: int, to_epoch: int, *, max_count: int = 100
+    ) -> EpochChanges:
+        """Return what changed in the user's reposts between two epochs, as a client's diff sees it.
+
+        ``{"added": [ids in the later list's order], "removed": [ids in the earlier list's
+        order], "counts": {id: {"like_count": delta, ...}}}``: the set differences of
+        `ground_truth` at the two epochs with the current knobs, and for videos in both the
+        deltas of the count fields (COUNT_FIELDS, favorites_count so spelled) that changed and
+        are integers on both sides. Ids are ints, whatever `string_ids` says; videos drifted to
+        `no_id` or `bad_id` are left out. max_count matters to `stall` users only. Raise
+        ValueError unless 0 <= from_epoch <= to_epoch.
+        """
+        config = self.config
+        return changes(
+            username,
+            from_epoch,
+            to_epoch,
+            huge_ids=config.huge_ids,
+            max_count=max_count,
+            extra_keys=config.extra_keys,
+            string_ids=config.string_ids,
+            type_drift=config.type_drift,
+            drifts=dict(self._drifts.get(username, ())),
         )
 
     @staticmethod
@@ -627,14 +697,10 @@ class Simulator:
         """Return the kind of user a name selects: normal, missing, private, empty, big, ..."""
         return user_kind(username)
 
-    @staticmethod
-    def pages_needed(username: str, max_count: int = 100) -> int:
-        """Return the fewest research requests a perfect client needs for the user.
-
-        For an ``endless`` user, the pages holding its videos: a client's guard against a
-        has_more that never ends costs its own requests on top.
-        """
-        return pages_needed(username, max_count)
+    #: ``pages_needed(username, max_count=100, *, epoch=None)``: the fewest research requests a
+    #: perfect client needs for the user at `epoch`, by default the simulator's epoch knob, or
+    #: 0 when asked of the class. For an ``endless`` user, the pages holding its videos.
+    pages_needed = _PagesNeededAt()
 
     # -- handlers ---------------------------------------------------------------------------------
 
@@ -644,6 +710,14 @@ class Simulator:
         config = self.config
         now = config.clock() if config.extra_keys else None
         return _api_error(status, code, message, headers, now)
+
+    def _epoch(self, epoch: int | None) -> int:
+        """Return `epoch`, checked, or the epoch knob's when it is None."""
+        if epoch is None:
+            return self.config.epoch
+        checked = _count("epoch", epoch, 0, optional=False)
+        assert checked is not None
+        return checked
 
     def _wire(self, username: str) -> Wire:
         config = self.config
@@ -995,6 +1069,7 @@ class Simulator:
             query.mask,
             config.favorites_spelling == FAVOURITES_ALIAS,
             self._wire(username),
+            config.epoch,
         )
         videos, count = user.page(cursor, cursor + max_count)
         if kind == "stall":
