@@ -300,3 +300,26 @@ def test_command_line_mistakes_about_rounds_get_one_line_each(tmp_path: Path) ->
     result = cli("diff", "--db", db, "--from", "1", "--to", "2")
     assert result.returncode == 2
     assert "round 2 is still in progress" in result.stderr
+
+
+async def test_two_runs_on_one_store_object_each_walk_their_names(tmp_path: Path) -> None:
+    from tiktok_repost_async import RepostClient
+    from tiktok_repost_async.harvest import Harvester
+    from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
+
+    async with Simulator() as sim:
+        client = RepostClient(
+            TEST_CLIENT_KEY, TEST_CLIENT_SECRET, base_url=sim.base_url,
+            requests_per_second=10_000.0,
+        )  # fmt: skip
+        async with client:
+            with Store(tmp_path / "one.db", fields=client.fields, max_count=100) as store:
+                first = [o async for o in Harvester(client, store).run(["ann_n150"])]
+                again = Harvester(client, store, new_round=True)
+                second = [o async for o in again.run(["ann_n150"])]
+                assert again.round == 2
+                assert [(o.username, o.state, o.pages) for o in first + second] == [
+                    ("ann_n150", UserState.DONE, 2),
+                    ("ann_n150", UserState.DONE, 2),
+                ]
+                assert [r.complete for r in store.rounds()] == [True, True]

@@ -669,6 +669,9 @@ class Store:
             os.close(fd)
             raise
         self._lock_fd = fd
+        # Each run claims its names afresh: the names a previous run on this Store claimed are
+        # not duplicates of this one's (a second round, a run after a stop).
+        self._db.execute("DROP TABLE IF EXISTS temp.claimed")
 
     def release_run_lock(self) -> None:
         """Give up the harvest lock if this Store holds it."""
