@@ -323,3 +323,112 @@ async def test_two_runs_on_one_store_object_each_walk_their_names(tmp_path: Path
                     ("ann_n150", UserState.DONE, 2),
                 ]
                 assert [r.complete for r in store.rounds()] == [True, True]
+
+
+def changes_by_user(store: Store, first: int, second: int) -> dict[str, dict[str, Any]]:
+    """Return the client's diff in the shape of Simulator.changes, per user."""
+    found: dict[str, dict[str, Any]] = {}
+    for change in diff_rounds(store, first, second):
+        record = found.setdefault(change.username, {"added": [], "removed": [], "counts": {}})
+        if change.change == "changed":
+            # Simulator.changes lists the counts that moved; the diff gives 0 for the others.
+            moved = {name: delta for name, delta in change.deltas.items() if delta}
+            record["counts"][change.video_id] = moved
+        else:
+            record[change.change].append(change.video_id)
+    return found
+
+
+EPOCH_PANEL = [f"panelist{i}" for i in range(12)] + ["big_panelist", "short_panelist"]
+
+
+def test_a_kill_in_round_two_resumes_round_two_and_three_rounds_diff_exactly(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from test_cli import cli_env, command, write_users
+
+    from tiktok_repost_async.simulator import Simulator
+
+    users = write_users(tmp_path / "panel.txt", EPOCH_PANEL)
+    db = tmp_path / "panel.db"
+    sim = Simulator()
+    with sim.run_in_thread() as base_url:
+        base = ["harvest", users, "--db", db, "--base-url", base_url, "--rate", 500]
+        assert harvest_at(base_url, users, db).returncode == 0
+        # A week passes; round 2 is killed half-way, then the same command is run again.
+        sim.config.epoch = 1
+        sim.config.latency = 0.05
+        child = subprocess.Popen(
+            command(*base, "--new-round", "--concurrency", 2),
+            env=cli_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with Store(db, create=False) as store:
+                if store.current_round == 2 and store.rounds()[1].videos > 0:
+                    break
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        sim.config.latency = 0.0
+        again = harvest_at(base_url, users, db, "--new-round")
+        assert again.returncode == 0, again.stderr
+        assert "round 2 (resumed)" in again.stderr
+        # Round 3, a full walk a week later.
+        sim.config.epoch = 2
+        third = harvest_at(base_url, users, db, "--new-round")
+        assert third.returncode == 0, third.stderr
+        assert "round 3 (started)" in third.stderr
+        want = {
+            (first, second): {
+                name: sim.changes(name, first - 1, second - 1) for name in EPOCH_PANEL
+            }
+            for first, second in ((1, 2), (2, 3), (1, 3))
+        }
+        truth = {name: [v["id"] for v in sim.ground_truth(name, epoch=1)] for name in EPOCH_PANEL}
+    empty: dict[str, Any] = {"added": [], "removed": [], "counts": {}}
+    with Store(db, create=False) as store:
+        assert [r.number for r in store.rounds()] == [1, 2, 3]
+        # Round 2 holds every user's list once, exactly as served at that epoch.
+        for name in EPOCH_PANEL:
+            assert [int(i) for i, _ in store.round_videos(name, 2)] == truth[name], name
+        for (first, second), expected in want.items():
+            found = changes_by_user(store, first, second)
+            for name in EPOCH_PANEL:
+                assert found.get(name, empty) == expected[name], (first, second, name)
+    assert any(expected["removed"] for expected in want[(1, 2)].values())
+
+
+async def test_a_user_failed_in_the_later_round_shows_no_removals(tmp_path: Path) -> None:
+    from tiktok_repost_async import RepostClient, RetryPolicy
+    from tiktok_repost_async.harvest import harvest
+    from tiktok_repost_async.simulator import Fault, Simulator
+
+    db = tmp_path / "panel.db"
+    names = ["stable_n150", "flaky_n150"]
+    async with Simulator() as sim:
+        for epoch in (0, 1):
+            sim.config.epoch = epoch
+            if epoch:
+                sim.script("flaky_n150", [Fault.SERVER_ERROR] * 2)
+            client = RepostClient(
+                sim.client_key, sim.client_secret, base_url=sim.base_url,
+                requests_per_second=10_000.0, retry=RetryPolicy(max_attempts=2, base_delay=0),
+            )  # fmt: skip
+            async with client:
+                [_ async for _ in harvest(client, names, store=db, new_round=epoch > 0)]
+        expected = sim.changes("stable_n150", 0, 1)
+    with Store(db, create=False) as store:
+        (_, round_two) = store.rounds()
+        assert round_two.users[UserState.FAILED] == 1
+        found = changes_by_user(store, 1, 2)
+    # The failed user takes no part: none of its 150 videos shows as removed.
+    assert set(found) <= {"stable_n150"}
+    assert found.get("stable_n150", {"added": [], "removed": [], "counts": {}}) == expected
