@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
 
 from . import __version__
+from .errors import TikTokError
 from .export import (
     FORMATS,
     ExportError,
@@ -86,7 +87,7 @@ _LINE_LIMIT: Final = 1024
 _ERASE_LINE: Final = "\r\x1b[K"
 
 
-class CommandError(Exception):
+class CommandError(TikTokError):
     """Report why a command could not do its work: one line, no traceback, exit status 1."""
 
     exit_status = EXIT_FAILED

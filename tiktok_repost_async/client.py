@@ -17,7 +17,13 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 
 from .auth import Credentials, TokenManager
-from .errors import CertificateError, TikTokError, TokenExpiredError, TransportError
+from .errors import (
+    CertificateError,
+    RequestTimeoutError,
+    TikTokError,
+    TokenExpiredError,
+    TransportError,
+)
 from .models import RepostedVideosPage, Video
 from .protocol import (
     DEFAULT_BASE_URL,
@@ -192,7 +198,7 @@ class RepostClient:
                 body = await response.read()
                 return response.status, response.headers, body
         except TimeoutError:
-            raise TransportError(
+            raise RequestTimeoutError(
                 f"no answer within {self.timeout:g} s from {_host(request.url)}"
             ) from None
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:

@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
+from .errors import ExportError
 from .store import Store
 
 __all__ = [
@@ -68,10 +69,6 @@ _SUFFIXES: Final = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-
-
-class ExportError(Exception):
-    """Report a video that cannot be written in the chosen format."""
 
 
 class MissingExtraError(ExportError, ImportError):

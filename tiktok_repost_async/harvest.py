@@ -21,6 +21,7 @@ import msgspec
 from .client import RepostClient
 from .errors import (
     AuthError,
+    HarvestStopped,
     QuotaExhaustedError,
     TikTokError,
     TokenExpiredError,
@@ -41,14 +42,6 @@ T = TypeVar("T")
 # store's round trips do not show, small enough that memory does not grow with the input.
 _CHUNK = 500
 _STOP_QUOTA = "quota"
-
-
-class HarvestStopped(Exception):
-    """Signal that the harvest stopped early, resumable, for the reason given."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,8 @@ from typing import Any, Final, Self
 
 import msgspec
 
+from .errors import StoreError
+
 if sys.platform != "win32":
     import fcntl
 
@@ -85,10 +87,6 @@ class UserState(enum.StrEnum):
 FINAL_STATES: Final[frozenset[UserState]] = frozenset(
     {UserState.DONE, UserState.NOT_FOUND, UserState.UNAVAILABLE}
 )
-
-
-class StoreError(Exception):
-    """Root of every error the store raises."""
 
 
 class StoreMismatchError(StoreError, ValueError):
