@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .auth import Credentials
     from .client import ClientStats, RepostClient, make_limiter
+    from .engine import NameSkipped, PageEvent, UserDone, WalkEvent, WalkGuard, WalkState
     from .errors import (
         APIError,
         AuthError,
@@ -59,6 +60,12 @@ __version__ = "0.1.0"
 # every test session of everyone who installs it, and `import tiktok_repost_async` should not
 # pull in aiohttp there, nor slow a command's --help.
 _LAZY: dict[str, str] = {
+    "NameSkipped": "engine",
+    "PageEvent": "engine",
+    "UserDone": "engine",
+    "WalkEvent": "engine",
+    "WalkGuard": "engine",
+    "WalkState": "engine",
     "HarvestProgress": "harvest",
     "Harvester": "harvest",
     "UserOutcome": "harvest",
@@ -141,6 +148,8 @@ __all__ = [
     "Harvester",
     "HashtagInfo",
     "InvalidCursorError",
+    "NameSkipped",
+    "PageEvent",
     "ProtocolError",
     "QuotaExhaustedError",
     "QuotaPolicy",
@@ -159,6 +168,7 @@ __all__ = [
     "TikTokError",
     "TokenExpiredError",
     "TransportError",
+    "UserDone",
     "UserNotFoundError",
     "UserOutcome",
     "UserRecord",
@@ -167,6 +177,9 @@ __all__ = [
     "Video",
     "VideoLabel",
     "VideoTag",
+    "WalkEvent",
+    "WalkGuard",
+    "WalkState",
     "WalkStopped",
     "__version__",
     "harvest",

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
@@ -620,52 +620,22 @@ class _UserLines:
             return
         self.total_lines = lines + (last != b"\n")
 
-    async def lines(self) -> AsyncIterator[str]:
-        """Yield each line of the input, even blank and overlong ones (the harvest skips them)."""
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[list[str] | BaseException | None] = asyncio.Queue(maxsize=4)
-        thread = threading.Thread(
-            target=self._read, args=(loop, chunks), name="tiktok-users", daemon=True
-        )
-        thread.start()
-        while True:
-            item = await chunks.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            for line in item:
-                yield line.rstrip("\n")
+    def lines(self) -> Iterator[str]:
+        """Yield each line of the input, even blank and overlong ones (the harvest skips them).
 
-    def _read(self, loop: asyncio.AbstractEventLoop, chunks: asyncio.Queue[Any]) -> None:
-        def put(item: object) -> bool:
-            # Blocks while the queue is full; False once the loop no longer listens.
-            try:
-                asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result()
-            except BaseException:
-                return False
-            return True
-
+        A plain iterator: the harvest reads it on a thread of its own and hands each name to a
+        worker as soon as it arrives, so a slow pipe's first name is fetched at once.
+        """
         stream = self._stream
         try:
-            chunk: list[str] = []
-            sent = time.monotonic()
             while line := stream.readline(_LINE_LIMIT):
                 if len(line) == _LINE_LIMIT and not line.endswith("\n"):
                     # Keep the line's head (the harvest reports it as too long), skip the rest.
                     while (rest := stream.readline(_LINE_LIMIT)) and not rest.endswith("\n"):
                         pass
-                chunk.append(line)
-                # Batches for a fast file; a slow pipe's names go out as they come.
-                if len(chunk) >= 500 or time.monotonic() - sent > 0.1:
-                    if not put(chunk):
-                        return
-                    chunk, sent = [], time.monotonic()
-            if chunk and not put(chunk):
-                return
-            put(None)
+                yield line.rstrip("\n")
         except (OSError, ValueError) as exc:
-            put(UsageError(f"cannot read the users file {self.label()!r}: {exc}"))
+            raise UsageError(f"cannot read the users file {self.label()!r}: {exc}") from None
         finally:
             self.close()
 
