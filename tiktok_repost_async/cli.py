@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, NoReturn, TextIO
 
 from . import __version__
 from .errors import TikTokError
@@ -587,7 +587,7 @@ class _UserLines:
                 if sys.stdin is None:
                     raise UsageError("USERS is -, but there is no standard input")
                 self._stream: TextIO = io.TextIOWrapper(
-                    sys.stdin.buffer, encoding="utf-8-sig", errors="replace"
+                    _unbuffered_stdin(), encoding="utf-8-sig", errors="replace"
                 )
             else:
                 self._stream = open(path, encoding="utf-8-sig", errors="replace")  # noqa: SIM115
@@ -600,8 +600,8 @@ class _UserLines:
             threading.Thread(target=self._count, name="tiktok-count", daemon=True).start()
 
     def close(self) -> None:
-        """Close the input file (standard input stays open)."""
-        if self.path != "-":
+        """Close the input file (standard input itself stays open)."""
+        if self.path != "-" or isinstance(self._stream.buffer, io.FileIO):
             self._stream.close()
 
     def label(self) -> str:
@@ -638,6 +638,18 @@ class _UserLines:
             raise UsageError(f"cannot read the users file {self.label()!r}: {exc}") from None
         finally:
             self.close()
+
+
+def _unbuffered_stdin() -> BinaryIO:
+    # The names are read on a daemon thread that may sit in a read of an open pipe when a stop
+    # ends the run. A buffered reader holds its lock during that read, and Python aborts at exit
+    # when it finds sys.stdin's lock held. A raw reader of a copy of the descriptor has no lock,
+    # and a raw read returns whatever the pipe holds, so a name is not kept waiting for more.
+    try:
+        fd = os.dup(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last
+        return sys.stdin.buffer
+    return io.FileIO(fd, "rb", closefd=True)
 
 
 # -- harvest -----------------------------------------------------------------------------------
