@@ -68,7 +68,7 @@ Sleep = Callable[[float], Awaitable[None]]
 class RequestGate(Protocol):
     """Decide whether a research request may go out: the quota and stop gate of a walk."""
 
-    async def admit(self) -> None:
+    async def admit(self, username: str) -> None:
         """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop."""
 
     async def take(self, username: str) -> bool:
@@ -282,10 +282,10 @@ class RepostClient:
                 if gate is None:
                     await limiter.acquire()
                 else:
-                    await gate.admit()
+                    await gate.admit(username)
                     await limiter.acquire()
                     while not await gate.take(username):
-                        await gate.admit()
+                        await gate.admit(username)
                         await limiter.acquire()
                 # Inside the retry: a token endpoint that fails for a moment (a 5xx, a dropped
                 # connection) is retried like a page, within the same bounded attempts.

@@ -219,6 +219,7 @@ class Gate:
         self._reset_lock = asyncio.Lock()
         self._listeners: list[Callable[[], None]] = []
         self._api_spent = False
+        self._prepaid: dict[str, str] = {}
         self.sent = 0
 
     @property
@@ -249,8 +250,44 @@ class Gate:
         if self._stopped is not None:
             raise WalkStopped(self._stopped)
 
-    async def admit(self) -> None:
+    def prepay(self, username: str) -> bool:
+        """Spend the budget of ``username``'s next request now; False if none is left.
+
+        The harvest books a prepaid request with the user's previous page, in the same
+        transaction, so that it goes out without waiting for a booking of its own.
+        """
+        if self._stopped is not None or username in self._prepaid:
+            return False
+        if self.quota is not None:
+            if not self.quota.try_spend():
+                return False
+            self._prepaid[username] = self.quota.day
+        else:
+            self._prepaid[username] = ""
+        return True
+
+    def _paid(self, username: str) -> bool:
+        day = self._prepaid.get(username)
+        if day is None:
+            return False
+        if self.quota is not None and day != self.quota.day:
+            # Paid and booked yesterday: today's budget and ledger must count it again.
+            del self._prepaid[username]
+            return False
+        return True
+
+    def _check_paid(self) -> None:
+        # A prepaid request is within the budget and in the ledger already: a stop because
+        # the budget ran out lets it go (holding it back would leave the ledger one over).
+        # Any other stop holds it back.
+        if self._stopped is not None and (self._stopped is not StopReason.QUOTA or self._api_spent):
+            raise WalkStopped(self._stopped)
+
+    async def admit(self, username: str) -> None:
         """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop."""
+        if self._paid(username):
+            self._check_paid()
+            return
         self.check()
         quota = self.quota
         while quota is not None and quota.remaining <= 0:
@@ -258,6 +295,11 @@ class Gate:
 
     async def take(self, username: str) -> bool:
         """Spend and book one request that is about to be sent; False: back to `admit`."""
+        if self._paid(username):
+            self._check_paid()
+            del self._prepaid[username]
+            self.sent += 1
+            return True
         self.check()
         if self.quota is not None and not self.quota.try_spend():
             # Others took the last of the budget while this one waited in the limiter.

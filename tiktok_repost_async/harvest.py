@@ -397,10 +397,28 @@ class _StoreSink(Sink):
         """Commit a page's videos with the user's next cursor; return the new videos."""
         page = event.page
         rows = [(video.id, self._encode(video)) for video in page.videos]
-        writer = self._harvester._writer
+        harvester = self._harvester
+        writer = harvester._writer
         assert writer is not None
-        # requests=0: each request was booked (ledger and user) before it was sent.
-        added = await writer.commit(PageCommit(job.username, rows, page.cursor, page.has_more, 0))
+        # This page's request was booked before it was sent. The user's next one, if the walk
+        # goes on, is paid for and booked with this page: the same transaction, so it leaves
+        # without waiting for one of its own. A walk that ends unforeseen (a stop other than
+        # the budget's, a cursor seen long before) leaves it booked and unsent: an over-count
+        # of one, never an under-count.
+        gate = harvester._gate
+        more = (
+            gate is not None
+            and page.has_more
+            and page.cursor != event.cursor
+            and (harvester.max_pages is None or job.pages + 1 < harvester.max_pages)
+            and gate.prepay(job.username)
+        )
+        if more:
+            harvester.progress.requests += 1
+            harvester.progress.quota_spent = harvester.quota.spent
+        added = await writer.commit(
+            PageCommit(job.username, rows, page.cursor, page.has_more, 1 if more else 0)
+        )
         self._progress.pages += 1
         self._progress.videos += added
         return added
