@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -30,6 +31,9 @@ __all__ = ["HarvestProgress", "HarvestStopped", "Harvester", "UserOutcome", "har
 logger = logging.getLogger("tiktok_repost_async.harvest")
 
 T = TypeVar("T")
+
+# Pages committed in one transaction at most (see _Writer._run).
+_PAGES_PER_COMMIT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,35 +121,45 @@ class _Writer:
         await self._loop.run_in_executor(None, self._thread.join)
 
     def _run(self) -> None:
+        pending: collections.deque[_Job] = collections.deque()
+        done = False
         while True:
-            first = self._jobs.get()
-            batch = [first]
-            while batch[-1] is not None:
+            if not pending and not done:
+                job = self._jobs.get()
+                if job is None:
+                    done = True
+                else:
+                    pending.append(job)
+            # Take in whatever else waits, without blocking.
+            while not done:
                 try:
-                    batch.append(self._jobs.get_nowait())
+                    job = self._jobs.get_nowait()
                 except queue.Empty:
                     break
-            done = batch[-1] is None
-            jobs = [job for job in batch if job is not None]
-            books = [job for job in jobs if job.book is not None]
+                if job is None:
+                    done = True
+                else:
+                    pending.append(job)
+            if not pending:
+                if done:
+                    return
+                continue
+            books = [job for job in pending if job.book is not None]
             if books:
                 # First, and all in one transaction: each of them holds a request back from
                 # the network until it is booked. Counting commutes with the rest.
                 self._book_run(books)
-                jobs = [job for job in jobs if job.book is None]
-            i = 0
-            while i < len(jobs):
-                if jobs[i].page is None:
-                    self._settle(jobs[i])
-                    i += 1
-                    continue
-                j = i
-                while j < len(jobs) and jobs[j].page is not None:
-                    j += 1
-                self._commit_run(jobs[i:j])
-                i = j
-            if done:
-                return
+                pending = collections.deque(job for job in pending if job.book is None)
+                continue
+            if pending[0].page is None:
+                self._settle(pending.popleft())
+                continue
+            # Pages queued meanwhile commit together, but a few at a time: a booking that
+            # arrives during a long transaction would hold its request back until the end.
+            run: list[_Job] = []
+            while pending and pending[0].page is not None and len(run) < _PAGES_PER_COMMIT:
+                run.append(pending.popleft())
+            self._commit_run(run)
 
     def _commit_run(self, jobs: list[_Job]) -> None:
         pages = [job.page for job in jobs if job.page is not None]
