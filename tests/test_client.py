@@ -13,7 +13,9 @@ from tiktok_repost_async import (
     AuthError,
     QuotaExhaustedError,
     RepostClient,
+    RequestTimeoutError,
     ServerError,
+    TransportError,
     UserNotFoundError,
     UserUnavailableError,
 )
@@ -204,6 +206,17 @@ async def test_hang_beyond_the_timeout_is_retried(sim: Simulator, fake_sleep: Fa
         ids = await collect(client, "hangs_n50")
     assert ids == truth_ids(sim, "hangs_n50")
     assert client.stats.retries == 1
+
+
+async def test_a_timeout_is_a_transport_error_of_its_own(
+    sim: Simulator, fake_sleep: FakeSleep
+) -> None:
+    sim.script("hangs_n5", [Fault.HANG])
+    policy = RetryPolicy(max_attempts=1)
+    async with make_client(sim, sleep=fake_sleep, timeout=0.2, retry=policy) as client:
+        with pytest.raises(RequestTimeoutError, match=r"no answer within 0\.2 s") as raised:
+            await client.fetch_page("hangs_n5")
+    assert isinstance(raised.value, TransportError)
 
 
 async def test_retry_after_is_honoured(sim: Simulator, fake_sleep: FakeSleep) -> None:

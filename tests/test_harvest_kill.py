@@ -46,6 +46,11 @@ def videos_stored(db: Path) -> int:
         return 0  # the child is still creating it
 
 
+def requests_booked(db: Path) -> int:
+    with Store(db, create=False) as store:
+        return store.requests_on()
+
+
 def test_sigkill_at_random_points_then_rerun(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     script = tmp_path / "child.py"
@@ -67,6 +72,11 @@ def test_sigkill_at_random_points_then_rerun(tmp_path: Path) -> None:
                 os.kill(child.pid, signal.SIGKILL)
                 kills += 1
             child.wait(timeout=30)
+            time.sleep(0.05)  # requests still on the wire reach the simulator's count
+            # Write-ahead: each request was booked before it left, so the ledger never reads
+            # less than the API counted; it reads more by at most the requests in flight.
+            ledger = requests_booked(db)
+            assert sim.stats.requests <= ledger <= sim.stats.requests + kills * CONCURRENCY
         final = subprocess.run([sys.executable, str(script), base_url, str(db)], timeout=120)
         assert final.returncode == 0
         truth = {name: [v["id"] for v in sim.ground_truth(name)] for name in NAMES}
@@ -89,3 +99,4 @@ def test_sigkill_at_random_points_then_rerun(tmp_path: Path) -> None:
     # A kill re-fetches at most the pages that were in flight: one per worker.
     assert refetched <= kills * CONCURRENCY
     assert total == minimum + refetched
+    assert total <= requests_booked(db) <= total + kills * CONCURRENCY

@@ -22,12 +22,13 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, NoReturn, TextIO
 
 from . import __version__
+from .errors import TikTokError
 from .export import (
     FORMATS,
     BinaryOutput,
@@ -87,7 +88,7 @@ _LINE_LIMIT: Final = 1024
 _ERASE_LINE: Final = "\r\x1b[K"
 
 
-class CommandError(Exception):
+class CommandError(TikTokError):
     """Report why a command could not do its work: one line, no traceback, exit status 1."""
 
     exit_status = EXIT_FAILED
@@ -636,7 +637,7 @@ class _UserLines:
                 if sys.stdin is None:
                     raise UsageError("USERS is -, but there is no standard input")
                 self._stream: TextIO = io.TextIOWrapper(
-                    sys.stdin.buffer, encoding="utf-8-sig", errors="replace"
+                    _unbuffered_stdin(), encoding="utf-8-sig", errors="replace"
                 )
             else:
                 self._stream = open(path, encoding="utf-8-sig", errors="replace")  # noqa: SIM115
@@ -649,8 +650,8 @@ class _UserLines:
             threading.Thread(target=self._count, name="tiktok-count", daemon=True).start()
 
     def close(self) -> None:
-        """Close the input file (standard input stays open)."""
-        if self.path != "-":
+        """Close the input file (standard input itself stays open)."""
+        if self.path != "-" or isinstance(self._stream.buffer, io.FileIO):
             self._stream.close()
 
     def label(self) -> str:
@@ -669,54 +670,36 @@ class _UserLines:
             return
         self.total_lines = lines + (last != b"\n")
 
-    async def lines(self) -> AsyncIterator[str]:
-        """Yield each line of the input, even blank and overlong ones (the harvest skips them)."""
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[list[str] | BaseException | None] = asyncio.Queue(maxsize=4)
-        thread = threading.Thread(
-            target=self._read, args=(loop, chunks), name="tiktok-users", daemon=True
-        )
-        thread.start()
-        while True:
-            item = await chunks.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            for line in item:
-                yield line.rstrip("\n")
+    def lines(self) -> Iterator[str]:
+        """Yield each line of the input, even blank and overlong ones (the harvest skips them).
 
-    def _read(self, loop: asyncio.AbstractEventLoop, chunks: asyncio.Queue[Any]) -> None:
-        def put(item: object) -> bool:
-            # Blocks while the queue is full; False once the loop no longer listens.
-            try:
-                asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result()
-            except BaseException:
-                return False
-            return True
-
+        A plain iterator: the harvest reads it on a thread of its own and hands each name to a
+        worker as soon as it arrives, so a slow pipe's first name is fetched at once.
+        """
         stream = self._stream
         try:
-            chunk: list[str] = []
-            sent = time.monotonic()
             while line := stream.readline(_LINE_LIMIT):
                 if len(line) == _LINE_LIMIT and not line.endswith("\n"):
                     # Keep the line's head (the harvest reports it as too long), skip the rest.
                     while (rest := stream.readline(_LINE_LIMIT)) and not rest.endswith("\n"):
                         pass
-                chunk.append(line)
-                # Batches for a fast file; a slow pipe's names go out as they come.
-                if len(chunk) >= 500 or time.monotonic() - sent > 0.1:
-                    if not put(chunk):
-                        return
-                    chunk, sent = [], time.monotonic()
-            if chunk and not put(chunk):
-                return
-            put(None)
+                yield line.rstrip("\n")
         except (OSError, ValueError) as exc:
-            put(UsageError(f"cannot read the users file {self.label()!r}: {exc}"))
+            raise UsageError(f"cannot read the users file {self.label()!r}: {exc}") from None
         finally:
             self.close()
+
+
+def _unbuffered_stdin() -> BinaryIO:
+    # The names are read on a daemon thread that may sit in a read of an open pipe when a stop
+    # ends the run. A buffered reader holds its lock during that read, and Python aborts at exit
+    # when it finds sys.stdin's lock held. A raw reader of a copy of the descriptor has no lock,
+    # and a raw read returns whatever the pipe holds, so a name is not kept waiting for more.
+    try:
+        fd = os.dup(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last
+        return sys.stdin.buffer
+    return io.FileIO(fd, "rb", closefd=True)
 
 
 # -- harvest -----------------------------------------------------------------------------------

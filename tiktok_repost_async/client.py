@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import math
 import os
 import urllib.request
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 import aiohttp
 from aiolimiter import AsyncLimiter
 
 from .auth import Credentials, TokenManager
-from .errors import CertificateError, TikTokError, TokenExpiredError, TransportError
+from .errors import (
+    CertificateError,
+    ClientClosedError,
+    RequestTimeoutError,
+    TikTokError,
+    TokenExpiredError,
+    TransportError,
+    WalkStopped,
+)
 from .models import RepostedVideosPage, Video, VideoProblem
 from .protocol import (
     DEFAULT_BASE_URL,
@@ -32,7 +41,17 @@ from .protocol import (
 )
 from .retry import RetryPolicy
 
-__all__ = ["ENV_BASE_URL", "ClientStats", "RepostClient", "make_limiter"]
+if TYPE_CHECKING:
+    from .engine import WalkEvent
+
+__all__ = [
+    "ENV_BASE_URL",
+    "ClientStats",
+    "RepostClient",
+    "RequestGate",
+    "WalkTally",
+    "make_limiter",
+]
 
 logger = logging.getLogger("tiktok_repost_async.client")
 
@@ -43,8 +62,30 @@ DEFAULT_REQUESTS_PER_SECOND = 10.0
 DEFAULT_CONCURRENCY = 8
 DEFAULT_TIMEOUT = 30.0
 
-BeforeRequest = Callable[[str, int], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class RequestGate(Protocol):
+    """Decide whether a research request may go out: the quota and stop gate of a walk."""
+
+    async def admit(self, username: str) -> None:
+        """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop."""
+
+    async def take(self, username: str) -> bool:
+        """Spend and book one request about to be sent; False sends it back to `admit`."""
+
+    async def pause(self, seconds: float, sleep: Sleep) -> None:
+        """Sleep before a retry, cut short (with `WalkStopped`) by a stop."""
+
+
+class WalkTally:
+    """Count one user's requests across its pages and say which guard cut its walk, if any."""
+
+    __slots__ = ("cut", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.cut: str | None = None
 
 
 def make_limiter(requests_per_second: float) -> AsyncLimiter:
@@ -96,7 +137,6 @@ class RepostClient:
         session: aiohttp.ClientSession | None = None,
         limiter: AsyncLimiter | None = None,
         retry: RetryPolicy | None = None,
-        before_request: BeforeRequest | None = None,
         sleep: Sleep | None = None,
     ) -> None:
         # Every argument is checked here, before anything is sent: a typo must not cost quota.
@@ -114,8 +154,7 @@ class RepostClient:
             make_limiter(requests_per_second)  # validate now; the real one is made in the loop
         self.retry = retry if retry is not None else RetryPolicy()
         self.stats = ClientStats()
-        # Called before every research request: the harvest counts quota here.
-        self.before_request = before_request
+        self._closed = False
         self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
         self._given_session = session
         self._session: aiohttp.ClientSession | None = session
@@ -143,8 +182,15 @@ class RepostClient:
     ) -> None:
         await self.close()
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError(
+                "this RepostClient is closed: make a new one (a closed client opens no session)"
+            )
+
     async def open(self) -> None:
         """Create the session and the limiter inside the running event loop."""
+        self._check_open()
         if self._limiter is None:
             # A limiter belongs to the loop it first runs in: make it here, not in __init__.
             self._limiter = make_limiter(self.requests_per_second)
@@ -161,7 +207,11 @@ class RepostClient:
         self._proxy = _env_proxy(self.base_url)
 
     async def close(self) -> None:
-        """Close the session this client created; a caller's own session stays open."""
+        """Close the session this client created; a caller's own session stays open.
+
+        A closed client refuses every further request with `ClientClosedError`.
+        """
+        self._closed = True
         session, self._session = self._session, None
         if session is not None and session is not self._given_session:
             await session.close()
@@ -177,10 +227,11 @@ class RepostClient:
         return self._auth.refreshes
 
     async def _send(self, request: Request) -> tuple[int, Mapping[str, str], bytes]:
-        if self._session is None:
-            await self.open()
         session = self._session
-        assert session is not None
+        if session is None:
+            await self.open()
+            session = self._session
+            assert session is not None
         try:
             async with session.request(
                 request.method,
@@ -192,7 +243,7 @@ class RepostClient:
                 body = await response.read()
                 return response.status, response.headers, body
         except TimeoutError:
-            raise TransportError(
+            raise RequestTimeoutError(
                 f"no answer within {self.timeout:g} s from {_host(request.url)}"
             ) from None
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
@@ -205,19 +256,37 @@ class RepostClient:
     async def fetch_page(self, username: str, cursor: int = 0) -> RepostedVideosPage:
         """Fetch one page of a user's reposted videos, retrying what may succeed on a second try."""
         username = normalize_username(username)
+        validate_cursor(cursor)
         return await self._fetch_page(username, cursor)
 
-    async def _fetch_page(self, username: str, cursor: int) -> RepostedVideosPage:
-        limiter = self._limiter
-        if limiter is None:
+    async def _fetch_page(
+        self,
+        username: str,
+        cursor: int,
+        gate: RequestGate | None = None,
+        tally: WalkTally | None = None,
+    ) -> RepostedVideosPage:
+        if self._limiter is None or self._session is None:
             await self.open()
-            limiter = self._limiter
-            assert limiter is not None
+        limiter = self._limiter
+        assert limiter is not None
         attempt = 0
         while True:
             attempt += 1
             token: str | None = None
             try:
+                # The order is the quota's: a request that may not go out (a stop, a spent
+                # budget) never queues in the limiter, one that waited there is checked again
+                # before it leaves, and the token is taken last, so that a long wait never
+                # sends a token that went stale meanwhile.
+                if gate is None:
+                    await limiter.acquire()
+                else:
+                    await gate.admit(username)
+                    await limiter.acquire()
+                    while not await gate.take(username):
+                        await gate.admit(username)
+                        await limiter.acquire()
                 # Inside the retry: a token endpoint that fails for a moment (a 5xx, a dropped
                 # connection) is retried like a page, within the same bounded attempts.
                 token = await self._auth.token(self._send)
@@ -229,10 +298,9 @@ class RepostClient:
                     access_token=token,
                     base_url=self.base_url,
                 )
-                if self.before_request is not None:
-                    await self.before_request(username, cursor)
-                await limiter.acquire()
                 self.stats.requests += 1
+                if tally is not None:
+                    tally.requests += 1
                 status, headers, body = await self._send(request)
                 self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
                 page = parse_reposted_response(status, headers, body, username=username)
@@ -241,6 +309,8 @@ class RepostClient:
                     # and kept, never retried.
                     _report_problems(username, cursor, page.problems)
                 return page
+            except WalkStopped:
+                raise
             except TikTokError as error:
                 if isinstance(error, TokenExpiredError) and token is not None:
                     self._auth.invalidate(token)
@@ -257,26 +327,46 @@ class RepostClient:
                     self.retry.max_attempts - 1,
                     wait,
                 )
-                if wait > 0:
+                if gate is not None:
+                    # A stop cuts the backoff (and a server's Retry-After) short.
+                    await gate.pause(wait, self._sleep)
+                elif wait > 0:
                     await self._sleep(wait)
 
-    async def pages(
+    def pages(
         self, username: str, *, cursor: int = 0, max_pages: int | None = None
-    ) -> AsyncIterator[RepostedVideosPage]:
-        """Walk a user's cursor chain page by page until the API says there is no more."""
+    ) -> AsyncGenerator[RepostedVideosPage, None]:
+        """Walk a user's cursor chain page by page until the API says there is no more.
+
+        ``cursor`` starts the walk elsewhere (a page's ``cursor`` from an earlier walk);
+        ``max_pages`` caps the pages fetched. Arguments are checked here, before any request.
+        """
         username = normalize_username(username)
         validate_cursor(cursor)
         validate_positive_int("max_pages", max_pages, optional=True)
+        self._check_open()
+        return self._walk(username, cursor, max_pages)
+
+    async def _walk(
+        self,
+        username: str,
+        cursor: int,
+        max_pages: int | None,
+        gate: RequestGate | None = None,
+        tally: WalkTally | None = None,
+    ) -> AsyncGenerator[RepostedVideosPage, None]:
         sent: set[int] = set()
         fetched = 0
         while True:
             sent.add(cursor)
-            page = await self._fetch_page(username, cursor)
+            page = await self._fetch_page(username, cursor, gate, tally)
             fetched += 1
             yield page
             if not page.has_more:
                 return
             if max_pages is not None and fetched >= max_pages:
+                if tally is not None:
+                    tally.cut = "max_pages"
                 return
             if page.cursor in sent:
                 # Seen on sibling endpoints: has_more stays true while the cursor stops moving.
@@ -288,19 +378,45 @@ class RepostClient:
                     page.cursor,
                     fetched,
                 )
+                if tally is not None:
+                    tally.cut = "repeated_cursor"
                 return
             cursor = page.cursor
 
     async def reposted_videos(
         self, username: str, *, cursor: int = 0, max_pages: int | None = None
-    ) -> AsyncIterator[Video]:
-        """Yield every video a user reposted, each id once."""
+    ) -> AsyncGenerator[Video, None]:
+        """Yield every video a user reposted, each id once (arguments as for `pages`)."""
         seen: set[int] = set()
-        async for page in self.pages(username, cursor=cursor, max_pages=max_pages):
-            for video in page.videos:
-                if video.id not in seen:
-                    seen.add(video.id)
-                    yield video
+        async with contextlib.aclosing(
+            self.pages(username, cursor=cursor, max_pages=max_pages)
+        ) as pages:
+            async for page in pages:
+                for video in page.videos:
+                    if video.id not in seen:
+                        seen.add(video.id)
+                        yield video
+
+    def walk_many(
+        self,
+        usernames: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int | None = None,
+        max_pages: int | None = None,
+    ) -> AsyncGenerator[WalkEvent, None]:
+        """Walk many users at once through this client, yielding each page and each user's end.
+
+        ``usernames``: any iterable or async iterable of names, read as the walk goes (a
+        generator, a file, a pipe); bad and repeated names become `NameSkipped` events.
+        ``concurrency``: users walked at once (the client's ``concurrency`` by default).
+        ``max_pages``: pages per user at most; a user cut short ends ``incomplete``.
+        Every argument is checked here, before any request. Close the generator (or use
+        ``contextlib.aclosing``) to stop early: every worker stops with it.
+        """
+        from .engine import walk_many
+
+        self._check_open()
+        return walk_many(self, usernames, concurrency=concurrency, max_pages=max_pages)
 
 
 def _report_problems(username: str, cursor: int, problems: list[VideoProblem]) -> None:

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import enum
+
 __all__ = [
     "APIError",
     "AuthError",
     "CertificateError",
+    "ClientClosedError",
+    "ExportError",
+    "HarvestStopped",
     "InvalidCursorError",
     "ProtocolError",
     "QuotaExhaustedError",
     "RateLimitError",
+    "RequestTimeoutError",
     "ServerError",
+    "StopReason",
+    "StoreError",
     "TikTokError",
     "TokenExpiredError",
     "TransportError",
     "UserNotFoundError",
     "UserUnavailableError",
+    "WalkStopped",
 ]
 
 
@@ -120,9 +129,49 @@ class TransportError(TikTokError):
     """Report a failed connection, a dropped answer or a timeout."""
 
 
+class RequestTimeoutError(TransportError):
+    """Report a request that got no complete answer within the client's timeout."""
+
+
 class CertificateError(TransportError):
     """Report a TLS certificate that does not verify; retrying cannot cure it."""
 
 
 class ProtocolError(APIError):
     """Report an answer whose body cannot be decoded as the API's JSON."""
+
+
+class ClientClosedError(TikTokError, RuntimeError):
+    """Refuse a request on a client that was closed: a closed client never opens a new session."""
+
+
+class StoreError(TikTokError):
+    """Root of every error the harvest store raises."""
+
+
+class ExportError(TikTokError):
+    """Report a video that cannot be written in the chosen format."""
+
+
+class StopReason(enum.StrEnum):
+    """Name why a walk of many users stopped before its input ran out."""
+
+    #: The daily request quota is spent: by our own count, or the API answered its daily 429.
+    QUOTA = "quota"
+    #: Someone asked the run to stop (``Harvester.stop()``, a signal handler).
+    REQUESTED = "requested"
+
+
+class WalkStopped(TikTokError):
+    """Signal that a walk of many users stopped early, for the run-wide ``reason`` given."""
+
+    def __init__(self, reason: StopReason | str) -> None:
+        self.reason = StopReason(reason)
+        super().__init__(self.reason.value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.reason.value,))
+
+
+class HarvestStopped(WalkStopped):
+    """Signal that a harvest stopped early and can be resumed by running it again."""

@@ -52,6 +52,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
+from .errors import ExportError
 from .models import FIELD_ALIASES
 from .store import Store
 
@@ -109,10 +110,6 @@ _FIELDS_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ANY_DECODER: Final = msgspec.json.Decoder()
 _STR_DECODER: Final = msgspec.json.Decoder(str)
 _ENCODE: Final = msgspec.json.Encoder().encode
-
-
-class ExportError(Exception):
-    """Report a video that cannot be written in the chosen format."""
 
 
 class MissingExtraError(ExportError, ImportError):

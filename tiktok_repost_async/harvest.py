@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -11,7 +12,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,16 +21,10 @@ import msgspec
 
 from . import __version__
 from .client import RepostClient
-from .errors import (
-    AuthError,
-    QuotaExhaustedError,
-    TikTokError,
-    TokenExpiredError,
-    UserNotFoundError,
-    UserUnavailableError,
-)
+from .engine import Engine, Gate, NameSkipped, PageEvent, Sink, UserDone, WalkJob
+from .errors import HarvestStopped, StopReason, WalkStopped
 from .models import RepostedVideosPage
-from .protocol import normalize_username, validate_positive_int
+from .protocol import validate_positive_int
 from .quota import DailyQuota, QuotaPolicy, utc_day
 from .store import FINAL_STATES, PageCommit, Store, StoreMismatchError, UserState
 
@@ -39,19 +34,9 @@ logger = logging.getLogger("tiktok_repost_async.harvest")
 
 T = TypeVar("T")
 
-# Names are read, checked and claimed in the store this many at a time: large enough that the
-# store's round trips do not show, small enough that memory does not grow with the input.
-_CHUNK = 500
+# Pages committed in one transaction at most (see _Writer._run).
+_PAGES_PER_COMMIT = 4
 _ENCODE = msgspec.json.Encoder().encode
-_STOP_QUOTA = "quota"
-
-
-class HarvestStopped(Exception):
-    """Signal that the harvest stopped early, resumable, for the reason given."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +50,10 @@ class UserOutcome:
     requests: int
     error: str | None = None
     resumed_from: int = 0
-    #: True when the walk stopped at a video known from the user's previous round (a repeat
-    #: round with ``stop_at_known``): only the new head of its list was fetched.
+    #: A guard (max_pages, a repeated cursor) cut the walk short while the API had more.
+    incomplete: bool = False
+    #: The walk stopped at a video known from the user's previous round (a repeat round with
+    #: ``stop_at_known``): only the new head of its list was fetched.
     partial: bool = False
 
 
@@ -101,9 +88,6 @@ class HarvestProgress:
         return self.queued if self.input_done else None
 
 
-_Work = tuple[str, int]
-
-
 class _Writer:
     """Run every store call on one thread, committing the pages queued meanwhile together."""
 
@@ -131,35 +115,57 @@ class _Writer:
         self._jobs.put(_Job(future, None, page))
         return future
 
+    def book(self, username: str) -> asyncio.Future[None]:
+        """Queue one request of ``username`` for the ledger; the future settles once committed."""
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._jobs.put(_Job(future, None, None, username))
+        return future
+
     async def close(self) -> None:
         """Finish every queued call, then end the thread."""
         self._jobs.put(None)
         await self._loop.run_in_executor(None, self._thread.join)
 
     def _run(self) -> None:
+        pending: collections.deque[_Job] = collections.deque()
+        done = False
         while True:
-            first = self._jobs.get()
-            batch = [first]
-            while batch[-1] is not None:
+            if not pending and not done:
+                job = self._jobs.get()
+                if job is None:
+                    done = True
+                else:
+                    pending.append(job)
+            # Take in whatever else waits, without blocking.
+            while not done:
                 try:
-                    batch.append(self._jobs.get_nowait())
+                    job = self._jobs.get_nowait()
                 except queue.Empty:
                     break
-            done = batch[-1] is None
-            jobs = [job for job in batch if job is not None]
-            i = 0
-            while i < len(jobs):
-                if jobs[i].page is None:
-                    self._settle(jobs[i])
-                    i += 1
-                    continue
-                j = i
-                while j < len(jobs) and jobs[j].page is not None:
-                    j += 1
-                self._commit_run(jobs[i:j])
-                i = j
-            if done:
-                return
+                if job is None:
+                    done = True
+                else:
+                    pending.append(job)
+            if not pending:
+                if done:
+                    return
+                continue
+            books = [job for job in pending if job.book is not None]
+            if books:
+                # First, and all in one transaction: each of them holds a request back from
+                # the network until it is booked. Counting commutes with the rest.
+                self._book_run(books)
+                pending = collections.deque(job for job in pending if job.book is None)
+                continue
+            if pending[0].page is None:
+                self._settle(pending.popleft())
+                continue
+            # Pages queued meanwhile commit together, but a few at a time: a booking that
+            # arrives during a long transaction would hold its request back until the end.
+            run: list[_Job] = []
+            while pending and pending[0].page is not None and len(run) < _PAGES_PER_COMMIT:
+                run.append(pending.popleft())
+            self._commit_run(run)
 
     def _commit_run(self, jobs: list[_Job]) -> None:
         pages = [job.page for job in jobs if job.page is not None]
@@ -171,6 +177,17 @@ class _Writer:
             return
         for job, count in zip(jobs, added, strict=True):
             self._resolve(job.future, count, None)
+
+    def _book_run(self, jobs: list[_Job]) -> None:
+        counts = Counter(job.book for job in jobs if job.book is not None)
+        try:
+            self._store.book_requests(counts)
+        except BaseException as error:
+            for job in jobs:
+                self._resolve(job.future, None, error)
+            return
+        for job in jobs:
+            self._resolve(job.future, None, None)
 
     def _settle(self, job: _Job) -> None:
         assert job.call is not None
@@ -202,6 +219,7 @@ class _Job:
     future: asyncio.Future[Any]
     call: Callable[[], Any] | None
     page: PageCommit | None = None
+    book: str | None = None
 
 
 class Harvester:
@@ -220,14 +238,21 @@ class Harvester:
         new_round: bool = False,
         stop_at_known: bool = False,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Any] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         """Make a harvester; `run` does the work.
 
-        ``new_round`` starts the next round of a panel (every name walked again from cursor 0)
-        unless the current round is still being walked, which is then resumed. ``stop_at_known``
-        (with ``new_round``) ends each walk of that round at the first page that holds a video
-        seen in the user's previous round; a resumed round keeps the choice it was started with.
+        ``client``: the client whose session, limiter and token the walk shares.
+        ``store``: where users, pages and the ledger go (made with the client's fields and
+        max_count). ``concurrency``: users walked at once (the client's by default).
+        ``daily_quota``: research requests allowed per UTC day, shared with the store's ledger.
+        ``on_quota``: "stop" (resumable `HarvestStopped`) or "wait" for the UTC reset.
+        ``retry_failed``: walk users that failed in an earlier run again. ``max_pages``: pages
+        per user and run at most. ``new_round``: start the next round of a panel, every name
+        walked again from cursor 0 (a round still being walked is resumed instead).
+        ``stop_at_known`` (with ``new_round``): end each walk of that round at the first page
+        holding a video seen in the user's previous round; a resumed round keeps the choice it
+        was started with. ``clock`` and ``sleep``: wall clock and quota-wait sleep.
         """
         if stop_at_known and not new_round:
             raise ValueError("stop_at_known applies to a new round: pass new_round=True too")
@@ -255,12 +280,21 @@ class Harvester:
         self.round = 0
         self.round_started = False
         self._clock = clock
-        self._sleep = sleep if sleep is not None else asyncio.sleep
+        self._sleep: Callable[[float], Awaitable[None]] = (
+            sleep if sleep is not None else asyncio.sleep
+        )
         self.quota = DailyQuota(daily_quota, clock=clock)
         self.progress = HarvestProgress(quota_limit=daily_quota)
-        self._requests: Counter[str] = Counter()
         self._writer: _Writer | None = None
-        self._stop: str | None = None
+        self._gate: Gate | None = None
+        self._sink: _StoreSink | None = None
+        self._stop_asked = False
+
+    def stop(self) -> None:
+        """Stop the running harvest: nothing new goes out, the pages in flight are stored."""
+        self._stop_asked = True
+        if self._gate is not None:
+            self._gate.stop(StopReason.REQUESTED)
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # One thread owns the SQLite connection, so commits never stall the event loop and
@@ -270,11 +304,9 @@ class Harvester:
 
     async def run(
         self, usernames: Iterable[str] | AsyncIterable[str]
-    ) -> AsyncIterator[UserOutcome]:
+    ) -> AsyncGenerator[UserOutcome, None]:
         """Harvest every name and yield each user's outcome as its walk ends."""
         self._writer = _Writer(self.store)
-        previous_hook = self.client.before_request
-        tasks: list[asyncio.Task[None]] = []
         # How the run ends, for its record in the store: anything that leaves before the end
         # (a consumer that stops iterating, a cancel, an exception) is said below.
         outcome = "interrupted"
@@ -297,246 +329,193 @@ class Harvester:
             )
             self.progress.started_at = self._clock()
             self.progress.quota_spent = self.quota.spent
-            self.client.before_request = self._before_request
-            await self.client.open()
-            work: asyncio.Queue[_Work | None] = asyncio.Queue(maxsize=2 * self.concurrency)
-            outcomes: asyncio.Queue[UserOutcome | BaseException | None] = asyncio.Queue(
-                maxsize=4 * self.concurrency
+            # The gate is this run's own: two harvests on one client keep separate ledgers.
+            gate = Gate(
+                self.quota,
+                on_quota=self.on_quota,
+                clock=self._clock,
+                sleep=self._sleep,
+                book=self._book,
+                on_wait=self._on_wait,
             )
-            producer = asyncio.create_task(self._produce(usernames, work), name="harvest-input")
-            workers = [
-                asyncio.create_task(self._work(work, outcomes), name=f"harvest-worker-{i}")
-                for i in range(self.concurrency)
-            ]
-            tasks = [producer, *workers]
-            tasks.append(asyncio.create_task(self._supervise(producer, workers, outcomes)))
-            while True:
-                item = await outcomes.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    outcome = f"error: {type(item).__name__}"
-                    raise item
-                yield item
-            if self._stop is not None:
-                self.progress.stopped = self._stop
-                outcome = f"stopped: {self._stop}"
-                raise HarvestStopped(self._stop)
+            self._gate = gate
+            if self._stop_asked:
+                gate.stop(StopReason.REQUESTED)
+            self._sink = _StoreSink(self)
+            engine = Engine(
+                self.client,
+                concurrency=self.concurrency,
+                max_pages=self.max_pages,
+                gate=gate,
+                sink=self._sink,
+                page_events=False,
+                skip_events=False,
+            )
+            try:
+                async with contextlib.aclosing(engine.run(usernames)) as events:
+                    async for event in events:
+                        if isinstance(event, UserDone):
+                            yield self._outcome(event)
+            except WalkStopped as stop:
+                self.progress.stopped = stop.reason
+                outcome = f"stopped: {stop.reason}"
+                raise HarvestStopped(stop.reason) from None
             outcome = "finished"
         except Exception as error:
             if outcome == "interrupted":
                 outcome = f"error: {type(error).__name__}"
             raise
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self.client.before_request = previous_hook
+            self._gate = None
             writer = self._writer
-            # Requests of walks cancelled mid-page (Ctrl-C) reached no commit: put them in the
-            # ledger, so that a run resumed the same day knows what today already spent.
-            unrecorded = sum(self._requests.values())
-            self._requests.clear()
-            last = [writer.call(self.store.record_requests, unrecorded)] if unrecorded else []
-            last.append(writer.call(self.store.end_run, outcome))
-            # Whatever was handed to the writer finishes before the lock is let go.
-            last.append(writer.call(self.store.release_run_lock))
+            # Whatever was handed to the writer finishes before the lock is let go; every
+            # request sent is in the ledger already, booked before it left.
+            ended = writer.call(self.store.end_run, outcome)
+            last = writer.call(self.store.release_run_lock)
             await writer.close()
-            await asyncio.gather(*last)
+            await asyncio.gather(ended, last)
             self._writer = None
 
-    async def _supervise(
-        self,
-        producer: asyncio.Task[None],
-        workers: list[asyncio.Task[None]],
-        outcomes: asyncio.Queue[Any],
-    ) -> None:
-        pending: set[asyncio.Task[None]] = {producer, *workers}
-        while pending - {producer}:
-            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
-                error = task.exception()
-                if error is not None:
-                    await outcomes.put(error)
-                    return
-        # Workers end early only on a stop; the reader may then wait on a queue nobody drains.
-        producer.cancel()
-        await asyncio.gather(producer, return_exceptions=True)
-        await outcomes.put(None)
-
-    async def _produce(
-        self, usernames: Iterable[str] | AsyncIterable[str], work: asyncio.Queue[_Work | None]
-    ) -> None:
-        line_no = 0
-        async for chunk in _chunks(usernames, _CHUNK):
-            if self._stop is not None:
-                break
-            names: list[str] = []
-            bad: list[tuple[int, str, str]] = []
-            for raw in chunk:
-                line_no += 1
-                self.progress.read += 1
-                try:
-                    names.append(normalize_username(raw))
-                except (ValueError, TypeError) as error:
-                    # A bad line is reported, never fatal: one typo must not sink 50,000 names.
-                    self.progress.invalid += 1
-                    bad.append((line_no, str(raw), _reason(error, raw)))
-            if bad:
-                # Through the writer like every store call: the connection has one owner thread.
-                await self._write(_add_skipped, self.store, bad)
-            if not names:
-                continue
-            claimed = await self._write(self.store.claim_users, names)
-            for row in claimed:
-                if row is None:
-                    self.progress.duplicates += 1
-                    continue
-                username, state, cursor = row
-                if state in FINAL_STATES or (state is UserState.FAILED and not self.retry_failed):
-                    self.progress.already_final += 1
-                    continue
-                self.progress.queued += 1
-                await work.put((username, cursor))
-        self.progress.input_done = True
-        for _ in range(self.concurrency):
-            await work.put(None)
-
-    async def _work(self, work: asyncio.Queue[_Work | None], outcomes: asyncio.Queue[Any]) -> None:
-        while self._stop is None:
-            item = await work.get()
-            if item is None:
-                return
-            outcome = await self._walk(*item)
-            if outcome is None:
-                return
-            self.progress.finished[outcome.state] += 1
-            await outcomes.put(outcome)
-
-    async def _walk(self, username: str, cursor: int) -> UserOutcome | None:
-        start = cursor
-        pages = videos = requests = 0
-        known: set[str] = set()
-        if self.stop_at_known:
-            known = await self._write(self.store.known_video_ids, username)
-        while True:
-            try:
-                remaining = None if self.max_pages is None else self.max_pages - pages
-                asked = cursor  # the cursor each page's request sent: part of its provenance
-                async for page in self.client.pages(username, cursor=cursor, max_pages=remaining):
-                    fetched_at = self._clock()
-                    taken = self._requests.pop(username, 0)
-                    requests += taken
-                    assert self._writer is not None
-                    added = await self._writer.commit(
-                        PageCommit(
-                            username,
-                            _rows(page),
-                            page.cursor,
-                            page.has_more,
-                            taken,
-                            cursor=asked,
-                            log_id=page.log_id,
-                            fetched_at=fetched_at,
-                        )
-                    )
-                    asked = page.cursor
-                    pages += 1
-                    videos += added
-                    cursor = page.cursor
-                    self.progress.pages += 1
-                    self.progress.videos += added
-                    if not page.has_more:
-                        return UserOutcome(
-                            username, UserState.DONE, videos, pages, requests, resumed_from=start
-                        )
-                    if known and any(str(video.id) in known for video in page.videos):
-                        # Newest first (an assumption: see the README), everything past a
-                        # known video was seen in the previous round, or has since gone.
-                        return await self._finish(
-                            username, UserState.DONE, videos, pages, requests, start, partial=True
-                        )
-                # The walk ended with has_more still true: a stalled cursor or max_pages.
-                return await self._finish(username, UserState.DONE, videos, pages, requests, start)
-            except HarvestStopped:
-                # The page in flight was not stored; the user resumes from its saved cursor.
-                await self._flush_requests(username)
-                return None
-            except QuotaExhaustedError:
-                self.quota.exhaust()
-                try:
-                    await self._quota_spent()
-                except HarvestStopped:
-                    await self._flush_requests(username)
-                    return None
-                continue
-            except UserNotFoundError as error:
-                return await self._finish(
-                    username, UserState.NOT_FOUND, videos, pages, requests, start, error
-                )
-            except UserUnavailableError as error:
-                return await self._finish(
-                    username, UserState.UNAVAILABLE, videos, pages, requests, start, error
-                )
-            except AuthError as error:
-                if isinstance(error, TokenExpiredError):
-                    return await self._finish(
-                        username, UserState.FAILED, videos, pages, requests, start, error
-                    )
-                # Revoked scope or refused credentials fail every user alike: stop the run.
-                await self._flush_requests(username)
-                raise
-            except TikTokError as error:
-                return await self._finish(
-                    username, UserState.FAILED, videos, pages, requests, start, error
-                )
-
-    async def _finish(
-        self,
-        username: str,
-        state: UserState,
-        videos: int,
-        pages: int,
-        requests: int,
-        start: int,
-        error: BaseException | None = None,
-        *,
-        partial: bool = False,
-    ) -> UserOutcome:
-        taken = self._requests.pop(username, 0)
-        text = None if error is None else f"{type(error).__name__}: {error}"
-        await self._write(
-            self.store.finish_user, username, state, error=text, requests=taken, partial=partial
+    def _outcome(self, done: UserDone) -> UserOutcome:
+        error = None if done.error is None else f"{type(done.error).__name__}: {done.error}"
+        assert self._sink is not None
+        start = self._sink.starts.pop(done.username, 0)
+        return UserOutcome(
+            done.username,
+            UserState(done.state.value),
+            done.videos,
+            done.pages,
+            done.requests,
+            error,
+            start,
+            done.incomplete,
+            done.partial,
         )
-        if error is not None and state is UserState.FAILED:
-            logger.warning("user %r failed: %s", username, text)
-        return UserOutcome(username, state, videos, pages, requests + taken, text, start, partial)
 
-    async def _flush_requests(self, username: str) -> None:
-        taken = self._requests.pop(username, 0)
-        if taken:
-            await self._write(self.store.record_requests, taken)
-
-    async def _before_request(self, username: str, cursor: int) -> None:
-        while not self.quota.try_spend():
-            await self._quota_spent()
-        self._requests[username] += 1
+    async def _book(self, username: str) -> None:
+        # Write-ahead: the request is in the store's ledger before it is sent, so that a kill
+        # at any instant never leaves the ledger short of what the API counted.
         self.progress.requests += 1
         self.progress.quota_spent = self.quota.spent
+        assert self._writer is not None
+        await self._writer.book(username)
 
-    async def _quota_spent(self) -> None:
-        if self.on_quota is QuotaPolicy.STOP:
-            self._stop = _STOP_QUOTA
-            raise HarvestStopped(_STOP_QUOTA)
-        until = self.quota.reset_at()
+    def _on_wait(self, until: float | None) -> None:
         self.progress.waiting_until = until
-        logger.warning(
-            "daily quota spent: waiting until %s UTC",
-            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(until)),
+
+
+class _StoreSink(Sink):
+    """Claim users in the store, commit their pages and record their ends and bad lines."""
+
+    def __init__(self, harvester: Harvester) -> None:
+        super().__init__()
+        self._harvester = harvester
+        self._store = harvester.store
+        self._progress = harvester.progress
+        # Where each queued user's walk started, until its outcome is handed on.
+        self.starts: dict[str, int] = {}
+        # The video ids of each queued user's previous round, for stop_at_known: as many as
+        # users are queued (bounded by the engine), each until its walk ends.
+        self._known: dict[str, set[str]] = {}
+
+    async def claim(self, names: list[str], lines: list[int]) -> list[WalkJob | NameSkipped]:
+        """Claim the names in the store; skip duplicates and users already final."""
+        progress = self._progress
+        progress.read += len(names)
+        claimed = await self._harvester._write(self._store.claim_users, names)
+        out: list[WalkJob | NameSkipped] = []
+        for name, line, row in zip(names, lines, claimed, strict=True):
+            if row is None:
+                progress.duplicates += 1
+                out.append(NameSkipped(line, name, "duplicate"))
+                continue
+            username, state, cursor = row
+            if state in FINAL_STATES or (
+                state is UserState.FAILED and not self._harvester.retry_failed
+            ):
+                progress.already_final += 1
+                out.append(NameSkipped(line, name, f"already {state}"))
+                continue
+            progress.queued += 1
+            self.starts[username] = cursor
+            if self._harvester.stop_at_known:
+                self._known[username] = await self._harvester._write(
+                    self._store.known_video_ids, username
+                )
+            out.append(WalkJob(username, cursor, start=cursor))
+        return out
+
+    async def skipped(self, names: list[NameSkipped]) -> None:
+        """Record bad input lines through the writer, like every store call."""
+        self._progress.read += len(names)
+        self._progress.invalid += len(names)
+        lines = [(skip.line, skip.name, skip.reason) for skip in names]
+        await self._harvester._write(_add_skipped, self._store, lines)
+
+    async def page(self, job: WalkJob, event: PageEvent) -> int:
+        """Commit a page's videos with the user's next cursor; return the new videos."""
+        page = event.page
+        rows = _rows(page)
+        harvester = self._harvester
+        known = self._known.get(job.username)
+        if known and page.has_more and any(str(video.id) in known for video in page.videos):
+            # Newest first (an assumption: see the README), everything past a known video was
+            # seen in the previous round, or has since gone: the walk ends with this page.
+            job.stop_after = True
+        writer = harvester._writer
+        assert writer is not None
+        # This page's request was booked before it was sent. The user's next one, if the walk
+        # goes on, is paid for and booked with this page: the same transaction, so it leaves
+        # without waiting for one of its own. A walk that ends unforeseen (a stop other than
+        # the budget's, a cursor seen long before) leaves it booked and unsent: an over-count
+        # of one, never an under-count.
+        gate = harvester._gate
+        more = (
+            gate is not None
+            and not job.stop_after
+            and page.has_more
+            and page.cursor != event.cursor
+            and (harvester.max_pages is None or job.pages + 1 < harvester.max_pages)
+            and gate.prepay(job.username)
         )
-        while (wait := until - self._clock()) > 0:
-            await self._sleep(wait)
-        self.progress.waiting_until = None
+        if more:
+            harvester.progress.requests += 1
+            harvester.progress.quota_spent = harvester.quota.spent
+        added = await writer.commit(
+            PageCommit(
+                job.username,
+                rows,
+                page.cursor,
+                page.has_more,
+                1 if more else 0,
+                cursor=event.cursor,
+                log_id=page.log_id,
+                fetched_at=harvester._clock(),
+            )
+        )
+        self._progress.pages += 1
+        self._progress.videos += added
+        return added
+
+    async def finish(self, job: WalkJob, done: UserDone) -> None:
+        """Give the user its final state in the store (a finished walk's last page did)."""
+        state = UserState(done.state.value)
+        self._progress.finished[state] += 1
+        self._known.pop(job.username, None)
+        if state is UserState.DONE and not done.incomplete and not done.partial:
+            return
+        text = None if done.error is None else f"{type(done.error).__name__}: {done.error}"
+        # A walk cut short (stalled cursor, max_pages) is marked done too, with its cursor
+        # kept: running again does not re-send a cursor the API keeps returning.
+        await self._harvester._write(
+            self._store.finish_user, job.username, state, error=text, partial=done.partial
+        )
+        if text is not None and state is UserState.FAILED:
+            logger.warning("user %r failed: %s", job.username, text)
+
+    def input_done(self) -> None:
+        """Let the progress show a total."""
+        self._progress.input_done = True
 
 
 def _rows(page: RepostedVideosPage) -> list[tuple[int, bytes]]:
@@ -552,58 +531,13 @@ def _add_skipped(store: Store, lines: list[tuple[int, str, str]]) -> None:
         store.add_skipped(line_no, raw, reason)
 
 
-def _reason(error: BaseException, raw: object) -> str:
-    if isinstance(raw, str) and not raw.strip():
-        return "blank line"
-    text = str(error)
-    if "U+0000" in text:
-        return "NUL byte"
-    if "control" in text or "invisible" in text:
-        return "control character"
-    if "at most" in text:
-        return "too long"
-    return "not a TikTok username"
-
-
-async def _chunks(
-    source: Iterable[str] | AsyncIterable[str], size: int
-) -> AsyncIterator[list[str]]:
-    if isinstance(source, AsyncIterable):
-        chunk: list[str] = []
-        async for name in source:
-            chunk.append(name)
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
-        return
-    iterator = iter(source)
-    loop = asyncio.get_running_loop()
-    while True:
-        # A file or a pipe may block on read: take it off the event loop.
-        chunk = await loop.run_in_executor(None, _take, iterator, size)
-        if not chunk:
-            return
-        yield chunk
-
-
-def _take(iterator: Iterator[str], size: int) -> list[str]:
-    chunk: list[str] = []
-    for name in iterator:
-        chunk.append(name)
-        if len(chunk) >= size:
-            break
-    return chunk
-
-
 async def harvest(
     client: RepostClient,
     usernames: Iterable[str] | AsyncIterable[str],
     *,
     store: Store | str | Path | None = None,
     **options: Any,
-) -> AsyncIterator[UserOutcome]:
+) -> AsyncGenerator[UserOutcome, None]:
     """Harvest every name into ``store`` (a path, a Store or, if None, a temporary one)."""
     with contextlib.ExitStack() as stack:
         if store is None:
@@ -615,5 +549,7 @@ async def harvest(
             store = stack.enter_context(
                 Store(store, fields=client.fields, max_count=client.max_count, clock=clock)
             )
-        async for outcome in Harvester(client, store, **options).run(usernames):
-            yield outcome
+        # Closed here, before the store: its cleanup still writes to the store.
+        async with contextlib.aclosing(Harvester(client, store, **options).run(usernames)) as run:
+            async for outcome in run:
+                yield outcome

@@ -36,13 +36,15 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
 import msgspec
+
+from .errors import StoreError
 
 if sys.platform != "win32":
     import fcntl
@@ -93,10 +95,6 @@ class UserState(enum.StrEnum):
 FINAL_STATES: Final[frozenset[UserState]] = frozenset(
     {UserState.DONE, UserState.NOT_FOUND, UserState.UNAVAILABLE}
 )
-
-
-class StoreError(Exception):
-    """Root of every error the store raises."""
 
 
 class StoreMismatchError(StoreError, ValueError):
@@ -1290,3 +1288,19 @@ class Store:
             # Closing the cursor ends its read snapshot, so an abandoned iterator does not pin
             # the WAL (which would stop checkpoints and let the -wal file grow).
             cur.close()
+
+    def book_requests(self, counts: Mapping[str, int]) -> None:
+        """Count requests about to be sent, per user and in today's ledger, in one transaction."""
+        # The harvest's write-ahead ledger: booked before the requests leave, so that a kill at
+        # any instant never leaves the ledger short of what the API counted. Page commits and
+        # finish_user then pass requests=0. A name the store does not know still counts in the
+        # ledger: quota is quota.
+        for count in counts.values():
+            _check_count("requests", count)
+        now = self._clock()
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE users SET requests = requests + ? WHERE username = ?",
+                [(count, name) for name, count in counts.items() if count],
+            )
+            self._add_to_ledger(conn, _utc_day(now), sum(counts.values()))

@@ -1,0 +1,193 @@
+"""The quota and stop gate: nothing waiting goes out after a stop, tokens are taken last."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tiktok_repost_async import (
+    HarvestStopped,
+    RepostClient,
+    StopReason,
+    Store,
+    UserState,
+    WalkStopped,
+)
+from tiktok_repost_async.harvest import Harvester, UserOutcome, harvest
+from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
+
+
+class FakeTime:
+    """A wall clock that moves only when the code under test sleeps."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator() as simulator:
+        yield simulator
+
+
+def make_client(sim: Simulator, **kwargs: Any) -> RepostClient:
+    options: dict[str, Any] = {
+        "base_url": sim.base_url,
+        "requests_per_second": 10_000.0,
+        "concurrency": 8,
+    }
+    options.update(kwargs)
+    return RepostClient(TEST_CLIENT_KEY, TEST_CLIENT_SECRET, **options)
+
+
+async def run(client: RepostClient, names: object, db: Path, **options: Any) -> list[UserOutcome]:
+    return [o async for o in harvest(client, names, store=db, **options)]  # type: ignore[arg-type]
+
+
+async def test_after_the_daily_quota_429_at_most_one_more_request_arrives(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The limiter spaces requests (50/s) further apart than they take, so when the 429 comes
+    # back the seven other workers are all waiting in the limiter: none of them may go out.
+    sim.config.daily_quota = 10
+    names = [f"dq{i}_n400" for i in range(8)]
+    async with make_client(sim, requests_per_second=50) as client:
+        with pytest.raises(HarvestStopped) as stopped:
+            await run(client, names, tmp_path / "h.db")
+        assert stopped.value.reason is StopReason.QUOTA
+        after_429 = sim.stats.requests - 11
+        assert sim.stats.by_status[429] >= 1
+        assert after_429 <= 1
+        with Store(tmp_path / "h.db", create=False) as store:
+            # Booked before sent: the ledger holds every request the API saw.
+            assert sim.stats.requests <= store.requests_on() <= sim.stats.requests + 8
+        # The same through walk_many, which has no budget of its own.
+        sim.reset_quota()
+        sim.reset_stats()
+        sim.config.daily_quota = 10
+        with pytest.raises(WalkStopped):
+            async for _ in client.walk_many([f"dw{i}_n400" for i in range(8)]):
+                pass
+        assert sim.stats.requests - 11 <= 1
+
+
+async def test_after_a_wait_past_midnight_no_request_carries_a_stale_token(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # Nine hours of waiting: far beyond the token's two-hour life.
+    clock = FakeTime(dt.datetime(2026, 3, 1, 15, 0, tzinfo=dt.UTC).timestamp())
+    sim.config.clock = clock
+    names = [f"mw{i}_n150" for i in range(8)]  # two pages each, 16 requests over 4 days
+    async with make_client(sim) as client:
+        # The token's clock is monotonic; in this test it moves with the fake wall clock.
+        client._auth._clock = clock
+        store = Store(tmp_path / "h.db", fields=client.fields, max_count=100, clock=clock)
+        harvester: Harvester
+
+        async def wait(seconds: float) -> None:
+            # The hours pass once the requests that got through the gate before the budget ran
+            # out have arrived, as they would: those take milliseconds, the wait takes hours.
+            for _ in range(1000):
+                if sim.stats.requests >= harvester.progress.requests:
+                    break
+                await asyncio.sleep(0.005)
+            await clock.sleep(seconds)
+
+        harvester = Harvester(
+            client, store, daily_quota=5, on_quota="wait", clock=clock, sleep=wait
+        )
+        outcomes = [o async for o in harvester.run(names)]
+        store.close()
+    assert {o.state for o in outcomes} == {UserState.DONE}
+    assert clock.now >= dt.datetime(2026, 3, 4, 0, 1, tzinfo=dt.UTC).timestamp()
+    assert sim.stats.by_status[401] == 0
+    assert sim.stats.requests == 16
+    assert sim.stats.tokens_issued == 4  # one per day: each taken after the wait, not before
+
+
+async def test_a_stop_wakes_idle_workers_and_cuts_retry_after_short(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    sim.config.retry_after = 600  # a server that asks for ten minutes
+    sim.script("waiter_n50", [Fault.RATE_LIMIT])
+
+    async def names() -> AsyncIterator[str]:
+        yield "waiter_n50"
+        yield "quick_n50"
+        await asyncio.sleep(3600)  # the input stays open: the other workers sit idle
+        yield "never_n50"
+
+    async with make_client(sim, concurrency=4) as client:
+        store = Store(tmp_path / "h.db", fields=client.fields, max_count=client.max_count)
+        harvester = Harvester(client, store)
+
+        async def consume() -> list[UserOutcome]:
+            return [o async for o in harvester.run(names())]
+
+        task = asyncio.create_task(consume())
+        for _ in range(200):
+            if sim.stats.requests >= 2:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        harvester.stop()
+        with pytest.raises(HarvestStopped) as stopped:
+            await task
+        assert time.monotonic() - started < 2
+        store.close()
+    assert stopped.value.reason is StopReason.REQUESTED
+    assert sim.stats.by_user["waiter_n50"] == 1  # the 429, and no retry after the stop
+    assert sim.stats.by_user["never_n50"] == 0
+    with Store(tmp_path / "h.db", create=False) as store:
+        record = store.user("waiter_n50")
+        assert record is not None
+        assert record.state is UserState.PENDING  # resumable, not failed
+
+
+async def test_two_harvests_on_one_client_book_exactly_their_own_requests(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    first = [f"one{i}_n250" for i in range(12)]
+    second = [f"two{i}_n150" for i in range(12)]
+    sim.config.latency = 0.002
+    async with make_client(sim) as client:
+        await asyncio.gather(
+            run(client, first, tmp_path / "a.db", daily_quota=10_000),
+            run(client, second, tmp_path / "b.db", daily_quota=10_000),
+        )
+    for names, db in ((first, "a.db"), (second, "b.db")):
+        sent = sum(sim.stats.by_user[n] for n in names)
+        assert sent == sum(sim.pages_needed(n) for n in names)
+        with Store(tmp_path / db, create=False) as store:
+            assert store.requests_on() == sent
+            assert sum(store.user(n).requests for n in names) == sent  # type: ignore[union-attr]
+
+
+async def test_two_harvests_on_one_client_each_keep_their_own_budget(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    async with make_client(sim, concurrency=4) as client:
+        results = await asyncio.gather(
+            run(client, [f"ba{i}_n250" for i in range(6)], tmp_path / "a.db", daily_quota=7),
+            run(client, [f"bb{i}_n250" for i in range(6)], tmp_path / "b.db", daily_quota=11),
+            return_exceptions=True,
+        )
+    assert all(isinstance(r, HarvestStopped) for r in results)
+    assert sum(n for u, n in sim.stats.by_user.items() if u.startswith("ba")) == 7
+    assert sum(n for u, n in sim.stats.by_user.items() if u.startswith("bb")) == 11
+    with Store(tmp_path / "a.db", create=False) as a, Store(tmp_path / "b.db", create=False) as b:
+        assert (a.requests_on(), b.requests_on()) == (7, 11)

@@ -1,0 +1,773 @@
+"""Walk many users at once through one client: bounded workers, per-user events, one stop gate.
+
+`RepostClient.walk_many` and the harvest both run on this engine. Names are read as they come
+(from a list, a file, a pipe or an async iterable) and handed to at most ``concurrency``
+workers; each worker walks one user's cursor chain through the client's one session, limiter
+and token, and reports every page and the user's end as events. A user's failure ends that
+user, never the run; a failure that hits every user alike (a spent daily quota, refused
+credentials, a store that cannot write) ends the run.
+
+The `Gate` stands in front of every research request (see `RepostClient._fetch_page`):
+``admit`` (budget and stop) -> limiter -> ``take`` (stop again, spend, book) -> token -> send.
+A stop wakes idle workers and cuts backoff and ``Retry-After`` sleeps short, so nothing that
+waits anywhere goes out after it.
+
+A `Sink` receives what the walk produces: the in-memory walk keeps only the names it has seen
+(to walk each once); the harvest's sink claims users in its store, commits pages and books
+every request before it is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
+from dataclasses import dataclass
+from typing import Final
+
+from .client import RepostClient, Sleep, WalkTally
+from .errors import (
+    APIError,
+    AuthError,
+    QuotaExhaustedError,
+    StopReason,
+    TikTokError,
+    TokenExpiredError,
+    TransportError,
+    UserNotFoundError,
+    UserUnavailableError,
+    WalkStopped,
+)
+from .models import RepostedVideosPage
+from .protocol import normalize_username, validate_positive_int
+from .quota import DailyQuota, QuotaPolicy
+
+__all__ = [
+    "Engine",
+    "Gate",
+    "NameSkipped",
+    "PageEvent",
+    "Sink",
+    "UserDone",
+    "WalkEvent",
+    "WalkGuard",
+    "WalkJob",
+    "WalkState",
+    "walk_many",
+]
+
+logger = logging.getLogger("tiktok_repost_async.engine")
+
+# Names are taken from the input this many at a time at most, and only while they come faster
+# than the workers take them: large enough that a store's round trip per batch does not show,
+# small enough that memory does not grow with the input.
+CHUNK: Final = 500
+
+
+class WalkState(enum.StrEnum):
+    """Name how one user's walk ended."""
+
+    DONE = "done"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"
+
+
+class WalkGuard(enum.StrEnum):
+    """Name the guard that cut a user's walk short while the API still said ``has_more``."""
+
+    #: The walk reached its ``max_pages``.
+    MAX_PAGES = "max_pages"
+    #: The API sent back a cursor this walk had already sent: sending it again would loop.
+    REPEATED_CURSOR = "repeated_cursor"
+
+
+@dataclass(frozen=True, slots=True)
+class PageEvent:
+    """Carry one page of one user's walk, as it arrives."""
+
+    username: str
+    #: The cursor this page was asked for.
+    cursor: int
+    page: RepostedVideosPage
+
+
+@dataclass(frozen=True, slots=True)
+class UserDone:
+    """Tell how one user's walk ended, with what it took."""
+
+    username: str
+    state: WalkState
+    pages: int
+    #: Videos on the pages walked (the harvest counts the new ones it stored).
+    videos: int
+    #: Research requests sent for this user, retries included.
+    requests: int
+    #: The error that ended the user (a `TikTokError`), for every state but ``done``.
+    error: TikTokError | None = None
+    #: The guard that cut the walk short, if one did; the walk is then `incomplete`.
+    guard: WalkGuard | None = None
+    #: The cursor a later walk would continue from.
+    cursor: int = 0
+    #: The sink ended the walk early by choice (a panel's stop_at_known), not a guard.
+    partial: bool = False
+
+    @property
+    def incomplete(self) -> bool:
+        """Tell whether a guard cut the walk short while the API still had more."""
+        return self.guard is not None
+
+
+@dataclass(frozen=True, slots=True)
+class NameSkipped:
+    """Report an input name that was not walked: unusable, or seen before."""
+
+    #: The name's position in the input, from 1.
+    line: int
+    #: The name as given (``repr`` of anything that is not a str).
+    name: str
+    #: Why: "blank line", "not a TikTok username", "duplicate", ...
+    reason: str
+
+
+WalkEvent = PageEvent | UserDone | NameSkipped
+
+
+@dataclass(slots=True)
+class WalkJob:
+    """Hold one user's walk in progress: where it started and where it stands."""
+
+    username: str
+    cursor: int = 0
+    start: int = 0
+    pages: int = 0
+    videos: int = 0
+    #: Set by a sink to end the walk after the page it is handed (the harvest's stop_at_known):
+    #: the user ends ``done`` and ``partial``.
+    stop_after: bool = False
+
+
+class Sink:
+    """Receive what a walk produces; this base keeps nothing but the names it has seen."""
+
+    def __init__(self) -> None:
+        # The one thing that grows with the input: walking each name once means remembering
+        # it (about a hundred bytes a name). The harvest remembers them in its store instead.
+        self._seen: set[str] = set()
+
+    async def claim(self, names: list[str], lines: list[int]) -> list[WalkJob | NameSkipped]:
+        """Turn valid names into jobs, or into skips (a duplicate, a user already done)."""
+        out: list[WalkJob | NameSkipped] = []
+        for name, line in zip(names, lines, strict=True):
+            if name in self._seen:
+                out.append(NameSkipped(line, name, "duplicate"))
+            else:
+                self._seen.add(name)
+                out.append(WalkJob(name))
+        return out
+
+    async def skipped(self, names: list[NameSkipped]) -> None:
+        """Receive the unusable names of one batch of input."""
+
+    async def page(self, job: WalkJob, event: PageEvent) -> int:
+        """Receive one page; return the number of videos to count for the user."""
+        return len(event.page.videos)
+
+    async def finish(self, job: WalkJob, done: UserDone) -> None:
+        """Receive one user's end, before the event is handed on."""
+
+    def input_done(self) -> None:
+        """Note that every input name has been read."""
+
+
+class Gate:
+    """Stand in front of every research request of a walk: the stop and the daily quota."""
+
+    def __init__(
+        self,
+        quota: DailyQuota | None = None,
+        *,
+        on_quota: QuotaPolicy = QuotaPolicy.STOP,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep | None = None,
+        book: Callable[[str], Awaitable[None]] | None = None,
+        on_wait: Callable[[float | None], None] | None = None,
+    ) -> None:
+        """Make a gate.
+
+        ``quota``: the day's budget (None: no budget of our own; the API's daily 429 still
+        stops). ``on_quota``: stop, or wait for the reset, when it is spent. ``clock`` and
+        ``sleep``: the wall clock and the sleep of quota waits (tests move time with them).
+        ``book``: awaited with the username right before each request is sent (the harvest's
+        write-ahead ledger). ``on_wait``: told when a quota wait starts (its end) and ends.
+        """
+        self.quota = quota
+        self.on_quota = QuotaPolicy(on_quota)
+        self._clock = clock
+        self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
+        self._book = book
+        self._on_wait = on_wait
+        self._stopped: StopReason | None = None
+        self._event = asyncio.Event()
+        self._reset_lock = asyncio.Lock()
+        self._listeners: list[Callable[[], None]] = []
+        self._api_spent = False
+        self._prepaid: dict[str, str] = {}
+        self.sent = 0
+
+    @property
+    def stopped(self) -> StopReason | None:
+        """Return why the walk stopped, or None while it runs."""
+        return self._stopped
+
+    def stop(self, reason: StopReason = StopReason.REQUESTED) -> None:
+        """Stop the walk: nothing waiting goes out, idle workers end, sleepers wake."""
+        if self._stopped is not None:
+            return
+        self._stopped = StopReason(reason)
+        self._event.set()
+        for listener in list(self._listeners):
+            listener()
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` once when the gate stops."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        """Forget a listener added with `add_listener`."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def check(self) -> None:
+        """Raise `WalkStopped` if the walk was stopped."""
+        if self._stopped is not None:
+            raise WalkStopped(self._stopped)
+
+    def prepay(self, username: str) -> bool:
+        """Spend the budget of ``username``'s next request now; False if none is left.
+
+        The harvest books a prepaid request with the user's previous page, in the same
+        transaction, so that it goes out without waiting for a booking of its own.
+        """
+        if self._stopped is not None or username in self._prepaid:
+            return False
+        if self.quota is not None:
+            if not self.quota.try_spend():
+                return False
+            self._prepaid[username] = self.quota.day
+        else:
+            self._prepaid[username] = ""
+        return True
+
+    def _paid(self, username: str) -> bool:
+        day = self._prepaid.get(username)
+        if day is None:
+            return False
+        if self.quota is not None and day != self.quota.day:
+            # Paid and booked yesterday: today's budget and ledger must count it again.
+            del self._prepaid[username]
+            return False
+        return True
+
+    def _check_paid(self) -> None:
+        # A prepaid request is within the budget and in the ledger already: a stop because
+        # the budget ran out lets it go (holding it back would leave the ledger one over).
+        # Any other stop holds it back.
+        if self._stopped is not None and (self._stopped is not StopReason.QUOTA or self._api_spent):
+            raise WalkStopped(self._stopped)
+
+    async def admit(self, username: str) -> None:
+        """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop."""
+        if self._paid(username):
+            self._check_paid()
+            return
+        self.check()
+        quota = self.quota
+        while quota is not None and quota.remaining <= 0:
+            await self._spent()
+
+    async def take(self, username: str) -> bool:
+        """Spend and book one request that is about to be sent; False: back to `admit`."""
+        if self._paid(username):
+            self._check_paid()
+            del self._prepaid[username]
+            self.sent += 1
+            return True
+        self.check()
+        if self.quota is not None and not self.quota.try_spend():
+            # Others took the last of the budget while this one waited in the limiter.
+            return False
+        if self._book is not None:
+            await self._book(username)
+            if self._api_spent and self._stopped is not None:
+                # The API said the quota is spent while this one was booked: sending it would
+                # only fetch another 429. It stays booked, unsent: an over-count of one.
+                self.check()
+        self.sent += 1
+        return True
+
+    async def pause(self, seconds: float, sleep: Sleep) -> None:
+        """Sleep before a retry, cut short (with `WalkStopped`) by a stop."""
+        await self._sleep_unless_stopped(seconds, sleep)
+
+    async def quota_exhausted(self) -> None:
+        """Handle the API's daily-quota answer: stop, or wait for the reset."""
+        if self.quota is not None:
+            self.quota.exhaust()
+        self._api_spent = True
+        await self._spent()
+
+    async def _spent(self) -> None:
+        quota = self.quota
+        if quota is None or self.on_quota is QuotaPolicy.STOP:
+            self.stop(StopReason.QUOTA)
+            self.check()
+            return
+        # One worker sleeps until the reset; the others find the day fresh when they get the lock.
+        async with self._reset_lock:
+            self.check()
+            if quota.remaining > 0:
+                return
+            until = quota.reset_at()
+            logger.warning(
+                "daily quota spent: waiting until %s UTC",
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(until)),
+            )
+            if self._on_wait is not None:
+                self._on_wait(until)
+            try:
+                while (wait := until - self._clock()) > 0:
+                    await self._sleep_unless_stopped(wait, self._sleep)
+                self._api_spent = False
+            finally:
+                if self._on_wait is not None:
+                    self._on_wait(None)
+
+    async def _sleep_unless_stopped(self, seconds: float, sleep: Sleep) -> None:
+        self.check()
+        if seconds <= 0:
+            return
+        sleeper = asyncio.ensure_future(sleep(seconds))
+        waker = asyncio.ensure_future(self._event.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+        if sleeper.done() and not sleeper.cancelled():
+            sleeper.result()  # a sleep that failed says so, rather than being lost
+        self.check()
+
+
+class _End:
+    """Mark the end of the event stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    error: BaseException
+
+
+_END: Final = _End()
+
+
+@dataclass(slots=True)
+class _Slot:
+    idle: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+class Engine:
+    """Run one walk of many users: a reader of names, bounded workers, and their events."""
+
+    def __init__(
+        self,
+        client: RepostClient,
+        *,
+        concurrency: int,
+        max_pages: int | None = None,
+        gate: Gate | None = None,
+        sink: Sink | None = None,
+        page_events: bool = True,
+        skip_events: bool = True,
+    ) -> None:
+        """Make an engine.
+
+        ``client``: the client whose session, limiter and token every worker shares.
+        ``concurrency``: users walked at once. ``max_pages``: pages per user at most.
+        ``gate``: the stop and quota gate (a fresh one without a budget by default).
+        ``sink``: what receives claims, pages and ends (the in-memory `Sink` by default).
+        ``page_events``/``skip_events``: whether `run` yields `PageEvent`/`NameSkipped` too.
+        """
+        validate_positive_int("concurrency", concurrency)
+        validate_positive_int("max_pages", max_pages, optional=True)
+        self.client = client
+        self.concurrency = concurrency
+        self.max_pages = max_pages
+        self.gate = gate if gate is not None else Gate()
+        self.sink = sink if sink is not None else Sink()
+        self._page_events = page_events
+        self._skip_events = skip_events
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._slots: list[_Slot] = []
+
+    async def run(
+        self, usernames: Iterable[str] | AsyncIterable[str]
+    ) -> AsyncGenerator[WalkEvent, None]:
+        """Walk every name and yield the events as they happen; raise `WalkStopped` on a stop."""
+        _check_source(usernames)
+        events: asyncio.Queue[WalkEvent | _End | _Failure] = asyncio.Queue(
+            maxsize=2 * self.concurrency
+        )
+        work: asyncio.Queue[WalkJob | None] = asyncio.Queue(maxsize=self.concurrency)
+        feed = _NameFeed(usernames)
+        tasks: list[asyncio.Task[None]] = []
+        self.gate.add_listener(self._on_stop)
+        try:
+            await self.client.open()
+            feed.start()
+            self._dispatcher = asyncio.create_task(
+                self._dispatch(feed, work, events), name="walk-names"
+            )
+            self._slots = [_Slot() for _ in range(self.concurrency)]
+            for i, slot in enumerate(self._slots):
+                slot.task = asyncio.create_task(
+                    self._work(slot, work, events), name=f"walk-worker-{i}"
+                )
+            workers = [slot.task for slot in self._slots if slot.task is not None]
+            tasks = [self._dispatcher, *workers]
+            tasks.append(
+                asyncio.create_task(
+                    self._supervise(self._dispatcher, workers, events), name="walk-supervisor"
+                )
+            )
+            if self.gate.stopped is not None:
+                self._on_stop()
+            while True:
+                item = await events.get()
+                if isinstance(item, _End):
+                    break
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item
+            self.gate.check()
+        finally:
+            self.gate.remove_listener(self._on_stop)
+            for task in tasks:
+                task.cancel()
+            await feed.close()
+            # Awaited, so that no worker outlives the walk and no exception goes unretrieved.
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._dispatcher = None
+            self._slots = []
+
+    def _on_stop(self) -> None:
+        # Busy workers stop at their next gate; idle ones would wait for names for ever, and
+        # the reader may wait on a pipe that stays open.
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+        for slot in self._slots:
+            if slot.idle and slot.task is not None:
+                slot.task.cancel()
+
+    async def _supervise(
+        self,
+        dispatcher: asyncio.Task[None],
+        workers: list[asyncio.Task[None]],
+        events: asyncio.Queue[WalkEvent | _End | _Failure],
+    ) -> None:
+        running = set(workers)
+        pending: set[asyncio.Task[None]] = {dispatcher, *workers}
+        while running:
+            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            running -= finished
+            for task in finished:
+                if task.cancelled():
+                    continue
+                error = task.exception()
+                if error is not None:
+                    # A failure that is not one user's (a store that cannot write, refused
+                    # credentials, a broken input) ends the run.
+                    for other in pending:
+                        other.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    await events.put(_Failure(error))
+                    return
+        dispatcher.cancel()
+        await asyncio.gather(dispatcher, return_exceptions=True)
+        if not dispatcher.cancelled() and (error := dispatcher.exception()) is not None:
+            await events.put(_Failure(error))
+            return
+        await events.put(_END)
+
+    async def _dispatch(
+        self,
+        feed: _NameFeed,
+        work: asyncio.Queue[WalkJob | None],
+        events: asyncio.Queue[WalkEvent | _End | _Failure],
+    ) -> None:
+        line = 0
+        while (batch := await feed.take()) is not None:
+            names: list[str] = []
+            lines: list[int] = []
+            bad: list[NameSkipped] = []
+            for raw in batch:
+                line += 1
+                try:
+                    names.append(normalize_username(raw))  # type: ignore[arg-type]
+                    lines.append(line)
+                except (ValueError, TypeError) as error:
+                    # A bad name is reported, never fatal: one typo must not sink 50,000 names.
+                    text = raw if isinstance(raw, str) else repr(raw)
+                    bad.append(NameSkipped(line, text, _reason(error, raw)))
+            if bad:
+                await self.sink.skipped(bad)
+                if self._skip_events:
+                    for skip in bad:
+                        await events.put(skip)
+            if not names:
+                continue
+            for item in await self.sink.claim(names, lines):
+                if isinstance(item, NameSkipped):
+                    if self._skip_events:
+                        await events.put(item)
+                else:
+                    await work.put(item)
+        self.sink.input_done()
+        for _ in range(self.concurrency):
+            await work.put(None)
+
+    async def _work(
+        self,
+        slot: _Slot,
+        work: asyncio.Queue[WalkJob | None],
+        events: asyncio.Queue[WalkEvent | _End | _Failure],
+    ) -> None:
+        while self.gate.stopped is None:
+            slot.idle = True
+            try:
+                job = await work.get()
+            finally:
+                slot.idle = False
+            if job is None:
+                return
+            done = await self._walk(job, events)
+            if done is None:
+                return
+            await self.sink.finish(job, done)
+            await events.put(done)
+
+    async def _walk(
+        self, job: WalkJob, events: asyncio.Queue[WalkEvent | _End | _Failure]
+    ) -> UserDone | None:
+        tally = WalkTally()
+        while True:
+            try:
+                remaining = None if self.max_pages is None else self.max_pages - job.pages
+                cursor = job.cursor
+                walk = self.client._walk(job.username, cursor, remaining, self.gate, tally)
+                async with contextlib.aclosing(walk) as pages:
+                    async for page in pages:
+                        event = PageEvent(job.username, cursor, page)
+                        job.videos += await self.sink.page(job, event)
+                        job.pages += 1
+                        job.cursor = cursor = page.cursor
+                        if self._page_events:
+                            await events.put(event)
+                        if job.stop_after:
+                            break
+                if job.stop_after:
+                    return dataclasses.replace(
+                        self._done(job, tally, WalkState.DONE, None), partial=True
+                    )
+                guard = WalkGuard(tally.cut) if tally.cut is not None else None
+                return self._done(job, tally, WalkState.DONE, None, guard)
+            except WalkStopped:
+                # The user stays where its last page left it; a later walk continues there.
+                return None
+            except QuotaExhaustedError:
+                try:
+                    await self.gate.quota_exhausted()
+                except WalkStopped:
+                    return None
+                continue  # after the reset: the same user, from the same cursor
+            except UserNotFoundError as error:
+                return self._done(job, tally, WalkState.NOT_FOUND, error)
+            except UserUnavailableError as error:
+                return self._done(job, tally, WalkState.UNAVAILABLE, error)
+            except AuthError as error:
+                if not isinstance(error, TokenExpiredError):
+                    # Revoked scope or refused credentials fail every user alike.
+                    raise
+                return self._done(job, tally, WalkState.FAILED, error)
+            except (APIError, TransportError) as error:
+                return self._done(job, tally, WalkState.FAILED, error)
+
+    @staticmethod
+    def _done(
+        job: WalkJob,
+        tally: WalkTally,
+        state: WalkState,
+        error: TikTokError | None,
+        guard: WalkGuard | None = None,
+    ) -> UserDone:
+        return UserDone(
+            job.username, state, job.pages, job.videos, tally.requests, error, guard, job.cursor
+        )
+
+
+def walk_many(
+    client: RepostClient,
+    usernames: Iterable[str] | AsyncIterable[str],
+    *,
+    concurrency: int | None = None,
+    max_pages: int | None = None,
+) -> AsyncGenerator[WalkEvent, None]:
+    """Walk many users at once through ``client``; see `RepostClient.walk_many`."""
+    concurrency = client.concurrency if concurrency is None else concurrency
+    engine = Engine(client, concurrency=concurrency, max_pages=max_pages)
+    _check_source(usernames)
+    return engine.run(usernames)
+
+
+def _check_source(usernames: object) -> None:
+    if isinstance(usernames, str | bytes):
+        raise TypeError("usernames must be an iterable of names, not one string")
+    if not isinstance(usernames, Iterable | AsyncIterable):
+        raise TypeError(
+            f"usernames must be an iterable or async iterable of str, not"
+            f" {type(usernames).__name__}"
+        )
+
+
+def _reason(error: BaseException, raw: object) -> str:
+    if isinstance(raw, str) and not raw.strip():
+        return "blank line"
+    text = str(error)
+    if "U+0000" in text:
+        return "NUL byte"
+    if "control" in text or "invisible" in text:
+        return "control character"
+    if "at most" in text:
+        return "too long"
+    return "not a TikTok username"
+
+
+class _NameFeed:
+    """Hand names over as they come: in batches only while they come faster than taken."""
+
+    # A plain iterable (a file, a pipe, sys.stdin) may block on every read, so it is read on a
+    # thread of its own; a daemon one, because a pipe left open must not hold the process at
+    # exit. An async iterable is read by a task. Either way at most CHUNK names wait here.
+
+    def __init__(self, source: Iterable[object] | AsyncIterable[object]) -> None:
+        self._source = source
+        self._buffer: deque[object] = deque()
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._ready = asyncio.Event()
+        self._room_async = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._done = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start reading the source."""
+        source = self._source
+        if isinstance(source, AsyncIterable):
+            self._task = asyncio.create_task(self._pump_async(source), name="walk-input")
+        else:
+            thread = threading.Thread(
+                target=self._pump_sync, args=(iter(source),), name="tiktok-names", daemon=True
+            )
+            thread.start()
+
+    async def take(self) -> list[object] | None:
+        """Return the names waiting (at least one, at most CHUNK), or None at the end."""
+        while True:
+            with self._lock:
+                if self._buffer:
+                    count = min(CHUNK, len(self._buffer))
+                    batch = [self._buffer.popleft() for _ in range(count)]
+                    self._room.notify()
+                    self._room_async.set()
+                    return batch
+                if self._done:
+                    error, self._error = self._error, None
+                    if error is not None:
+                        raise error
+                    return None
+                self._ready.clear()
+            await self._ready.wait()
+
+    async def close(self) -> None:
+        """Stop reading: the reader ends at its next name (a blocked read is left behind)."""
+        with self._lock:
+            self._closed = True
+            self._room.notify_all()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def _wake(self) -> None:
+        # A closed loop means nobody reads these names any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    def _pump_sync(self, iterator: Iterator[object]) -> None:
+        try:
+            for name in iterator:
+                with self._lock:
+                    while len(self._buffer) >= CHUNK and not self._closed:
+                        self._room.wait()
+                    if self._closed:
+                        break
+                    wake = not self._buffer
+                    self._buffer.append(name)
+                if wake:
+                    self._wake()
+            if self._closed:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as error:
+            self._error = error
+        finally:
+            with self._lock:
+                self._done = True
+            self._wake()
+
+    async def _pump_async(self, source: AsyncIterable[object]) -> None:
+        iterator = aiter(source)
+        try:
+            async for name in iterator:
+                with self._lock:
+                    self._buffer.append(name)
+                self._ready.set()
+                while len(self._buffer) >= CHUNK:
+                    self._room_async.clear()
+                    await self._room_async.wait()
+        except Exception as error:
+            self._error = error
+        finally:
+            with self._lock:
+                self._done = True
+            self._ready.set()
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
