@@ -129,6 +129,7 @@ SECTIONS = [
     Section("bench_wrapper", ("--rounds", "1"), None),
     Section("bench_limiter", ("--seconds", "8"), None),
     Section("bench_quota", (), None),
+    Section("bench_panel", (), None),
 ]
 
 
