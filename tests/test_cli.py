@@ -674,3 +674,23 @@ def test_debug_logs_and_the_store_hold_no_secret(sim: Simulator, tmp_path: Path)
     )
     assert TEST_CLIENT_SECRET.encode() not in everything
     assert b"clt." not in everything  # the simulator's access tokens all start so
+
+
+def test_demo_panel_harvests_a_second_round_and_writes_what_changed(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    result = cli("demo", "--dir", folder, "--rate", 200, "--panel", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "round 2, a week later at the simulator" in result.stdout
+    with (folder / "changes.jsonl").open(encoding="utf-8") as lines:
+        changes = [json.loads(line) for line in lines]
+    sim = Simulator()
+    # Every added repost is the simulator's own truth of what a week added.
+    for name in ("carol", "dave_n40", "alice_n250"):
+        added = [c["video_id"] for c in changes if c["username"] == name and c["change"] == "added"]
+        assert added == sim.changes(name, 0, 1)["added"], name
+    assert f"{sum(c['change'] == 'added' for c in changes):,} reposts added" in result.stdout
+    with Store(folder / "demo.db", create=False) as store:
+        first, second = store.rounds()
+    assert second.stop_at_known
+    # A repeat round with --stop-at-known costs about one request per user.
+    assert second.requests < first.requests / 2

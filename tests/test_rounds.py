@@ -432,3 +432,16 @@ async def test_a_user_failed_in_the_later_round_shows_no_removals(tmp_path: Path
     # The failed user takes no part: none of its 150 videos shows as removed.
     assert set(found) <= {"stable_n150"}
     assert found.get("stable_n150", {"added": [], "removed": [], "counts": {}}) == expected
+
+
+def test_the_default_export_prefers_a_full_walk_to_a_partial_one(store: Store) -> None:
+    walk(store, "a", [video(1), video(2)])
+    store.start_round(stop_at_known=True)
+    walk(store, "a", [video(9), video(1)], partial=True)
+    out = io.BytesIO()
+    export_jsonl(store, out)
+    # Round 2 saw only the head of a's list: the default is round 1's whole list.
+    assert [json.loads(line)["id"] for line in out.getvalue().splitlines()] == [1, 2]
+    out = io.BytesIO()
+    export_jsonl(store, out, round=2)
+    assert [json.loads(line)["id"] for line in out.getvalue().splitlines()] == [9, 1]

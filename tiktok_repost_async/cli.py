@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -372,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         metavar="PER_SECOND",
         help="requests per second at most (10)",
+    )
+    demo.add_argument(
+        "--panel",
+        action="store_true",
+        help="then a week passes at the simulator: harvest a second round with --new-round"
+        " --stop-at-known and write what changed (changes.jsonl)",
     )
     _add_progress(demo)
     _add_verbosity(demo)
@@ -1413,7 +1420,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         # The demo starts afresh each time; it replaces only the files it made itself.
-        for name in ("demo.db", "demo.db-wal", "demo.db-shm", "demo.db.lock", export_path.name):
+        made = ("demo.db", "demo.db-wal", "demo.db-shm", "demo.db.lock", export_path.name)
+        for name in (*made, "changes.jsonl"):
             with contextlib.suppress(FileNotFoundError):
                 (directory / name).unlink()
         users_file.write_text("\n".join(DEMO_INPUT) + "\n", encoding="utf-8")
@@ -1432,17 +1440,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         resume_hint="run the demo again to start it afresh",
     )
     console = _console(args.verbose - args.quiet)
+    panel = ""
     with Store(db, fields=VIDEO_FIELDS, max_count=100) as store:
         status = asyncio.run(_demo(store, users_file, args.rate, settings, console))
         if status == EXIT_RESUMABLE:
             return status
+        table = _demo_table(store)
+        if args.panel:
+            later = dataclasses.replace(settings, new_round=True, stop_at_known=True)
+            status = asyncio.run(_demo(store, users_file, args.rate, later, console, epoch=1))
+            if status == EXIT_RESUMABLE:
+                return status
+            panel = _demo_panel(store, directory / "changes.jsonl")
         with open(export_path, "wb") as sink:
             exported = export_jsonl(store, sink)
-        table = _demo_table(store)
         skipped = sum(store.skipped_counts().values())
     out = _stdout()
     out.write(
-        f"\n{table}\n\n"
+        f"\n{table}\n\n{panel}"
         f"store:  {db}   ({PROG} status --db {db})\n"
         f"export: {export_path}   ({exported:,} videos, one JSON object per line)\n"
         f"input:  {users_file}   ({skipped} bad lines skipped, duplicates walked once)\n"
@@ -1455,14 +1470,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(
-    store: Store, users_file: Path, rate: float, settings: _HarvestSettings, console: Console
+    store: Store,
+    users_file: Path,
+    rate: float,
+    settings: _HarvestSettings,
+    console: Console,
+    *,
+    epoch: int = 0,
 ) -> int:
     from .simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 
-    # Latency like a distant API's, small enough that the demo takes seconds.
-    simulator = Simulator(latency=0.02, jitter=0.03, seed=1, retry_after=1)
-    for username, faults in _demo_faults().items():
-        simulator.script(username, faults)
+    # Latency like a distant API's, small enough that the demo takes seconds. At a later epoch
+    # every user's list has moved on (new reposts at the head, some removed, counts grown).
+    simulator = Simulator(latency=0.02, jitter=0.03, seed=1, retry_after=1, epoch=epoch)
+    if not epoch:
+        for username, faults in _demo_faults().items():
+            simulator.script(username, faults)
     base_url = await simulator.start("127.0.0.1", 0)
     try:
         logger.info(
@@ -1487,6 +1510,27 @@ async def _demo(
             return await _harvest(client, store, users, settings, console, str(store.path))
     finally:
         await simulator.close()
+
+
+def _demo_panel(store: Store, path: Path) -> str:
+    """Write the demo's diff of its two rounds to ``path``; return a few lines about them."""
+    from collections import Counter
+
+    from .diff import diff_rounds, write_diff
+
+    with open(path, "wb") as sink:
+        write_diff(store, sink, "jsonl")
+    kinds = Counter(change.change for change in diff_rounds(store))
+    first, second = store.rounds()[:2]
+    partial = second.partial
+    return (
+        f"round 2, a week later at the simulator, with --new-round --stop-at-known:\n"
+        f"  {second.requests:,} requests (round 1: {first.requests:,});"
+        f" {partial:,} users stopped at a video known from round 1 (partial)\n"
+        f"  {kinds['added']:,} reposts added, {kinds['removed']:,} removed,"
+        f" {kinds['changed']:,} with new counts: {path}\n"
+        f"  ({PROG} diff --db {store.path} --format csv --output changes.csv)\n\n"
+    )
 
 
 def _demo_table(store: Store) -> str:

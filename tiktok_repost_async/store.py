@@ -240,12 +240,14 @@ _VIDEOS_IN_ORDER = (
 )
 _PROVENANCE_COLUMNS = ", v.round, p.fetched_at, p.log_id"
 _PROVENANCE_JOIN = " LEFT JOIN pages AS p ON p.id = v.page_id"
-# Each user's latest round in which its walk reached a final state, else its latest round: what
-# an export of a panel shows by default.
+# Each user's latest round in which its walk reached a final state and was not partial (a
+# stop-at-known walk saw only the head of the list), else its latest round: what an export of a
+# panel shows by default.
 _LATEST_OBSERVATION = (
     " WHERE v.round = (SELECT coalesce(max(CASE WHEN o.state IN ('done', 'not_found',"
-    " 'unavailable') THEN o.round END), max(o.round)) FROM (SELECT round, state FROM user_rounds"
-    " WHERE username = u.username UNION ALL SELECT u.round, u.state) AS o)"
+    " 'unavailable') AND NOT o.partial THEN o.round END), max(o.round)) FROM (SELECT round,"
+    " state, partial FROM user_rounds WHERE username = u.username"
+    " UNION ALL SELECT u.round, u.state, u.partial) AS o)"
 )
 
 
@@ -1211,8 +1213,8 @@ class Store:
 
         :param batch: rows fetched from SQLite at a time.
         :param round: the round whose observations to give; by default each user's latest round
-            in which its walk reached a final state (else its latest round): in a store of one
-            round, every video.
+            in which its walk reached a final state and was not partial (else its latest round):
+            in a store of one round, every video.
         """
         sql, params = self._videos_query(batch, round, provenance=False)
         yield from self._stream(sql, params, batch)
