@@ -239,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="walk users that failed in an earlier run again (yes)",
     )
     harvest.add_argument(
+        "--retry-incomplete",
+        action="store_true",
+        help="walk users that a guard cut short in an earlier run (status shows them as"
+        " incomplete, with the guard) again, from their saved cursor (no)",
+    )
+    harvest.add_argument(
         "--new-round",
         action="store_true",
         help="start the next round of a panel: walk every listed user again from the start"
@@ -543,8 +549,11 @@ def render_progress(
     if total is not None:
         users += f"/{'~' if estimated else ''}{total:,}"
     failed = progress.finished[UserState.FAILED]
-    if failed:
-        users += f" ({failed:,} failed)"
+    incomplete = progress.finished[UserState.INCOMPLETE]
+    if failed or incomplete:
+        notes = [f"{failed:,} failed"] if failed else []
+        notes += [f"{incomplete:,} incomplete"] if incomplete else []
+        users += f" ({', '.join(notes)})"
     parts = [
         users,
         f"{progress.videos:,} videos",
@@ -713,6 +722,7 @@ class _HarvestSettings:
     daily_quota: int
     on_quota: str
     retry_failed: bool
+    retry_incomplete: bool
     max_pages: int | None
     progress: bool
     log_interval: float
@@ -779,6 +789,7 @@ def _cmd_harvest(args: argparse.Namespace) -> int:
             daily_quota=args.daily_quota,
             on_quota=args.on_quota,
             retry_failed=args.retry_failed,
+            retry_incomplete=args.retry_incomplete,
             max_pages=args.max_pages,
             progress=args.progress and args.quiet == 0,
             log_interval=args.log_interval,
@@ -893,6 +904,7 @@ async def _harvest(
         daily_quota=settings.daily_quota,
         on_quota=settings.on_quota,
         retry_failed=settings.retry_failed,
+        retry_incomplete=settings.retry_incomplete,
         max_pages=settings.max_pages,
         new_round=settings.new_round,
         stop_at_known=settings.stop_at_known,
@@ -1057,6 +1069,16 @@ def status_report(store: Store, *, daily_quota: int, limit: int | None) -> dict[
             }
             for record in store.failed_users(limit)
         ],
+        "incomplete": [
+            {
+                "username": record.username,
+                "reason": record.error,
+                "cursor": record.cursor,
+                "videos": record.videos,
+                "requests": record.requests,
+            }
+            for record in store.users_in(UserState.INCOMPLETE, limit)
+        ],
         "rounds": [
             {
                 "round": record.number,
@@ -1129,7 +1151,7 @@ def _status_text(report: dict[str, Any]) -> str:
         lines += [
             "",
             "rounds    started               done  not_found  unavailable  failed"
-            "  pending   videos  requests",
+            "  incomplete  pending   videos  requests",
         ]
         for panel in rounds:
             users = panel["users"]
@@ -1139,7 +1161,8 @@ def _status_text(report: dict[str, Any]) -> str:
             lines.append(
                 f"  {panel['round']:>3}   {panel['started_at']}  {users['done']:>5,}"
                 f" {users['not_found']:>10,} {users['unavailable']:>12,} {users['failed']:>7,}"
-                f" {users['pending']:>8,} {panel['videos']:>8,} {panel['requests']:>9,}  {how}"
+                f" {users['incomplete']:>11,} {users['pending']:>8,} {panel['videos']:>8,}"
+                f" {panel['requests']:>9,}  {how}"
             )
     runs = report["runs"]
     if runs:
@@ -1159,7 +1182,20 @@ def _status_text(report: dict[str, Any]) -> str:
         lines += ["", "failed users and their last error:"]
         width = max(len(f["username"]) for f in failed)
         lines += [f"  {f['username']:<{width}}  {_clip(f['error'] or '', 300)}" for f in failed]
-        more = users["failed"] - len(failed)
+        more = report["users"]["failed"] - len(failed)
+        if more > 0:
+            lines.append(f"  … and {more:,} more (--limit 0 lists all)")
+    incomplete = report["incomplete"]
+    if incomplete:
+        lines += [
+            "",
+            "incomplete users (--retry-incomplete walks them on) and the guard that cut them:",
+        ]
+        width = max(len(f["username"]) for f in incomplete)
+        lines += [
+            f"  {f['username']:<{width}}  {_clip(f['reason'] or '', 300)}" for f in incomplete
+        ]
+        more = report["users"]["incomplete"] - len(incomplete)
         if more > 0:
             lines.append(f"  … and {more:,} more (--limit 0 lists all)")
     skipped = report["skipped"]
@@ -1426,6 +1462,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         daily_quota=DEFAULT_DAILY_LIMIT,
         on_quota="stop",
         retry_failed=True,
+        retry_incomplete=False,
         max_pages=None,
         progress=args.progress and args.quiet == 0,
         log_interval=args.log_interval,

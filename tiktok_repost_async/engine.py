@@ -84,6 +84,8 @@ class WalkState(enum.StrEnum):
     NOT_FOUND = "not_found"
     UNAVAILABLE = "unavailable"
     FAILED = "failed"
+    #: A guard (`WalkGuard`) cut the walk short while the API still said ``has_more``.
+    INCOMPLETE = "incomplete"
 
 
 class WalkGuard(enum.StrEnum):
@@ -93,6 +95,18 @@ class WalkGuard(enum.StrEnum):
     MAX_PAGES = "max_pages"
     #: The API sent back a cursor this walk had already sent: sending it again would loop.
     REPEATED_CURSOR = "repeated_cursor"
+    #: Too many empty pages in a row with ``has_more`` true (`client.empty_page_bound`: 3 at
+    #: 100 videos a page): a ``has_more`` that never turns false.
+    EMPTY_PAGES = "empty_pages"
+
+    def describe(self, cursor: int) -> str:
+        """Return one line that says how this guard cut a walk that stopped at ``cursor``."""
+        why = {
+            WalkGuard.MAX_PAGES: "reached max_pages",
+            WalkGuard.REPEATED_CURSOR: "the API sent back a cursor already sent",
+            WalkGuard.EMPTY_PAGES: "empty pages in a row while the API said has_more",
+        }[self]
+        return f"{self.value}: {why}; cut at cursor {cursor}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +132,7 @@ class UserDone:
     requests: int
     #: The error that ended the user (a `TikTokError`), for every state but ``done``.
     error: TikTokError | None = None
-    #: The guard that cut the walk short, if one did; the walk is then `incomplete`.
+    #: The guard that cut the walk short, if one did; ``state`` is then ``incomplete``.
     guard: WalkGuard | None = None
     #: The cursor a later walk would continue from.
     cursor: int = 0
@@ -158,6 +172,9 @@ class WalkJob:
     #: Set by a sink to end the walk after the page it is handed (the harvest's stop_at_known):
     #: the user ends ``done`` and ``partial``.
     stop_after: bool = False
+    #: Empty pages in a row with ``has_more`` true so far, the page handed to the sink included
+    #: (the walk ends at `client.empty_page_bound`).
+    empty_pages: int = 0
 
 
 class Sink:
@@ -579,9 +596,12 @@ class Engine:
                 remaining = None if self.max_pages is None else self.max_pages - job.pages
                 cursor = job.cursor
                 walk = self.client._walk(job.username, cursor, remaining, self.gate, tally)
+                job.empty_pages = 0  # as the client's walk counts them
                 async with contextlib.aclosing(walk) as pages:
                     async for page in pages:
                         event = PageEvent(job.username, cursor, page)
+                        empty = not (page.videos or page.raw_videos)
+                        job.empty_pages = job.empty_pages + 1 if empty else 0
                         job.videos += await self.sink.page(job, event)
                         job.pages += 1
                         job.cursor = cursor = page.cursor
@@ -593,8 +613,10 @@ class Engine:
                     return dataclasses.replace(
                         self._done(job, tally, WalkState.DONE, None), partial=True
                     )
-                guard = WalkGuard(tally.cut) if tally.cut is not None else None
-                return self._done(job, tally, WalkState.DONE, None, guard)
+                if tally.cut is not None:
+                    guard = WalkGuard(tally.cut)
+                    return self._done(job, tally, WalkState.INCOMPLETE, None, guard)
+                return self._done(job, tally, WalkState.DONE, None)
             except WalkStopped:
                 # The user stays where its last page left it; a later walk continues there.
                 return None
