@@ -894,7 +894,7 @@ async def _harvest(
     db: str,
 ) -> int:
     """Harvest with progress, signals and a summary; return the exit status."""
-    from .errors import AuthError
+    from .errors import AuthError, InvalidFieldsError
     from .harvest import Harvester, HarvestStopped
 
     harvester = Harvester(
@@ -960,6 +960,13 @@ async def _harvest(
         status = EXIT_RESUMABLE
     except HarvestStopped as exc:
         status, stopped = EXIT_RESUMABLE, exc.reason
+    except InvalidFieldsError as exc:
+        named = ",".join(exc.fields) or "(unnamed)"
+        raise UsageError(
+            f'the API rejects the field(s) {named} ("{exc.message}"), for every user alike:'
+            f" pass --fields without {'them' if len(exc.fields) > 1 else 'it'} (a store keeps its"
+            " fields: harvest into a new --db)"
+        ) from None
     except AuthError as exc:
         raise UsageError(
             f"the API refused the credentials or their authorisation ({exc}); the store is"

@@ -99,6 +99,9 @@ class RequestGate(Protocol):
     async def pause(self, seconds: float, sleep: Sleep) -> None:
         """Sleep before a retry, cut short (with `WalkStopped`) by a stop."""
 
+    def answered(self, reached: bool) -> None:
+        """Note that a request got an answer (``reached``) or none (a transport failure)."""
+
 
 class WalkTally:
     """Count one user's requests across its pages and say which guard cut its walk, if any."""
@@ -323,7 +326,14 @@ class RepostClient:
                 self.stats.requests += 1
                 if tally is not None:
                     tally.requests += 1
-                status, headers, body = await self._send(request)
+                try:
+                    status, headers, body = await self._send(request)
+                except TransportError:
+                    if gate is not None:
+                        gate.answered(False)
+                    raise
+                if gate is not None:
+                    gate.answered(True)
                 self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
                 page = parse_reposted_response(status, headers, body, username=username)
                 if page.problems:

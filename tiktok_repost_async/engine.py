@@ -42,6 +42,7 @@ from .client import RepostClient, Sleep, WalkTally
 from .errors import (
     APIError,
     AuthError,
+    InvalidFieldsError,
     QuotaExhaustedError,
     StopReason,
     TikTokError,
@@ -244,6 +245,12 @@ class Gate:
         self._api_spent = False
         self._prepaid: dict[str, str] = {}
         self.sent = 0
+        # Until the API has answered one request of this walk, one request at a time goes out
+        # (the trial, held by one user): a field it rejects, a missing scope or refused
+        # credentials then cost one request, not one per worker.
+        self._answered = False
+        self._trial: str | None = None
+        self._answer = asyncio.Event()
 
     @property
     def stopped(self) -> StopReason | None:
@@ -306,12 +313,33 @@ class Gate:
         if self._stopped is not None and (self._stopped is not StopReason.QUOTA or self._api_spent):
             raise WalkStopped(self._stopped)
 
+    def answered(self, reached: bool) -> None:
+        """Note that a request got an answer (``reached``) or none (a transport failure)."""
+        if self._answered:
+            return
+        if reached:
+            self._answered = True
+        else:
+            # No answer says nothing about the request: let another user try.
+            self._trial = None
+        self._answer.set()
+        self._answer = asyncio.Event()
+
+    def release(self, username: str) -> None:
+        """Hand the trial on if ``username``'s walk ended without an answer (see `answered`)."""
+        if not self._answered and self._trial == username:
+            self.answered(False)
+
     async def admit(self, username: str) -> None:
         """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop."""
         if self._paid(username):
             self._check_paid()
             return
         self.check()
+        while not self._answered and self._trial not in (None, username):
+            await self._wait_for(self._answer)
+        if not self._answered:
+            self._trial = username
         quota = self.quota
         while quota is not None and quota.remaining <= 0:
             await self._spent()
@@ -372,6 +400,16 @@ class Gate:
             finally:
                 if self._on_wait is not None:
                     self._on_wait(None)
+
+    async def _wait_for(self, event: asyncio.Event) -> None:
+        waiter = asyncio.ensure_future(event.wait())
+        waker = asyncio.ensure_future(self._event.wait())
+        try:
+            await asyncio.wait((waiter, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            waker.cancel()
+        self.check()
 
     async def _sleep_unless_stopped(self, seconds: float, sleep: Sleep) -> None:
         self.check()
@@ -581,7 +619,10 @@ class Engine:
                 slot.idle = False
             if job is None:
                 return
-            done = await self._walk(job, events)
+            try:
+                done = await self._walk(job, events)
+            finally:
+                self.gate.release(job.username)
             if done is None:
                 return
             await self.sink.finish(job, done)
@@ -626,6 +667,9 @@ class Engine:
                 except WalkStopped:
                     return None
                 continue  # after the reset: the same user, from the same cursor
+            except InvalidFieldsError:
+                # Every user would be refused alike: the run ends, at the cost of this request.
+                raise
             except UserNotFoundError as error:
                 return self._done(job, tally, WalkState.NOT_FOUND, error)
             except UserUnavailableError as error:
