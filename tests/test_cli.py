@@ -178,10 +178,11 @@ def test_status_json_counts_states_requests_and_skipped_lines(
     report = json.loads(result.stdout)
     assert report["users"] == {
         "pending": 0,
-        "done": 7,
+        "done": 6,
         "not_found": 1,
         "unavailable": 1,
         "failed": 0,
+        "incomplete": 1,  # the stall user: the API sent its cursor back
         "total": 9,
     }
     assert report["videos"] == sum(len(ids) for ids in truth(sim, NAMES).values())
@@ -189,6 +190,8 @@ def test_status_json_counts_states_requests_and_skipped_lines(
     assert report["requests"]["spent"] == spent
     assert report["requests"]["left"] == 500 - spent
     assert report["failed"] == []
+    assert [u["username"] for u in report["incomplete"]] == ["stall_n500"]
+    assert report["incomplete"][0]["reason"].startswith("repeated_cursor: ")
     assert report["skipped"]["by_reason"] == {
         "NUL byte": 1,
         "blank line": 2,
@@ -258,8 +261,10 @@ def test_status_text_is_a_table(
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "state          users" in lines
-    assert "done               7" in lines
+    assert "done               6" in lines
+    assert "incomplete         1" in lines
     assert "not_found          1" in lines
+    assert any(line.startswith("  stall_n500  repeated_cursor: ") for line in lines)
     assert "total              9" in lines
     assert any(line.startswith("requests  ") and "left of 1,000" in line for line in lines)
     assert "skipped input lines (last run): 5" in lines

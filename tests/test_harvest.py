@@ -27,6 +27,7 @@ MIXED = [
     "dave",
 ]
 STATES = {
+    "stall_n500": UserState.INCOMPLETE,
     "missing_person": UserState.NOT_FOUND,
     "private_person": UserState.UNAVAILABLE,
 }

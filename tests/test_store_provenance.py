@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tiktok_repost_async import RepostClient, Store, UserState
+from tiktok_repost_async import RepostClient, Store, StoreError, UserState
 from tiktok_repost_async.export import export_jsonl
 from tiktok_repost_async.harvest import harvest
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
@@ -116,6 +116,13 @@ def test_a_version_1_store_is_migrated_once_in_place(tmp_path: Path) -> None:
     # A second open finds version 2 and changes nothing.
     with Store(db, create=False) as store:
         assert store.video_count() == 2
+        # The rebuilt users table knows the state version 1 did not, and its keys still hold.
+        store.finish_user("b", UserState.INCOMPLETE, error="empty_pages: cut at cursor 300")
+        assert store.users_in(UserState.INCOMPLETE)[0].error == "empty_pages: cut at cursor 300"
+        with pytest.raises(StoreError):
+            store.commit_page("nobody", [(1, b"{}")], next_cursor=0, has_more=False, requests=1)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
 def test_a_failed_migration_leaves_version_1_whole(

@@ -240,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="walk users that failed in an earlier run again (yes)",
     )
     harvest.add_argument(
+        "--retry-incomplete",
+        action="store_true",
+        help="walk users that a guard cut short in an earlier run (status shows them as"
+        " incomplete, with the guard) again, from their saved cursor (no)",
+    )
+    harvest.add_argument(
         "--new-round",
         action="store_true",
         help="start the next round of a panel: walk every listed user again from the start"
@@ -550,8 +556,11 @@ def render_progress(
     if total is not None:
         users += f"/{'~' if estimated else ''}{total:,}"
     failed = progress.finished[UserState.FAILED]
-    if failed:
-        users += f" ({failed:,} failed)"
+    incomplete = progress.finished[UserState.INCOMPLETE]
+    if failed or incomplete:
+        notes = [f"{failed:,} failed"] if failed else []
+        notes += [f"{incomplete:,} incomplete"] if incomplete else []
+        users += f" ({', '.join(notes)})"
     parts = [
         users,
         f"{progress.videos:,} videos",
@@ -720,6 +729,7 @@ class _HarvestSettings:
     daily_quota: int
     on_quota: str
     retry_failed: bool
+    retry_incomplete: bool
     max_pages: int | None
     progress: bool
     log_interval: float
@@ -786,6 +796,7 @@ def _cmd_harvest(args: argparse.Namespace) -> int:
             daily_quota=args.daily_quota,
             on_quota=args.on_quota,
             retry_failed=args.retry_failed,
+            retry_incomplete=args.retry_incomplete,
             max_pages=args.max_pages,
             progress=args.progress and args.quiet == 0,
             log_interval=args.log_interval,
@@ -890,7 +901,7 @@ async def _harvest(
     db: str,
 ) -> int:
     """Harvest with progress, signals and a summary; return the exit status."""
-    from .errors import AuthError
+    from .errors import AuthError, InvalidFieldsError
     from .harvest import Harvester, HarvestStopped
 
     harvester = Harvester(
@@ -900,6 +911,7 @@ async def _harvest(
         daily_quota=settings.daily_quota,
         on_quota=settings.on_quota,
         retry_failed=settings.retry_failed,
+        retry_incomplete=settings.retry_incomplete,
         max_pages=settings.max_pages,
         new_round=settings.new_round,
         stop_at_known=settings.stop_at_known,
@@ -955,6 +967,13 @@ async def _harvest(
         status = EXIT_RESUMABLE
     except HarvestStopped as exc:
         status, stopped = EXIT_RESUMABLE, exc.reason
+    except InvalidFieldsError as exc:
+        named = ",".join(exc.fields) or "(unnamed)"
+        raise UsageError(
+            f'the API rejects the field(s) {named} ("{exc.message}"), for every user alike:'
+            f" pass --fields without {'them' if len(exc.fields) > 1 else 'it'} (a store keeps its"
+            " fields: harvest into a new --db)"
+        ) from None
     except AuthError as exc:
         raise UsageError(
             f"the API refused the credentials or their authorisation ({exc}); the store is"
@@ -1064,6 +1083,16 @@ def status_report(store: Store, *, daily_quota: int, limit: int | None) -> dict[
             }
             for record in store.failed_users(limit)
         ],
+        "incomplete": [
+            {
+                "username": record.username,
+                "reason": record.error,
+                "cursor": record.cursor,
+                "videos": record.videos,
+                "requests": record.requests,
+            }
+            for record in store.users_in(UserState.INCOMPLETE, limit)
+        ],
         "rounds": [
             {
                 "round": record.number,
@@ -1136,7 +1165,7 @@ def _status_text(report: dict[str, Any]) -> str:
         lines += [
             "",
             "rounds    started               done  not_found  unavailable  failed"
-            "  pending   videos  requests",
+            "  incomplete  pending   videos  requests",
         ]
         for panel in rounds:
             users = panel["users"]
@@ -1146,7 +1175,8 @@ def _status_text(report: dict[str, Any]) -> str:
             lines.append(
                 f"  {panel['round']:>3}   {panel['started_at']}  {users['done']:>5,}"
                 f" {users['not_found']:>10,} {users['unavailable']:>12,} {users['failed']:>7,}"
-                f" {users['pending']:>8,} {panel['videos']:>8,} {panel['requests']:>9,}  {how}"
+                f" {users['incomplete']:>11,} {users['pending']:>8,} {panel['videos']:>8,}"
+                f" {panel['requests']:>9,}  {how}"
             )
     runs = report["runs"]
     if runs:
@@ -1166,7 +1196,20 @@ def _status_text(report: dict[str, Any]) -> str:
         lines += ["", "failed users and their last error:"]
         width = max(len(f["username"]) for f in failed)
         lines += [f"  {f['username']:<{width}}  {_clip(f['error'] or '', 300)}" for f in failed]
-        more = users["failed"] - len(failed)
+        more = report["users"]["failed"] - len(failed)
+        if more > 0:
+            lines.append(f"  … and {more:,} more (--limit 0 lists all)")
+    incomplete = report["incomplete"]
+    if incomplete:
+        lines += [
+            "",
+            "incomplete users (--retry-incomplete walks them on) and the guard that cut them:",
+        ]
+        width = max(len(f["username"]) for f in incomplete)
+        lines += [
+            f"  {f['username']:<{width}}  {_clip(f['reason'] or '', 300)}" for f in incomplete
+        ]
+        more = report["users"]["incomplete"] - len(incomplete)
         if more > 0:
             lines.append(f"  … and {more:,} more (--limit 0 lists all)")
     skipped = report["skipped"]
@@ -1434,6 +1477,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         daily_quota=DEFAULT_DAILY_LIMIT,
         on_quota="stop",
         retry_failed=True,
+        retry_incomplete=False,
         max_pages=None,
         progress=args.progress and args.quiet == 0,
         log_interval=args.log_interval,

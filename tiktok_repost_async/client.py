@@ -45,11 +45,14 @@ if TYPE_CHECKING:
     from .engine import WalkEvent
 
 __all__ = [
+    "EMPTY_RUN_POSITIONS",
     "ENV_BASE_URL",
+    "MIN_EMPTY_PAGES",
     "ClientStats",
     "RepostClient",
     "RequestGate",
     "WalkTally",
+    "empty_page_bound",
     "make_limiter",
 ]
 
@@ -64,6 +67,25 @@ DEFAULT_TIMEOUT = 30.0
 
 Sleep = Callable[[float], Awaitable[None]]
 
+#: A walk ends after this many consecutive empty pages with ``has_more`` true, at least (see
+#: `empty_page_bound`): one page emptied by moderation is crossed, a ``has_more`` that never
+#: turns false is not followed for ever.
+MIN_EMPTY_PAGES = 3
+#: ... or after empty pages spanning this many list positions, when pages are small: a run of
+#: moderated videos is as long in positions whatever max_count is (150 seen in the simulator's
+#: ``short`` users, so twice that is crossed).
+EMPTY_RUN_POSITIONS = 300
+
+
+def empty_page_bound(max_count: int) -> int:
+    """Return how many consecutive empty pages with ``has_more`` true end a walk.
+
+    ``max_count``: videos asked for per page. The bound is ``MIN_EMPTY_PAGES`` (3) pages, or
+    as many as span ``EMPTY_RUN_POSITIONS`` (300) positions when pages are smaller: 3 at 100
+    videos a page, 15 at 20.
+    """
+    return max(MIN_EMPTY_PAGES, math.ceil(EMPTY_RUN_POSITIONS / max_count))
+
 
 class RequestGate(Protocol):
     """Decide whether a research request may go out: the quota and stop gate of a walk."""
@@ -76,6 +98,9 @@ class RequestGate(Protocol):
 
     async def pause(self, seconds: float, sleep: Sleep) -> None:
         """Sleep before a retry, cut short (with `WalkStopped`) by a stop."""
+
+    def answered(self, reached: bool) -> None:
+        """Note that a request got an answer (``reached``) or none (a transport failure)."""
 
 
 class WalkTally:
@@ -301,7 +326,14 @@ class RepostClient:
                 self.stats.requests += 1
                 if tally is not None:
                     tally.requests += 1
-                status, headers, body = await self._send(request)
+                try:
+                    status, headers, body = await self._send(request)
+                except TransportError:
+                    if gate is not None:
+                        gate.answered(False)
+                    raise
+                if gate is not None:
+                    gate.answered(True)
                 self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
                 page = parse_reposted_response(status, headers, body, username=username)
                 if page.problems:
@@ -357,16 +389,33 @@ class RepostClient:
     ) -> AsyncGenerator[RepostedVideosPage, None]:
         sent: set[int] = set()
         fetched = 0
+        empty = 0
+        empty_bound = empty_page_bound(self.max_count)
         while True:
             sent.add(cursor)
             page = await self._fetch_page(username, cursor, gate, tally)
             fetched += 1
+            empty = 0 if page.videos or page.raw_videos else empty + 1
             yield page
             if not page.has_more:
                 return
             if max_pages is not None and fetched >= max_pages:
                 if tally is not None:
                     tally.cut = "max_pages"
+                return
+            if empty >= empty_bound:
+                # Seen on sibling endpoints: has_more never turns false, and every later page
+                # is empty while the cursor advances. Following it would spend the day's quota.
+                logger.warning(
+                    "user %r: %d empty pages in a row with has_more true (up to cursor %d);"
+                    " stopping this user's walk after %d pages",
+                    username,
+                    empty,
+                    page.cursor,
+                    fetched,
+                )
+                if tally is not None:
+                    tally.cut = "empty_pages"
                 return
             if page.cursor in sent:
                 # Seen on sibling endpoints: has_more stays true while the cursor stops moving.

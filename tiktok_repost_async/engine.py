@@ -42,6 +42,7 @@ from .client import RepostClient, Sleep, WalkTally
 from .errors import (
     APIError,
     AuthError,
+    InvalidFieldsError,
     QuotaExhaustedError,
     StopReason,
     TikTokError,
@@ -84,6 +85,8 @@ class WalkState(enum.StrEnum):
     NOT_FOUND = "not_found"
     UNAVAILABLE = "unavailable"
     FAILED = "failed"
+    #: A guard (`WalkGuard`) cut the walk short while the API still said ``has_more``.
+    INCOMPLETE = "incomplete"
 
 
 class WalkGuard(enum.StrEnum):
@@ -93,6 +96,18 @@ class WalkGuard(enum.StrEnum):
     MAX_PAGES = "max_pages"
     #: The API sent back a cursor this walk had already sent: sending it again would loop.
     REPEATED_CURSOR = "repeated_cursor"
+    #: Too many empty pages in a row with ``has_more`` true (`client.empty_page_bound`: 3 at
+    #: 100 videos a page): a ``has_more`` that never turns false.
+    EMPTY_PAGES = "empty_pages"
+
+    def describe(self, cursor: int) -> str:
+        """Return one line that says how this guard cut a walk that stopped at ``cursor``."""
+        why = {
+            WalkGuard.MAX_PAGES: "reached max_pages",
+            WalkGuard.REPEATED_CURSOR: "the API sent back a cursor already sent",
+            WalkGuard.EMPTY_PAGES: "empty pages in a row while the API said has_more",
+        }[self]
+        return f"{self.value}: {why}; cut at cursor {cursor}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +133,7 @@ class UserDone:
     requests: int
     #: The error that ended the user (a `TikTokError`), for every state but ``done``.
     error: TikTokError | None = None
-    #: The guard that cut the walk short, if one did; the walk is then `incomplete`.
+    #: The guard that cut the walk short, if one did; ``state`` is then ``incomplete``.
     guard: WalkGuard | None = None
     #: The cursor a later walk would continue from.
     cursor: int = 0
@@ -158,6 +173,9 @@ class WalkJob:
     #: Set by a sink to end the walk after the page it is handed (the harvest's stop_at_known):
     #: the user ends ``done`` and ``partial``.
     stop_after: bool = False
+    #: Empty pages in a row with ``has_more`` true so far, the page handed to the sink included
+    #: (the walk ends at `client.empty_page_bound`).
+    empty_pages: int = 0
 
 
 class Sink:
@@ -227,6 +245,12 @@ class Gate:
         self._api_spent = False
         self._prepaid: dict[str, str] = {}
         self.sent = 0
+        # Until the API has answered one request of this walk, one request at a time goes out
+        # (the trial, held by one user): a field it rejects, a missing scope or refused
+        # credentials then cost one request, not one per worker.
+        self._answered = False
+        self._trial: str | None = None
+        self._answer = asyncio.Event()
 
     @property
     def stopped(self) -> StopReason | None:
@@ -289,12 +313,33 @@ class Gate:
         if self._stopped is not None and (self._stopped is not StopReason.QUOTA or self._api_spent):
             raise WalkStopped(self._stopped)
 
+    def answered(self, reached: bool) -> None:
+        """Note that a request got an answer (``reached``) or none (a transport failure)."""
+        if self._answered:
+            return
+        if reached:
+            self._answered = True
+        else:
+            # No answer says nothing about the request: let another user try.
+            self._trial = None
+        self._answer.set()
+        self._answer = asyncio.Event()
+
+    def release(self, username: str) -> None:
+        """Hand the trial on if ``username``'s walk ended without an answer (see `answered`)."""
+        if not self._answered and self._trial == username:
+            self.answered(False)
+
     async def admit(self, username: str) -> None:
         """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop."""
         if self._paid(username):
             self._check_paid()
             return
         self.check()
+        while not self._answered and self._trial not in (None, username):
+            await self._wait_for(self._answer)
+        if not self._answered:
+            self._trial = username
         quota = self.quota
         while quota is not None and quota.remaining <= 0:
             await self._spent()
@@ -355,6 +400,16 @@ class Gate:
             finally:
                 if self._on_wait is not None:
                     self._on_wait(None)
+
+    async def _wait_for(self, event: asyncio.Event) -> None:
+        waiter = asyncio.ensure_future(event.wait())
+        waker = asyncio.ensure_future(self._event.wait())
+        try:
+            await asyncio.wait((waiter, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            waker.cancel()
+        self.check()
 
     async def _sleep_unless_stopped(self, seconds: float, sleep: Sleep) -> None:
         self.check()
@@ -564,7 +619,10 @@ class Engine:
                 slot.idle = False
             if job is None:
                 return
-            done = await self._walk(job, events)
+            try:
+                done = await self._walk(job, events)
+            finally:
+                self.gate.release(job.username)
             if done is None:
                 return
             await self.sink.finish(job, done)
@@ -579,9 +637,12 @@ class Engine:
                 remaining = None if self.max_pages is None else self.max_pages - job.pages
                 cursor = job.cursor
                 walk = self.client._walk(job.username, cursor, remaining, self.gate, tally)
+                job.empty_pages = 0  # as the client's walk counts them
                 async with contextlib.aclosing(walk) as pages:
                     async for page in pages:
                         event = PageEvent(job.username, cursor, page)
+                        empty = not (page.videos or page.raw_videos)
+                        job.empty_pages = job.empty_pages + 1 if empty else 0
                         job.videos += await self.sink.page(job, event)
                         job.pages += 1
                         job.cursor = cursor = page.cursor
@@ -593,8 +654,10 @@ class Engine:
                     return dataclasses.replace(
                         self._done(job, tally, WalkState.DONE, None), partial=True
                     )
-                guard = WalkGuard(tally.cut) if tally.cut is not None else None
-                return self._done(job, tally, WalkState.DONE, None, guard)
+                if tally.cut is not None:
+                    guard = WalkGuard(tally.cut)
+                    return self._done(job, tally, WalkState.INCOMPLETE, None, guard)
+                return self._done(job, tally, WalkState.DONE, None)
             except WalkStopped:
                 # The user stays where its last page left it; a later walk continues there.
                 return None
@@ -604,6 +667,9 @@ class Engine:
                 except WalkStopped:
                     return None
                 continue  # after the reset: the same user, from the same cursor
+            except InvalidFieldsError:
+                # Every user would be refused alike: the run ends, at the cost of this request.
+                raise
             except UserNotFoundError as error:
                 return self._done(job, tally, WalkState.NOT_FOUND, error)
             except UserUnavailableError as error:

@@ -12,6 +12,7 @@ __all__ = [
     "ExportError",
     "HarvestStopped",
     "InvalidCursorError",
+    "InvalidFieldsError",
     "ProtocolError",
     "QuotaExhaustedError",
     "RateLimitError",
@@ -119,6 +120,27 @@ class UserUnavailableError(APIError):
 
 class InvalidCursorError(APIError):
     """Report the API's transient "Invalid count or cursor" answer: the same request may succeed."""
+
+
+class InvalidFieldsError(APIError):
+    """Report fields the API no longer accepts (400 "Invalid fields: x"): every user fails alike.
+
+    ``fields`` holds the names the API gave, in its order. No retry can cure it, and no other
+    user would fare better: a walk of many users ends at once.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        log_id: str | None = None,
+        username: str | None = None,
+        fields: tuple[str, ...] = (),
+    ) -> None:
+        self.fields = fields
+        super().__init__(message, status=status, code=code, log_id=log_id, username=username)
 
 
 class ServerError(APIError):

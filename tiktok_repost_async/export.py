@@ -8,7 +8,8 @@ naming the user whose repost list held it. With ``provenance=True`` each video a
 of the page it came on (null for videos harvested before provenance was recorded). A store of a
 panel holds several rounds: ``round=N`` exports each user's list as observed in round N; by
 default each user's latest complete observation: its latest round in which its walk reached a
-final state and was not partial (a stop-at-known walk sees only the head), else its latest one.
+final state and saw the whole list (not partial: a stop-at-known walk sees only the head; not
+incomplete: a guard cut it short), else its latest one.
 
 The store holds each video's JSON object byte for byte as the API sent it, and the formats differ
 only in how much of it a typed table can hold:

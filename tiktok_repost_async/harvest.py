@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from . import __version__
-from .client import RepostClient
-from .engine import Engine, Gate, NameSkipped, PageEvent, Sink, UserDone, WalkJob
+from .client import RepostClient, empty_page_bound
+from .engine import Engine, Gate, NameSkipped, PageEvent, Sink, UserDone, WalkGuard, WalkJob
 from .errors import HarvestStopped, StopReason, WalkStopped
 from .models import RepostedVideosPage
 from .protocol import validate_positive_int
@@ -50,7 +50,9 @@ class UserOutcome:
     requests: int
     error: str | None = None
     resumed_from: int = 0
-    #: A guard (max_pages, a repeated cursor) cut the walk short while the API had more.
+    #: A guard (max_pages, a repeated cursor, a run of empty pages) cut the walk short while
+    #: the API had more: ``state`` is ``incomplete``, or ``pending`` after ``max_pages`` (the
+    #: next run continues from the saved cursor).
     incomplete: bool = False
     #: The walk stopped at a video known from the user's previous round (a repeat round with
     #: ``stop_at_known``): only the new head of its list was fetched.
@@ -234,6 +236,7 @@ class Harvester:
         daily_quota: int = 1000,
         on_quota: QuotaPolicy | str = QuotaPolicy.STOP,
         retry_failed: bool = True,
+        retry_incomplete: bool = False,
         max_pages: int | None = None,
         new_round: bool = False,
         stop_at_known: bool = False,
@@ -247,9 +250,12 @@ class Harvester:
         max_count). ``concurrency``: users walked at once (the client's by default).
         ``daily_quota``: research requests allowed per UTC day, shared with the store's ledger.
         ``on_quota``: "stop" (resumable `HarvestStopped`) or "wait" for the UTC reset.
-        ``retry_failed``: walk users that failed in an earlier run again. ``max_pages``: pages
-        per user and run at most. ``new_round``: start the next round of a panel, every name
-        walked again from cursor 0 (a round still being walked is resumed instead).
+        ``retry_failed``: walk users that failed in an earlier run again. ``retry_incomplete``:
+        walk users that a guard cut short in an earlier run again, from their saved cursor (by
+        default they are final). ``max_pages``: pages per user and run at most; a user cut by it
+        stays ``pending`` with its cursor, for the next run to continue. ``new_round``: start
+        the next round of a panel, every name walked again from cursor 0 (a round still being
+        walked is resumed instead).
         ``stop_at_known`` (with ``new_round``): end each walk of that round at the first page
         holding a video seen in the user's previous round; a resumed round keeps the choice it
         was started with. ``clock`` and ``sleep``: wall clock and quota-wait sleep.
@@ -273,6 +279,7 @@ class Harvester:
         self.store = store
         self.concurrency = concurrency
         self.retry_failed = retry_failed
+        self.retry_incomplete = retry_incomplete
         self.max_pages = max_pages
         self.new_round = new_round
         self.stop_at_known = stop_at_known
@@ -382,7 +389,7 @@ class Harvester:
         start = self._sink.starts.pop(done.username, 0)
         return UserOutcome(
             done.username,
-            UserState(done.state.value),
+            _user_state(done),
             done.videos,
             done.pages,
             done.requests,
@@ -430,9 +437,10 @@ class _StoreSink(Sink):
                 out.append(NameSkipped(line, name, "duplicate"))
                 continue
             username, state, cursor = row
-            if state in FINAL_STATES or (
-                state is UserState.FAILED and not self._harvester.retry_failed
-            ):
+            retry = (state is UserState.FAILED and self._harvester.retry_failed) or (
+                state is UserState.INCOMPLETE and self._harvester.retry_incomplete
+            )
+            if (state in FINAL_STATES or state is UserState.FAILED) and not retry:
                 progress.already_final += 1
                 out.append(NameSkipped(line, name, f"already {state}"))
                 continue
@@ -476,6 +484,7 @@ class _StoreSink(Sink):
             and page.has_more
             and page.cursor != event.cursor
             and (harvester.max_pages is None or job.pages + 1 < harvester.max_pages)
+            and job.empty_pages < empty_page_bound(harvester.client.max_count)
             and gate.prepay(job.username)
         )
         if more:
@@ -499,14 +508,16 @@ class _StoreSink(Sink):
 
     async def finish(self, job: WalkJob, done: UserDone) -> None:
         """Give the user its final state in the store (a finished walk's last page did)."""
-        state = UserState(done.state.value)
+        state = _user_state(done)
         self._progress.finished[state] += 1
         self._known.pop(job.username, None)
-        if state is UserState.DONE and not done.incomplete and not done.partial:
+        if state is UserState.PENDING or (state is UserState.DONE and not done.partial):
+            # The last page committed it: done, or (after max_pages) pending with its cursor.
             return
         text = None if done.error is None else f"{type(done.error).__name__}: {done.error}"
-        # A walk cut short (stalled cursor, max_pages) is marked done too, with its cursor
-        # kept: running again does not re-send a cursor the API keeps returning.
+        if done.guard is not None:
+            # The reason goes where a failed user's error goes: status shows it.
+            text = done.guard.describe(done.cursor)
         await self._harvester._write(
             self._store.finish_user, job.username, state, error=text, partial=done.partial
         )
@@ -516,6 +527,13 @@ class _StoreSink(Sink):
     def input_done(self) -> None:
         """Let the progress show a total."""
         self._progress.input_done = True
+
+
+def _user_state(done: UserDone) -> UserState:
+    """Return the store's state for a walk's end: max_pages leaves the user to continue."""
+    if done.guard is WalkGuard.MAX_PAGES:
+        return UserState.PENDING
+    return UserState(done.state.value)
 
 
 def _rows(page: RepostedVideosPage) -> list[tuple[int, bytes]]:

@@ -19,6 +19,7 @@ from .errors import (
     APIError,
     AuthError,
     InvalidCursorError,
+    InvalidFieldsError,
     ProtocolError,
     QuotaExhaustedError,
     RateLimitError,
@@ -89,6 +90,8 @@ _SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 # Substrings of the API's messages that tell the user states of a 400 invalid_params apart.
 _USER_NOT_FOUND = ("cannot find the user",)
+# The answer to a request naming a field the API does not accept: "Invalid fields: a,b".
+_INVALID_FIELDS = "invalid fields:"
 _USER_UNAVAILABLE = (
     "api cannot return this user's information",
     "is private",
@@ -526,6 +529,18 @@ def _api_error(
         kind, fallback = TokenExpiredError, "HTTP 401: the access token was refused"
     elif status == 403:
         kind, fallback = AuthError, "HTTP 403: access refused"
+    elif status == 400 and _INVALID_FIELDS in lowered:
+        # A field TikTok stopped accepting: the same for every user, and for every retry.
+        listed = message[lowered.index(_INVALID_FIELDS) + len(_INVALID_FIELDS) :]
+        names = tuple(name.strip() for name in listed.split(",") if name.strip())
+        return InvalidFieldsError(
+            message,
+            status=status,
+            code=code or None,
+            log_id=log_id or None,
+            username=username,
+            fields=names,
+        )
     elif any(part in lowered for part in _USER_NOT_FOUND):
         kind, fallback = UserNotFoundError, ""
     elif any(part in lowered for part in _USER_UNAVAILABLE):

@@ -89,11 +89,15 @@ class UserState(enum.StrEnum):
     NOT_FOUND = "not_found"
     UNAVAILABLE = "unavailable"
     FAILED = "failed"
+    #: A guard (a cursor the API sent back again, a run of empty pages with ``has_more`` true)
+    #: cut the walk short; ``error`` says which. Final: a later run walks it again only when
+    #: asked to (``retry_incomplete``), from its saved cursor.
+    INCOMPLETE = "incomplete"
 
 
 # FAILED is final for one run only: the next run retries it unless told not to (`reset_failed`).
 FINAL_STATES: Final[frozenset[UserState]] = frozenset(
-    {UserState.DONE, UserState.NOT_FOUND, UserState.UNAVAILABLE}
+    {UserState.DONE, UserState.NOT_FOUND, UserState.UNAVAILABLE, UserState.INCOMPLETE}
 )
 
 
@@ -132,25 +136,27 @@ _VIDEOS_TABLE: Final = """CREATE TABLE {name} (
         UNIQUE (username, round, video_id)
     )"""
 
+# Each user's state in the round it last joined (`round`); earlier rounds' states are kept in
+# user_rounds when it joins a later one.
+_USERS_TABLE: Final = f"""CREATE TABLE {{name}} (
+    username   TEXT PRIMARY KEY,
+    seq        INTEGER NOT NULL UNIQUE,  -- input order
+    state      TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ({_STATE_CHECK})),
+    cursor     INTEGER NOT NULL DEFAULT 0,  -- the next cursor to request
+    pages      INTEGER NOT NULL DEFAULT 0,
+    videos     INTEGER NOT NULL DEFAULT 0,
+    requests   INTEGER NOT NULL DEFAULT 0,
+    error      TEXT,
+    updated_at TEXT NOT NULL,
+    round      INTEGER NOT NULL DEFAULT 1,
+    partial    INTEGER NOT NULL DEFAULT 0  -- done, but the walk stopped at a known video
+    )"""
+
 # The tables of schema version 2, one statement each: executescript() would COMMIT the
 # surrounding transaction first.
 _SCHEMA: Final = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    # Each user's state in the round it last joined (`round`); earlier rounds' states are kept in
-    # user_rounds when it joins a later one.
-    f"""CREATE TABLE users (
-        username   TEXT PRIMARY KEY,
-        seq        INTEGER NOT NULL UNIQUE,  -- input order
-        state      TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ({_STATE_CHECK})),
-        cursor     INTEGER NOT NULL DEFAULT 0,  -- the next cursor to request
-        pages      INTEGER NOT NULL DEFAULT 0,
-        videos     INTEGER NOT NULL DEFAULT 0,
-        requests   INTEGER NOT NULL DEFAULT 0,
-        error      TEXT,
-        updated_at TEXT NOT NULL,
-        round      INTEGER NOT NULL DEFAULT 1,
-        partial    INTEGER NOT NULL DEFAULT 0  -- done, but the walk stopped at a known video
-    )""",
+    _USERS_TABLE.format(name="users"),
     f"""CREATE TABLE user_rounds (
         username TEXT NOT NULL REFERENCES users (username),
         round    INTEGER NOT NULL,
@@ -204,9 +210,16 @@ _SCHEMA: Final = (
 
 # Schema version 1 to 2, in one transaction. The videos table is rebuilt (its unique key gains
 # the round), keeping each row's rowid and so the API's order.
+# The users table is rebuilt too: its CHECK of the states (v1 knew no 'incomplete') cannot be
+# altered in place. It runs with foreign keys off (see Store._configure), so that dropping the
+# old users table does not trip the videos that reference it by name.
 _MIGRATE_V1: Final = (
-    "ALTER TABLE users ADD COLUMN round INTEGER NOT NULL DEFAULT 1",
-    "ALTER TABLE users ADD COLUMN partial INTEGER NOT NULL DEFAULT 0",
+    _USERS_TABLE.format(name="users_v2"),
+    "INSERT INTO users_v2 (username, seq, state, cursor, pages, videos, requests, error,"
+    " updated_at) SELECT username, seq, state, cursor, pages, videos, requests, error,"
+    " updated_at FROM users",
+    "DROP TABLE users",
+    "ALTER TABLE users_v2 RENAME TO users",
     *(
         statement
         for statement in _SCHEMA
@@ -240,9 +253,9 @@ _VIDEOS_IN_ORDER = (
 )
 _PROVENANCE_COLUMNS = ", v.round, p.fetched_at, p.log_id"
 _PROVENANCE_JOIN = " LEFT JOIN pages AS p ON p.id = v.page_id"
-# Each user's latest round in which its walk reached a final state and was not partial (a
-# stop-at-known walk saw only the head of the list), else its latest round: what an export of a
-# panel shows by default.
+# Each user's latest round in which its walk reached a final state and saw the whole list (not
+# partial: a stop-at-known walk saw only the head; not incomplete: a guard cut it short), else its
+# latest round: what an export of a panel shows by default.
 _LATEST_OBSERVATION = (
     " WHERE v.round = (SELECT coalesce(max(CASE WHEN o.state IN ('done', 'not_found',"
     " 'unavailable') AND NOT o.partial THEN o.round END), max(o.round)) FROM (SELECT round,"
@@ -419,6 +432,7 @@ class Store:
             )
             self._configure()
             self._fields, self._max_count = self._load_or_init_meta(wanted_fields, max_count)
+            self._conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
             self._close_connection()
             if "not a database" in str(exc):
@@ -465,7 +479,9 @@ class Store:
             # Some file systems (network mounts) cannot do WAL; in rollback-journal mode only
             # FULL is safe against power loss.
             conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
+        # Foreign keys are switched on once the schema is known to be current (in __init__):
+        # the migration from schema 1 rebuilds the users table that others reference, and the
+        # pragma is a no-op inside a transaction.
 
     def _load_or_init_meta(
         self, fields: tuple[str, ...] | None, max_count: int | None
@@ -1185,11 +1201,15 @@ class Store:
 
     def failed_users(self, limit: int | None = None) -> list[UserRecord]:
         """Return failed users in input order, at most `limit` of them."""
+        return self.users_in(UserState.FAILED, limit)
+
+    def users_in(self, state: UserState, limit: int | None = None) -> list[UserRecord]:
+        """Return the users in ``state`` in input order, at most ``limit`` of them."""
         if limit is not None:
             _check_count("limit", limit)
         rows = self._db.execute(
             f"SELECT {_USER_COLUMNS} FROM users WHERE state = ? ORDER BY seq LIMIT ?",
-            (UserState.FAILED.value, -1 if limit is None else limit),
+            (UserState(state).value, -1 if limit is None else limit),
         )
         return [_row_to_record(row) for row in rows]
 
@@ -1213,8 +1233,8 @@ class Store:
 
         :param batch: rows fetched from SQLite at a time.
         :param round: the round whose observations to give; by default each user's latest round
-            in which its walk reached a final state and was not partial (else its latest round):
-            in a store of one round, every video.
+            in which its walk reached a final state and saw the whole list, neither partial nor
+            incomplete (else its latest round): in a store of one round, every video.
         """
         sql, params = self._videos_query(batch, round, provenance=False)
         yield from self._stream(sql, params, batch)
