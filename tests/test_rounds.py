@@ -445,3 +445,15 @@ def test_the_default_export_prefers_a_full_walk_to_a_partial_one(store: Store) -
     out = io.BytesIO()
     export_jsonl(store, out, round=2)
     assert [json.loads(line)["id"] for line in out.getvalue().splitlines()] == [9, 1]
+
+
+def test_the_default_export_prefers_a_full_walk_to_an_incomplete_one(store: Store) -> None:
+    walk(store, "a", [video(1), video(2)])
+    store.start_round()
+    store.add_users(["a"])
+    store.commit_pages([PageCommit("a", [(9, video(9))], 100, True, 1)])
+    store.finish_user("a", UserState.INCOMPLETE, error="empty_pages: cut at cursor 100")
+    out = io.BytesIO()
+    export_jsonl(store, out)
+    # Round 2's walk was cut short by a guard: the default is round 1's whole list.
+    assert [json.loads(line)["id"] for line in out.getvalue().splitlines()] == [1, 2]
