@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -240,10 +241,23 @@ def _check_credential(what: str, value: str) -> str:
     return value
 
 
+_VISIBLE_ASCII = re.compile("[!-~]+")
+
+
+def _query(names: tuple[str, ...]) -> str:
+    # Field names are ASCII identifiers, so the commas can stay literal, as documented.
+    return ",".join(_WIRE_FIELD_NAMES.get(name, name) for name in names)
+
+
+@functools.lru_cache(maxsize=64)
+def _fields_query(fields: tuple[str, ...]) -> str:
+    return _query(normalize_fields(fields))
+
+
 def _check_token(token: str) -> str:
     # The token goes into a header: visible ASCII only, so that it can neither break the header
     # nor inject another one. The message never quotes it.
-    if not isinstance(token, str) or not token or not all(33 <= ord(c) <= 126 for c in token):
+    if not isinstance(token, str) or not token or not _VISIBLE_ASCII.fullmatch(token):
         raise ValueError("access_token must be a non-empty string of visible ASCII characters")
     return token
 
@@ -283,13 +297,12 @@ def build_reposted_request(
 ) -> Request:
     """Build the request for one page of a user's reposted videos."""
     handle = normalize_username(username)
-    names = normalize_fields(fields)
+    # Every page of a walk asks for the same fields: their query text is made once.
+    query = _fields_query(fields) if isinstance(fields, tuple) else _query(normalize_fields(fields))
     count = validate_max_count(max_count)
     # The cursor is always sent, 0 included: the server's own value goes back verbatim.
     position = validate_cursor(cursor)
     token = _check_token(access_token)
-    # Field names are ASCII identifiers, so the commas can stay literal, as documented.
-    query = ",".join(_WIRE_FIELD_NAMES.get(name, name) for name in names)
     return Request(
         method="POST",
         url=f"{_check_base_url(base_url)}{REPOSTED_VIDEOS_PATH}?fields={query}",
