@@ -480,6 +480,15 @@ async def _errors(
         return _failure(request, exc)
 
 
+def _draw(faults: Mapping[Fault, float], roll: float) -> Fault | None:
+    """Return the fault a uniform roll in [0, 1) lands on, each taking its rate's share."""
+    for fault, rate in faults.items():
+        if roll < rate:
+            return fault
+        roll -= rate
+    return None
+
+
 class Simulator:
     """A local TikTok Research API serving the reposted-videos endpoint and its token."""
 
@@ -950,14 +959,7 @@ class Simulator:
         if self._token_script:
             return self._token_script.popleft()
         faults = self.config.token_faults
-        if not faults:
-            return None
-        roll = self._token_random()
-        for fault, rate in faults.items():
-            if roll < rate:
-                return fault
-            roll -= rate
-        return None
+        return _draw(faults, self._token_random()) if faults else None
 
     def _token_fault_response(self, fault: Fault) -> web.Response:
         config = self.config
@@ -1002,14 +1004,7 @@ class Simulator:
         if queue:
             return queue.popleft()
         faults = self.config.faults
-        if not faults:
-            return None
-        roll = self._random()
-        for fault, rate in faults.items():
-            if roll < rate:
-                return fault
-            roll -= rate
-        return None
+        return _draw(faults, self._random()) if faults else None
 
     def _fault_response(self, fault: Fault) -> web.Response:
         config = self.config
