@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support import make_client
 
 from tiktok_repost_async import (
     PageEvent,
@@ -20,23 +20,7 @@ from tiktok_repost_async import (
 from tiktok_repost_async.cli import status_report
 from tiktok_repost_async.client import empty_page_bound
 from tiktok_repost_async.harvest import UserOutcome, harvest
-from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator() as simulator:
-        yield simulator
-
-
-def make_client(sim: Simulator, **kwargs: object) -> RepostClient:
-    options: dict[str, object] = {
-        "base_url": sim.base_url,
-        "requests_per_second": 10_000.0,
-        "concurrency": 4,
-    }
-    options.update(kwargs)
-    return RepostClient(TEST_CLIENT_KEY, TEST_CLIENT_SECRET, **options)  # type: ignore[arg-type]
+from tiktok_repost_async.simulator import Simulator
 
 
 async def run(

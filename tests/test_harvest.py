@@ -9,10 +9,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from support import FakeTime, make_client
 
 from tiktok_repost_async import RepostClient, RetryPolicy, Store, UserState
 from tiktok_repost_async.harvest import Harvester, HarvestStopped, UserOutcome, harvest
-from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
+from tiktok_repost_async.simulator import Fault, Simulator
 
 MIXED = [
     "alice_n250",
@@ -31,38 +32,6 @@ STATES = {
     "missing_person": UserState.NOT_FOUND,
     "private_person": UserState.UNAVAILABLE,
 }
-
-
-class FakeTime:
-    """A wall clock that moves only when the code under test sleeps."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator() as simulator:
-        yield simulator
-
-
-def make_client(sim: Simulator, **kwargs: object) -> RepostClient:
-    options: dict[str, object] = {
-        "base_url": sim.base_url,
-        "requests_per_second": 10_000.0,
-        "concurrency": 4,
-    }
-    options.update(kwargs)
-    return RepostClient(TEST_CLIENT_KEY, TEST_CLIENT_SECRET, **options)  # type: ignore[arg-type]
 
 
 def stored_ids(db: Path) -> dict[str, list[int]]:

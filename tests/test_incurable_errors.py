@@ -6,10 +6,11 @@ import os
 import pickle
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import make_client as _make_client
 
 from tiktok_repost_async import AuthError, InvalidFieldsError, RepostClient, UserDone
 from tiktok_repost_async.cli import EXIT_USAGE
@@ -18,23 +19,12 @@ from tiktok_repost_async.protocol import parse_reposted_response
 from tiktok_repost_async.retry import RetryPolicy
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
 
-NAMES = [f"user{i}_n250" for i in range(40)]
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator() as simulator:
-        yield simulator
-
 
 def make_client(sim: Simulator, **kwargs: object) -> RepostClient:
-    options: dict[str, object] = {
-        "base_url": sim.base_url,
-        "requests_per_second": 10_000.0,
-        "concurrency": 8,
-    }
-    options.update(kwargs)
-    return RepostClient(TEST_CLIENT_KEY, TEST_CLIENT_SECRET, **options)  # type: ignore[arg-type]
+    return _make_client(sim, **{"concurrency": 8, **kwargs})
+
+
+NAMES = [f"user{i}_n250" for i in range(40)]
 
 
 def test_an_invalid_fields_answer_is_typed_with_its_names_and_never_retried() -> None:

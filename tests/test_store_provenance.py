@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -208,12 +207,6 @@ def test_a_run_cannot_begin_twice_and_ending_none_is_harmless(tmp_path: Path) ->
             store.begin_run("1")
         with pytest.raises(ValueError, match="version"):
             Store(tmp_path / "t.db", fields=FIELDS, max_count=100).begin_run("")
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator() as simulator:
-        yield simulator
 
 
 def client_for(sim: Simulator) -> RepostClient:
