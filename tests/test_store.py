@@ -747,3 +747,10 @@ def test_sigkill_at_a_random_instant_never_leaves_half_a_page(db: Path) -> None:
         assert pages > seen, f"no progress after a {delay:.2f} s run"
         seen = pages
     print(f"{seen} pages committed over eight killed runs")
+
+
+def test_an_empty_file_is_named_as_empty_not_as_missing_settings(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    with pytest.raises(StoreError, match=r"'.*empty\.db' is empty: nothing has been harvested"):
+        Store(empty, create=False)

@@ -494,9 +494,12 @@ class Store:
             }
             if not tables:
                 if fields is None or max_count is None:
+                    # Said for people: `status` or `export` pointed at a file nothing was
+                    # harvested into (a Python caller creating one passes fields and max_count).
                     raise StoreError(
-                        f"{str(self._path)!r} is an empty database: "
-                        "pass fields and max_count to create a store in it"
+                        f"{str(self._path)!r} is empty: nothing has been harvested into it yet"
+                        " (a harvest creates the store there; from Python, pass fields and"
+                        " max_count); check the --db path"
                     )
                 for statement in _SCHEMA:
                     conn.execute(statement)
