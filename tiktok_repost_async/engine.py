@@ -44,6 +44,7 @@ from .errors import (
     AuthError,
     InvalidFieldsError,
     QuotaExhaustedError,
+    RateLimitError,
     StopReason,
     TikTokError,
     TokenExpiredError,
@@ -76,6 +77,20 @@ logger = logging.getLogger("tiktok_repost_async.engine")
 # than the workers take them: large enough that a store's round trip per batch does not show,
 # small enough that memory does not grow with the input.
 CHUNK: Final = 500
+
+# How a walk tells the daily-quota 429 from the short-term one. Both carry the code
+# rate_limit_exceeded and an undocumented text, so the text is not read at all; the gate goes by
+# behaviour (`Gate.rate_limited`). A 429 means the daily quota when:
+# - the ledger is within QUOTA_NEAR_FRACTION of its budget (10 requests of 1,000; at least the
+#   last one), whatever the 429 says; or
+# - it carries no Retry-After and is the QUOTA_STREAK-th such 429 in a row across the run, with
+#   no other answer in between and at least two users among them (the quota refuses everyone,
+#   a short-term limit lets the next request through after a backoff); or the
+#   QUOTA_STREAK_ONE_USER-th, when one user alone keeps getting them (a run of one user).
+# Anything else, a 429 with Retry-After above all, is a pause: the request is retried.
+QUOTA_STREAK: Final = 3
+QUOTA_STREAK_ONE_USER: Final = 5
+QUOTA_NEAR_FRACTION: Final = 0.01
 
 
 class WalkState(enum.StrEnum):
@@ -251,6 +266,9 @@ class Gate:
         self._answered = False
         self._trial: str | None = None
         self._answer = asyncio.Event()
+        # The run of 429s without Retry-After since the last other answer, and whose they were.
+        self._limited = 0
+        self._limited_users: set[str] = set()
 
     @property
     def stopped(self) -> StopReason | None:
@@ -324,6 +342,41 @@ class Gate:
             self._trial = None
         self._answer.set()
         self._answer = asyncio.Event()
+
+    def rate_limited(self, username: str, error: RateLimitError) -> bool:
+        """Note a 429 for ``username``; tell whether it means the daily quota is spent.
+
+        The rules are those above `QUOTA_STREAK`; the 429's text plays no part.
+        """
+        quota = self.quota
+        if quota is not None:
+            near = max(1, int(quota.limit * QUOTA_NEAR_FRACTION))
+            if quota.limit - quota.spent <= near:
+                self.not_rate_limited()
+                return True
+        if error.retry_after is not None:
+            # The server says when to come back: the daily quota never does.
+            return False
+        self._limited += 1
+        self._limited_users.add(username)
+        daily = self._limited >= QUOTA_STREAK_ONE_USER or (
+            self._limited >= QUOTA_STREAK and len(self._limited_users) >= 2
+        )
+        if daily:
+            logger.warning(
+                "%d requests of %d users in a row got a 429 without Retry-After:"
+                " taking it for the daily quota",
+                self._limited,
+                len(self._limited_users),
+            )
+            # A new streak after the reset (or the wait) must prove itself again.
+            self.not_rate_limited()
+        return daily
+
+    def not_rate_limited(self) -> None:
+        """Note an answer that was not a 429: the API still serves this project today."""
+        self._limited = 0
+        self._limited_users.clear()
 
     def release(self, username: str) -> None:
         """Hand the trial on if ``username``'s walk ended without an answer (see `answered`)."""
