@@ -901,6 +901,7 @@ async def _harvest(
     db: str,
 ) -> int:
     """Harvest with progress, signals and a summary; return the exit status."""
+    from .engine import BREAKER_GIVE_UP
     from .errors import AuthError, InvalidFieldsError
     from .harvest import Harvester, HarvestStopped
 
@@ -1003,6 +1004,12 @@ async def _harvest(
         )
         console.line(
             f"stopped: {why}; {settings.resume_hint} after {reset} UTC, or pass --on-quota wait"
+        )
+    elif stopped == "unhealthy":
+        console.line(
+            f"stopped: the API answered nothing but outage failures (5xx, gateway pages,"
+            f" timeouts, no connection) for {BREAKER_GIVE_UP / 60:.0f} minutes; the users it held"
+            f" stay resumable: {settings.resume_hint} once the API is back"
         )
     elif stopped is not None:
         console.line(f"stopped ({stopped}): {settings.resume_hint}")

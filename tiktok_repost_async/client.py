@@ -25,6 +25,7 @@ from .errors import (
     QuotaExhaustedError,
     RateLimitError,
     RequestTimeoutError,
+    ServerError,
     TikTokError,
     TokenExpiredError,
     TransportError,
@@ -110,6 +111,12 @@ class RequestGate(Protocol):
 
     def not_rate_limited(self) -> None:
         """Note an answer that was not a 429: the API still serves this project today."""
+
+    def unhealthy(self, username: str, error: TikTokError) -> bool:
+        """Note an outage failure (5xx, timeout, no connection); True: hold it, not the user's."""
+
+    def healthy(self) -> None:
+        """Note that the API answered (anything but an outage failure)."""
 
 
 class WalkTally:
@@ -347,6 +354,7 @@ class RepostClient:
                 page = parse_reposted_response(status, headers, body, username=username)
                 if gate is not None:
                     gate.not_rate_limited()
+                    gate.healthy()
                 if page.problems:
                     # Deterministic: the same answer would come back odd again, so it is reported
                     # and kept, never retried.
@@ -358,6 +366,14 @@ class RepostClient:
                 error = caught
                 if isinstance(error, TokenExpiredError) and token is not None:
                     self._auth.invalidate(token)
+                if gate is not None and is_outage(error):
+                    if gate.unhealthy(username, error):
+                        # The circuit breaker holds it: the outage is nobody's fault, so the
+                        # user's attempts start afresh once a probe gets through.
+                        attempt = 0
+                        continue
+                elif gate is not None:
+                    gate.healthy()
                 if gate is not None and isinstance(error, RateLimitError):
                     # In a walk the gate tells the daily quota by behaviour, not by the 429's
                     # words (see `Gate.rate_limited`): its verdict retypes the error.
@@ -490,6 +506,17 @@ class RepostClient:
 
         self._check_open()
         return walk_many(self, usernames, concurrency=concurrency, max_pages=max_pages)
+
+
+def is_outage(error: BaseException) -> bool:
+    """Tell whether ``error`` is a failure of the API as a whole, nobody's request in particular.
+
+    A 5xx (HTML gateway pages included), a timeout, a dropped or refused connection; not a
+    certificate that does not verify (no wait cures it), not a garbled answer (`ProtocolError`).
+    """
+    if isinstance(error, CertificateError):
+        return False
+    return isinstance(error, ServerError | TransportError)
 
 
 def _retyped(error: RateLimitError, kind: type[RateLimitError]) -> RateLimitError:

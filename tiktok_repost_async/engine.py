@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -91,6 +92,21 @@ CHUNK: Final = 500
 QUOTA_STREAK: Final = 3
 QUOTA_STREAK_ONE_USER: Final = 5
 QUOTA_NEAR_FRACTION: Final = 0.01
+
+# The run-wide circuit breaker. BREAKER_THRESHOLD outage failures in a row across the run (a 5xx
+# or an HTML gateway page, a timeout, a dropped or refused connection; see `client.is_outage`),
+# with no other answer in between, trip it: every worker pauses in `Gate.admit`, and one probe
+# at a time goes out after a wait that doubles from BREAKER_FIRST_WAIT up to BREAKER_MAX_WAIT,
+# each drawn between BREAKER_JITTER and 1 times that (so that two runs on one project do not
+# probe in step). Any answer that is not an outage failure closes it and wakes every worker.
+# Failures while it is open are held, not charged to any user. A probe that would go out more
+# than BREAKER_GIVE_UP after the pause began is not sent: the run stops, resumable
+# (`StopReason.UNHEALTHY`).
+BREAKER_THRESHOLD: Final = 5
+BREAKER_FIRST_WAIT: Final = 5.0
+BREAKER_MAX_WAIT: Final = 300.0
+BREAKER_JITTER: Final = 0.5
+BREAKER_GIVE_UP: Final = 3600.0
 
 
 class WalkState(enum.StrEnum):
@@ -269,6 +285,15 @@ class Gate:
         # The run of 429s without Retry-After since the last other answer, and whose they were.
         self._limited = 0
         self._limited_users: set[str] = set()
+        # The circuit breaker: outage failures in a row, whether it is open (and since when),
+        # the probes sent while open, who holds the probe, and the event that tells waiting
+        # workers that it closed or that the probe is free.
+        self._outages = 0
+        self._paused_at: float | None = None
+        self._probes = 0
+        self._probe: str | None = None
+        self._breaker = asyncio.Event()
+        self._rng = random.Random()
 
     @property
     def stopped(self) -> StopReason | None:
@@ -378,13 +403,85 @@ class Gate:
         self._limited = 0
         self._limited_users.clear()
 
+    @property
+    def paused(self) -> bool:
+        """Tell whether the circuit breaker holds every worker (the API seems down)."""
+        return self._paused_at is not None
+
+    def unhealthy(self, username: str, error: TikTokError) -> bool:
+        """Note an outage failure; True: the breaker is open and holds the request, not the user."""
+        self._outages += 1
+        if self._paused_at is not None:
+            # A failed probe, or a request that was on its way when the breaker opened.
+            if self._probe == username:
+                self._free_probe()
+            return True
+        if self._outages < BREAKER_THRESHOLD:
+            return False
+        self._paused_at = self._clock()
+        self._probes = 0
+        logger.warning(
+            "API unhealthy: %d requests in a row failed (last: %s); pausing every worker",
+            self._outages,
+            error,
+        )
+        return True
+
+    def healthy(self) -> None:
+        """Note that the API answered: close the breaker and wake every worker."""
+        self._outages = 0
+        if self._paused_at is None:
+            return
+        logger.warning("API answers again after %.0f s: resuming", self._clock() - self._paused_at)
+        self._paused_at = None
+        self._free_probe()
+
+    def _free_probe(self) -> None:
+        self._probe = None
+        self._breaker.set()
+        self._breaker = asyncio.Event()
+
+    async def _await_health(self, username: str) -> None:
+        # While the breaker is open, one worker at a time waits out the next probe wait and
+        # sends its request as the probe; the others wait until it closes or the probe is free.
+        while self._paused_at is not None:
+            if self._probe == username:
+                # The probe back from `take` (a budget taken meanwhile): it has waited already.
+                return
+            if self._probe is not None:
+                await self._wait_for(self._breaker)
+                continue
+            self._probe = username
+            ceiling = min(BREAKER_MAX_WAIT, BREAKER_FIRST_WAIT * 2.0**self._probes)
+            wait = self._rng.uniform(BREAKER_JITTER * ceiling, ceiling)
+            self._probes += 1
+            if self._clock() + wait - self._paused_at > BREAKER_GIVE_UP:
+                logger.warning(
+                    "API unhealthy for %.0f s: stopping (resumable)",
+                    self._clock() - self._paused_at,
+                )
+                self.stop(StopReason.UNHEALTHY)
+                self.check()
+            logger.warning("API unhealthy: pausing, next probe in %.0f s", wait)
+            try:
+                await self._sleep_unless_stopped(wait, self._sleep)
+            except BaseException:
+                self._free_probe()
+                raise
+            return
+
     def release(self, username: str) -> None:
         """Hand the trial on if ``username``'s walk ended without an answer (see `answered`)."""
+        if self._probe == username:
+            self._free_probe()
         if not self._answered and self._trial == username:
             self.answered(False)
 
     async def admit(self, username: str) -> None:
         """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop."""
+        if self._stopped is None:
+            # Before the prepaid ones too: the breaker holds every request, paid or not.
+            await self._await_health(username)
         if self._paid(username):
             self._check_paid()
             return
@@ -399,6 +496,9 @@ class Gate:
 
     async def take(self, username: str) -> bool:
         """Spend and book one request that is about to be sent; False: back to `admit`."""
+        if self._paused_at is not None and self._probe != username and self._stopped is None:
+            # The breaker opened while this one waited in the limiter: only the probe goes.
+            return False
         if self._paid(username):
             self._check_paid()
             del self._prepaid[username]
