@@ -76,12 +76,20 @@ def make_client(sim: Simulator, clock: FakeTime) -> RepostClient:
 
 
 async def harvest(
-    sim: Simulator, clock: FakeTime, db: Path
+    sim: Simulator, clock: FakeTime, db: Path, probes: list[float | None] | None = None
 ) -> tuple[list[UserOutcome], HarvestStopped | None]:
+    """Harvest NAMES; ``probes`` gets the progress's next probe time at each of its sleeps."""
     outcomes: list[UserOutcome] = []
+    harvester: Harvester
+
+    async def sleep(seconds: float) -> None:
+        if probes is not None:
+            probes.append(harvester.progress.probe_at)
+        await clock.sleep(seconds)
+
     async with make_client(sim, clock) as client:
         store = Store(db, fields=client.fields, max_count=100, clock=clock)
-        harvester = Harvester(client, store, clock=clock, sleep=clock.sleep)
+        harvester = Harvester(client, store, clock=clock, sleep=sleep)
         try:
             async for outcome in harvester.run(NAMES):
                 outcomes.append(outcome)
@@ -89,6 +97,8 @@ async def harvest(
             return outcomes, stopped
         finally:
             store.close()
+    if probes is not None:
+        probes.append(harvester.progress.probe_at)
     return outcomes, None
 
 
@@ -152,8 +162,9 @@ async def test_an_outage_fails_no_user_and_the_run_ends_exact(
     clock.tick = 0.001
     sim.config.outage_start, sim.config.outage_seconds = clock.now + 0.2, 180.0
     sim.config.outage_kind = kind  # type: ignore[assignment]
+    probes: list[float | None] = []
     with caplog.at_level(logging.WARNING, logger="tiktok_repost_async.engine"):
-        outcomes, stopped = await harvest(sim, clock, tmp_path / "h.db")
+        outcomes, stopped = await harvest(sim, clock, tmp_path / "h.db", probes)
     assert stopped is None
     assert {o.state for o in outcomes} == {UserState.DONE}
     assert len(outcomes) == len(NAMES)
@@ -161,6 +172,9 @@ async def test_an_outage_fails_no_user_and_the_run_ends_exact(
     assert 0 < sim.stats.outage_failures <= 30
     assert "API unhealthy: pausing, next probe in" in caplog.text
     assert "API answers again" in caplog.text
+    # The progress line shows each probe's time while paused, and nothing once it closed.
+    assert any(at is not None and at > NOON for at in probes)
+    assert probes[-1] is None
 
 
 async def test_an_outage_that_never_ends_stops_the_run_resumable(

@@ -254,6 +254,7 @@ class Gate:
         sleep: Sleep | None = None,
         book: Callable[[str], Awaitable[None]] | None = None,
         on_wait: Callable[[float | None], None] | None = None,
+        on_probe: Callable[[float | None], None] | None = None,
     ) -> None:
         """Make a gate.
 
@@ -262,6 +263,7 @@ class Gate:
         ``sleep``: the wall clock and the sleep of quota waits (tests move time with them).
         ``book``: awaited with the username right before each request is sent (the harvest's
         write-ahead ledger). ``on_wait``: told when a quota wait starts (its end) and ends.
+        ``on_probe``: told when the circuit breaker's next probe is due, and None when it closes.
         """
         self.quota = quota
         self.on_quota = QuotaPolicy(on_quota)
@@ -269,6 +271,7 @@ class Gate:
         self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
         self._book = book
         self._on_wait = on_wait
+        self._on_probe = on_probe
         self._stopped: StopReason | None = None
         self._event = asyncio.Event()
         self._reset_lock = asyncio.Lock()
@@ -435,6 +438,8 @@ class Gate:
         logger.warning("API answers again after %.0f s: resuming", self._clock() - self._paused_at)
         self._paused_at = None
         self._free_probe()
+        if self._on_probe is not None:
+            self._on_probe(None)
 
     def _free_probe(self) -> None:
         self._probe = None
@@ -463,6 +468,8 @@ class Gate:
                 self.stop(StopReason.UNHEALTHY)
                 self.check()
             logger.warning("API unhealthy: pausing, next probe in %.0f s", wait)
+            if self._on_probe is not None:
+                self._on_probe(self._clock() + wait)
             try:
                 await self._sleep_unless_stopped(wait, self._sleep)
             except BaseException:
