@@ -579,6 +579,16 @@ def test_on_a_terminal_the_progress_is_one_redrawn_line(sim: Simulator, tmp_path
     assert ": 6 done; 1,800 new videos; 18 requests" in summary
 
 
+def test_the_progress_line_shows_a_pause_of_the_circuit_breaker() -> None:
+    progress = HarvestProgress(quota_limit=1000, quota_spent=120, started_at=1.0)
+    progress.queued, progress.input_done = 100, True
+    progress.probe_at = 1_000.0
+    line = render_progress(progress, now=960.0, rate=3.0)
+    assert line.endswith(" | API unhealthy: pausing, next probe in 40s")
+    progress.probe_at = None
+    assert "unhealthy" not in render_progress(progress, now=960.0, rate=3.0)
+
+
 def test_the_progress_line_shows_a_quota_wait_and_a_quota_bound_eta() -> None:
     progress = HarvestProgress(quota_limit=1000, quota_spent=1000, started_at=1.0)
     progress.finished[UserState.DONE] = 40

@@ -24,6 +24,7 @@ from tiktok_repost_async import (
     WalkState,
     WalkStopped,
 )
+from tiktok_repost_async.engine import QUOTA_STREAK_ONE_USER
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
 
 KINDS = ["missing_w", "private_w", "empty_w", "stall_n500", "short_n300", "hugeid_n150"]
@@ -243,11 +244,14 @@ async def test_cancelling_the_consumer_at_any_point_stops_every_worker(sim: Simu
 
 async def test_the_apis_daily_quota_answer_stops_the_walk(sim: Simulator) -> None:
     sim.config.daily_quota = 3
-    async with make_client(sim, concurrency=1) as client:
+    retry = RetryPolicy(base_delay=0)
+    async with make_client(sim, concurrency=1, retry=retry) as client:
         with pytest.raises(WalkStopped) as stopped:
             await collect(client, [f"qq{i}_n250" for i in range(5)])
     assert stopped.value.reason is StopReason.QUOTA
-    assert sim.stats.requests == 4  # three pages, then the one 429
+    # Three pages, then one user alone gets 429s without Retry-After until the streak says quota.
+    assert sim.stats.requests == 3 + QUOTA_STREAK_ONE_USER
+    assert sim.stats.by_user["qq2_n250"] == 0
 
 
 async def test_a_closed_client_refuses_instead_of_opening_a_session(sim: Simulator) -> None:

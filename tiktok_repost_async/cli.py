@@ -570,6 +570,8 @@ def render_progress(
         until = time.strftime("%H:%M", time.gmtime(progress.waiting_until))
         wait = _duration(progress.waiting_until - now)
         parts.append(f"quota spent: waiting until {until} UTC ({wait})")
+    elif progress.probe_at is not None:
+        parts.append(f"API unhealthy: pausing, next probe in {_duration(progress.probe_at - now)}")
     else:
         parts.append("-- req/s" if rate is None else f"{rate:.1f} req/s")
         parts.append(f"ETA {_eta(progress, total, rate)}")
@@ -593,7 +595,7 @@ class _Display:
         self.log_interval = log_interval
         self._samples: deque[tuple[float, int]] = deque()
         self._logged_at = -math.inf
-        self._logged: tuple[int, int, int, float | None] | None = None
+        self._logged: tuple[int, int, int, float | None, float | None] | None = None
 
     def rate(self) -> float | None:
         """Return the requests per second of the last few seconds, once measurable."""
@@ -630,7 +632,7 @@ class _Display:
             return
         now = time.monotonic()
         p = self.progress
-        state = (p.done, p.requests, p.videos, p.waiting_until)
+        state = (p.done, p.requests, p.videos, p.waiting_until, p.probe_at)
         quiet = state == self._logged
         if now - self._logged_at >= (_QUIET_LOG_SECONDS if quiet else self.log_interval):
             self._logged_at, self._logged = now, state
@@ -901,6 +903,7 @@ async def _harvest(
     db: str,
 ) -> int:
     """Harvest with progress, signals and a summary; return the exit status."""
+    from .engine import BREAKER_GIVE_UP
     from .errors import AuthError, InvalidFieldsError
     from .harvest import Harvester, HarvestStopped
 
@@ -1003,6 +1006,12 @@ async def _harvest(
         )
         console.line(
             f"stopped: {why}; {settings.resume_hint} after {reset} UTC, or pass --on-quota wait"
+        )
+    elif stopped == "unhealthy":
+        console.line(
+            f"stopped: the API answered nothing but outage failures (5xx, gateway pages,"
+            f" timeouts, no connection) for {BREAKER_GIVE_UP / 60:.0f} minutes; the users it held"
+            f" stay resumable: {settings.resume_hint} once the API is back"
         )
     elif stopped is not None:
         console.line(f"stopped ({stopped}): {settings.resume_hint}")

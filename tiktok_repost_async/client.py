@@ -19,9 +19,13 @@ from aiolimiter import AsyncLimiter
 
 from .auth import Credentials, TokenManager
 from .errors import (
+    APIError,
     CertificateError,
     ClientClosedError,
+    QuotaExhaustedError,
+    RateLimitError,
     RequestTimeoutError,
+    ServerError,
     TikTokError,
     TokenExpiredError,
     TransportError,
@@ -101,6 +105,18 @@ class RequestGate(Protocol):
 
     def answered(self, reached: bool) -> None:
         """Note that a request got an answer (``reached``) or none (a transport failure)."""
+
+    def rate_limited(self, username: str, error: RateLimitError) -> bool:
+        """Note a 429 for ``username``; tell whether it means the daily quota is spent."""
+
+    def not_rate_limited(self) -> None:
+        """Note an answer that was not a 429: the API still serves this project today."""
+
+    def unhealthy(self, username: str, error: TikTokError) -> bool:
+        """Note an outage failure (5xx, timeout, no connection); True: hold it, not the user's."""
+
+    def healthy(self) -> None:
+        """Note that the API answered (anything but an outage failure)."""
 
 
 class WalkTally:
@@ -336,6 +352,9 @@ class RepostClient:
                     gate.answered(True)
                 self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
                 page = parse_reposted_response(status, headers, body, username=username)
+                if gate is not None:
+                    gate.not_rate_limited()
+                    gate.healthy()
                 if page.problems:
                     # Deterministic: the same answer would come back odd again, so it is reported
                     # and kept, never retried.
@@ -343,11 +362,32 @@ class RepostClient:
                 return page
             except WalkStopped:
                 raise
-            except TikTokError as error:
+            except TikTokError as caught:
+                error = caught
                 if isinstance(error, TokenExpiredError) and token is not None:
                     self._auth.invalidate(token)
+                if gate is not None and is_outage(error):
+                    if gate.unhealthy(username, error):
+                        # The circuit breaker holds it: the outage is nobody's fault, so the
+                        # user's attempts start afresh once a probe gets through.
+                        attempt = 0
+                        continue
+                elif gate is not None:
+                    gate.healthy()
+                if gate is not None and isinstance(error, RateLimitError):
+                    # In a walk the gate tells the daily quota by behaviour, not by the 429's
+                    # words (see `Gate.rate_limited`): its verdict retypes the error.
+                    daily = gate.rate_limited(username, error)
+                    if daily != isinstance(error, QuotaExhaustedError):
+                        error = _retyped(error, QuotaExhaustedError if daily else RateLimitError)
+                        if daily:
+                            raise error from caught
+                elif gate is not None and isinstance(error, APIError):
+                    gate.not_rate_limited()
                 if not self.retry.is_retryable(error) or attempt >= self.retry.max_attempts:
-                    raise
+                    if error is caught:
+                        raise
+                    raise error from caught
                 wait = self.retry.delay(attempt, error)
                 self.stats.retries += 1
                 logger.warning(
@@ -466,6 +506,29 @@ class RepostClient:
 
         self._check_open()
         return walk_many(self, usernames, concurrency=concurrency, max_pages=max_pages)
+
+
+def is_outage(error: BaseException) -> bool:
+    """Tell whether ``error`` is a failure of the API as a whole, nobody's request in particular.
+
+    A 5xx (HTML gateway pages included), a timeout, a dropped or refused connection; not a
+    certificate that does not verify (no wait cures it), not a garbled answer (`ProtocolError`).
+    """
+    if isinstance(error, CertificateError):
+        return False
+    return isinstance(error, ServerError | TransportError)
+
+
+def _retyped(error: RateLimitError, kind: type[RateLimitError]) -> RateLimitError:
+    """Return ``error`` as a ``kind``: the same answer, told apart by the gate."""
+    return kind(
+        error.message,
+        status=error.status,
+        code=error.code,
+        log_id=error.log_id,
+        username=error.username,
+        retry_after=error.retry_after,
+    )
 
 
 def _report_problems(username: str, cursor: int, problems: list[VideoProblem]) -> None:

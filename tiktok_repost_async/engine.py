@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -44,6 +45,7 @@ from .errors import (
     AuthError,
     InvalidFieldsError,
     QuotaExhaustedError,
+    RateLimitError,
     StopReason,
     TikTokError,
     TokenExpiredError,
@@ -76,6 +78,35 @@ logger = logging.getLogger("tiktok_repost_async.engine")
 # than the workers take them: large enough that a store's round trip per batch does not show,
 # small enough that memory does not grow with the input.
 CHUNK: Final = 500
+
+# How a walk tells the daily-quota 429 from the short-term one. Both carry the code
+# rate_limit_exceeded and an undocumented text, so the text is not read at all; the gate goes by
+# behaviour (`Gate.rate_limited`). A 429 means the daily quota when:
+# - the ledger is within QUOTA_NEAR_FRACTION of its budget (10 requests of 1,000; at least the
+#   last one), whatever the 429 says; or
+# - it carries no Retry-After and is the QUOTA_STREAK-th such 429 in a row across the run, with
+#   no other answer in between and at least two users among them (the quota refuses everyone,
+#   a short-term limit lets the next request through after a backoff); or the
+#   QUOTA_STREAK_ONE_USER-th, when one user alone keeps getting them (a run of one user).
+# Anything else, a 429 with Retry-After above all, is a pause: the request is retried.
+QUOTA_STREAK: Final = 3
+QUOTA_STREAK_ONE_USER: Final = 5
+QUOTA_NEAR_FRACTION: Final = 0.01
+
+# The run-wide circuit breaker. BREAKER_THRESHOLD outage failures in a row across the run (a 5xx
+# or an HTML gateway page, a timeout, a dropped or refused connection; see `client.is_outage`),
+# with no other answer in between, trip it: every worker pauses in `Gate.admit`, and one probe
+# at a time goes out after a wait that doubles from BREAKER_FIRST_WAIT up to BREAKER_MAX_WAIT,
+# each drawn between BREAKER_JITTER and 1 times that (so that two runs on one project do not
+# probe in step). Any answer that is not an outage failure closes it and wakes every worker.
+# Failures while it is open are held, not charged to any user. A probe that would go out more
+# than BREAKER_GIVE_UP after the pause began is not sent: the run stops, resumable
+# (`StopReason.UNHEALTHY`).
+BREAKER_THRESHOLD: Final = 5
+BREAKER_FIRST_WAIT: Final = 5.0
+BREAKER_MAX_WAIT: Final = 300.0
+BREAKER_JITTER: Final = 0.5
+BREAKER_GIVE_UP: Final = 3600.0
 
 
 class WalkState(enum.StrEnum):
@@ -223,6 +254,7 @@ class Gate:
         sleep: Sleep | None = None,
         book: Callable[[str], Awaitable[None]] | None = None,
         on_wait: Callable[[float | None], None] | None = None,
+        on_probe: Callable[[float | None], None] | None = None,
     ) -> None:
         """Make a gate.
 
@@ -231,6 +263,7 @@ class Gate:
         ``sleep``: the wall clock and the sleep of quota waits (tests move time with them).
         ``book``: awaited with the username right before each request is sent (the harvest's
         write-ahead ledger). ``on_wait``: told when a quota wait starts (its end) and ends.
+        ``on_probe``: told when the circuit breaker's next probe is due, and None when it closes.
         """
         self.quota = quota
         self.on_quota = QuotaPolicy(on_quota)
@@ -238,6 +271,7 @@ class Gate:
         self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
         self._book = book
         self._on_wait = on_wait
+        self._on_probe = on_probe
         self._stopped: StopReason | None = None
         self._event = asyncio.Event()
         self._reset_lock = asyncio.Lock()
@@ -251,6 +285,18 @@ class Gate:
         self._answered = False
         self._trial: str | None = None
         self._answer = asyncio.Event()
+        # The run of 429s without Retry-After since the last other answer, and whose they were.
+        self._limited = 0
+        self._limited_users: set[str] = set()
+        # The circuit breaker: outage failures in a row, whether it is open (and since when),
+        # the probes sent while open, who holds the probe, and the event that tells waiting
+        # workers that it closed or that the probe is free.
+        self._outages = 0
+        self._paused_at: float | None = None
+        self._probes = 0
+        self._probe: str | None = None
+        self._breaker = asyncio.Event()
+        self._rng = random.Random()
 
     @property
     def stopped(self) -> StopReason | None:
@@ -325,13 +371,124 @@ class Gate:
         self._answer.set()
         self._answer = asyncio.Event()
 
+    def rate_limited(self, username: str, error: RateLimitError) -> bool:
+        """Note a 429 for ``username``; tell whether it means the daily quota is spent.
+
+        The rules are those above `QUOTA_STREAK`; the 429's text plays no part.
+        """
+        quota = self.quota
+        if quota is not None:
+            near = max(1, int(quota.limit * QUOTA_NEAR_FRACTION))
+            if quota.limit - quota.spent <= near:
+                self.not_rate_limited()
+                return True
+        if error.retry_after is not None:
+            # The server says when to come back: the daily quota never does.
+            return False
+        self._limited += 1
+        self._limited_users.add(username)
+        daily = self._limited >= QUOTA_STREAK_ONE_USER or (
+            self._limited >= QUOTA_STREAK and len(self._limited_users) >= 2
+        )
+        if daily:
+            logger.warning(
+                "%d requests of %d users in a row got a 429 without Retry-After:"
+                " taking it for the daily quota",
+                self._limited,
+                len(self._limited_users),
+            )
+            # A new streak after the reset (or the wait) must prove itself again.
+            self.not_rate_limited()
+        return daily
+
+    def not_rate_limited(self) -> None:
+        """Note an answer that was not a 429: the API still serves this project today."""
+        self._limited = 0
+        self._limited_users.clear()
+
+    @property
+    def paused(self) -> bool:
+        """Tell whether the circuit breaker holds every worker (the API seems down)."""
+        return self._paused_at is not None
+
+    def unhealthy(self, username: str, error: TikTokError) -> bool:
+        """Note an outage failure; True: the breaker is open and holds the request, not the user."""
+        self._outages += 1
+        if self._paused_at is not None:
+            # A failed probe, or a request that was on its way when the breaker opened.
+            if self._probe == username:
+                self._free_probe()
+            return True
+        if self._outages < BREAKER_THRESHOLD:
+            return False
+        self._paused_at = self._clock()
+        self._probes = 0
+        logger.warning(
+            "API unhealthy: %d requests in a row failed (last: %s); pausing every worker",
+            self._outages,
+            error,
+        )
+        return True
+
+    def healthy(self) -> None:
+        """Note that the API answered: close the breaker and wake every worker."""
+        self._outages = 0
+        if self._paused_at is None:
+            return
+        logger.warning("API answers again after %.0f s: resuming", self._clock() - self._paused_at)
+        self._paused_at = None
+        self._free_probe()
+        if self._on_probe is not None:
+            self._on_probe(None)
+
+    def _free_probe(self) -> None:
+        self._probe = None
+        self._breaker.set()
+        self._breaker = asyncio.Event()
+
+    async def _await_health(self, username: str) -> None:
+        # While the breaker is open, one worker at a time waits out the next probe wait and
+        # sends its request as the probe; the others wait until it closes or the probe is free.
+        while self._paused_at is not None:
+            if self._probe == username:
+                # The probe back from `take` (a budget taken meanwhile): it has waited already.
+                return
+            if self._probe is not None:
+                await self._wait_for(self._breaker)
+                continue
+            self._probe = username
+            ceiling = min(BREAKER_MAX_WAIT, BREAKER_FIRST_WAIT * 2.0**self._probes)
+            wait = self._rng.uniform(BREAKER_JITTER * ceiling, ceiling)
+            self._probes += 1
+            if self._clock() + wait - self._paused_at > BREAKER_GIVE_UP:
+                logger.warning(
+                    "API unhealthy for %.0f s: stopping (resumable)",
+                    self._clock() - self._paused_at,
+                )
+                self.stop(StopReason.UNHEALTHY)
+                self.check()
+            logger.warning("API unhealthy: pausing, next probe in %.0f s", wait)
+            if self._on_probe is not None:
+                self._on_probe(self._clock() + wait)
+            try:
+                await self._sleep_unless_stopped(wait, self._sleep)
+            except BaseException:
+                self._free_probe()
+                raise
+            return
+
     def release(self, username: str) -> None:
         """Hand the trial on if ``username``'s walk ended without an answer (see `answered`)."""
+        if self._probe == username:
+            self._free_probe()
         if not self._answered and self._trial == username:
             self.answered(False)
 
     async def admit(self, username: str) -> None:
         """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop."""
+        if self._stopped is None:
+            # Before the prepaid ones too: the breaker holds every request, paid or not.
+            await self._await_health(username)
         if self._paid(username):
             self._check_paid()
             return
@@ -346,6 +503,9 @@ class Gate:
 
     async def take(self, username: str) -> bool:
         """Spend and book one request that is about to be sent; False: back to `admit`."""
+        if self._paused_at is not None and self._probe != username and self._stopped is None:
+            # The breaker opened while this one waited in the limiter: only the probe goes.
+            return False
         if self._paid(username):
             self._check_paid()
             del self._prepaid[username]

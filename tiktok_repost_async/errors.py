@@ -182,6 +182,9 @@ class StopReason(enum.StrEnum):
     QUOTA = "quota"
     #: Someone asked the run to stop (``Harvester.stop()``, a signal handler).
     REQUESTED = "requested"
+    #: The API stayed unhealthy (5xx, gateway pages, timeouts, no connection) for longer than
+    #: the circuit breaker waits (`engine.BREAKER_GIVE_UP`).
+    UNHEALTHY = "unhealthy"
 
 
 class WalkStopped(TikTokError):

@@ -77,6 +77,8 @@ class HarvestProgress:
     quota_limit: int = 0
     quota_spent: int = 0
     waiting_until: float | None = None
+    #: While the circuit breaker pauses the run (the API seems down): when its next probe goes.
+    probe_at: float | None = None
     stopped: str | None = None
 
     @property
@@ -344,6 +346,7 @@ class Harvester:
                 sleep=self._sleep,
                 book=self._book,
                 on_wait=self._on_wait,
+                on_probe=self._on_probe,
             )
             self._gate = gate
             if self._stop_asked:
@@ -409,6 +412,9 @@ class Harvester:
 
     def _on_wait(self, until: float | None) -> None:
         self.progress.waiting_until = until
+
+    def _on_probe(self, at: float | None) -> None:
+        self.progress.probe_at = at
 
 
 class _StoreSink(Sink):

@@ -1,0 +1,198 @@
+"""The run-wide circuit breaker: an outage pauses the run, fails no user, costs a few requests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tiktok_repost_async import (
+    HarvestStopped,
+    RepostClient,
+    StopReason,
+    Store,
+    UserState,
+)
+from tiktok_repost_async.client import is_outage
+from tiktok_repost_async.engine import BREAKER_GIVE_UP, BREAKER_MAX_WAIT, BREAKER_THRESHOLD, Gate
+from tiktok_repost_async.errors import (
+    CertificateError,
+    ProtocolError,
+    RequestTimeoutError,
+    ServerError,
+    TransportError,
+    UserNotFoundError,
+)
+from tiktok_repost_async.harvest import Harvester, UserOutcome
+from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
+
+NOON = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()
+NAMES = [f"out{i}_n250" for i in range(20)]
+
+
+class FakeTime:
+    """A wall clock that moves when the code under test sleeps, and ``tick`` a read."""
+
+    def __init__(self, start: float = NOON, tick: float = 0.0) -> None:
+        self.now = start
+        self.tick = tick
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+async def clock() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def sim(clock: FakeTime) -> AsyncIterator[Simulator]:
+    async with Simulator(clock=clock) as simulator:
+        yield simulator
+
+
+def make_client(sim: Simulator, clock: FakeTime) -> RepostClient:
+    client = RepostClient(
+        TEST_CLIENT_KEY,
+        TEST_CLIENT_SECRET,
+        base_url=sim.base_url,
+        requests_per_second=10_000.0,
+        concurrency=8,
+        sleep=clock.sleep,
+    )
+    # The token's clock is monotonic; here it moves with the fake wall clock.
+    client._auth._clock = clock
+    return client
+
+
+async def harvest(
+    sim: Simulator, clock: FakeTime, db: Path, probes: list[float | None] | None = None
+) -> tuple[list[UserOutcome], HarvestStopped | None]:
+    """Harvest NAMES; ``probes`` gets the progress's next probe time at each of its sleeps."""
+    outcomes: list[UserOutcome] = []
+    harvester: Harvester
+
+    async def sleep(seconds: float) -> None:
+        if probes is not None:
+            probes.append(harvester.progress.probe_at)
+        await clock.sleep(seconds)
+
+    async with make_client(sim, clock) as client:
+        store = Store(db, fields=client.fields, max_count=100, clock=clock)
+        harvester = Harvester(client, store, clock=clock, sleep=sleep)
+        try:
+            async for outcome in harvester.run(NAMES):
+                outcomes.append(outcome)
+        except HarvestStopped as stopped:
+            return outcomes, stopped
+        finally:
+            store.close()
+    if probes is not None:
+        probes.append(harvester.progress.probe_at)
+    return outcomes, None
+
+
+def stored(db: Path) -> dict[str, list[int]]:
+    with Store(db, create=False) as store:
+        return {name: [int(v) for v, _ in store.round_videos(name, 1)] for name in NAMES}
+
+
+def truth(sim: Simulator) -> dict[str, list[int]]:
+    return {name: [v["id"] for v in sim.ground_truth(name)] for name in NAMES}
+
+
+def test_outage_failures_are_5xx_timeouts_and_lost_connections_only() -> None:
+    assert is_outage(ServerError("down", status=500))
+    assert is_outage(RequestTimeoutError("no answer"))
+    assert is_outage(TransportError("refused"))
+    assert not is_outage(CertificateError("bad certificate"))
+    assert not is_outage(ProtocolError("garbled"))
+    assert not is_outage(UserNotFoundError("gone", status=404))
+
+
+async def test_the_breaker_opens_at_its_threshold_and_any_answer_closes_it() -> None:
+    gate = Gate()
+    error = ServerError("down", status=500)
+    for i in range(BREAKER_THRESHOLD - 1):
+        assert not gate.unhealthy(f"u{i}", error)
+    gate.healthy()
+    assert not any(gate.unhealthy(f"u{i}", error) for i in range(BREAKER_THRESHOLD - 1))
+    assert gate.unhealthy("last", error)
+    assert gate.paused
+    assert gate.unhealthy("late", error)  # on its way when the breaker opened: held too
+    gate.healthy()
+    assert not gate.paused
+
+
+async def test_one_probe_at_a_time_after_growing_waits(clock: FakeTime) -> None:
+    gate = Gate(clock=clock, sleep=clock.sleep)
+    error = ServerError("down", status=500)
+    for i in range(BREAKER_THRESHOLD):
+        gate.unhealthy(f"u{i}", error)
+    await gate.admit("a")  # the probe, after the first wait
+    assert len(clock.sleeps) == 1
+    assert not await gate.take("b")  # another worker that left the limiter: back to admit
+    await gate.admit("a")  # the probe sent back by take keeps its place, with no new wait
+    assert len(clock.sleeps) == 1
+    for _ in range(4):
+        assert gate.unhealthy("a", error)  # the probe failed: the next one waits longer
+        await gate.admit("a")
+    assert all(a < b for a, b in zip(clock.sleeps, clock.sleeps[1:], strict=False))
+    assert clock.sleeps[0] <= 5.0
+    gate.healthy()
+    assert await gate.take("b")
+
+
+@pytest.mark.parametrize("kind", ["server_error", "gateway", "drop"])
+async def test_an_outage_fails_no_user_and_the_run_ends_exact(
+    sim: Simulator, clock: FakeTime, tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The outage begins mid-run: each read of the clock moves it a millisecond, so the first
+    # pages (a few dozen requests) go out before it.
+    clock.tick = 0.001
+    sim.config.outage_start, sim.config.outage_seconds = clock.now + 0.2, 180.0
+    sim.config.outage_kind = kind  # type: ignore[assignment]
+    probes: list[float | None] = []
+    with caplog.at_level(logging.WARNING, logger="tiktok_repost_async.engine"):
+        outcomes, stopped = await harvest(sim, clock, tmp_path / "h.db", probes)
+    assert stopped is None
+    assert {o.state for o in outcomes} == {UserState.DONE}
+    assert len(outcomes) == len(NAMES)
+    assert stored(tmp_path / "h.db") == truth(sim)
+    assert 0 < sim.stats.outage_failures <= 30
+    assert "API unhealthy: pausing, next probe in" in caplog.text
+    assert "API answers again" in caplog.text
+    # The progress line shows each probe's time while paused, and nothing once it closed.
+    assert any(at is not None and at > NOON for at in probes)
+    assert probes[-1] is None
+
+
+async def test_an_outage_that_never_ends_stops_the_run_resumable(
+    sim: Simulator, clock: FakeTime, tmp_path: Path
+) -> None:
+    sim.config.outage_start, sim.config.outage_seconds = clock.now, 10 * 86_400.0
+    started = clock.now
+    outcomes, stopped = await harvest(sim, clock, tmp_path / "h.db")
+    assert stopped is not None
+    assert stopped.reason is StopReason.UNHEALTHY
+    assert outcomes == []
+    # No probe goes out after the limit, and none waits much past it.
+    assert clock.now - started <= BREAKER_GIVE_UP + BREAKER_MAX_WAIT
+    assert sim.stats.outage_failures <= 40
+    with Store(tmp_path / "h.db", create=False) as store:
+        assert store.state_counts().get(UserState.FAILED, 0) == 0
+    # Once the API is back, the same command finishes exact.
+    sim.config.outage_start = None
+    outcomes, stopped = await harvest(sim, clock, tmp_path / "h.db")
+    assert stopped is None
+    assert stored(tmp_path / "h.db") == truth(sim)

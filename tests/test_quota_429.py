@@ -1,0 +1,149 @@
+"""The daily-quota 429 is told by behaviour in a walk, never by its text."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tiktok_repost_async import (
+    HarvestStopped,
+    RepostClient,
+    RetryPolicy,
+    StopReason,
+    Store,
+    UserState,
+)
+from tiktok_repost_async.engine import QUOTA_STREAK, QUOTA_STREAK_ONE_USER, Gate
+from tiktok_repost_async.errors import QuotaExhaustedError, RateLimitError
+from tiktok_repost_async.harvest import Harvester, UserOutcome
+from tiktok_repost_async.quota import DailyQuota
+from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
+
+NOON = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()
+
+
+class FakeTime:
+    """A wall clock that moves only when the code under test sleeps."""
+
+    def __init__(self, start: float = NOON) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+async def clock() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def sim(clock: FakeTime) -> AsyncIterator[Simulator]:
+    async with Simulator(clock=clock) as simulator:
+        yield simulator
+
+
+def make_client(sim: Simulator, clock: FakeTime, **kwargs: object) -> RepostClient:
+    options: dict[str, object] = {
+        "base_url": sim.base_url,
+        "requests_per_second": 10_000.0,
+        "concurrency": 8,
+        "sleep": clock.sleep,
+    }
+    options.update(kwargs)
+    return RepostClient(TEST_CLIENT_KEY, TEST_CLIENT_SECRET, **options)  # type: ignore[arg-type]
+
+
+def limited(retry_after: float | None = None, *, says_quota: bool = False) -> RateLimitError:
+    kind = QuotaExhaustedError if says_quota else RateLimitError
+    return kind("Rate limit exceeded", code="rate_limit_exceeded", retry_after=retry_after)
+
+
+async def test_a_streak_across_two_users_is_the_quota_at_its_third_429() -> None:
+    gate = Gate()
+    assert not gate.rate_limited("a", limited())
+    assert not gate.rate_limited("a", limited())
+    assert QUOTA_STREAK == 3
+    assert gate.rate_limited("b", limited())
+    # The verdict starts a new streak: after the reset it must prove itself again.
+    assert not gate.rate_limited("b", limited())
+
+
+async def test_one_user_alone_needs_the_longer_streak() -> None:
+    gate = Gate()
+    verdicts = [gate.rate_limited("a", limited()) for _ in range(QUOTA_STREAK_ONE_USER)]
+    assert verdicts == [False] * (QUOTA_STREAK_ONE_USER - 1) + [True]
+
+
+async def test_an_answer_in_between_or_a_retry_after_breaks_no_rule_but_the_streak() -> None:
+    gate = Gate()
+    for _ in range(10):
+        assert not gate.rate_limited("a", limited())
+        assert not gate.rate_limited("b", limited(says_quota=True))
+        gate.not_rate_limited()
+    # A 429 with Retry-After is a pause whatever it says, and never joins a streak.
+    assert not any(gate.rate_limited("c", limited(1.0, says_quota=True)) for _ in range(10))
+    assert not gate.rate_limited("a", limited())
+
+
+async def test_near_the_ledgers_budget_any_429_is_the_quota(clock: FakeTime) -> None:
+    # 1% of the budget: at 990 of 1,000 spent, even a 429 with Retry-After is the quota.
+    gate = Gate(DailyQuota(1000, spent_today=989, clock=clock))
+    assert not gate.rate_limited("a", limited(2.0))
+    gate = Gate(DailyQuota(1000, spent_today=990, clock=clock))
+    assert gate.rate_limited("a", limited(2.0))
+    # A small budget still has a margin of its last request.
+    gate = Gate(DailyQuota(13, spent_today=12, clock=clock))
+    assert gate.rate_limited("a", limited(2.0))
+
+
+async def test_a_quota_429_with_a_neutral_text_stops_a_harvest_within_a_dozen_requests(
+    sim: Simulator, clock: FakeTime, tmp_path: Path
+) -> None:
+    sim.config.quota_message = "Rate limit exceeded"
+    sim.config.daily_quota = 20
+    names = [f"nq{i}_n250" for i in range(30)]
+    async with make_client(sim, clock) as client:
+        store = Store(tmp_path / "h.db", fields=client.fields, max_count=100, clock=clock)
+        harvester = Harvester(client, store, clock=clock, sleep=clock.sleep)
+        with pytest.raises(HarvestStopped) as stopped:
+            async for _ in harvester.run(names):
+                pass
+        store.close()
+    assert stopped.value.reason is StopReason.QUOTA
+    assert sim.stats.by_status[200] == 20
+    assert sim.stats.requests - 20 <= 12
+    with Store(tmp_path / "h.db", create=False) as store:
+        # The quota is nobody's fault: the users it stopped are resumable, not failed.
+        assert store.state_counts().get(UserState.FAILED, 0) == 0
+
+
+async def test_a_lone_short_term_429_that_says_quota_is_waited_out(
+    sim: Simulator, clock: FakeTime, tmp_path: Path
+) -> None:
+    sim.config.rate_limit_message = "Quota exceeded for this second"
+    sim.script("said_n250", [Fault.RATE_LIMIT])  # with Retry-After: 1
+    sim.script("bare_n250", [Fault.RATE_LIMIT_NO_RETRY_AFTER, Fault.RATE_LIMIT_NO_RETRY_AFTER])
+    names = ["said_n250", "bare_n250", *(f"ok{i}_n250" for i in range(6))]
+    async with make_client(sim, clock, retry=RetryPolicy(base_delay=0.5)) as client:
+        store = Store(tmp_path / "h.db", fields=client.fields, max_count=100, clock=clock)
+        harvester = Harvester(client, store, clock=clock, sleep=clock.sleep)
+        outcomes: list[UserOutcome] = [o async for o in harvester.run(names)]
+        store.close()
+    assert sim.stats.by_status[429] == 3
+    assert {o.username: o.state for o in outcomes} == dict.fromkeys(names, UserState.DONE)
+    assert 1.0 in clock.sleeps  # the Retry-After was honoured
+    with Store(tmp_path / "h.db", create=False) as store:
+        stored = {name: [int(v) for v, _ in store.round_videos(name, 1)] for name in names}
+    truth = {name: [v["id"] for v in sim.ground_truth(name)] for name in names}
+    assert {n: sorted(ids) for n, ids in stored.items()} == {
+        n: sorted(ids) for n, ids in truth.items()
+    }
