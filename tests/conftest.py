@@ -5,8 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from support import FakeClock
 
 from tiktok_repost_async.simulator import Simulator
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Give a test a clock that moves only when it says so (a module may override)."""
+    return FakeClock()
 
 
 @pytest.fixture

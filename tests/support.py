@@ -20,6 +20,20 @@ def make_client(sim: Simulator, **kwargs: Any) -> RepostClient:
     return RepostClient(TEST_CLIENT_KEY, TEST_CLIENT_SECRET, **options)
 
 
+#: A UTC midnight (2023-11-15 00:00:00): tests about the quota day start from it.
+MIDNIGHT = 1_700_006_400
+
+
+class FakeClock:
+    """A clock that moves only when a test says so."""
+
+    def __init__(self, now: float = MIDNIGHT + 12 * 3600) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class FakeTime:
     """A wall clock that moves only when the code under test sleeps."""
 

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from support import MIDNIGHT, FakeClock
 
 from tiktok_repost_async.simulator import (
     RESEARCH_PATH,
@@ -32,17 +33,6 @@ from tiktok_repost_async.simulator._data import EncodedUser, repost_count
 ALL_FIELDS = ",".join(VIDEO_FIELDS)
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
-MIDNIGHT = 1_700_006_400  # 2023-11-15 00:00:00 UTC
-
-
-class FakeClock:
-    """A clock that moves only when a test says so."""
-
-    def __init__(self, now: float = MIDNIGHT + 12 * 3600) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Answer(NamedTuple):
@@ -123,11 +113,6 @@ class Api:
             if not answer.data["has_more"] or answer.data["cursor"] == cursor:
                 return videos, pages
             cursor = answer.data["cursor"]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

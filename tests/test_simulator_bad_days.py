@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import pytest
+from support import MIDNIGHT, FakeClock
 
 from tiktok_repost_async.cli import build_parser
 from tiktok_repost_async.simulator import (
@@ -37,19 +38,8 @@ from tiktok_repost_async.simulator import (
 )
 
 ALL = ",".join(VIDEO_FIELDS)
-MIDNIGHT = 1_700_006_400  # 2023-11-15 00:00:00 UTC
 LOG_ID = re.compile(rb'"log_id":"[0-9A-F]{34}"')
 ACCESS_TOKEN = re.compile(rb'"access_token":"clt\.[A-Za-z0-9]{40}"')
-
-
-class FakeClock:
-    """A clock that moves only when a test says so."""
-
-    def __init__(self, now: float = MIDNIGHT + 12 * 3600) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Raw(NamedTuple):
@@ -152,11 +142,6 @@ async def status_of(answer: Awaitable[Raw | Dropped]) -> int | None:
     """Return an answer's HTTP status; None if the connection closed without one."""
     done = await answer
     return done.status if isinstance(done, Raw) else None
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

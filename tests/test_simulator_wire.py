@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from support import FakeClock
 
 from tiktok_repost_async.cli import build_parser
 from tiktok_repost_async.simulator import (
@@ -43,7 +44,6 @@ from tiktok_repost_async.simulator._data import (
 )
 
 ALL = ",".join(VIDEO_FIELDS)
-MIDNIGHT = 1_700_006_400  # 2023-11-15 00:00:00 UTC
 LOG_ID = re.compile(rb'"log_id":"[0-9A-F]{34}"')
 DATA_KEYS = {"reposted_videos", "cursor", "has_more"}
 ERROR_KEYS = {"code", "message", "log_id"}
@@ -54,16 +54,6 @@ NESTED_KEYS = {
     "effect_info_list": {"effect_id", "effect_name", "effect_photo_URI"},
 }
 OBJECT_KEYS = {"video_label": {"content"}, "video_tag": {"video_tag_type", "video_tag_number"}}
-
-
-class FakeClock:
-    """A clock that moves only when a test says so."""
-
-    def __init__(self, now: float = MIDNIGHT + 12 * 3600) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Raw(NamedTuple):
@@ -125,11 +115,6 @@ class Api:
             if not data["has_more"] or data["cursor"] == cursor:
                 return pages
             cursor = data["cursor"]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
