@@ -27,15 +27,14 @@ For pandas or Polars::
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 from collections.abc import Iterator
 from typing import Any, Final
 
 import msgspec
 
 from .errors import TikTokError
+from .export import BinaryOutput, CsvOutput
 from .store import RoundRecord, Store, UserState
 
 __all__ = [
@@ -240,9 +239,19 @@ def diff_rounds(
                 yield VideoChange(username, int(video_id), "removed", first, second, flagged)
 
 
+def _csv_value(value: Any) -> object:
+    # JSON's spelling of the booleans, and an empty cell for a count that did not move or was
+    # not held as an int in both rounds.
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
 def write_diff(
     store: Store,
-    out: Any,
+    out: BinaryOutput,
     format: str = "jsonl",
     *,
     from_round: int | None = None,
@@ -265,27 +274,10 @@ def write_diff(
             out.write(_ENCODE(change.as_row()) + b"\n")
             count += 1
         return count
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\r\n")
-    writer.writerow(DIFF_COLUMNS)
+    writer = CsvOutput(out, DIFF_COLUMNS)
     for change in changes:
         row = change.as_row()
-        writer.writerow(
-            [
-                "true"
-                if value is True
-                else "false"
-                if value is False
-                else ""
-                if value is None
-                else value
-                for value in (row[name] for name in DIFF_COLUMNS)
-            ]
-        )
+        writer.writerow(_csv_value(row[name]) for name in DIFF_COLUMNS)
         count += 1
-        if text.tell() >= 1 << 20:
-            out.write(text.getvalue().encode("utf-8"))
-            text.seek(0)
-            text.truncate()
-    out.write(text.getvalue().encode("utf-8"))
+    writer.flush()
     return count

@@ -65,6 +65,7 @@ __all__ = [
     "PROVENANCE_COLUMNS",
     "REPOSTED_BY",
     "BinaryOutput",
+    "CsvOutput",
     "ExportError",
     "MissingExtraError",
     "export",
@@ -300,16 +301,38 @@ def _csv_cell(raw: msgspec.Raw) -> str:
     return data.decode("utf-8", "replace")
 
 
+class CsvOutput:
+    """Write RFC 4180 rows (CRLF line ends, quotes doubled) as UTF-8, in large writes."""
+
+    __slots__ = ("_out", "_text", "_writer")
+
+    def __init__(self, out: BinaryOutput, header: Iterable[str]) -> None:
+        self._out = out
+        self._text = io.StringIO()
+        # Fields holding commas, quotes or newlines are quoted by the csv module.
+        self._writer = csv.writer(self._text, lineterminator="\r\n")
+        self._writer.writerow(header)
+
+    def writerow(self, row: Iterable[object]) -> None:
+        """Write one row; the text reaches ``out`` in blocks of about a megabyte."""
+        self._writer.writerow(row)
+        if self._text.tell() >= _FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write out what is gathered."""
+        self._out.write(self._text.getvalue().encode("utf-8"))
+        self._text.seek(0)
+        self._text.truncate()
+
+
 def export_csv(
     store: Store, out: BinaryOutput, *, provenance: bool = False, round: int | None = None
 ) -> int:
     """Write a header and one row per video, values as sent, ``extra`` last; return the count."""
     fields = store.fields
     columns = (REPOSTED_BY, *(PROVENANCE_COLUMNS if provenance else ()), *fields, EXTRA)
-    text = io.StringIO()
-    # RFC 4180: CRLF line ends, quotes doubled; fields holding commas, quotes or newlines quoted.
-    writer = csv.writer(text, lineterminator="\r\n")
-    writer.writerow(columns)
+    writer = CsvOutput(out, columns)
     count = 0
     for username, video_id, data, observed, fetched_at, log_id in _rows(store, provenance, round):
         values = _fields_of(username, video_id, data)
@@ -327,11 +350,7 @@ def export_csv(
         row.append(_extra(values, [key for key in values if key not in used]))
         writer.writerow(row)
         count += 1
-        if text.tell() >= _FLUSH_BYTES:
-            out.write(text.getvalue().encode("utf-8"))
-            text.seek(0)
-            text.truncate()
-    out.write(text.getvalue().encode("utf-8"))
+    writer.flush()
     return count
 
 
