@@ -49,3 +49,21 @@ class FakeTime:
         self.sleeps.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
+
+
+def other_tasks() -> set[asyncio.Task[object]]:
+    """Return the tasks running beside the current one, the simulator's own handlers aside."""
+    # The simulator's handlers of kept-alive connections are the server's, not the client's.
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if t is not asyncio.current_task()
+        and not t.get_coro().__qualname__.startswith("RequestHandler")  # type: ignore[union-attr]
+    }
+
+
+async def settle(before: set[asyncio.Task[object]]) -> set[asyncio.Task[object]]:
+    """Let the loop run a few rounds; return the tasks still alive that were not there before."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+    return {t for t in other_tasks() - before if not t.done()}

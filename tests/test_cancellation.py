@@ -9,6 +9,7 @@ from contextlib import aclosing
 from pathlib import Path
 
 import pytest
+from support import other_tasks, settle
 
 from tiktok_repost_async import RepostClient, Store
 from tiktok_repost_async.harvest import harvest
@@ -31,22 +32,6 @@ def make_client(sim: Simulator) -> RepostClient:
         requests_per_second=10_000,
         concurrency=4,
     )
-
-
-def other_tasks() -> set[asyncio.Task[object]]:
-    # The simulator's handlers of kept-alive connections are the server's, not the client's.
-    return {
-        t
-        for t in asyncio.all_tasks()
-        if t is not asyncio.current_task()
-        and not t.get_coro().__qualname__.startswith("RequestHandler")  # type: ignore[union-attr]
-    }
-
-
-async def settle(before: set[asyncio.Task[object]]) -> set[asyncio.Task[object]]:
-    for _ in range(20):
-        await asyncio.sleep(0)
-    return {t for t in other_tasks() - before if not t.done()}
 
 
 async def test_cancelling_a_walk_leaves_nothing_running(sim: Simulator) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import support
 
 from tiktok_repost_async import (
     HarvestStopped,
@@ -22,7 +23,7 @@ from tiktok_repost_async import (
 )
 from tiktok_repost_async.engine import QUOTA_STREAK
 from tiktok_repost_async.harvest import Harvester, UserOutcome, harvest
-from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
+from tiktok_repost_async.simulator import Fault, Simulator
 
 
 class FakeTime:
@@ -46,13 +47,7 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 def make_client(sim: Simulator, **kwargs: Any) -> RepostClient:
-    options: dict[str, Any] = {
-        "base_url": sim.base_url,
-        "requests_per_second": 10_000.0,
-        "concurrency": 8,
-    }
-    options.update(kwargs)
-    return RepostClient(TEST_CLIENT_KEY, TEST_CLIENT_SECRET, **options)
+    return support.make_client(sim, **{"concurrency": 8, **kwargs})
 
 
 async def run(client: RepostClient, names: object, db: Path, **options: Any) -> list[UserOutcome]:

@@ -10,6 +10,8 @@ from contextlib import aclosing
 from typing import Any
 
 import pytest
+import support
+from support import other_tasks, settle
 
 from tiktok_repost_async import (
     ClientClosedError,
@@ -25,7 +27,7 @@ from tiktok_repost_async import (
     WalkStopped,
 )
 from tiktok_repost_async.engine import QUOTA_STREAK_ONE_USER
-from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
+from tiktok_repost_async.simulator import Fault, Simulator
 
 KINDS = ["missing_w", "private_w", "empty_w", "stall_n500", "short_n300", "hugeid_n150"]
 MIXED = KINDS + [f"mix{i}_n{(i * 37) % 420}" for i in range(60 - len(KINDS))]
@@ -38,29 +40,7 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 def make_client(sim: Simulator, **kwargs: Any) -> RepostClient:
-    options: dict[str, Any] = {
-        "base_url": sim.base_url,
-        "requests_per_second": 10_000.0,
-        "concurrency": 8,
-    }
-    options.update(kwargs)
-    return RepostClient(TEST_CLIENT_KEY, TEST_CLIENT_SECRET, **options)
-
-
-def other_tasks() -> set[asyncio.Task[object]]:
-    # The simulator's handlers of kept-alive connections are the server's, not the client's.
-    return {
-        t
-        for t in asyncio.all_tasks()
-        if t is not asyncio.current_task()
-        and not t.get_coro().__qualname__.startswith("RequestHandler")  # type: ignore[union-attr]
-    }
-
-
-async def settle(before: set[asyncio.Task[object]]) -> set[asyncio.Task[object]]:
-    for _ in range(20):
-        await asyncio.sleep(0)
-    return {t for t in other_tasks() - before if not t.done()}
+    return support.make_client(sim, **{"concurrency": 8, **kwargs})
 
 
 class LoopErrors:
