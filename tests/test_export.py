@@ -255,6 +255,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return small, large
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
 def test_a_large_store_exports_in_bounded_memory(fmt: str, stores: tuple[Path, Path]) -> None:
     small, large = stores

@@ -11,6 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tiktok_repost_async import Store
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 
@@ -51,6 +53,7 @@ def requests_booked(db: Path) -> int:
         return store.requests_on()
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_rerun(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     script = tmp_path / "child.py"

@@ -6,6 +6,8 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tiktok_repost_async import RepostClient, Store
 from tiktok_repost_async.harvest import Harvester
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
@@ -58,6 +60,7 @@ async def peak_during_harvest(sim: Simulator, db: Path, total: int) -> tuple[int
     return peak, done
 
 
+@pytest.mark.slow
 async def test_a_hundred_thousand_names_take_no_more_memory_than_ten_thousand(
     tmp_path: Path,
 ) -> None:

@@ -490,6 +490,7 @@ def _without_nones(value: Any) -> Any:
     return value
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(video_dicts, st.booleans())
 def test_any_valid_video_decodes_to_exactly_what_was_sent(

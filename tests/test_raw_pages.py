@@ -184,6 +184,7 @@ json_values = st.recursive(
 FIELD_NAMES = [*DRIFTED, "id", "username", "effect_info_list", "video_tag", "favourites_count"]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.dictionaries(st.sampled_from(FIELD_NAMES), json_values), max_size=5))
 def test_any_mix_of_values_gives_a_page_with_every_usable_video(

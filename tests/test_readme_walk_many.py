@@ -21,6 +21,7 @@ def example() -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_the_example_passes_mypy_strict(tmp_path: Path) -> None:
     source = tmp_path / "walk_example.py"
     source.write_text(example(), encoding="utf-8")

@@ -342,6 +342,7 @@ def changes_by_user(store: Store, first: int, second: int) -> dict[str, dict[str
 EPOCH_PANEL = [f"panelist{i}" for i in range(12)] + ["big_panelist", "short_panelist"]
 
 
+@pytest.mark.slow
 def test_a_kill_in_round_two_resumes_round_two_and_three_rounds_diff_exactly(
     tmp_path: Path,
 ) -> None:

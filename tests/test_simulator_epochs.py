@@ -320,6 +320,7 @@ def test_epochs_compose(fresh_timelines: None, monkeypatch: pytest.MonkeyPatch) 
 # -- what a step does ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_new_reposts_come_at_the_head_newest_first_with_larger_ids() -> None:
     gained = 0
     descriptions: set[Any] = set()
@@ -358,6 +359,7 @@ def test_huge_ids_stay_unique_as_videos_are_added() -> None:
     assert any(video_id >= 2**64 for video_id in added)
 
 
+@pytest.mark.slow
 def test_removals_come_from_anywhere_in_the_list_and_never_come_back() -> None:
     deep = 0
     removed_total = 0
@@ -394,6 +396,7 @@ def test_counts_only_grow_and_nothing_else_changes() -> None:
     assert grown > 1000
 
 
+@pytest.mark.slow
 def test_a_sizeable_share_gains_under_a_page_and_some_gain_more_each_step() -> None:
     for epoch in (1, 2, 3):
         gains = [len(changes(name, epoch - 1, epoch)["added"]) for name in NORMAL]
