@@ -264,11 +264,17 @@ def test_a_db_in_a_directory_that_does_not_exist_is_refused_before_any_request(
     nothing_sent(sim_in_thread)
 
 
+@pytest.mark.parametrize("made_by", ["mktemp", "sqlite3"])
 def test_an_empty_db_file_is_a_new_store_to_a_harvest_and_named_to_status(
-    sim_in_thread: Simulator, tmp_path: Path
+    sim_in_thread: Simulator, tmp_path: Path, made_by: str
 ) -> None:
-    db = tmp_path / "made-by-mktemp.db"
-    db.touch()
+    db = tmp_path / f"made-by-{made_by}.db"
+    if made_by == "mktemp":
+        db.touch()
+    else:  # an SQLite database with a header and no table, as any opening leaves one
+        conn = sqlite3.connect(db)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.close()
     status = run_main("status", "--db", db)
     one_line_usage_error(
         status, "is empty: nothing has been harvested into it yet", f"harvest USERS --db {db}"

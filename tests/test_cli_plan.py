@@ -182,3 +182,28 @@ def test_ctrl_c_stops_a_harvest_where_the_loop_cannot_watch_signals(
         resumed = run_main("harvest", users, "--db", db, "--base-url", sim.base_url, env=cli_env())
         assert resumed.returncode == 0, resumed.stderr
         assert stored(db) == truth(sim, names)
+
+
+def test_after_a_stop_ctrl_c_does_again_what_it_did_before_the_run(tmp_path: Path) -> None:
+    from tiktok_repost_async.cli._signals import StopSignals
+
+    before = {s: signal.getsignal(s) for s in StopSignals.handled}
+    stops: list[signal.Signals] = []
+
+    async def run() -> None:
+        signals = StopSignals(asyncio.get_running_loop(), stops.append)
+        signals.install()
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if stops:
+                    break
+            # A second signal now would kill: the stop has begun.
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        finally:
+            signals.remove()
+
+    asyncio.run(run())
+    assert stops == [signal.SIGTERM]
+    assert {s: signal.getsignal(s) for s in StopSignals.handled} == before

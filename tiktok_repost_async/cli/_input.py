@@ -76,7 +76,7 @@ class _Prefixed(io.RawIOBase):
 
 
 class UserLines:
-    """Read a file's lines on a daemon thread, so a blocked pipe never holds the process.
+    """Give the lines of a users file or of standard input, decoded, one at a time.
 
     :param path: the users file, or ``-`` for standard input.
     :raises UsageError: the file cannot be opened, or (a regular file) holds a line that does

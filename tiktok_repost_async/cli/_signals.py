@@ -40,12 +40,15 @@ class StopSignals:
     def install(self) -> None:
         """Start watching the signals."""
         for signum in self.handled:
+            # Given back by remove(), in either way of watching: after a stop, a later Ctrl-C
+            # must do what it did before the run (asyncio.run's own handler, or the default).
+            self._previous[signum] = signal.getsignal(signum)
             try:
                 self._loop.add_signal_handler(signum, self._fired, signum)
                 self._on_loop.append(signum)
             except NotImplementedError:
                 with contextlib.suppress(ValueError, OSError):  # ValueError: not the main thread
-                    self._previous[signum] = signal.signal(signum, self._from_thread)
+                    signal.signal(signum, self._from_thread)
             except RuntimeError:
                 pass  # not the main thread: nobody can signal this run
 
@@ -71,6 +74,8 @@ class StopSignals:
                 self._loop.remove_signal_handler(signum)
         self._on_loop.clear()
         for signum, previous in self._previous.items():
-            with contextlib.suppress(ValueError, OSError, TypeError):
-                signal.signal(signum, previous)
+            # None: a handler not set from Python, which cannot be put back.
+            if previous is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    signal.signal(signum, previous)
         self._previous.clear()

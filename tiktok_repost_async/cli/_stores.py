@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import StoreError
-from ..store import Store
+from ..store import Store, StoreMismatchError
 from ._common import DEFAULT_DB, PROG, UsageError
 
 __all__ = ["check_db", "create_store", "open_existing", "open_for_harvest"]
@@ -45,17 +47,34 @@ def _refused(db: str, exc: Exception) -> UsageError:
     return UsageError(str(exc) if isinstance(exc, StoreError) else f"--db {db!r}: {exc}")
 
 
+def _empty(db: str) -> UsageError:
+    return UsageError(
+        f"{db!r} is empty: nothing has been harvested into it yet ({PROG} harvest USERS"
+        f" --db {db} creates the store there); check --db"
+    )
+
+
+def _no_tables(db: str) -> bool:
+    """Tell whether ``db`` is an SQLite database without a table (opened once, never filled)."""
+    try:
+        uri = Path(db).resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            return not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.Error:
+        return False
+
+
 def open_existing(db: str) -> Store:
     """Open the store that status, export or diff reads; raise UsageError if there is none."""
     if not check_db(db):
-        raise UsageError(
-            f"{db!r} is empty: nothing has been harvested into it yet ({PROG} harvest USERS"
-            f" --db {db} creates the store there); check --db"
-        )
+        raise _empty(db)
     try:
         return Store(db, create=False)
-    except (StoreError, ValueError) as exc:
+    except StoreMismatchError as exc:
         raise _refused(db, exc) from None
+    except (StoreError, ValueError) as exc:
+        # The store's own words for an empty database name library arguments, not options.
+        raise (_empty(db) if _no_tables(db) else _refused(db, exc)) from None
 
 
 def open_for_harvest(
@@ -63,7 +82,8 @@ def open_for_harvest(
 ) -> tuple[Store | None, tuple[str, ...], int | None]:
     """Open an existing store (checking its settings), or say what a new one will hold.
 
-    An empty file (``touch``, ``mktemp``) counts as no store: the harvest creates one in it.
+    An empty file (``touch``, ``mktemp``), or an SQLite database without a table, counts as no
+    store: the harvest creates one in it.
 
     :param db: the ``--db`` path.
     :param fields: the ``--fields`` given, if any.
@@ -76,7 +96,11 @@ def open_for_harvest(
         return None, fields or tuple(default_fields), max_count
     try:
         store = Store(db, fields=fields, max_count=max_count, create=False)
+    except StoreMismatchError as exc:
+        raise _refused(db, exc) from None
     except (StoreError, ValueError) as exc:
+        if _no_tables(db):  # an SQLite file nothing was harvested into: a new store
+            return None, fields or tuple(default_fields), max_count
         raise _refused(db, exc) from None
     return store, store.fields, store.max_count
 
