@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from support import FakeClock
@@ -20,4 +20,13 @@ def clock() -> FakeClock:
 async def sim() -> AsyncIterator[Simulator]:
     """Serve a default simulator on a free loopback port for one test (a module may override)."""
     async with Simulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def sim_in_thread() -> Iterator[Simulator]:
+    """Serve a default simulator on a thread of its own, for code that runs its own event loop
+    (the command line's ``main``, or a real process)."""
+    simulator = Simulator()
+    with simulator.run_in_thread():
         yield simulator

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import io
+import logging
+import os
+import sys
+from collections.abc import Mapping
 from typing import Any
 
 from tiktok_repost_async import RepostClient
@@ -67,3 +73,63 @@ async def settle(before: set[asyncio.Task[object]]) -> set[asyncio.Task[object]]
     for _ in range(20):
         await asyncio.sleep(0)
     return {t for t in other_tasks() - before if not t.done()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Ran:
+    """What a command run in-process did: like subprocess.CompletedProcess, text decoded."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    stdout_bytes: bytes
+
+
+def _text_stream(data: bytes = b"") -> io.TextIOWrapper:
+    # A real TextIOWrapper over bytes: `.buffer` for binary exports, isatty() False.
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="", write_through=True)
+
+
+def run_main(
+    *args: object, env: Mapping[str, str] | None = None, stdin: str | bytes | None = None
+) -> Ran:
+    """Run ``tiktok-reposts ARGS`` in this process: its exit status, stdout and stderr.
+
+    :param args: the command line after the program's name (paths are turned into text).
+    :param env: the whole environment during the run (None: this process's own).
+    :param stdin: what standard input holds (None: nothing).
+    """
+    from tiktok_repost_async.cli import main
+
+    data = stdin.encode() if isinstance(stdin, str) else stdin or b""
+    streams = (sys.stdin, sys.stdout, sys.stderr)
+    out, err = _text_stream(), _text_stream()
+    saved_env = dict(os.environ)
+    loggers = {
+        name: (logger.handlers[:], logger.propagate, logger.level)
+        for name in ("tiktok_repost_async", "tiktok_repost_async.cli", "py.warnings")
+        for logger in [logging.getLogger(name)]
+    }
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    sys.stdin, sys.stdout, sys.stderr = _text_stream(data), out, err
+    try:
+        status = main([str(arg) for arg in args])
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = streams
+        os.environ.clear()
+        os.environ.update(saved_env)
+        # The command sends the package's logging to its console: give it back to pytest.
+        for name, (handlers, propagate, level) in loggers.items():
+            logger = logging.getLogger(name)
+            logger.handlers[:], logger.propagate = handlers, propagate
+            logger.setLevel(level)
+        logging.captureWarnings(False)
+    raw = out.buffer.getvalue()  # type: ignore[attr-defined]
+    return Ran(
+        status,
+        raw.decode("utf-8", "replace").replace("\r\n", "\n"),
+        err.buffer.getvalue().decode("utf-8", "replace"),  # type: ignore[attr-defined]
+        raw,
+    )

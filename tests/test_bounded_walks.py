@@ -87,9 +87,9 @@ async def test_a_guarded_user_is_incomplete_in_the_store_and_final_until_asked(
             assert stalled is not None
             assert (stalled.error or "").startswith("repeated_cursor:")
             report = status_report(store, daily_quota=1000, limit=None)
-        assert report["users"]["incomplete"] == 2
-        assert {u["username"] for u in report["incomplete"]} == {"endless_n150", "stall_n500"}
-        assert all(u["reason"] for u in report["incomplete"])
+        assert report.users["incomplete"] == 2
+        assert {u.username for u in report.incomplete} == {"endless_n150", "stall_n500"}
+        assert all(u.reason for u in report.incomplete)
         # Final: a second run walks nobody.
         before = sim.stats.requests
         assert await run(client, names, db) == []

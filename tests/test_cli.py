@@ -1,5 +1,8 @@
-"""The ``tiktok-reposts`` command, run as a subprocess against the simulator: every command,
-every exit status, resume after a stop, and every export format read back with exact ids."""
+"""The ``tiktok-reposts`` command against the simulator: every command, every exit status, resume
+after a stop, and every export format read back with exact ids.
+
+Most tests call ``main(argv)`` in this process (`support.run_main`); those about signals, a
+terminal and the installed script run a real process."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support import Ran, run_main
 
 from tiktok_repost_async import VIDEO_FIELDS, Store, __version__
 from tiktok_repost_async.cli import render_progress
@@ -80,13 +84,18 @@ def command(*args: object) -> list[str]:
     return [sys.executable, "-m", "tiktok_repost_async", *map(str, args)]
 
 
-def cli(
-    *args: object, env: dict[str, str] | None = None, stdin: str | None = None
+def cli(*args: object, env: dict[str, str] | None = None, stdin: str | None = None) -> Ran:
+    """Run the command in this process (main(argv)), with the test credentials by default."""
+    return run_main(*args, env=env if env is not None else cli_env(), stdin=stdin)
+
+
+def cli_process(
+    *args: object, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """Run the command as a real process, for what only a process shows (its exit, its script)."""
     return subprocess.run(
         command(*args),
         env=env if env is not None else cli_env(),
-        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
@@ -100,7 +109,7 @@ def harvest(
     *options: object,
     stdin: str | None = None,
     **env: str | None,
-) -> subprocess.CompletedProcess[str]:
+) -> Ran:
     return cli(
         "harvest", users, "--db", db, "--base-url", sim.base_url, "--rate", 500, *options,
         env=cli_env(**env), stdin=stdin,
@@ -132,16 +141,15 @@ def expected_records(sim: Simulator, names: list[str]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    simulator = Simulator()
-    with simulator.run_in_thread():
-        yield simulator
+def sim(sim_in_thread: Simulator) -> Simulator:
+    """Serve the simulator on a thread: the command runs an event loop of its own."""
+    return sim_in_thread
 
 
 @pytest.fixture(scope="module")
 def harvested(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Simulator, Path, subprocess.CompletedProcess[str]]]:
+) -> Iterator[tuple[Simulator, Path, Ran]]:
     folder = tmp_path_factory.mktemp("harvested")
     simulator = Simulator(latency=0.01)
     with simulator.run_in_thread():
@@ -155,7 +163,7 @@ def harvested(
 
 
 def test_harvest_reaches_every_final_state_with_exactly_the_ground_truth(
-    harvested: tuple[Simulator, Path, subprocess.CompletedProcess[str]],
+    harvested: tuple[Simulator, Path, Ran],
 ) -> None:
     sim, db, result = harvested
     assert result.returncode == 0, result.stderr
@@ -170,7 +178,7 @@ def test_harvest_reaches_every_final_state_with_exactly_the_ground_truth(
 
 
 def test_status_json_counts_states_requests_and_skipped_lines(
-    harvested: tuple[Simulator, Path, subprocess.CompletedProcess[str]],
+    harvested: tuple[Simulator, Path, Ran],
 ) -> None:
     sim, db, _ = harvested
     result = cli("status", "--db", db, "--json", "--daily-quota", 500)
@@ -202,7 +210,7 @@ def test_status_json_counts_states_requests_and_skipped_lines(
 
 
 def test_status_shows_each_run_with_its_version_settings_and_requests(
-    harvested: tuple[Simulator, Path, subprocess.CompletedProcess[str]],
+    harvested: tuple[Simulator, Path, Ran],
 ) -> None:
     sim, db, _ = harvested
     report = json.loads(cli("status", "--db", db, "--json").stdout)
@@ -224,7 +232,7 @@ def test_status_shows_each_run_with_its_version_settings_and_requests(
 
 
 def test_export_with_provenance_stamps_every_video_with_its_page(
-    harvested: tuple[Simulator, Path, subprocess.CompletedProcess[str]], tmp_path: Path
+    harvested: tuple[Simulator, Path, Ran], tmp_path: Path
 ) -> None:
     sim, db, _ = harvested
     out = tmp_path / "p.jsonl"
@@ -254,7 +262,7 @@ def test_export_with_provenance_stamps_every_video_with_its_page(
 
 
 def test_status_text_is_a_table(
-    harvested: tuple[Simulator, Path, subprocess.CompletedProcess[str]],
+    harvested: tuple[Simulator, Path, Ran],
 ) -> None:
     _, db, _ = harvested
     result = cli("status", "--db", db)
@@ -272,7 +280,7 @@ def test_status_text_is_a_table(
 
 
 def test_export_jsonl_has_every_field_and_exact_ids(
-    harvested: tuple[Simulator, Path, subprocess.CompletedProcess[str]], tmp_path: Path
+    harvested: tuple[Simulator, Path, Ran], tmp_path: Path
 ) -> None:
     sim, db, _ = harvested
     out = tmp_path / "videos.jsonl"
@@ -286,7 +294,7 @@ def test_export_jsonl_has_every_field_and_exact_ids(
 
 
 def test_export_csv_is_flat_with_exact_ids(
-    harvested: tuple[Simulator, Path, subprocess.CompletedProcess[str]], tmp_path: Path
+    harvested: tuple[Simulator, Path, Ran], tmp_path: Path
 ) -> None:
     sim, db, _ = harvested
     out = tmp_path / "videos.txt"
@@ -311,7 +319,7 @@ def test_export_csv_is_flat_with_exact_ids(
 
 
 def test_export_parquet_keeps_types_and_exact_ids(
-    harvested: tuple[Simulator, Path, subprocess.CompletedProcess[str]], tmp_path: Path
+    harvested: tuple[Simulator, Path, Ran], tmp_path: Path
 ) -> None:
     sim, db, _ = harvested
     out = tmp_path / "videos.parquet"
@@ -336,7 +344,7 @@ def test_export_parquet_keeps_types_and_exact_ids(
 
 
 def test_export_to_stdout_matches_the_file(
-    harvested: tuple[Simulator, Path, subprocess.CompletedProcess[str]], tmp_path: Path
+    harvested: tuple[Simulator, Path, Ran], tmp_path: Path
 ) -> None:
     _, db, _ = harvested
     out = tmp_path / "v.csv"
@@ -523,21 +531,13 @@ def test_status_and_export_refuse_a_missing_store(tmp_path: Path) -> None:
 
 
 def test_parquet_export_without_pyarrow_names_the_extra(
-    harvested: tuple[Simulator, Path, subprocess.CompletedProcess[str]], tmp_path: Path
+    harvested: tuple[Simulator, Path, Ran], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, db, _ = harvested
     out = tmp_path / "v.parquet"
     out.write_bytes(b"keep me")
-    hide = (
-        "import sys; sys.modules['pyarrow'] = None; from tiktok_repost_async.cli import main;"
-        " sys.exit(main(sys.argv[1:]))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", hide, "export", "--db", str(db), "--output", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails
+    result = cli("export", "--db", db, "--output", out)
     assert result.returncode == 2
     assert "pip install 'tiktok-repost-async[parquet]'" in result.stderr
     assert out.read_bytes() == b"keep me"
@@ -603,10 +603,16 @@ def test_the_progress_line_shows_a_quota_wait_and_a_quota_bound_eta() -> None:
     )
     progress.waiting_until = None
     progress.quota_spent = 600
-    # 60 users left at 10 requests each: 600 requests, 400 of them left today.
-    assert render_progress(progress, now=0, rate=9.5).endswith(
-        "9.5 req/s | ETA ~1 more day (quota)"
+    # 60 users left at 10 requests each: 600 requests, 400 of them left today, 200 tomorrow.
+    assert render_progress(progress, now=midnight + 3600, rate=9.5).endswith(
+        "9.5 req/s | ETA ~1 day, done about 2025-11-27"
     )
+    progress.quota_spent, progress.quota_limit = 900, 100
+    # 600 requests: 100 a day after today's last one is spent.
+    assert render_progress(progress, now=midnight + 3600, rate=9.5).endswith(
+        "ETA ~6 days, done about 2025-12-02"
+    )
+    progress.quota_limit = 1000
     progress.quota_spent = 0
     assert render_progress(progress, now=0, rate=10.0).endswith("10.0 req/s | ETA 1m00s")
     progress.input_done = False
@@ -672,7 +678,7 @@ def test_demo_harvests_the_sample_and_says_where_everything_went(tmp_path: Path)
 def test_the_console_script_is_installed_and_agrees_with_python_m() -> None:
     script = Path(sys.executable).with_name("tiktok-reposts")
     installed = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
-    module = cli("--version")
+    module = cli_process("--version")
     assert installed.stdout == module.stdout
     assert module.stdout.startswith("tiktok-reposts ")
 

@@ -33,9 +33,11 @@ from tiktok_repost_async.export import (
     export_csv,
     export_jsonl,
     export_parquet,
+    export_to_path,
     format_for_path,
     parquet_schema,
     require_format,
+    write_atomically,
 )
 from tiktok_repost_async.store import PageCommit
 
@@ -349,3 +351,40 @@ def test_csv_tells_empty_strings_from_missing_fields_and_escapes_control_charact
     for row, video in zip(rows, sent, strict=True):
         for name in ("username", "region_code"):
             assert read(row[name]) == video.get(name), (name, row)
+
+
+def test_export_to_path_follows_the_suffix_and_replaces_only_when_whole(
+    store: Store, tmp_path: Path
+) -> None:
+    out = tmp_path / "v.csv"
+    out.write_bytes(b"the old export")
+    count = export_to_path(store, out)
+    assert count == sum(len(videos) for videos in VIDEOS.values())
+    with out.open(encoding="utf-8", newline="") as text:
+        assert len(list(csv.DictReader(text))) == count
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".v.csv.")] == []
+
+    def fail(sink: io.BufferedWriter) -> int:
+        sink.write(b"half an export")
+        raise OSError("disk full")
+
+    before = out.read_bytes()
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(out, fail)
+    # The old file stands, and the partial one is gone.
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("v.")) == ["v.csv"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_write_atomically_gives_the_file_the_umask_s_permissions(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o027)
+    try:
+        assert write_atomically(tmp_path / "x.jsonl", lambda sink: sink.write(b"{}\n")) == 3
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "x.jsonl").stat().st_mode & 0o777 == 0o640
+    with pytest.raises(FileNotFoundError):
+        write_atomically(tmp_path / "no" / "x.jsonl", lambda sink: sink.write(b""))

@@ -43,14 +43,16 @@ only in how much of it a typed table can hold:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import importlib
 import io
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
@@ -72,10 +74,14 @@ __all__ = [
     "export_csv",
     "export_jsonl",
     "export_parquet",
+    "export_to_path",
     "format_for_path",
     "parquet_schema",
     "require_format",
+    "write_atomically",
 ]
+
+_T = TypeVar("_T")
 
 #: The export formats, by name.
 FORMATS: Final = ("jsonl", "csv", "parquet")
@@ -165,6 +171,60 @@ def export(
     if writer is None:
         raise ValueError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
     return writer(store, out, provenance=provenance, round=round)
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryOutput], _T]) -> _T:
+    """Write a file through ``write`` under a temporary name beside it, then rename it into place.
+
+    An interrupted or failed write never leaves a truncated file under the name a reader expects:
+    the old file (if any) stays until the new one is whole. The new file gets the permissions a
+    plain ``open()`` would give it (0o666 less the umask), not the temporary file's 0o600.
+
+    :param path: the file to write (replaced if it exists).
+    :param write: writes the content to the binary file it is given; what it returns is returned.
+    :raises OSError: the directory cannot hold the temporary file, or the rename failed.
+    """
+    target = os.fspath(path)
+    directory = os.path.dirname(target) or "."
+    fd, partial = tempfile.mkstemp(
+        prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory
+    )
+    try:
+        with os.fdopen(fd, "wb") as out:
+            result = write(out)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+    return result
+
+
+def export_to_path(
+    store: Store,
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    provenance: bool = False,
+    round: int | None = None,
+) -> int:
+    """Export every video of the store to the file ``path``, atomically; return how many.
+
+    :param store: the harvest store to read.
+    :param path: the file to write (replaced, once the export is whole, if it exists).
+    :param format: ``jsonl``, ``csv`` or ``parquet`` (None: from the path's suffix, else jsonl).
+    :param provenance: add each video's ``round``, and ``fetched_at`` and ``log_id`` of its page.
+    :param round: export the videos as observed in this round (default: each user's latest
+        complete observation).
+    """
+    chosen = format or format_for_path(os.fspath(path)) or "jsonl"
+    require_format(chosen)
+    return write_atomically(
+        path, lambda out: export(store, out, chosen, provenance=provenance, round=round)
+    )
 
 
 class _Buffered:

@@ -197,9 +197,12 @@ from ._server import (
     SimulatorStats,
 )
 from ._thread import SimulatorThread
+from .scenarios import DEMO_INPUT, DEMO_NOTES, demo_faults, script_demo_faults
 
 __all__ = [
     "COUNT_FIELDS",
+    "DEMO_INPUT",
+    "DEMO_NOTES",
     "DRIFT_KINDS",
     "INVALID_CURSOR_MESSAGE",
     "MAX_REPOSTS",
@@ -219,5 +222,7 @@ __all__ = [
     "SimulatorThread",
     "add_simulator_arguments",
     "config_from_args",
+    "demo_faults",
     "main",
+    "script_demo_faults",
 ]

@@ -1,0 +1,71 @@
+"""The ``tiktok-reposts`` command: harvest, status, export, diff, serve and demo.
+
+Exit statuses: 0 when every user of the run reached a final state; 1 when the run finished but
+some users failed (the next run retries them) or the API could not be reached; 2 for usage and
+configuration errors (one line, no traceback); 75 when the run stopped early, resumable, on the
+daily quota or on Ctrl-C / SIGTERM.
+
+One module per command (``harvest``, ``status``, ``export``, ``diff``, ``serve``, ``demo``),
+each imported only when its command runs or shows its help; ``plan`` estimates the quota days
+left. The names below load on first use, so that importing ``main`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_RESUMABLE,
+    EXIT_USAGE,
+    CommandError,
+    UsageError,
+)
+from ._parser import build_parser, main
+
+if TYPE_CHECKING:
+    from ._console import Console
+    from ._progress import render_progress
+    from .plan import QuotaPlan, estimate_plan
+    from .status import StatusReport, status_report
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_RESUMABLE",
+    "EXIT_USAGE",
+    "CommandError",
+    "Console",
+    "QuotaPlan",
+    "StatusReport",
+    "UsageError",
+    "build_parser",
+    "estimate_plan",
+    "main",
+    "render_progress",
+    "status_report",
+]
+
+_LAZY: dict[str, str] = {
+    "Console": "_console",
+    "render_progress": "_progress",
+    "QuotaPlan": "plan",
+    "estimate_plan": "plan",
+    "StatusReport": "status",
+    "status_report": "status",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,62 @@
+"""What every command shares: its name, the exit statuses, the errors that end it, stdout."""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import Final, TextIO
+
+from ..errors import TikTokError
+
+__all__ = [
+    "DEFAULT_DB",
+    "ENV_CLIENT_KEY",
+    "ENV_CLIENT_SECRET",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_RESUMABLE",
+    "EXIT_USAGE",
+    "PROG",
+    "RESUME_HINT",
+    "CommandError",
+    "UsageError",
+    "stdout",
+]
+
+PROG: Final = "tiktok-reposts"
+EXIT_OK: Final = 0
+#: The run finished, but some users failed; or the API could not be reached.
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+#: sysexits' EX_TEMPFAIL: stopped early (quota, Ctrl-C); the same command resumes.
+EXIT_RESUMABLE: Final = 75
+#: A KeyboardInterrupt outside a harvest (which turns Ctrl-C into EXIT_RESUMABLE).
+EXIT_INTERRUPTED: Final = 130
+
+ENV_CLIENT_KEY: Final = "TIKTOK_CLIENT_KEY"
+ENV_CLIENT_SECRET: Final = "TIKTOK_CLIENT_SECRET"
+RESUME_HINT: Final = "run the same command again to resume"
+#: The store every command uses without --db.
+DEFAULT_DB: Final = "harvest.db"
+
+
+class CommandError(TikTokError):
+    """Report why a command could not do its work: one line, no traceback, exit status 1."""
+
+    exit_status = EXIT_FAILED
+
+
+class UsageError(CommandError):
+    """Report a usage or configuration error: one line, exit status 2."""
+
+    exit_status = EXIT_USAGE
+
+
+def stdout() -> TextIO:
+    """Return standard output, set never to fail on a character the locale cannot encode."""
+    # Usernames and errors can hold any character; an ASCII locale must not crash the output.
+    stream = sys.stdout
+    if isinstance(stream, io.TextIOWrapper):
+        stream.reconfigure(errors="backslashreplace")
+    return stream

@@ -1,0 +1,340 @@
+"""Run a harvest for ``harvest`` and ``demo``: credentials, client, signals, progress, summary."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import DEFAULT_BASE_URL
+from ..store import Store, StoreLockedError, UserState
+from ._common import (
+    ENV_CLIENT_KEY,
+    ENV_CLIENT_SECRET,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_RESUMABLE,
+    PROG,
+    RESUME_HINT,
+    CommandError,
+    UsageError,
+)
+from ._console import Console, logger
+from ._input import UserLines
+from ._progress import Display, duration
+from ._signals import StopSignals
+
+if TYPE_CHECKING:
+    from ..client import RepostClient
+    from ..errors import AuthError
+    from ..harvest import Harvester
+
+__all__ = [
+    "HarvestSettings",
+    "authenticate",
+    "check_base_url",
+    "credentials",
+    "make_client",
+    "run_harvest",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HarvestSettings:
+    """Hold how a harvest runs: the Harvester's options and the display's."""
+
+    new_round: bool
+    stop_at_known: bool
+    concurrency: int
+    daily_quota: int
+    on_quota: str
+    retry_failed: bool
+    retry_incomplete: bool
+    max_pages: int | None
+    progress: bool
+    log_interval: float
+    resume_hint: str
+
+
+def credentials() -> tuple[str, str]:
+    """Return the client key and secret from the environment, or raise UsageError."""
+    values = {
+        name: os.environ.get(name, "").strip() for name in (ENV_CLIENT_KEY, ENV_CLIENT_SECRET)
+    }
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise UsageError(
+            f"missing credentials: {' and '.join(missing)} not set (set {ENV_CLIENT_KEY} and"
+            f" {ENV_CLIENT_SECRET} to your research client's key and secret)"
+        )
+    for name, value in values.items():
+        # A pasted line break or a stray NUL; the message names where, never what.
+        bad = next((i for i, char in enumerate(value) if not char.isprintable()), None)
+        if bad is not None:
+            raise UsageError(
+                f"{name} holds a control or invisible character (character {bad + 1} of"
+                f" {len(value)}): set it again to exactly the value the developer portal shows"
+            )
+    return values[ENV_CLIENT_KEY], values[ENV_CLIENT_SECRET]
+
+
+def check_base_url(url: str | None) -> None:
+    """Refuse a base URL with a query or fragment: the API's paths go after it, not inside."""
+    if url is None:
+        return
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.query or parts.fragment or url.strip().endswith(("?", "#")):
+        raise UsageError(
+            f"--base-url {url!r} holds a query or fragment (?... or #...): give the API's root"
+            f" only, e.g. {DEFAULT_BASE_URL}"
+        )
+
+
+def make_client(
+    key: str,
+    secret: str,
+    *,
+    base_url: str | None,
+    fields: Sequence[str],
+    max_count: int | None,
+    rate: float,
+    concurrency: int,
+    **options: Any,
+) -> RepostClient:
+    """Return the harvest's client; a setting it refuses is a UsageError.
+
+    :param key: the research client's key.
+    :param secret: its secret.
+    :param base_url: the API's root (None: TIKTOK_API_BASE_URL, else the live API).
+    :param fields: the video fields to request.
+    :param max_count: videos per request (None: the client's default).
+    :param rate: requests per second at most.
+    :param concurrency: users walked at once.
+    :param options: passed on to `RepostClient`.
+    """
+    from ..client import ENV_BASE_URL, RepostClient
+
+    check_base_url(base_url if base_url is not None else os.environ.get(ENV_BASE_URL))
+    if max_count is not None:
+        options["max_count"] = max_count
+    try:
+        return RepostClient(
+            key,
+            secret,
+            base_url=base_url,
+            fields=fields,
+            requests_per_second=rate,
+            concurrency=concurrency,
+            **options,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _not_the_api(client: RepostClient, exc: Exception) -> UsageError:
+    hint = ""
+    path = urllib.parse.urlsplit(client.base_url).path
+    if path.strip("/"):
+        # The commonest slip: a root with the API's /v2 (or an endpoint's path) pasted on.
+        hint = f"; the base URL is the API's root, without {path!r}"
+    return UsageError(
+        f"this does not look like the Research API at {client.base_url} (its token endpoint"
+        f" answered: {exc}){hint}; check --base-url or TIKTOK_API_BASE_URL"
+    )
+
+
+def _is_not_found(exc: AuthError) -> bool:
+    # The token endpoint refuses wrong credentials with an error code (flat or structured);
+    # no such endpoint (404, 405), or a 4xx page without the API's JSON, means another server.
+    return exc.status in (404, 405) or not exc.code
+
+
+async def authenticate(client: RepostClient) -> None:
+    """Fetch the access token before anything else, retrying what the client's policy retries.
+
+    Wrong credentials then end the run before the store is touched or any research request
+    (quota) is spent.
+    """
+    from ..errors import AuthError, ProtocolError, TikTokError
+
+    policy = client.retry
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await client.authenticate()
+            return
+        except AuthError as exc:
+            if _is_not_found(exc):
+                raise _not_the_api(client, exc) from None
+            raise UsageError(
+                f"the API refused the credentials in {ENV_CLIENT_KEY} and {ENV_CLIENT_SECRET}"
+                f" ({exc}); check them"
+            ) from None
+        except ValueError as exc:  # a credential the request cannot carry
+            raise UsageError(str(exc)) from None
+        except TikTokError as exc:
+            if policy.is_retryable(exc) and attempt < policy.max_attempts:
+                await asyncio.sleep(policy.delay(attempt, exc))
+                continue
+            if isinstance(exc, ProtocolError):
+                # Every answer was something other than the token endpoint's JSON.
+                raise _not_the_api(client, exc) from None
+            raise CommandError(
+                f"cannot get an access token from {client.base_url}: {exc}"
+            ) from None
+
+
+async def run_harvest(
+    client: RepostClient,
+    store: Store,
+    users: UserLines,
+    settings: HarvestSettings,
+    console: Console,
+) -> int:
+    """Harvest with progress, signals and a summary; return the exit status."""
+    from ..errors import AuthError, HarvestStopped, InvalidFieldsError
+    from ..harvest import Harvester
+
+    harvester = Harvester(
+        client,
+        store,
+        concurrency=settings.concurrency,
+        daily_quota=settings.daily_quota,
+        on_quota=settings.on_quota,
+        retry_failed=settings.retry_failed,
+        retry_incomplete=settings.retry_incomplete,
+        max_pages=settings.max_pages,
+        new_round=settings.new_round,
+        stop_at_known=settings.stop_at_known,
+    )
+
+    async def consume() -> None:
+        async for outcome in harvester.run(users.lines()):
+            logger.debug(
+                "%s: %s, %d new videos, %d pages, %d requests%s",
+                outcome.username,
+                outcome.state,
+                outcome.videos,
+                outcome.pages,
+                outcome.requests,
+                f" ({outcome.error})" if outcome.error else "",
+            )
+
+    task = asyncio.create_task(consume(), name="tiktok-harvest")
+    display = Display(
+        harvester.progress,
+        console,
+        input_lines=lambda: users.total_lines,
+        log_interval=settings.log_interval,
+    )
+    shown = asyncio.create_task(display.run()) if settings.progress else None
+    interrupted: list[str] = []
+
+    def interrupt(signum: signal.Signals) -> None:
+        interrupted.append(signum.name)
+        console.line(
+            "stopping: finishing the writes in progress (press Ctrl-C again to quit at once;"
+            " the store stays consistent either way)"
+        )
+        task.cancel()
+
+    signals = StopSignals(asyncio.get_running_loop(), interrupt)
+    signals.install()
+    status = EXIT_OK
+    stopped: str | None = None
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        status = EXIT_RESUMABLE
+    except HarvestStopped as exc:
+        status, stopped = EXIT_RESUMABLE, exc.reason
+    except InvalidFieldsError as exc:
+        named = ",".join(exc.fields) or "(unnamed)"
+        raise UsageError(
+            f'the API rejects the field(s) {named} ("{exc.message}"), for every user alike:'
+            f" pass --fields without {'them' if len(exc.fields) > 1 else 'it'} (a store keeps its"
+            " fields: harvest into a new --db)"
+        ) from None
+    except AuthError as exc:
+        raise UsageError(
+            f"the API refused the credentials or their authorisation ({exc}); the store is"
+            f" consistent: {RESUME_HINT} once this is fixed"
+        ) from None
+    except StoreLockedError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        signals.remove()
+        if shown is not None:
+            shown.cancel()
+            await asyncio.gather(shown, return_exceptions=True)
+        console.clear()
+    db = str(store.path)
+    _summarise(harvester, console, db, settings)
+    if interrupted:
+        console.line(f"interrupted: {settings.resume_hint}")
+    elif stopped is not None:
+        console.line(_stop_line(harvester, stopped, settings.resume_hint))
+    elif failed := harvester.progress.finished[UserState.FAILED]:
+        console.line(
+            f"{failed:,} user{'s' if failed > 1 else ''} failed ({PROG} status --db {db}"
+            " shows why): run the same command again to retry"
+        )
+        status = EXIT_FAILED
+    return status
+
+
+def _stop_line(harvester: Harvester, stopped: str, resume_hint: str) -> str:
+    from ..engine import BREAKER_GIVE_UP
+
+    if stopped == "quota":
+        quota = harvester.quota
+        reset = time.strftime("%H:%M", time.gmtime(quota.reset_at()))
+        why = (
+            "the API says the project's daily quota is spent (collaborators share it)"
+            if quota.exhausted
+            else f"the daily quota is spent ({quota.spent:,} of {quota.limit:,} requests today)"
+        )
+        return f"stopped: {why}; {resume_hint} after {reset} UTC, or pass --on-quota wait"
+    if stopped == "unhealthy":
+        return (
+            f"stopped: the API answered nothing but outage failures (5xx, gateway pages,"
+            f" timeouts, no connection) for {BREAKER_GIVE_UP / 60:.0f} minutes; the users it held"
+            f" stay resumable: {resume_hint} once the API is back"
+        )
+    return f"stopped ({stopped}): {resume_hint}"
+
+
+def _summarise(harvester: Harvester, console: Console, db: str, settings: HarvestSettings) -> None:
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    p = harvester.progress
+    elapsed = time.time() - p.started_at if p.started_at else 0.0
+    states = ", ".join(f"{p.finished[s]:,} {s}" for s in UserState if p.finished[s])
+    left = max(settings.daily_quota - p.quota_spent, 0)
+    if harvester.round > 1 or harvester.new_round:
+        started = "started" if harvester.round_started else "resumed"
+        known = ", stopping at known videos" if harvester.stop_at_known else ""
+        console.line(f"round {harvester.round} ({started}{known})")
+    console.line(
+        f"{p.done:,} users in {duration(elapsed)}{': ' + states if states else ''};"
+        f" {p.videos:,} new videos; {p.requests:,} requests"
+        f" ({p.quota_spent:,} today, {left:,} left of {settings.daily_quota:,})"
+    )
+    notes = []
+    if p.invalid:
+        notes.append(f"{p.invalid:,} bad input line{'s' if p.invalid > 1 else ''} skipped")
+    if p.duplicates:
+        notes.append(f"{p.duplicates:,} duplicate{'s' if p.duplicates > 1 else ''}")
+    if p.already_final:
+        notes.append(f"{p.already_final:,} finished in earlier runs")
+    if notes:
+        console.line(f"input: {'; '.join(notes)} ({PROG} status --db {db})")

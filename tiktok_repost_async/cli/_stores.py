@@ -1,0 +1,113 @@
+"""Open the store that ``--db`` names, with every way that can go wrong said in CLI terms."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import StoreError
+from ..store import Store, StoreMismatchError
+from ._common import DEFAULT_DB, PROG, UsageError
+
+__all__ = ["check_db", "create_store", "open_existing", "open_for_harvest"]
+
+
+def check_db(db: str, *, creating: bool = False) -> bool:
+    """Return whether ``db`` holds something to open; raise UsageError for what cannot be one.
+
+    :param db: the ``--db`` path.
+    :param creating: a harvest may create the store: a missing file is fine if its directory
+        exists; status, export and diff need one.
+    """
+    path = Path(db)
+    if path.is_dir():
+        raise UsageError(
+            f"--db {db!r} is a directory: name the store file (e.g. --db {path / DEFAULT_DB})"
+        )
+    if not path.exists():
+        if not creating:
+            raise UsageError(f"no store at {db!r}: the file does not exist; check --db")
+        if not path.parent.is_dir():
+            raise UsageError(f"--db {db!r}: there is no directory {str(path.parent)!r}")
+        return False
+    # SQLite opens even a read-only store for writing (its WAL and the run lock need it), and
+    # says only "unable to open database file" when it cannot.
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise UsageError(
+            f"cannot open --db {db!r}: permission denied (the store must be readable and"
+            " writable by you)"
+        )
+    return path.stat().st_size > 0
+
+
+def _refused(db: str, exc: Exception) -> UsageError:
+    return UsageError(str(exc) if isinstance(exc, StoreError) else f"--db {db!r}: {exc}")
+
+
+def _empty(db: str) -> UsageError:
+    return UsageError(
+        f"{db!r} is empty: nothing has been harvested into it yet ({PROG} harvest USERS"
+        f" --db {db} creates the store there); check --db"
+    )
+
+
+def _no_tables(db: str) -> bool:
+    """Tell whether ``db`` is an SQLite database without a table (opened once, never filled)."""
+    try:
+        uri = Path(db).resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            return not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.Error:
+        return False
+
+
+def open_existing(db: str) -> Store:
+    """Open the store that status, export or diff reads; raise UsageError if there is none."""
+    if not check_db(db):
+        raise _empty(db)
+    try:
+        return Store(db, create=False)
+    except StoreMismatchError as exc:
+        raise _refused(db, exc) from None
+    except (StoreError, ValueError) as exc:
+        # The store's own words for an empty database name library arguments, not options.
+        raise (_empty(db) if _no_tables(db) else _refused(db, exc)) from None
+
+
+def open_for_harvest(
+    db: str, fields: tuple[str, ...] | None, max_count: int | None, *, default_fields: Sequence[str]
+) -> tuple[Store | None, tuple[str, ...], int | None]:
+    """Open an existing store (checking its settings), or say what a new one will hold.
+
+    An empty file (``touch``, ``mktemp``), or an SQLite database without a table, counts as no
+    store: the harvest creates one in it.
+
+    :param db: the ``--db`` path.
+    :param fields: the ``--fields`` given, if any.
+    :param max_count: the ``--max-count`` given, if any.
+    :param default_fields: the fields of a new store without ``--fields``.
+    :returns: the store (None: none yet), and the fields and page size the harvest uses
+        (None: the client's default).
+    """
+    if not check_db(db, creating=True):
+        return None, fields or tuple(default_fields), max_count
+    try:
+        store = Store(db, fields=fields, max_count=max_count, create=False)
+    except StoreMismatchError as exc:
+        raise _refused(db, exc) from None
+    except (StoreError, ValueError) as exc:
+        if _no_tables(db):  # an SQLite file nothing was harvested into: a new store
+            return None, fields or tuple(default_fields), max_count
+        raise _refused(db, exc) from None
+    return store, store.fields, store.max_count
+
+
+def create_store(db: str, fields: Sequence[str], max_count: int) -> Store:
+    """Create the store a harvest writes to (once the credentials proved good)."""
+    try:
+        return Store(db, fields=fields, max_count=max_count)
+    except (StoreError, ValueError) as exc:
+        raise _refused(db, exc) from None

@@ -1,0 +1,110 @@
+"""``tiktok-reposts export``: write a store's videos as JSONL, CSV or Parquet."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from ..export import (
+    FORMATS,
+    BinaryOutput,
+    ExportError,
+    MissingExtraError,
+    export,
+    format_for_path,
+    require_format,
+    write_atomically,
+)
+from ._common import DEFAULT_DB, EXIT_FAILED, EXIT_OK, CommandError, UsageError
+from ._parser import int_in
+from ._stores import open_existing
+
+__all__ = ["DESCRIPTION", "add_arguments", "run", "write_output"]
+
+DESCRIPTION = (
+    "Write every video of the store with a reposted_by column, streamed. JSONL writes each"
+    " video's JSON exactly as the API sent it; CSV and Parquet have a column per field"
+    " and an 'extra' JSON column for what no column holds. Ids stay exact: CSV writes"
+    " them as sent, Parquet as decimal128(38, 0)."
+)
+
+_T = TypeVar("_T")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the export command's arguments to ``parser``."""
+    parser.add_argument("--db", default=DEFAULT_DB, help="the store (%(default)s)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="output format (from the output's suffix, else jsonl)",
+    )
+    parser.add_argument(
+        "-o", "--output", default="-", metavar="FILE", help="file to write, or - for stdout (-)"
+    )
+    parser.add_argument(
+        "--provenance",
+        action="store_true",
+        help="add the round, and fetched_at (UTC) and log_id of the page each video came on",
+    )
+    parser.add_argument(
+        "--round",
+        type=int_in(1),
+        metavar="N",
+        help="each user's videos as observed in round N (default: its latest complete round)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``export``; return the exit status."""
+    output: str = args.output
+    fmt = args.format or (None if output == "-" else format_for_path(output)) or "jsonl"
+    try:
+        require_format(fmt)
+    except MissingExtraError as exc:
+        raise UsageError(str(exc)) from None
+    with open_existing(args.db) as store:
+        if args.round is not None and args.round > store.current_round:
+            raise UsageError(
+                f"--round {args.round}: {args.db!r} has no round {args.round}; "
+                f"its rounds are 1 to {store.current_round}"
+            )
+
+        def write(out: BinaryOutput) -> int:
+            return export(store, out, fmt, provenance=args.provenance, round=args.round)
+
+        try:
+            count = write_output(output, write)
+        except ExportError as exc:
+            raise CommandError(str(exc)) from None
+    if count is None:
+        return EXIT_FAILED
+    where = "standard output" if output == "-" else output
+    print(f"exported {count:,} videos to {where} ({fmt})", file=sys.stderr)
+    return EXIT_OK
+
+
+def write_output(output: str, write: Callable[[BinaryOutput], _T]) -> _T | None:
+    """Write to standard output (``-``) or atomically to a file; None if the reader left.
+
+    :param output: the ``--output`` given: a path, or ``-``.
+    :param write: writes the content to the binary file it is given.
+    """
+    if output != "-":
+        try:
+            return write_atomically(output, write)
+        except OSError as exc:  # no such directory, no permission, a full disk
+            raise UsageError(f"cannot write {output!r}: {exc.strerror or exc}") from None
+    out = sys.stdout.buffer
+    try:
+        result = write(out)
+        out.flush()
+    except BrokenPipeError:
+        # The reader (head, less) has gone: stop quietly, and keep Python's exit-time flush
+        # of stdout from raising the same error again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return None
+    return result

@@ -1,0 +1,173 @@
+"""``tiktok-reposts harvest``: fetch the reposts of the users listed in a file into a store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import TYPE_CHECKING
+
+from ..models import VIDEO_FIELDS
+from ..protocol import DEFAULT_BASE_URL, DEFAULT_MAX_COUNT, MAX_COUNT_LIMIT, normalize_fields
+from ..quota import DEFAULT_DAILY_LIMIT, QuotaPolicy
+from ..store import Store
+from ._common import DEFAULT_DB, ENV_CLIENT_KEY, ENV_CLIENT_SECRET, RESUME_HINT, UsageError
+from ._console import Console, make_console
+from ._input import UserLines
+from ._parser import add_progress, add_verbosity, int_in, positive_float
+from ._run import HarvestSettings, authenticate, credentials, make_client, run_harvest
+from ._stores import create_store, open_for_harvest
+
+if TYPE_CHECKING:
+    from ..client import RepostClient
+
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
+
+DESCRIPTION = (
+    f"Fetch every listed user's reposted videos into the store. Credentials come from"
+    f" {ENV_CLIENT_KEY} and {ENV_CLIENT_SECRET}. Running the same command again resumes."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the harvest's arguments to ``parser``."""
+    # The client's defaults, read where they are defined; client.py loads aiohttp, which only
+    # `harvest` (its --help included) pays for.
+    from ..client import DEFAULT_CONCURRENCY, DEFAULT_REQUESTS_PER_SECOND, ENV_BASE_URL
+
+    parser.add_argument("users", metavar="USERS", help="file with one username per line, or -")
+    parser.add_argument("--db", default=DEFAULT_DB, help="the store (%(default)s)")
+    parser.add_argument(
+        "--fields",
+        help="comma-separated video fields to fetch (all of them; a resumed store keeps its own)",
+    )
+    parser.add_argument(
+        "--max-count",
+        type=int_in(1, MAX_COUNT_LIMIT),
+        help=f"videos per request, 1 to {MAX_COUNT_LIMIT} ({DEFAULT_MAX_COUNT}: every request"
+        " is quota)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int_in(1),
+        default=DEFAULT_CONCURRENCY,
+        help="users walked at once (%(default)s)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=positive_float,
+        default=DEFAULT_REQUESTS_PER_SECOND,
+        metavar="PER_SECOND",
+        help="requests per second at most (%(default)g)",
+    )
+    parser.add_argument(
+        "--daily-quota",
+        type=int_in(1),
+        default=DEFAULT_DAILY_LIMIT,
+        metavar="N",
+        help=f"research requests per UTC day ({DEFAULT_DAILY_LIMIT:,})",
+    )
+    parser.add_argument(
+        "--on-quota",
+        choices=[policy.value for policy in QuotaPolicy],
+        default=QuotaPolicy.STOP.value,
+        help="when the quota is spent: stop (exit 75) or wait for 00:00 UTC (%(default)s)",
+    )
+    parser.add_argument(
+        "--max-pages", type=int_in(1), metavar="N", help="pages per user at most (no limit)"
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="walk users that failed in an earlier run again (yes)",
+    )
+    parser.add_argument(
+        "--retry-incomplete",
+        action="store_true",
+        help="walk users that a guard cut short in an earlier run (status shows them as"
+        " incomplete, with the guard) again, from their saved cursor (no)",
+    )
+    parser.add_argument(
+        "--new-round",
+        action="store_true",
+        help="start the next round of a panel: walk every listed user again from the start"
+        " (a round still in progress is resumed instead)",
+    )
+    parser.add_argument(
+        "--stop-at-known",
+        action="store_true",
+        help="with --new-round: end each walk at the first page holding a video of the user's"
+        " previous round (assumes newest first; such users are marked partial)",
+    )
+    parser.add_argument(
+        "--base-url", help=f"API base URL ({ENV_BASE_URL}, else {DEFAULT_BASE_URL})"
+    )
+    add_progress(parser)
+    add_verbosity(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``harvest``; return the exit status."""
+    fields = None
+    if args.stop_at_known and not args.new_round:
+        raise UsageError(
+            "--stop-at-known applies to a new round: pass --new-round too (a resumed round keeps"
+            " the choice it was started with)"
+        )
+    if args.fields is not None:
+        try:
+            fields = normalize_fields(args.fields)
+        except ValueError as exc:
+            raise UsageError(f"--fields: {exc}") from None
+    key, secret = credentials()
+    users = UserLines(args.users)
+    store: Store | None = None
+    try:
+        store, fields, max_count = open_for_harvest(
+            args.db, fields, args.max_count, default_fields=VIDEO_FIELDS
+        )
+        client = make_client(
+            key,
+            secret,
+            base_url=args.base_url,
+            fields=fields,
+            max_count=max_count,
+            rate=args.rate,
+            concurrency=args.concurrency,
+        )
+        settings = HarvestSettings(
+            new_round=args.new_round,
+            stop_at_known=args.stop_at_known,
+            concurrency=args.concurrency,
+            daily_quota=args.daily_quota,
+            on_quota=args.on_quota,
+            retry_failed=args.retry_failed,
+            retry_incomplete=args.retry_incomplete,
+            max_pages=args.max_pages,
+            progress=args.progress and args.quiet == 0,
+            log_interval=args.log_interval,
+            resume_hint=RESUME_HINT,
+        )
+        console = make_console(args.verbose - args.quiet)
+        return asyncio.run(_harvest(client, store, args.db, users, settings, console))
+    finally:
+        users.close()
+        if store is not None:
+            store.close()
+
+
+async def _harvest(
+    client: RepostClient,
+    store: Store | None,
+    db: str,
+    users: UserLines,
+    settings: HarvestSettings,
+    console: Console,
+) -> int:
+    async with client:
+        await authenticate(client)
+        if store is not None:
+            return await run_harvest(client, store, users, settings, console)
+        # Created only now: wrong credentials must not leave an empty store behind.
+        with create_store(db, client.fields, client.max_count) as created:
+            return await run_harvest(client, created, users, settings, console)

@@ -1,0 +1,396 @@
+"""``tiktok-reposts status``: what a store holds, what is left, and when the quota lets it finish.
+
+`status_report` gathers a typed `StatusReport`; the text table and ``--json`` both render it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any, Final
+
+import msgspec
+
+from ..models import VIDEO_FIELDS
+from ..quota import DEFAULT_DAILY_LIMIT, utc_day
+from ..store import FINAL_STATES, Store, UserState
+from ._common import DEFAULT_DB, EXIT_OK, stdout
+from ._parser import int_in
+from ._stores import open_existing
+from .plan import QuotaPlan, estimate_plan, pages_seen
+
+__all__ = [
+    "DESCRIPTION",
+    "FailedUser",
+    "IncompleteUser",
+    "RequestsToday",
+    "RoundRow",
+    "RunRow",
+    "SkippedLine",
+    "SkippedLines",
+    "StatusReport",
+    "add_arguments",
+    "run",
+    "status_report",
+    "status_text",
+]
+
+DESCRIPTION = (
+    "Show what a store holds, what is left to do, and on which day the daily quota lets the"
+    " harvest finish."
+)
+
+# The runs status shows: the latest ones say how the store is going; all are in the store.
+_RUNS_SHOWN: Final = 10
+# Skipped lines listed with --limit 0 at most: the counts by reason cover the rest.
+_SKIPPED_ALL: Final = 10_000
+
+
+class FailedUser(msgspec.Struct, frozen=True):
+    """One failed user: its last error, and where its walk resumes."""
+
+    username: str
+    error: str | None
+    cursor: int
+    videos: int
+    requests: int
+
+
+class IncompleteUser(msgspec.Struct, frozen=True):
+    """One user a guard cut short: the guard, and where ``--retry-incomplete`` resumes it."""
+
+    username: str
+    reason: str | None
+    cursor: int
+    videos: int
+    requests: int
+
+
+class RequestsToday(msgspec.Struct, frozen=True):
+    """Today's (UTC) research requests, as the store's ledger counts them."""
+
+    day: str
+    spent: int
+    left: int
+    daily_quota: int
+
+
+class RoundRow(msgspec.Struct, frozen=True):
+    """One round of a panel."""
+
+    round: int
+    started_at: str
+    stop_at_known: bool
+    complete: bool
+    users: dict[str, int]
+    partial: int
+    videos: int
+    requests: int
+
+
+class RunRow(msgspec.Struct, frozen=True):
+    """One harvest run."""
+
+    run: int
+    started_at: str
+    ended_at: str | None
+    outcome: str | None
+    version: str
+    fields: list[str]
+    max_count: int
+    requests: int
+    pages: int
+    videos: int
+
+
+class SkippedLine(msgspec.Struct, frozen=True):
+    """One input line the last run skipped."""
+
+    line: int
+    text: str
+    reason: str
+
+
+class SkippedLines(msgspec.Struct, frozen=True):
+    """The input lines the last run skipped: counts by reason, and the first few."""
+
+    total: int
+    by_reason: dict[str, int]
+    lines: list[SkippedLine]
+
+
+class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Hold everything ``status`` shows; ``to_json`` is what ``status --json`` prints."""
+
+    store: str
+    fields: list[str]
+    max_count: int
+    #: Users per state (every state's value), and "total".
+    users: dict[str, int]
+    videos: int
+    requests: RequestsToday
+    failed: list[FailedUser]
+    incomplete: list[IncompleteUser]
+    rounds: list[RoundRow]
+    runs: list[RunRow]
+    runs_total: int
+    skipped: SkippedLines
+    plan: QuotaPlan
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the report as plain JSON values (dicts, lists, str, int, float, None)."""
+        built: dict[str, Any] = msgspec.to_builtins(self)
+        return built
+
+
+def _plan(store: Store, *, daily_quota: int, spent: int, now: float) -> QuotaPlan:
+    finished = finished_requests = users_left = fetched_left = 0
+    # One pass over the users: the store has no aggregate of pages by state.
+    for record in store.iter_users():
+        if record.state in FINAL_STATES:
+            finished += 1
+            finished_requests += pages_seen(record.pages)
+        else:
+            users_left += 1
+            fetched_left += record.pages
+    return estimate_plan(
+        users_left=users_left,
+        finished_users=finished,
+        finished_requests=finished_requests,
+        fetched_left=fetched_left,
+        daily_quota=daily_quota,
+        spent_today=spent,
+        now=now,
+    )
+
+
+def status_report(
+    store: Store, *, daily_quota: int, limit: int | None, now: float | None = None
+) -> StatusReport:
+    """Return what ``status`` shows: users per state, videos, requests, problems, quota plan.
+
+    :param store: the store to describe.
+    :param daily_quota: the research requests per UTC day that "left" and the plan count with.
+    :param limit: failed and incomplete users and skipped lines listed at most (None: all).
+    :param now: the current time, epoch seconds (None: the clock's); it decides "today".
+    """
+    now = time.time() if now is None else now
+    counts = store.state_counts()
+    day = utc_day(now)
+    spent = store.requests_on(day)
+    skipped = store.skipped_counts()
+    return StatusReport(
+        store=str(store.path),
+        fields=list(store.fields),
+        max_count=store.max_count,
+        users={
+            **{state.value: counts[state] for state in UserState},
+            "total": sum(counts.values()),
+        },
+        videos=store.video_count(),
+        requests=RequestsToday(
+            day=day, spent=spent, left=max(daily_quota - spent, 0), daily_quota=daily_quota
+        ),
+        failed=[
+            FailedUser(r.username, r.error, r.cursor, r.videos, r.requests)
+            for r in store.failed_users(limit)
+        ],
+        incomplete=[
+            IncompleteUser(r.username, r.error, r.cursor, r.videos, r.requests)
+            for r in store.users_in(UserState.INCOMPLETE, limit)
+        ],
+        rounds=[
+            RoundRow(
+                r.number,
+                r.started_at,
+                r.stop_at_known,
+                r.complete,
+                {state.value: r.users[state] for state in UserState},
+                r.partial,
+                r.videos,
+                r.requests,
+            )
+            for r in store.rounds()
+        ],
+        runs=[
+            RunRow(
+                run.id,
+                run.started_at,
+                run.ended_at,
+                run.outcome,
+                run.version,
+                list(run.fields),
+                run.max_count,
+                run.requests,
+                run.pages,
+                run.videos,
+            )
+            for run in store.runs(_RUNS_SHOWN if limit is None else max(limit, _RUNS_SHOWN))
+        ],
+        runs_total=store.run_count(),
+        skipped=SkippedLines(
+            total=sum(skipped.values()),
+            by_reason=skipped,
+            lines=[
+                SkippedLine(line, raw, reason)
+                for line, raw, reason in store.skipped(_SKIPPED_ALL if limit is None else limit)
+            ],
+        ),
+        plan=_plan(store, daily_quota=daily_quota, spent=spent, now=now),
+    )
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _plan_lines(plan: QuotaPlan) -> list[str]:
+    if not plan.users_left:
+        return ["plan      nothing left to harvest: every user has a final state"]
+    users = f"{plan.users_left:,} user{'s' if plan.users_left > 1 else ''} left"
+    if plan.requests_left is None or plan.pages_per_user is None:
+        return [
+            f"plan      {users}; requests left unknown until a user has finished (the estimate"
+            " rests on what finished users cost)"
+        ]
+    when = (
+        f"fits in today's {plan.left_today:,} left: done today"
+        if not plan.days_left
+        else f"{plan.left_today:,} left today, then {plan.days_left:,} more"
+        f" day{'s' if plan.days_left > 1 else ''} at {plan.daily_quota:,} a day: done about"
+    )
+    return [
+        f"plan      {users}, ~{plan.requests_left:,} requests"
+        f" ({plan.pages_per_user:g} per user, the mean of {plan.finished_users:,} finished)",
+        f"          {when} {plan.finish_day} (UTC)",
+    ]
+
+
+def _table_lines(report: StatusReport) -> list[str]:
+    lines: list[str] = []
+    if len(report.rounds) > 1:
+        lines += [
+            "",
+            "rounds    started               done  not_found  unavailable  failed"
+            "  incomplete  pending   videos  requests",
+        ]
+        for panel in report.rounds:
+            users = panel.users
+            how = "complete" if panel.complete else "in progress"
+            if panel.stop_at_known:
+                how += f", stop-at-known ({panel.partial:,} partial)"
+            lines.append(
+                f"  {panel.round:>3}   {panel.started_at}  {users['done']:>5,}"
+                f" {users['not_found']:>10,} {users['unavailable']:>12,} {users['failed']:>7,}"
+                f" {users['incomplete']:>11,} {users['pending']:>8,} {panel.videos:>8,}"
+                f" {panel.requests:>9,}  {how}"
+            )
+    if report.runs:
+        lines += ["", "runs (newest first)   ended                 requests  pages  videos  how"]
+        for run in report.runs:
+            ended = run.ended_at or "-"
+            how = run.outcome or "running, or killed"
+            lines.append(
+                f"  {run.run:>3} {run.started_at}  {ended:<20} {run.requests:>9,}"
+                f" {run.pages:>6,} {run.videos:>7,}  {how} (v{run.version})"
+            )
+        more = report.runs_total - len(report.runs)
+        if more > 0:
+            lines.append(f"  … and {more:,} older runs (status --json --limit N shows more)")
+    return lines
+
+
+def _problem_lines(report: StatusReport) -> list[str]:
+    lines: list[str] = []
+    listed: list[tuple[str, list[tuple[str, str | None]], str]] = [
+        (
+            "failed users and their last error:",
+            [(f.username, f.error) for f in report.failed],
+            "failed",
+        ),
+        (
+            "incomplete users (--retry-incomplete walks them on) and the guard that cut them:",
+            [(f.username, f.reason) for f in report.incomplete],
+            "incomplete",
+        ),
+    ]
+    for title, users, state in listed:
+        if not users:
+            continue
+        width = max(len(name) for name, _ in users)
+        lines += ["", title]
+        lines += [f"  {name:<{width}}  {_clip(why or '', 300)}" for name, why in users]
+        more = report.users[state] - len(users)
+        if more > 0:
+            lines.append(f"  … and {more:,} more (--limit 0 lists all)")
+    skipped = report.skipped
+    if skipped.total:
+        lines += ["", f"skipped input lines (last run): {skipped.total:,}"]
+        lines += [f"  {reason:<24} {n:>7,}" for reason, n in skipped.by_reason.items()]
+        lines += [
+            f"  line {s.line}: {_clip(repr(s.text), 60)}  ({s.reason})" for s in skipped.lines
+        ]
+        more = skipped.total - len(skipped.lines)
+        if more > 0:
+            lines.append(f"  … and {more:,} more lines")
+    return lines
+
+
+def status_text(report: StatusReport) -> str:
+    """Return the report as the text table ``status`` prints."""
+    users = report.users
+    requests = report.requests
+    fields = report.fields
+    fields_text = f"all {len(fields)}" if set(fields) == set(VIDEO_FIELDS) else ", ".join(fields)
+    lines = [
+        f"store     {report.store}",
+        f"fields    {fields_text}; max_count {report.max_count}",
+        "",
+        "state          users",
+    ]
+    lines += [f"{state:<12} {users[state]:>7,}" for state in (s.value for s in UserState)]
+    lines += [
+        f"{'total':<12} {users['total']:>7,}",
+        "",
+        f"videos    {report.videos:,}",
+        f"requests  {requests.spent:,} spent today ({requests.day} UTC),"
+        f" {requests.left:,} left of {requests.daily_quota:,}",
+        *_plan_lines(report.plan),
+    ]
+    return "\n".join(lines + _table_lines(report) + _problem_lines(report))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the status command's arguments to ``parser``."""
+    parser.add_argument("--db", default=DEFAULT_DB, help="the store (%(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--daily-quota",
+        type=int_in(1),
+        default=DEFAULT_DAILY_LIMIT,
+        metavar="N",
+        help=f"the daily quota that 'left today' and the plan count with ({DEFAULT_DAILY_LIMIT:,})",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int_in(0),
+        default=20,
+        metavar="N",
+        help="failed users and skipped lines listed at most; 0 lists all (%(default)s)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``status``; return the exit status."""
+    with open_existing(args.db) as store:
+        report = status_report(
+            store, daily_quota=args.daily_quota, limit=args.limit if args.limit else None
+        )
+    out = stdout()
+    if args.json:
+        out.write(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        out.write(status_text(report) + "\n")
+    out.flush()
+    return EXIT_OK
