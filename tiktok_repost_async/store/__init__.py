@@ -13,8 +13,9 @@ loop never waits on the disk; the connection is therefore opened with ``check_sa
 and a `Store` must be used from one thread at a time (it has no lock of its own).
 
 Two harvests on one store would walk the same users twice and double the ledger, so a harvest
-takes `Store.run_lock` first: an OS lock (``flock``) on the sidecar file ``<db>.lock``, which the
-kernel drops when its process dies, even by SIGKILL, so that no stale lock survives a crash.
+takes `Store.run_lock` first: an OS lock on the sidecar file ``<db>.lock`` (``flock`` on POSIX,
+``msvcrt.locking`` on Windows; see `_lock`), which the OS drops when its process dies, even by
+SIGKILL, so that no stale lock survives a crash.
 
 Schema version 1 (stores made before page provenance) is migrated to version 2 in place, once,
 in one transaction, the first time a newer version opens it: its videos keep their bytes and get
@@ -27,8 +28,8 @@ The store has no column, table or meta key for credentials: client keys, secrets
 never written to it, so a store file can be shared with collaborators as it is.
 
 The package's modules: `_records` (states and records), `_schema` (the SQL, the migration, the
-meta checks), `_core` (the connection and transactions every part shares), `_reading`,
-`_rounds` (runs and rounds) and `_store` (`Store`: opening, life cycle, run lock, writing).
+meta checks), `_core` (the connection and transactions every part shares), `_reading`, `_rounds`
+(runs and rounds), `_lock` (the run lock) and `_store` (`Store`: opening, life cycle, writing).
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from typing import Final, Self
 import msgspec
 
 from ..errors import StoreError
+from . import _lock
 from ._reading import _StoreReading
 from ._records import (
     PageCommit,
@@ -40,9 +40,6 @@ from ._schema import (
     _current_round,
     _migrate_v1,
 )
-
-if sys.platform != "win32":
-    import fcntl
 
 # A kept bad line is cut to this many characters; one megabyte of garbage on one line is not
 # worth keeping whole to tell the user what was wrong with it.
@@ -212,26 +209,13 @@ class Store(_StoreReading, _StoreRounds):
         self._require_open()
         if self._lock_fd is not None:
             raise StoreError(f"this Store already holds the run lock of {str(self._path)!r}")
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            if sys.platform != "win32":
-                # flock belongs to the open file and dies with the process, so a SIGKILLed
-                # harvest can never leave a stale lock behind (unlike a pid file alone).
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-                    raise StoreLockedError(
-                        f"{str(self._path)!r} is being harvested by another process "
-                        f"(pid {holder}); wait for it to finish, stop it, or use another --db"
-                    ) from None
-            # On Windows the lock is advisory only: the pid is written, exclusivity is not
-            # enforced.
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        except BaseException:
-            os.close(fd)
-            raise
+            fd = _lock.acquire(self.lock_path)
+        except _lock.LockHeldError as held:
+            raise StoreLockedError(
+                f"{str(self._path)!r} is being harvested by another process "
+                f"(pid {held.holder}); wait for it to finish, stop it, or use another --db"
+            ) from None
         self._lock_fd = fd
         # Each run claims its names afresh: the names a previous run on this Store claimed are
         # not duplicates of this one's (a second round, a run after a stop).
@@ -240,14 +224,8 @@ class Store(_StoreReading, _StoreRounds):
     def release_run_lock(self) -> None:
         """Give up the harvest lock if this Store holds it."""
         fd, self._lock_fd = self._lock_fd, None
-        if fd is None:
-            return
-        # The file stays: unlinking a flock'ed file lets a third process lock a new inode while
-        # a second still waits on the old one.
-        try:
-            os.ftruncate(fd, 0)
-        finally:
-            os.close(fd)  # closing the descriptor drops the flock
+        if fd is not None:
+            _lock.release(fd)
 
     @property
     def holds_run_lock(self) -> bool:
