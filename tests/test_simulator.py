@@ -28,7 +28,8 @@ from tiktok_repost_async.simulator import (
     SimulatorConfig,
 )
 from tiktok_repost_async.simulator._data import ALL_FIELDS as ALL_FIELDS_MASK
-from tiktok_repost_async.simulator._data import EncodedUser, repost_count
+from tiktok_repost_async.simulator._data import repost_count
+from tiktok_repost_async.simulator._wire import EncodedUser
 
 ALL_FIELDS = ",".join(VIDEO_FIELDS)
 INT64_MAX = 2**63 - 1

@@ -34,10 +34,12 @@ from tiktok_repost_async.simulator import (
     Simulator,
     SimulatorConfig,
     _data,
+    _wire,
     add_simulator_arguments,
     config_from_args,
 )
-from tiktok_repost_async.simulator._data import changes, ground_truth, repost_count
+from tiktok_repost_async.simulator._data import repost_count
+from tiktok_repost_async.simulator._wire import changes, ground_truth
 
 ALL = ",".join(VIDEO_FIELDS)
 CLOCK = 1_700_000_000.0
@@ -284,7 +286,7 @@ def test_an_epoch_is_the_same_in_another_process_however_it_was_reached(
     here = hashlib.sha256(json.dumps(ground_truth("alice_n300", epoch=3)).encode()).hexdigest()
     script = (
         "import hashlib, json\n"
-        "from tiktok_repost_async.simulator._data import ground_truth\n"
+        "from tiktok_repost_async.simulator._wire import ground_truth\n"
         "for epoch in (1, 2, 3):\n"
         "    videos = ground_truth('alice_n300', epoch=epoch)\n"
         "print(hashlib.sha256(json.dumps(videos).encode()).hexdigest())\n"
@@ -611,12 +613,12 @@ async def test_a_new_epoch_encodes_each_user_once(
 ) -> None:
     encoded: list[tuple[str, int]] = []
 
-    class Counting(_data.EncodedUser):
+    class Counting(_wire.EncodedUser):
         def __init__(self, username: str, *args: Any) -> None:
             super().__init__(username, *args)
             encoded.append((username, args[-1]))
 
-    monkeypatch.setattr(_data, "EncodedUser", Counting)
+    monkeypatch.setattr(_wire, "EncodedUser", Counting)
     for epoch in (1, 1, 2, 1, 0):
         sim.config.epoch = epoch
         await api.walk("big5")

@@ -34,14 +34,8 @@ from tiktok_repost_async.simulator import (
     config_from_args,
     main,
 )
-from tiktok_repost_async.simulator._data import (
-    ALL_FIELDS,
-    EncodedUser,
-    Wire,
-    field_mask,
-    ground_truth,
-    repost_count,
-)
+from tiktok_repost_async.simulator._data import ALL_FIELDS, field_mask, repost_count
+from tiktok_repost_async.simulator._wire import EncodedUser, Wire, ground_truth
 
 ALL = ",".join(VIDEO_FIELDS)
 LOG_ID = re.compile(rb'"log_id":"[0-9A-F]{34}"')

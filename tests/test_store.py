@@ -21,7 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tiktok_repost_async.store as store_module
+import tiktok_repost_async.store._core as store_core
+import tiktok_repost_async.store._reading as store_reading
 from tiktok_repost_async.store import (
     FINAL_STATES,
     SCHEMA_VERSION,
@@ -467,7 +468,7 @@ def test_negative_request_counts_are_refused(store: Store) -> None:
 def test_skipped_lines_counted_exactly_and_kept_up_to_a_cap(
     store: Store, db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "SKIPPED_ROWS_KEPT", 3)
+    monkeypatch.setattr(store_core, "SKIPPED_ROWS_KEPT", 3)
     for n in range(1, 6):
         store.add_skipped(n, f"bad name {n}", "invalid characters")
     store.add_skipped(6, "x" * 5000, "too long")
@@ -566,13 +567,13 @@ def test_iter_videos_never_sorts_the_whole_table(store: Store, db: Path) -> None
     # Ten million rows sorted before the first one comes out would stall an export for minutes
     # and fill the temp directory; only one user's videos may be sorted at a time.
     queries = [
-        store_module._VIDEOS_IN_ORDER.format(
-            columns=store_module._PROVENANCE_COLUMNS if provenance else "",
-            join=store_module._PROVENANCE_JOIN if provenance else "",
+        store_reading._VIDEOS_IN_ORDER.format(
+            columns=store_reading._PROVENANCE_COLUMNS if provenance else "",
+            join=store_reading._PROVENANCE_JOIN if provenance else "",
             where=where,
         )
         for provenance in (False, True)
-        for where in ("", " WHERE v.round = 2", store_module._LATEST_OBSERVATION)
+        for where in ("", " WHERE v.round = 2", store_reading._LATEST_OBSERVATION)
     ]
     with raw(db) as conn:
         conn.execute("ANALYZE")

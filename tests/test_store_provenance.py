@@ -127,12 +127,12 @@ def test_a_version_1_store_is_migrated_once_in_place(tmp_path: Path) -> None:
 def test_a_failed_migration_leaves_version_1_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tiktok_repost_async.store as store_module
+    import tiktok_repost_async.store._schema as store_schema
 
     db = tmp_path / "old.db"
     make_v1_store(db, {"a": ("done", 0, [{"id": 1}])})
-    broken = (*store_module._MIGRATE_V1[:-1], "ALTER TABLE nowhere ADD COLUMN x")
-    monkeypatch.setattr(store_module, "_MIGRATE_V1", broken)
+    broken = (*store_schema._MIGRATE_V1[:-1], "ALTER TABLE nowhere ADD COLUMN x")
+    monkeypatch.setattr(store_schema, "_MIGRATE_V1", broken)
     with pytest.raises(Exception, match="nowhere"):
         Store(db, create=False)
     with sqlite3.connect(db) as conn:

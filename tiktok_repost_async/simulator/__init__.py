@@ -181,8 +181,7 @@ lists them):
 from __future__ import annotations
 
 from ._cli import add_simulator_arguments, config_from_args, main
-from ._data import COUNT_FIELDS, DRIFT_KINDS, MAX_REPOSTS, VIDEO_FIELDS, EpochChanges
-from ._server import (
+from ._config import (
     INVALID_CURSOR_MESSAGE,
     QUOTA_MESSAGE,
     RATE_LIMIT_MESSAGE,
@@ -192,11 +191,13 @@ from ._server import (
     TOKEN_FAULTS,
     TOKEN_PATH,
     Fault,
-    Simulator,
     SimulatorConfig,
     SimulatorStats,
 )
+from ._data import COUNT_FIELDS, DRIFT_KINDS, MAX_REPOSTS, VIDEO_FIELDS
+from ._server import Simulator
 from ._thread import SimulatorThread
+from ._wire import EpochChanges
 from .scenarios import DEMO_INPUT, DEMO_NOTES, demo_faults, script_demo_faults
 
 __all__ = [

@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import get_args
 
-from ._data import FAVOURITES_ALIAS, VIDEO_FIELDS
-from ._server import (
+from ._config import (
     QUOTA_MESSAGE,
     RATE_LIMIT_MESSAGE,
     TEST_CLIENT_KEY,
@@ -23,9 +22,10 @@ from ._server import (
     FavoritesSpelling,
     ListKey,
     OutageKind,
-    Simulator,
     SimulatorConfig,
 )
+from ._data import FAVOURITES_ALIAS, VIDEO_FIELDS
+from ._server import Simulator
 
 __all__ = ["add_simulator_arguments", "config_from_args", "main"]
 

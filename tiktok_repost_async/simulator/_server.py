@@ -1,91 +1,55 @@
-"""The simulator's HTTP side: configuration, counters, faults and the aiohttp.web application."""
+"""The simulator's HTTP side: the aiohttp.web application, its handlers and its test controls.
+
+Its knobs and counters are `_config`'s, its faults and error answers `_faults`'s.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
-import logging
 import random
 import secrets
 import string
-import time
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import lru_cache
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Literal, NamedTuple, Protocol, get_args
+from typing import Any, Final, NamedTuple, Protocol
 
 import msgspec
 from aiohttp import web
 
-from ._data import (
-    DRIFT_KINDS,
-    FAVOURITES_ALIAS,
+from ._config import (
+    _DAY,
+    NOT_APPROVED_MESSAGE,
+    RESEARCH_PATH,
+    SCOPE_MISSING_MESSAGE,
+    TOKEN_EXPIRED_MESSAGE,
+    TOKEN_FAULTS,
+    TOKEN_MISSING_MESSAGE,
+    TOKEN_PATH,
+    Fault,
+    SimulatorConfig,
+    SimulatorStats,
+    _count,
+)
+from ._data import DRIFT_KINDS, FAVOURITES_ALIAS, field_mask, pages_needed, repost_count, user_kind
+from ._faults import _errors, _failure, _Faults, _json, _log_id, _token_error, _token_seed
+from ._thread import SimulatorThread
+from ._wire import (
     PLAIN,
-    VIDEO_FIELDS,
     EncodingCache,
     EpochChanges,
     Wire,
     changes,
     drift_plan,
     drifted,
-    field_mask,
     ground_truth,
-    pages_needed,
-    repost_count,
-    user_kind,
 )
-from ._thread import SimulatorThread
 
-__all__ = [
-    "DRIFT_KINDS",
-    "INVALID_CURSOR_MESSAGE",
-    "QUOTA_MESSAGE",
-    "RATE_LIMIT_MESSAGE",
-    "RESEARCH_PATH",
-    "TEST_CLIENT_KEY",
-    "TEST_CLIENT_SECRET",
-    "TOKEN_FAULTS",
-    "TOKEN_PATH",
-    "Fault",
-    "Simulator",
-    "SimulatorConfig",
-    "SimulatorStats",
-]
+__all__ = ["Simulator"]
 
-TEST_CLIENT_KEY: Final = "sim-test-client-key"
-TEST_CLIENT_SECRET: Final = "sim-test-client-secret"
-TOKEN_PATH: Final = "/v2/oauth/token/"
-RESEARCH_PATH: Final = "/v2/research/user/reposted_videos/"
-
-ListKey = Literal["reposted_videos", "user_reposted_videos"]
-FavoritesSpelling = Literal["favorites_count", "favourites_count"]
-OutageKind = Literal["server_error", "gateway", "drop"]
-AuthFailure = Literal["scope_permission_missed", "scope_not_authorized"]
-
-QUOTA_MESSAGE: Final = (
-    "Rate limit exceeded: the daily quota of research API requests is used up; "
-    "it resets at 00:00 UTC"
-)
-RATE_LIMIT_MESSAGE: Final = "Too many requests: the short-term rate limit was exceeded, slow down"
-INVALID_CURSOR_MESSAGE: Final = "Invalid count or cursor"
-SERVER_ERROR_MESSAGE: Final = "Something went wrong. Please try again later."
-TOKEN_MISSING_MESSAGE: Final = "The access token is invalid or not found in the request."
-TOKEN_EXPIRED_MESSAGE: Final = "The access token has expired; request a new one."
-SCOPE_MISSING_MESSAGE: Final = "The client does not have the required scope: research.data.basic"
-NOT_APPROVED_MESSAGE: Final = "The research application is not approved"
-
-_log = logging.getLogger(__name__)
-_encode = msgspec.json.encode
 _decode = msgspec.json.decode
 _TOKEN_ALPHABET: Final = string.ascii_letters + string.digits
-_GATEWAY_PAGE: Final = (
-    "<html>\r\n<head><title>{0}</title></head>\r\n<body>\r\n<center><h1>{0}</h1></center>\r\n"
-    "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
-_DAY: Final = 86_400
 _PAGE: Final = (
     b'{"data":{%s"cursor":%d,"has_more":%s},"error":{"code":"ok","message":"","log_id":"%s"}}'
 )
@@ -97,351 +61,12 @@ _EXTRA_PAGE: Final = (
 )
 
 
-class Fault(enum.StrEnum):
-    """A failure the simulator can inject into a research request."""
-
-    #: 500 internal_error; every second one has an empty message.
-    SERVER_ERROR = "server_error"
-    #: 502 with a text/html body.
-    BAD_GATEWAY = "bad_gateway"
-    #: 504 with a text/html body.
-    GATEWAY_TIMEOUT = "gateway_timeout"
-    #: The connection closes without any answer.
-    DROP = "drop"
-    #: No answer for `hang_seconds`, then the normal one; dropped when the simulator closes.
-    HANG = "hang"
-    #: 429 rate_limit_exceeded, short-term (`rate_limit_message`), with
-    #: `Retry-After: <retry_after or 1>`.
-    RATE_LIMIT = "rate_limit"
-    #: 429 rate_limit_exceeded, short-term, without Retry-After.
-    RATE_LIMIT_NO_RETRY_AFTER = "rate_limit_no_retry_after"
-    #: 429 rate_limit_exceeded with the daily-quota message (`quota_message`), without
-    #: Retry-After, as the daily-quota refusal sends it.
-    QUOTA = "quota"
-    #: 400 invalid_params "Invalid count or cursor", the live API's transient bug.
-    INVALID_CURSOR = "invalid_cursor"
-    #: 401 access_token_invalid, whatever the token.
-    TOKEN_INVALID = "token_invalid"
-    #: The normal answer's status and headers, then half its body, then the connection closes.
-    TRUNCATED = "truncated"
-
-
-#: The faults the token endpoint can be given, by `token_faults` or `Simulator.script_token`.
-TOKEN_FAULTS: Final = (
-    Fault.SERVER_ERROR,
-    Fault.BAD_GATEWAY,
-    Fault.GATEWAY_TIMEOUT,
-    Fault.DROP,
-    Fault.HANG,
-    Fault.RATE_LIMIT,
-    Fault.RATE_LIMIT_NO_RETRY_AFTER,
-    Fault.TRUNCATED,
-)
-
-
-def _number(name: str, value: Any, most: float = float("inf")) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= most:
-        bounds = ">= 0" if most == float("inf") else f"from 0 to {most:g}"
-        raise ValueError(f"{name} must be a number {bounds}, not {value!r}")
-    return float(value)
-
-
-def _count(name: str, value: Any, least: int, optional: bool) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least}, not {value!r}")
-    return value
-
-
-def _fault_rates(
-    value: Any, name: str = "faults", kinds: Iterable[Fault] = Fault
-) -> dict[Fault, float]:
-    allowed = tuple(kinds)
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{name} must map a Fault to a probability, not {value!r}")
-    try:
-        rates = {
-            _kind(kind, allowed): _number("a fault rate", rate, 1) for kind, rate in value.items()
-        }
-    except ValueError as exc:
-        listed = ", ".join(fault.value for fault in allowed)
-        raise ValueError(f"{name}: {exc} (fault kinds: {listed}; rates between 0 and 1)") from None
-    if sum(rates.values()) > 1:
-        raise ValueError(f"{name}: fault rates add up to more than 1: {sum(rates.values())}")
-    return rates
-
-
-def _kind(value: Any, allowed: tuple[Fault, ...]) -> Fault:
-    fault = Fault(value)
-    if fault not in allowed:
-        raise ValueError(f"{fault.value!r} is not a fault of this endpoint")
-    return fault
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
-    return str(value)
-
-
-def _fault(name: str, value: Any) -> Fault | None:
-    if value is None:
-        return None
-    try:
-        return Fault(value)
-    except ValueError:
-        kinds = ", ".join(fault.value for fault in Fault)
-        message = f"{name} must be a Fault or None, not {value!r} (kinds: {kinds})"
-        raise ValueError(message) from None
-
-
-def _field_names(name: str, value: Any) -> frozenset[str]:
-    known = (*VIDEO_FIELDS, FAVOURITES_ALIAS)
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ValueError(f"{name} must be a set of video field names, not {value!r}")
-    names = frozenset(value)
-    unknown = sorted(map(repr, names.difference(known)))
-    if unknown:
-        fields = ", ".join(known)
-        raise ValueError(f"{name} names no video field: {', '.join(unknown)} (fields: {fields})")
-    return names
-
-
-def _checked(name: str, value: Any) -> Any:
-    """Validate one knob's new value; return it normalised."""
-    if name in ("latency", "jitter", "hang_seconds", "outage_seconds"):
-        return _number(name, value)
-    if name == "outage_start":
-        return None if value is None else _number(name, value)
-    if name == "outage_kind":
-        return _choice(name, value, get_args(OutageKind))
-    if name == "persistent_fault":
-        return _fault(name, value)
-    if name == "rejected_fields":
-        return _field_names(name, value)
-    if name == "auth_failure":
-        return None if value is None else _choice(name, value, get_args(AuthFailure))
-    if name == "type_drift":
-        return _number(name, value, 1)
-    if name == "quota_reset_lag":
-        return _number(name, value, _DAY)
-    if name in ("quota_message", "rate_limit_message") and not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, not {value!r}")
-    if name == "epoch":
-        return _count(name, value, 0, optional=False)
-    if name in ("rate_limit", "token_lifetime"):
-        return _count(name, value, 1, optional=name == "rate_limit")
-    if name in ("retry_after", "daily_quota"):
-        return _count(name, value, 0, optional=True)
-    if name in ("client_key", "client_secret"):
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{name} must be a non-empty string")
-    elif name in ("huge_ids", "omit_empty_list", "extra_keys", "string_ids"):
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be True or False, not {value!r}")
-    elif name == "faults":
-        return _fault_rates(value)
-    elif name == "token_faults":
-        return _fault_rates(value, name, TOKEN_FAULTS)
-    elif name == "seed":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"seed must be an integer or None, not {value!r}")
-    elif name == "list_key":
-        return _choice(name, value, get_args(ListKey))
-    elif name == "favorites_spelling":
-        return _choice(name, value, get_args(FavoritesSpelling))
-    elif name == "clock" and not callable(value):
-        raise ValueError("clock must be a callable returning epoch seconds")
-    return value
-
-
-@dataclass(eq=False)
-class SimulatorConfig:
-    """The simulator's knobs; each change applies from the next request on."""
-
-    #: The credentials the token endpoint accepts.
-    client_key: str = TEST_CLIENT_KEY
-    client_secret: str = TEST_CLIENT_SECRET
-    #: Seconds every answer waits, plus up to `jitter` more at random.
-    latency: float = 0.0
-    jitter: float = 0.0
-    #: Research requests allowed in any sliding second, refused ones included; None: no limit.
-    rate_limit: int | None = None
-    #: The Retry-After seconds of the short-term 429; None sends no header.
-    retry_after: int | None = None
-    #: Research requests allowed per UTC day of `clock`, every one counted; None: no quota.
-    daily_quota: int | None = None
-    #: Seconds an access token stays valid.
-    token_lifetime: int = 7200
-    #: Ids above int64 (some above uint64) for every user, not only `hugeid…` ones.
-    huge_ids: bool = False
-    #: Probability of each fault per research request; assign a new dict to change them.
-    faults: dict[Fault, float] = field(default_factory=dict)
-    #: Seed of the random faults and jitter; None seeds from the system.
-    seed: int | None = None
-    #: How long a HANG fault keeps its request waiting.
-    hang_seconds: float = 3600.0
-    #: The key of the video list in answers.
-    list_key: ListKey = "reposted_videos"
-    #: The key of the favourites count in videos, whichever spelling the request used.
-    favorites_spelling: FavoritesSpelling = "favorites_count"
-    #: Leave the list key out of successful answers without videos.
-    omit_empty_list: bool = False
-    #: Keys no documentation names, at every level of videos and answers, whatever was asked.
-    extra_keys: bool = False
-    #: Every id (video, music, hashtag, sticker, effect) as a JSON string of its digits.
-    string_ids: bool = False
-    #: Probability that a video has one requested field of another JSON type than documented;
-    #: drawn from the username and the video's position, so the same videos drift every time.
-    type_drift: float = 0.0
-    #: Epoch seconds of `clock` at which an outage begins; None: no outage.
-    outage_start: float | None = None
-    #: How long the outage lasts: requests while outage_start <= clock() < outage_start +
-    #: outage_seconds fail, on both endpoints, whatever their token, body or the quota left.
-    outage_seconds: float = 0.0
-    #: How they fail: 500 internal_error with an empty message, 504 with a text/html page, or a
-    #: connection closed without an answer.
-    outage_kind: OutageKind = "server_error"
-    #: A fault every research request that would otherwise be served gets while it is set;
-    #: scripted faults wait, and no random one is drawn.
-    persistent_fault: Fault | None = None
-    #: Video fields the API no longer accepts: a request naming any of them, spelled as here,
-    #: gets 400 invalid_params "Invalid fields: <names>", comma-joined in the request's order.
-    rejected_fields: frozenset[str] = frozenset()
-    #: Refuse every research request with a valid token: 400 scope_permission_missed (the client
-    #: lacks a scope) or 401 scope_not_authorized (the application is not approved).
-    auth_failure: AuthFailure | None = None
-    #: The message of the daily-quota 429 (refusal and QUOTA fault); the live API's text is not
-    #: documented, and both 429s share the code rate_limit_exceeded.
-    quota_message: str = QUOTA_MESSAGE
-    #: The message of the short-term 429 (refusal and RATE_LIMIT faults).
-    rate_limit_message: str = RATE_LIMIT_MESSAGE
-    #: Seconds after 00:00 UTC of `clock` during which a project that used up the day before's
-    #: quota still gets the daily-quota 429, its new quota untouched: those requests count
-    #: against nothing.
-    quota_reset_lag: float = 0.0
-    #: Probability of each fault (one of TOKEN_FAULTS) per token request, drawn from its own
-    #: stream of `seed`, so that research faults come as without it; assign a new dict.
-    token_faults: dict[Fault, float] = field(default_factory=dict)
-    #: Epoch seconds, for token expiry, the quota day and the rate window; tests pass a fake.
-    clock: Callable[[], float] = time.time
-    #: How many rounds of time have passed (not epoch seconds): at 0 every list is as its name
-    #: makes it; each step on adds new reposts at the head, removes a few for good and grows
-    #: counts, the same way in every run. A panel's round N is harvested at epoch N - 1.
-    epoch: int = 0
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Checked on every assignment, so that a bad value set at run time fails where it is set,
-        # not inside a request handler.
-        super().__setattr__(name, _checked(name, value))
-
-
-@dataclass(eq=False)
-class SimulatorStats:
-    """Counters of the requests served; `Simulator.reset_stats` starts them afresh.
-
-    They count research requests unless their name says ``token``.
-    """
-
-    #: Research requests received, whatever became of them.
-    requests: int = 0
-    #: Statuses answered; dropped requests have none.
-    by_status: Counter[int] = field(default_factory=Counter)
-    #: Requests per username, when the body named one.
-    by_user: Counter[str] = field(default_factory=Counter)
-    #: Valid requests per (username, cursor): a page asked twice shows here.
-    by_cursor: Counter[tuple[str, int]] = field(default_factory=Counter)
-    #: Faults injected, scripted or random.
-    faults: Counter[Fault] = field(default_factory=Counter)
-    #: Connections closed without an answer (DROP, and HANG at close).
-    dropped: int = 0
-    #: Token requests received, whatever became of them, and access tokens issued.
-    token_requests: int = 0
-    tokens_issued: int = 0
-    #: Token requests failed by the outage window (in `token_requests` too).
-    token_outage_failures: int = 0
-    #: Faults injected into token requests, scripted or random.
-    token_faults: Counter[Fault] = field(default_factory=Counter)
-    #: Research requests being served now, and the most at any one time.
-    in_flight: int = 0
-    peak_in_flight: int = 0
-    #: Research requests counted against the current UTC day's quota (as of the latest one).
-    quota_used: int = 0
-    #: Research requests failed by the outage window (in `requests` too, and in the quota).
-    outage_failures: int = 0
-    #: Daily-quota 429s sent during a lagging reset (in `requests`, not in the quota).
-    quota_lag_refusals: int = 0
-
-
 class _Query(NamedTuple):
     username: str | None
     error: str | None
     mask: int = 0
     max_count: int = 0
     cursor: int = 0
-
-
-def _token_seed(seed: int | None) -> str | None:
-    # Its own stream, so that token faults never shift the research faults a seed gives.
-    return None if seed is None else f"token:{seed}"
-
-
-@lru_cache(maxsize=1)
-def _utc_stamp(second: int) -> str:
-    return time.strftime("%Y%m%d%H%M%S", time.gmtime(second))
-
-
-def _log_id() -> str:
-    # Like the live API's: 14 digits of UTC time, then 20 upper-case hex digits.
-    return f"{_utc_stamp(int(time.time()))}{random.getrandbits(80):020X}"
-
-
-def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=_encode(payload), content_type="application/json", headers=headers
-    )
-
-
-def _api_error(
-    status: int,
-    code: str,
-    message: str,
-    headers: Mapping[str, str] | None = None,
-    now: float | None = None,
-) -> web.Response:
-    """Answer in the research error shape; with `now`, the extra_keys knob's unknown keys too."""
-    error: dict[str, Any] = {"code": code, "message": message, "log_id": _log_id()}
-    if now is None:
-        return _json(status, {"data": {}, "error": error}, headers)
-    error["http_status_code"] = status
-    extra = {"now": int(now * 1000), "fatal_item_ids": []}
-    return _json(status, {"data": {}, "error": error, "extra": extra}, headers)
-
-
-def _token_error(
-    status: int, code: str, description: str, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    body = {"error": code, "error_description": description, "log_id": _log_id()}
-    return _json(status, body, headers)
-
-
-def _gateway(status: int) -> web.Response:
-    """Answer as a gateway in front of the API does: an nginx text/html page."""
-    reason = "Bad Gateway" if status == 502 else "Gateway Time-out"
-    page = _GATEWAY_PAGE.format(f"{status} {reason}")
-    return web.Response(status=status, text=page, content_type="text/html")
-
-
-def _failure(request: web.Request, exc: Exception) -> web.Response:
-    """Turn an exception escaping a handler into an answer in the API's JSON shape."""
-    if isinstance(exc, web.HTTPException):
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "invalid_params"}
-        code = codes.get(exc.status, "invalid_params" if exc.status < 500 else "internal_error")
-        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return _api_error(exc.status, code, f"{exc.reason}: {request.method} {request.path}", allow)
-    _log.error("simulator handler failed on %s", request.path, exc_info=exc)
-    return _api_error(500, "internal_error", SERVER_ERROR_MESSAGE)
 
 
 class _PagesNeeded(Protocol):
@@ -470,26 +95,7 @@ class _PagesNeededAt:
         return needed
 
 
-@web.middleware
-async def _errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Exception as exc:
-        return _failure(request, exc)
-
-
-def _draw(faults: Mapping[Fault, float], roll: float) -> Fault | None:
-    """Return the fault a uniform roll in [0, 1) lands on, each taking its rate's share."""
-    for fault, rate in faults.items():
-        if roll < rate:
-            return fault
-        roll -= rate
-    return None
-
-
-class Simulator:
+class Simulator(_Faults):
     """A local TikTok Research API serving the reposted-videos endpoint and its token."""
 
     def __init__(self, config: SimulatorConfig | None = None, **knobs: Any) -> None:
@@ -713,13 +319,6 @@ class Simulator:
 
     # -- handlers ---------------------------------------------------------------------------------
 
-    def _error(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-    ) -> web.Response:
-        config = self.config
-        now = config.clock() if config.extra_keys else None
-        return _api_error(status, code, message, headers, now)
-
     def _epoch(self, epoch: int | None) -> int:
         """Return `epoch`, checked, or the epoch knob's when it is None."""
         if epoch is None:
@@ -739,22 +338,6 @@ class Simulator:
         config = self.config
         if config.latency or config.jitter:
             await asyncio.sleep(config.latency + self._random() * config.jitter)
-
-    def _random(self) -> float:
-        # Reseeded when the seed knob changes, so that a run-time seed acts as one given at start.
-        self._reseed()
-        return self._rng.random()
-
-    def _token_random(self) -> float:
-        self._reseed()
-        return self._token_rng.random()
-
-    def _reseed(self) -> None:
-        # Both streams at once, so that a run-time seed acts as one given at start for both.
-        if self._rng_seed != self.config.seed:
-            self._rng_seed = self.config.seed
-            self._rng.seed(self._rng_seed)
-            self._token_rng.seed(_token_seed(self._rng_seed))
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
         self.stats.token_requests += 1
@@ -945,107 +528,6 @@ class Simulator:
             self._fields.clear()
         self._fields[raw] = result
         return result
-
-    async def _hang(self) -> bool:
-        """Keep a request waiting `hang_seconds`; return False if the simulator closes first."""
-        assert self._closing is not None
-        try:
-            await asyncio.wait_for(self._closing.wait(), self.config.hang_seconds)
-        except TimeoutError:
-            return True
-        return False
-
-    def _next_token_fault(self) -> Fault | None:
-        if self._token_script:
-            return self._token_script.popleft()
-        faults = self.config.token_faults
-        return _draw(faults, self._token_random()) if faults else None
-
-    def _token_fault_response(self, fault: Fault) -> web.Response:
-        config = self.config
-        if fault is Fault.SERVER_ERROR:
-            # As on the research endpoint, every second 500 has no message.
-            self._token_server_errors += 1
-            message = SERVER_ERROR_MESSAGE if self._token_server_errors % 2 else ""
-            return _token_error(500, "internal_error", message)
-        if fault in (Fault.BAD_GATEWAY, Fault.GATEWAY_TIMEOUT):
-            return _gateway(502 if fault is Fault.BAD_GATEWAY else 504)
-        if fault is Fault.RATE_LIMIT:
-            headers = {"Retry-After": str(config.retry_after or 1)}
-            return _token_error(429, "rate_limit_exceeded", config.rate_limit_message, headers)
-        if fault is Fault.RATE_LIMIT_NO_RETRY_AFTER:
-            return _token_error(429, "rate_limit_exceeded", config.rate_limit_message)
-        raise AssertionError(f"{fault} has no canned token answer")
-
-    def _in_outage(self, now: float) -> bool:
-        config = self.config
-        start = config.outage_start
-        return start is not None and start <= now < start + config.outage_seconds
-
-    def _outage(self, request: web.Request, *, research: bool) -> web.Response | None:
-        """Fail a request as the outage knobs say; None once its connection is closed."""
-        kind = self.config.outage_kind
-        if kind == "drop":
-            self._drop(request, research=research)
-            return None
-        if kind == "gateway":
-            return _gateway(504)
-        # Long runs of 500s with no message at all, as reported from the live API; the token
-        # endpoint keeps its own flat error shape.
-        if research:
-            return self._error(500, "internal_error", "")
-        return _token_error(500, "internal_error", "")
-
-    def _next_fault(self, username: str) -> Fault | None:
-        persistent = self.config.persistent_fault
-        if persistent is not None:
-            return persistent
-        queue = self._scripts.get(username)
-        if queue:
-            return queue.popleft()
-        faults = self.config.faults
-        return _draw(faults, self._random()) if faults else None
-
-    def _fault_response(self, fault: Fault) -> web.Response:
-        config = self.config
-        if fault is Fault.SERVER_ERROR:
-            # Half the live API's 500s carry no message at all.
-            self._server_errors += 1
-            message = SERVER_ERROR_MESSAGE if self._server_errors % 2 else ""
-            return self._error(500, "internal_error", message)
-        if fault in (Fault.BAD_GATEWAY, Fault.GATEWAY_TIMEOUT):
-            return _gateway(502 if fault is Fault.BAD_GATEWAY else 504)
-        if fault is Fault.RATE_LIMIT:
-            headers = {"Retry-After": str(config.retry_after or 1)}
-            return self._error(429, "rate_limit_exceeded", config.rate_limit_message, headers)
-        if fault is Fault.RATE_LIMIT_NO_RETRY_AFTER:
-            return self._error(429, "rate_limit_exceeded", config.rate_limit_message)
-        if fault is Fault.QUOTA:
-            return self._error(429, "rate_limit_exceeded", config.quota_message)
-        if fault is Fault.INVALID_CURSOR:
-            return self._error(400, "invalid_params", INVALID_CURSOR_MESSAGE)
-        if fault is Fault.TOKEN_INVALID:
-            return self._error(401, "access_token_invalid", TOKEN_MISSING_MESSAGE)
-        raise AssertionError(f"{fault} has no canned answer")
-
-    def _drop(self, request: web.Request, *, research: bool = True) -> None:
-        if request.transport is not None:
-            request.transport.close()
-        # `dropped` counts research requests; the token endpoint's show in its own counters.
-        if research:
-            self.stats.dropped += 1
-
-    async def _truncate(self, request: web.Request, answer: web.Response) -> web.StreamResponse:
-        body = answer.body
-        assert isinstance(body, bytes)
-        response = web.StreamResponse(status=answer.status)
-        response.content_type = "application/json"
-        response.content_length = len(body)
-        await response.prepare(request)
-        await response.write(body[: len(body) // 2])
-        if request.transport is not None:
-            request.transport.close()
-        return response
 
     def _answer(self, query: _Query) -> web.Response:
         username, max_count, cursor = query.username, query.max_count, query.cursor

@@ -1,0 +1,65 @@
+"""The harvest's database: one SQLite file in WAL mode, written by one thread of one process.
+
+A store remembers, across crashes and days, which users were fetched, how far each user's cursor
+walk got, every video fetched (the bytes of its JSON object exactly as the API sent them), where and
+when each page was fetched (its provenance: the UTC time, the request's cursor, the answer's
+``log_id`` and the run), every run (start, end, package version, fields, max_count, requests) and
+how many research requests were spent per UTC day. A page's videos and the user's next cursor
+commit in one transaction, so a process killed at any instant leaves either the whole page or
+none of it, and a page fetched again after a restart is never stored twice.
+
+The store is synchronous. The harvest calls it from one dedicated writer thread so that the event
+loop never waits on the disk; the connection is therefore opened with ``check_same_thread=False``,
+and a `Store` must be used from one thread at a time (it has no lock of its own).
+
+Two harvests on one store would walk the same users twice and double the ledger, so a harvest
+takes `Store.run_lock` first: an OS lock on the sidecar file ``<db>.lock`` (``flock`` on POSIX,
+``msvcrt.locking`` on Windows; see `_lock`), which the OS drops when its process dies, even by
+SIGKILL, so that no stale lock survives a crash.
+
+Schema version 1 (stores made before page provenance) is migrated to version 2 in place, once,
+in one transaction, the first time a newer version opens it: its videos keep their bytes and get
+no provenance (their pages were not recorded). A store of a newer schema is refused.
+
+Bad input lines (`Store.add_skipped`) accumulate across runs; a run that re-reads the same input
+calls `Store.clear_skipped` first so that its lines are not counted twice.
+
+The store has no column, table or meta key for credentials: client keys, secrets and tokens are
+never written to it, so a store file can be shared with collaborators as it is.
+
+The package's modules: `_records` (states and records), `_schema` (the SQL, the migration, the
+meta checks), `_core` (the connection and transactions every part shares), `_reading`, `_rounds`
+(runs and rounds), `_lock` (the run lock) and `_store` (`Store`: opening, life cycle, writing).
+"""
+
+from __future__ import annotations
+
+from ..errors import StoreError
+from ._core import SKIPPED_ROWS_KEPT
+from ._records import (
+    FINAL_STATES,
+    PageCommit,
+    RoundRecord,
+    RunRecord,
+    StoreLockedError,
+    StoreMismatchError,
+    UserRecord,
+    UserState,
+)
+from ._schema import SCHEMA_VERSION
+from ._store import Store
+
+__all__ = [
+    "FINAL_STATES",
+    "SCHEMA_VERSION",
+    "SKIPPED_ROWS_KEPT",
+    "PageCommit",
+    "RoundRecord",
+    "RunRecord",
+    "Store",
+    "StoreError",
+    "StoreLockedError",
+    "StoreMismatchError",
+    "UserRecord",
+    "UserState",
+]

@@ -1,0 +1,183 @@
+"""The store's records and states, and the small checks and clocks its modules share."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+from ..errors import StoreError
+
+__all__ = [
+    "FINAL_STATES",
+    "PageCommit",
+    "RoundRecord",
+    "RunRecord",
+    "StoreLockedError",
+    "StoreMismatchError",
+    "UserRecord",
+    "UserState",
+]
+
+
+class UserState(enum.StrEnum):
+    """Name where a user's harvest stands."""
+
+    PENDING = "pending"
+    DONE = "done"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"
+    #: A guard (a cursor the API sent back again, a run of empty pages with ``has_more`` true)
+    #: cut the walk short; ``error`` says which. Final: a later run walks it again only when
+    #: asked to (``retry_incomplete``), from its saved cursor.
+    INCOMPLETE = "incomplete"
+
+
+# FAILED is final for one run only: the next run retries it unless told not to (`reset_failed`).
+FINAL_STATES: Final[frozenset[UserState]] = frozenset(
+    {UserState.DONE, UserState.NOT_FOUND, UserState.UNAVAILABLE, UserState.INCOMPLETE}
+)
+
+
+class StoreMismatchError(StoreError, ValueError):
+    """Refuse a store created with other settings or by another schema version."""
+
+
+class StoreLockedError(StoreError):
+    """Refuse a store that another harvest is running on."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserRecord:
+    """Hold one user's row: state, next cursor and what the walk has cost and brought so far."""
+
+    username: str
+    state: UserState
+    cursor: int
+    pages: int
+    videos: int
+    requests: int
+    error: str | None
+
+
+def _utc_day(now: float) -> str:
+    # Same floor arithmetic as quota.utc_day, kept here so the store imports nothing of ours.
+    return (datetime.date(1970, 1, 1) + datetime.timedelta(days=int(now // 86400.0))).isoformat()
+
+
+def _utc_stamp(now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+
+
+def _utc_stamp_ms(now: float) -> str:
+    # Milliseconds: pages of one user are fetched well within a second of each other.
+    millis = int(now * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{millis:03d}Z"
+
+
+def _check_day(day: str) -> str:
+    try:
+        parsed = datetime.date.fromisoformat(day)
+    except (TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.isoformat() != day:
+        raise ValueError(f"day must be a UTC date written 'YYYY-MM-DD', not {day!r}")
+    return day
+
+
+def _check_count(name: str, value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, not {value!r}")
+    return value
+
+
+def _run_record(row: tuple[Any, ...]) -> RunRecord:
+    run_id, started, ended, version, fields, max_count, requests, pages, videos, outcome = row
+    return RunRecord(
+        int(run_id),
+        str(started),
+        ended,
+        str(version),
+        tuple(name for name in str(fields).split(",") if name),
+        int(max_count),
+        int(requests),
+        int(pages),
+        int(videos),
+        outcome,
+    )
+
+
+def _row_to_record(row: tuple[str, str, int, int, int, int, str | None]) -> UserRecord:
+    username, state, cursor, pages, videos, requests, error = row
+    return UserRecord(username, UserState(state), cursor, pages, videos, requests, error)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PageCommit:
+    """Describe one fetched page to store: its videos as (id, JSON bytes), and where to go next.
+
+    ``cursor`` (the cursor the request sent), ``log_id`` (the answer's) and ``fetched_at`` (epoch
+    seconds; the store's clock when 0) are the page's provenance, stored with it.
+    """
+
+    username: str
+    videos: Sequence[tuple[int, bytes]]
+    next_cursor: int
+    has_more: bool
+    requests: int
+    cursor: int = 0
+    log_id: str = ""
+    fetched_at: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoundRecord:
+    """Hold one round of a panel: when it started, how, and where its users stand."""
+
+    number: int
+    started_at: str
+    #: True when the round's walks stop at the first page holding a video of the user's
+    #: previous round (their ``partial`` users saw only the new head of their list).
+    stop_at_known: bool
+    #: Users per state in this round (every state present, 0 when none).
+    users: dict[UserState, int]
+    #: Users whose ``done`` walk stopped at a known video.
+    partial: int
+    #: Observations of videos stored in this round.
+    videos: int
+    #: Research requests of the runs of this round.
+    requests: int
+
+    @property
+    def complete(self) -> bool:
+        """Tell whether every user of the round has a final state (none pending or failed)."""
+        waiting = self.users[UserState.PENDING] + self.users[UserState.FAILED]
+        return sum(self.users.values()) > 0 and waiting == 0
+
+    @property
+    def in_progress(self) -> bool:
+        """Tell whether some user of the round is still to be walked (pending)."""
+        return self.users[UserState.PENDING] > 0 or sum(self.users.values()) == 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunRecord:
+    """Hold one harvest run: when, by which version, how the data was asked for, what it cost."""
+
+    id: int
+    started_at: str
+    ended_at: str | None
+    version: str
+    fields: tuple[str, ...]
+    max_count: int
+    requests: int
+    pages: int
+    videos: int
+    #: How the run ended: ``finished``, ``stopped: <reason>``, ``interrupted`` (the caller stopped
+    #: early, Ctrl-C), ``error: <type>``, or ``killed`` (found unended by a later run); None while
+    #: running, or until a later run finds that its process died.
+    outcome: str | None

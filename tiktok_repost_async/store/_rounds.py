@@ -1,0 +1,172 @@
+"""The store's runs and rounds: each harvest run's record, and the rounds of a panel study."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..errors import StoreError
+from ._core import _StoreCore
+from ._records import RoundRecord, RunRecord, UserState, _check_count, _run_record, _utc_stamp
+from ._schema import _current_round
+
+
+class _StoreRounds(_StoreCore):
+    """Record harvest runs and the rounds of a panel, and read them back."""
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def begin_run(self, version: str) -> int:
+        """Record the start of a harvest run; later pages and requests are booked to it."""
+        if not isinstance(version, str) or not version:
+            raise ValueError(f"version must be a non-empty str, not {version!r}")
+        if self._run_id is not None:
+            raise StoreError(f"run {self._run_id} of {str(self._path)!r} has not ended")
+        with self._transaction() as conn:
+            # A run starts under the run lock, so an earlier run that never ended cannot be
+            # running: its process died (SIGKILL, power loss) before it could say how it ended.
+            conn.execute(
+                "UPDATE runs SET outcome = 'killed' WHERE ended_at IS NULL AND outcome IS NULL"
+            )
+            run_id = conn.execute(
+                "INSERT INTO runs (started_at, version, fields, max_count, round)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    _utc_stamp(self._clock()),
+                    version,
+                    ",".join(self._fields),
+                    self._max_count,
+                    _current_round(conn),
+                ),
+            ).lastrowid
+        assert run_id is not None
+        self._run_id = run_id
+        return run_id
+
+    def end_run(self, outcome: str) -> None:
+        """Record how the current run ended (``finished``, ``stopped: quota`` ...), if one runs."""
+        run_id, self._run_id = self._run_id, None
+        if run_id is None:
+            return
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET ended_at = ?, outcome = ? WHERE id = ?",
+                (_utc_stamp(self._clock()), outcome, run_id),
+            )
+
+    @property
+    def run_id(self) -> int | None:
+        """Return the id of the run in progress through this Store, or None."""
+        return self._run_id
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Return the runs, newest first, at most ``limit`` of them."""
+        if limit is not None:
+            _check_count("limit", limit)
+        rows = self._db.execute(
+            "SELECT id, started_at, ended_at, version, fields, max_count, requests, pages, videos,"
+            " outcome FROM runs ORDER BY id DESC LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
+        return [_run_record(row) for row in rows]
+
+    def run_count(self) -> int:
+        """Return how many runs this store has recorded."""
+        return int(self._db.execute("SELECT count(*) FROM runs").fetchone()[0])
+
+    # -- rounds ------------------------------------------------------------------------------
+
+    def start_round(self, *, stop_at_known: bool = False) -> tuple[int, bool]:
+        """Start the next round of a panel, unless the current one is still being walked.
+
+        Return ``(round, started)``. A round whose users are not all walked yet (some pending:
+        a harvest was interrupted) is resumed instead, so that running the same command again
+        after a kill never starts a round twice; so is a store that has no user yet. The names
+        of a round join it as a harvest claims them (`add_users`).
+        """
+        with self._transaction() as conn:
+            current = _current_round(conn)
+            waiting = conn.execute(
+                "SELECT 1 FROM users WHERE round = ? AND state = 'pending' LIMIT 1", (current,)
+            ).fetchone()
+            walked = conn.execute("SELECT 1 FROM users LIMIT 1").fetchone()
+            if waiting is not None or walked is None:
+                return current, False
+            conn.execute(
+                "INSERT INTO rounds (number, started_at, stop_at_known) VALUES (?, ?, ?)",
+                (current + 1, _utc_stamp(self._clock()), int(stop_at_known)),
+            )
+        return current + 1, True
+
+    def round_stops_at_known(self, number: int | None = None) -> bool:
+        """Tell whether a round (the current one by default) stops walks at known videos."""
+        row = self._db.execute(
+            "SELECT stop_at_known FROM rounds WHERE number = ?",
+            (self.current_round if number is None else number,),
+        ).fetchone()
+        return bool(row and row[0])
+
+    def rounds(self) -> list[RoundRecord]:
+        """Return every round, oldest first, with its users per state, videos and requests."""
+        conn = self._db
+        states: dict[int, dict[UserState, int]] = {}
+        partial: dict[int, int] = {}
+        for number, state, count, parts in conn.execute(
+            "SELECT round, state, count(*), sum(partial) FROM ("
+            " SELECT round, state, partial FROM user_rounds"
+            " UNION ALL SELECT round, state, partial FROM users) GROUP BY round, state"
+        ):
+            states.setdefault(number, dict.fromkeys(UserState, 0))[UserState(state)] = count
+            partial[number] = partial.get(number, 0) + int(parts or 0)
+        videos = dict(conn.execute("SELECT round, count(*) FROM videos GROUP BY round"))
+        requests = dict(conn.execute("SELECT round, sum(requests) FROM runs GROUP BY round"))
+        return [
+            RoundRecord(
+                int(number),
+                str(started),
+                bool(stop),
+                states.get(number, dict.fromkeys(UserState, 0)),
+                partial.get(number, 0),
+                int(videos.get(number, 0)),
+                int(requests.get(number) or 0),
+            )
+            for number, started, stop in conn.execute(
+                "SELECT number, started_at, stop_at_known FROM rounds ORDER BY number"
+            )
+        ]
+
+    def iter_round_users(self, number: int) -> Iterator[tuple[str, UserState, bool]]:
+        """Stream (username, state, partial) of every user of a round, in input order."""
+        sql = (
+            "SELECT o.username, o.state, o.partial FROM users AS u CROSS JOIN ("
+            " SELECT username, state, partial FROM user_rounds WHERE round = ?1"
+            " UNION ALL SELECT username, state, partial FROM users WHERE round = ?1"
+            ") AS o ON o.username = u.username ORDER BY u.seq"
+        )
+        for username, state, parts in self._stream(sql, (number,), 1000):
+            yield username, UserState(state), bool(parts)
+
+    def round_videos(self, username: str, number: int) -> list[tuple[str, bytes]]:
+        """Return one user's videos as observed in a round: (video_id, data), in API order."""
+        rows = self._db.execute(
+            "SELECT video_id, data FROM videos WHERE username = ? AND round = ? ORDER BY rowid",
+            (username, number),
+        )
+        return [(str(video_id), bytes(data)) for video_id, data in rows]
+
+    def known_video_ids(self, username: str, before: int | None = None) -> set[str]:
+        """Return the ids of the videos seen of a user in its latest round before ``before``.
+
+        ``before`` defaults to the current round; an empty set when there is no earlier round.
+        """
+        limit = self.current_round if before is None else before
+        row = self._db.execute(
+            "SELECT max(round) FROM videos WHERE username = ? AND round < ?", (username, limit)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return set()
+        return {
+            str(video_id)
+            for (video_id,) in self._db.execute(
+                "SELECT video_id FROM videos WHERE username = ? AND round = ?", (username, row[0])
+            )
+        }
