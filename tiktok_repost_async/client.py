@@ -112,6 +112,9 @@ class RequestGate(Protocol):
     def not_rate_limited(self) -> None:
         """Note an answer that was not a 429: the API still serves this project today."""
 
+    def served(self) -> None:
+        """Note a page served: the quota of this UTC day is fresh (a lagging reset came)."""
+
     def unhealthy(self, username: str, error: TikTokError) -> bool:
         """Note an outage failure (5xx, timeout, no connection); True: hold it, not the user's."""
 
@@ -354,6 +357,7 @@ class RepostClient:
                 page = parse_reposted_response(status, headers, body, username=username)
                 if gate is not None:
                     gate.not_rate_limited()
+                    gate.served()
                     gate.healthy()
                 if page.problems:
                     # Deterministic: the same answer would come back odd again, so it is reported

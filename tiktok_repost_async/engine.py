@@ -56,7 +56,15 @@ from .errors import (
 )
 from .models import RepostedVideosPage
 from .protocol import normalize_username, validate_positive_int
-from .quota import DailyQuota, QuotaPolicy
+from .quota import (
+    DAY_SECONDS,
+    DEFAULT_RESET_MARGIN,
+    DailyQuota,
+    QuotaPolicy,
+    next_utc_midnight,
+    quota_stop_message,
+    reset_lag_wait,
+)
 
 __all__ = [
     "Engine",
@@ -89,6 +97,10 @@ CHUNK: Final = 500
 #   a short-term limit lets the next request through after a backoff); or the
 #   QUOTA_STREAK_ONE_USER-th, when one user alone keeps getting them (a run of one user).
 # Anything else, a 429 with Retry-After above all, is a pause: the request is retried.
+# A daily-quota verdict in a UTC day before any request of that day was served is a lagging
+# reset, not a spent day (see `Gate.quota_exhausted`): one probe at a time goes out after each of
+# the growing waits of `quota.RESET_LAG_WAITS`, and while it lags any 429 without Retry-After is
+# the quota still.
 QUOTA_STREAK: Final = 3
 QUOTA_STREAK_ONE_USER: Final = 5
 QUOTA_NEAR_FRACTION: Final = 0.01
@@ -273,6 +285,9 @@ class Gate:
         self._on_wait = on_wait
         self._on_probe = on_probe
         self._stopped: StopReason | None = None
+        # What a stop tells the researcher (a quota stop: why, and when to try again).
+        self._detail: str | None = None
+        self._retry_at: float | None = None
         self._event = asyncio.Event()
         self._reset_lock = asyncio.Lock()
         self._listeners: list[Callable[[], None]] = []
@@ -297,17 +312,39 @@ class Gate:
         self._probe: str | None = None
         self._breaker = asyncio.Event()
         self._rng = random.Random()
+        # The lagging reset: the UTC day (its index) in which a request was last served, whether
+        # the daily-quota 429 of a day not yet served holds the run, who holds its one probe,
+        # and the event that tells the others that the probe is free.
+        self._served_day: int | None = None
+        self._lagging = False
+        self._lag_probe: str | None = None
+        self._lag_event = asyncio.Event()
 
     @property
     def stopped(self) -> StopReason | None:
         """Return why the walk stopped, or None while it runs."""
         return self._stopped
 
-    def stop(self, reason: StopReason = StopReason.REQUESTED) -> None:
-        """Stop the walk: nothing waiting goes out, idle workers end, sleepers wake."""
+    @property
+    def lagging(self) -> bool:
+        """Tell whether the run waits for a daily-quota reset that seems to lag."""
+        return self._lagging
+
+    def stop(
+        self,
+        reason: StopReason = StopReason.REQUESTED,
+        detail: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        """Stop the walk: nothing waiting goes out, idle workers end, sleepers wake.
+
+        ``detail`` and ``retry_at`` go to the `WalkStopped` raised (see there).
+        """
         if self._stopped is not None:
             return
         self._stopped = StopReason(reason)
+        self._detail = detail
+        self._retry_at = retry_at
         self._event.set()
         for listener in list(self._listeners):
             listener()
@@ -324,7 +361,7 @@ class Gate:
     def check(self) -> None:
         """Raise `WalkStopped` if the walk was stopped."""
         if self._stopped is not None:
-            raise WalkStopped(self._stopped)
+            raise WalkStopped(self._stopped, self._detail, self._retry_at)
 
     def prepay(self, username: str) -> bool:
         """Spend the budget of ``username``'s next request now; False if none is left.
@@ -357,7 +394,7 @@ class Gate:
         # the budget ran out lets it go (holding it back would leave the ledger one over).
         # Any other stop holds it back.
         if self._stopped is not None and (self._stopped is not StopReason.QUOTA or self._api_spent):
-            raise WalkStopped(self._stopped)
+            raise WalkStopped(self._stopped, self._detail, self._retry_at)
 
     def answered(self, reached: bool) -> None:
         """Note that a request got an answer (``reached``) or none (a transport failure)."""
@@ -377,10 +414,14 @@ class Gate:
         The rules are those above `QUOTA_STREAK`; the 429's text plays no part.
         """
         quota = self.quota
+        if self._lagging and error.retry_after is None:
+            # The day's first 429s proved the quota already; this is the probe's answer.
+            self._reset_streak()
+            return True
         if quota is not None:
             near = max(1, int(quota.limit * QUOTA_NEAR_FRACTION))
             if quota.limit - quota.spent <= near:
-                self.not_rate_limited()
+                self._reset_streak()
                 return True
         if error.retry_after is not None:
             # The server says when to come back: the daily quota never does.
@@ -398,13 +439,29 @@ class Gate:
                 len(self._limited_users),
             )
             # A new streak after the reset (or the wait) must prove itself again.
-            self.not_rate_limited()
+            self._reset_streak()
         return daily
 
     def not_rate_limited(self) -> None:
         """Note an answer that was not a 429: the API still serves this project today."""
+        self._reset_streak()
+
+    def _reset_streak(self) -> None:
         self._limited = 0
         self._limited_users.clear()
+
+    def served(self) -> None:
+        """Note a page served: the quota of this UTC day is fresh, a lagging reset is over."""
+        self._served_day = int(self._clock() // DAY_SECONDS)
+        if self._lagging:
+            logger.warning("the daily quota's reset came: resuming")
+            self._lagging = False
+            self._free_lag_probe()
+
+    def _free_lag_probe(self) -> None:
+        self._lag_probe = None
+        self._lag_event.set()
+        self._lag_event = asyncio.Event()
 
     @property
     def paused(self) -> bool:
@@ -481,6 +538,8 @@ class Gate:
         """Hand the trial on if ``username``'s walk ended without an answer (see `answered`)."""
         if self._probe == username:
             self._free_probe()
+        if self._lag_probe == username:
+            self._free_lag_probe()
         if not self._answered and self._trial == username:
             self.answered(False)
 
@@ -498,14 +557,27 @@ class Gate:
         if not self._answered:
             self._trial = username
         quota = self.quota
-        while quota is not None and quota.remaining <= 0:
-            await self._spent()
+        while True:
+            while quota is not None and quota.remaining <= 0:
+                await self._spent()
+            if not self._lagging or self._lag_probe in (None, username):
+                break
+            # One probe at a time tells whether a lagging reset came: the others wait for it.
+            await self._wait_for(self._lag_event)
+        if self._lagging:
+            self._lag_probe = username
 
     async def take(self, username: str) -> bool:
         """Spend and book one request that is about to be sent; False: back to `admit`."""
         if self._paused_at is not None and self._probe != username and self._stopped is None:
             # The breaker opened while this one waited in the limiter: only the probe goes.
             return False
+        if self._lagging and self._stopped is None:
+            # A lagging reset began while this one waited in the limiter: only its probe goes.
+            if self._lag_probe is None:
+                self._lag_probe = username
+            elif self._lag_probe != username:
+                return False
         if self._paid(username):
             self._check_paid()
             del self._prepaid[username]
@@ -529,16 +601,43 @@ class Gate:
         await self._sleep_unless_stopped(seconds, sleep)
 
     async def quota_exhausted(self) -> None:
-        """Handle the API's daily-quota answer: stop, or wait for the reset."""
+        """Handle the API's daily-quota answer: stop, or wait for the reset (or a lagging one).
+
+        A verdict in a UTC day before any request of that day was served is the reset lagging:
+        the quota is tried again after `quota.reset_lag_wait`, never later than the next reset.
+        """
+        now = self._clock()
+        lagging = self._served_day != int(now // DAY_SECONDS)
         if self.quota is not None:
-            self.quota.exhaust()
+            if lagging:
+                until = min(now + reset_lag_wait(now), next_utc_midnight(now) + self.quota.margin)
+                self.quota.exhaust(until)
+            else:
+                self.quota.exhaust()
+        if lagging and not self._lagging:
+            logger.warning(
+                "the API refused this UTC day's first requests as over quota: the reset seems"
+                " to lag"
+            )
+        self._lagging = lagging
+        if lagging:
+            # The probe's answer came: whoever comes next probes after the wait.
+            self._free_lag_probe()
         self._api_spent = True
         await self._spent()
 
     async def _spent(self) -> None:
         quota = self.quota
         if quota is None or self.on_quota is QuotaPolicy.STOP:
-            self.stop(StopReason.QUOTA)
+            now = self._clock()
+            if quota is not None:
+                retry_at = quota.resumes_at()
+            elif self._lagging:
+                retry_at = now + reset_lag_wait(now)
+            else:
+                retry_at = next_utc_midnight(now) + DEFAULT_RESET_MARGIN
+            detail = quota_stop_message(quota, retry_at, lagging=self._lagging)
+            self.stop(StopReason.QUOTA, detail, retry_at)
             self.check()
             return
         # One worker sleeps until the reset; the others find the day fresh when they get the lock.
@@ -546,9 +645,10 @@ class Gate:
             self.check()
             if quota.remaining > 0:
                 return
-            until = quota.reset_at()
+            until = quota.resumes_at()
             logger.warning(
-                "daily quota spent: waiting until %s UTC",
+                "daily quota %s: waiting until %s UTC",
+                "reset lags" if self._lagging else "spent",
                 time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(until)),
             )
             if self._on_wait is not None:

@@ -369,7 +369,7 @@ class Harvester:
             except WalkStopped as stop:
                 self.progress.stopped = stop.reason
                 outcome = f"stopped: {stop.reason}"
-                raise HarvestStopped(stop.reason) from None
+                raise HarvestStopped(stop.reason, stop.detail, stop.retry_at) from None
             outcome = "finished"
         except Exception as error:
             if outcome == "interrupted":
