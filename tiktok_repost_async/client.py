@@ -203,7 +203,7 @@ class RepostClient:
         self._given_session = session
         self._session: aiohttp.ClientSession | None = session
         self._limiter = limiter
-        self._auth = TokenManager(self._credentials, base_url=self.base_url)
+        self._auth = TokenManager(self._credentials, base_url=self.base_url, retry=self.retry)
         self._timeout = aiohttp.ClientTimeout(total=self.timeout)
         self._proxy: str | None = None
 
@@ -261,9 +261,39 @@ class RepostClient:
             await session.close()
 
     async def authenticate(self) -> None:
-        """Fetch an access token now, so that wrong credentials fail before any research request."""
+        """Fetch an access token now, so that wrong credentials fail before any research request.
+
+        The token endpoint's own faults (5xx, 429, gateway pages, a dropped connection) are
+        retried within the retry policy's ``max_attempts``; refused credentials are not.
+        """
         await self.open()
-        await self._auth.token(self._send)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._auth.token(self._send)
+                return
+            except TikTokError as caught:
+                error = _token_failure(caught)
+                if not self.retry.is_retryable(error) or attempt >= self.retry.max_attempts:
+                    if error is caught:
+                        raise
+                    raise error from caught
+                # The token manager shares a failure until its pause ends: wait that out.
+                wait = self._auth.retry_in()
+                logger.warning(
+                    "token endpoint: %s; retry %d of %d in %.1f s",
+                    error,
+                    attempt,
+                    self.retry.max_attempts - 1,
+                    wait,
+                )
+                await self._sleep(wait)
+
+    @property
+    def token_requests(self) -> int:
+        """Return how many token requests this client has sent, failed ones included."""
+        return self._auth.attempts
 
     @property
     def token_refreshes(self) -> int:
@@ -318,6 +348,9 @@ class RepostClient:
         while True:
             attempt += 1
             token: str | None = None
+            # Whether the failure, if one comes, is the token endpoint's: then the research
+            # request never left.
+            fetching_token = False
             try:
                 # The order is the quota's: a request that may not go out (a stop, a spent
                 # budget) never queues in the limiter, one that waited there is checked again
@@ -333,7 +366,9 @@ class RepostClient:
                         await limiter.acquire()
                 # Inside the retry: a token endpoint that fails for a moment (a 5xx, a dropped
                 # connection) is retried like a page, within the same bounded attempts.
+                fetching_token = True
                 token = await self._auth.token(self._send)
+                fetching_token = False
                 request = build_reposted_request(
                     username,
                     fields=self.fields,
@@ -368,9 +403,22 @@ class RepostClient:
                 raise
             except TikTokError as caught:
                 error = caught
+                if fetching_token:
+                    error = _token_failure(caught)
                 if isinstance(error, TokenExpiredError) and token is not None:
                     self._auth.invalidate(token)
-                if gate is not None and is_outage(error):
+                if fetching_token:
+                    # The token endpoint's failure says nothing of the research API's quota or
+                    # of this user: only an outage of it counts, for the breaker. A refresh that
+                    # failed for many waiters is one failure (`Gate.unhealthy`), so it takes
+                    # the breaker's threshold of them in a row to open it; in a walk they are
+                    # not charged to the user meanwhile (the breaker bounds them).
+                    if gate is not None and is_outage(error):
+                        if gate.unhealthy(username, error):
+                            attempt = 0
+                            continue
+                        attempt -= 1
+                elif gate is not None and is_outage(error):
                     if gate.unhealthy(username, error):
                         # The circuit breaker holds it: the outage is nobody's fault, so the
                         # user's attempts start afresh once a probe gets through.
@@ -378,7 +426,9 @@ class RepostClient:
                         continue
                 elif gate is not None:
                     gate.healthy()
-                if gate is not None and isinstance(error, RateLimitError):
+                if fetching_token or gate is None:
+                    pass
+                elif isinstance(error, RateLimitError):
                     # In a walk the gate tells the daily quota by behaviour, not by the 429's
                     # words (see `Gate.rate_limited`): its verdict retypes the error.
                     daily = gate.rate_limited(username, error)
@@ -386,13 +436,15 @@ class RepostClient:
                         error = _retyped(error, QuotaExhaustedError if daily else RateLimitError)
                         if daily:
                             raise error from caught
-                elif gate is not None and isinstance(error, APIError):
+                elif isinstance(error, APIError):
                     gate.not_rate_limited()
                 if not self.retry.is_retryable(error) or attempt >= self.retry.max_attempts:
                     if error is caught:
                         raise
                     raise error from caught
-                wait = self.retry.delay(attempt, error)
+                # Every worker whose token failed waits out the token manager's one pause
+                # (during which it shares the failure): one token request for all of them.
+                wait = self._auth.retry_in() if fetching_token else self.retry.delay(attempt, error)
                 self.stats.retries += 1
                 logger.warning(
                     "user %r cursor %d: %s; retry %d of %d in %.1f s",
@@ -521,6 +573,13 @@ def is_outage(error: BaseException) -> bool:
     if isinstance(error, CertificateError):
         return False
     return isinstance(error, ServerError | TransportError)
+
+
+def _token_failure(error: TikTokError) -> TikTokError:
+    """Return a failure of the token endpoint as retried: its 429 is never the research quota."""
+    if isinstance(error, QuotaExhaustedError):
+        return _retyped(error, RateLimitError)
+    return error
 
 
 def _retyped(error: RateLimitError, kind: type[RateLimitError]) -> RateLimitError:

@@ -307,6 +307,7 @@ class Gate:
         # the probes sent while open, who holds the probe, and the event that tells waiting
         # workers that it closed or that the probe is free.
         self._outages = 0
+        self._last_outage: TikTokError | None = None
         self._paused_at: float | None = None
         self._probes = 0
         self._probe: str | None = None
@@ -469,8 +470,14 @@ class Gate:
         return self._paused_at is not None
 
     def unhealthy(self, username: str, error: TikTokError) -> bool:
-        """Note an outage failure; True: the breaker is open and holds the request, not the user."""
-        self._outages += 1
+        """Note an outage failure; True: the breaker is open and holds the request, not the user.
+
+        The same error reported again (one token refresh that failed for all its waiters) is
+        one failure, not one per worker.
+        """
+        if error is not self._last_outage:
+            self._outages += 1
+            self._last_outage = error
         if self._paused_at is not None:
             # A failed probe, or a request that was on its way when the breaker opened.
             if self._probe == username:
@@ -490,6 +497,7 @@ class Gate:
     def healthy(self) -> None:
         """Note that the API answered: close the breaker and wake every worker."""
         self._outages = 0
+        self._last_outage = None
         if self._paused_at is None:
             return
         logger.warning("API answers again after %.0f s: resuming", self._clock() - self._paused_at)
