@@ -22,6 +22,7 @@ from .errors import (
     APIError,
     CertificateError,
     ClientClosedError,
+    ConnectError,
     QuotaExhaustedError,
     RateLimitError,
     RequestTimeoutError,
@@ -99,6 +100,9 @@ class RequestGate(Protocol):
 
     async def take(self, username: str) -> bool:
         """Spend and book one request about to be sent; False sends it back to `admit`."""
+
+    async def refund(self, username: str) -> None:
+        """Give back the request of ``username`` that `take` booked and that never left."""
 
     async def pause(self, seconds: float, sleep: Sleep) -> None:
         """Sleep before a retry, cut short (with `WalkStopped`) by a stop."""
@@ -323,6 +327,10 @@ class RepostClient:
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             # A certificate that does not verify will not verify on the next attempt either.
             raise CertificateError(f"{type(exc).__name__}: {exc}") from None
+        except aiohttp.ClientConnectorError as exc:
+            # Raised while the connection is being made (refused, unreachable, no DNS): the
+            # request was never written, so the API never counted it.
+            raise ConnectError(f"{type(exc).__name__}: {exc}") from None
         except aiohttp.ClientError as exc:
             # The aiohttp message names the host and the failure, never our headers.
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
@@ -348,6 +356,8 @@ class RepostClient:
         while True:
             attempt += 1
             token: str | None = None
+            # Whether this attempt holds a request booked by the gate and not (yet) sent.
+            booked = False
             # Whether the failure, if one comes, is the token endpoint's: then the research
             # request never left.
             fetching_token = False
@@ -366,6 +376,7 @@ class RepostClient:
                         await limiter.acquire()
                 # Inside the retry: a token endpoint that fails for a moment (a 5xx, a dropped
                 # connection) is retried like a page, within the same bounded attempts.
+                booked = gate is not None
                 fetching_token = True
                 token = await self._auth.token(self._send)
                 fetching_token = False
@@ -382,10 +393,18 @@ class RepostClient:
                     tally.requests += 1
                 try:
                     status, headers, body = await self._send(request)
-                except TransportError:
+                except TransportError as failure:
                     if gate is not None:
                         gate.answered(False)
+                    if not failure.sent:
+                        # Never reached the API: it costs no quota, so it is not counted.
+                        self.stats.requests -= 1
+                        if tally is not None:
+                            tally.requests -= 1
+                    else:
+                        booked = False
                     raise
+                booked = False
                 if gate is not None:
                     gate.answered(True)
                 self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
@@ -403,6 +422,11 @@ class RepostClient:
                 raise
             except TikTokError as caught:
                 error = caught
+                if booked and gate is not None:
+                    # Booked by `take`, then never sent (the token endpoint failed, or the
+                    # connection was refused): the quota and the ledger get it back.
+                    booked = False
+                    await gate.refund(username)
                 if fetching_token:
                     error = _token_failure(caught)
                 if isinstance(error, TokenExpiredError) and token is not None:

@@ -64,6 +64,7 @@ from .quota import (
     next_utc_midnight,
     quota_stop_message,
     reset_lag_wait,
+    utc_day,
 )
 
 __all__ = [
@@ -265,6 +266,7 @@ class Gate:
         clock: Callable[[], float] = time.time,
         sleep: Sleep | None = None,
         book: Callable[[str], Awaitable[None]] | None = None,
+        refund: Callable[[str, str], Awaitable[None]] | None = None,
         on_wait: Callable[[float | None], None] | None = None,
         on_probe: Callable[[float | None], None] | None = None,
     ) -> None:
@@ -274,7 +276,9 @@ class Gate:
         stops). ``on_quota``: stop, or wait for the reset, when it is spent. ``clock`` and
         ``sleep``: the wall clock and the sleep of quota waits (tests move time with them).
         ``book``: awaited with the username right before each request is sent (the harvest's
-        write-ahead ledger). ``on_wait``: told when a quota wait starts (its end) and ends.
+        write-ahead ledger). ``refund``: awaited with the username and the UTC day it was booked
+        on when a booked request never reached the API (a refused connection, a failed token
+        fetch). ``on_wait``: told when a quota wait starts (its end) and ends.
         ``on_probe``: told when the circuit breaker's next probe is due, and None when it closes.
         """
         self.quota = quota
@@ -282,6 +286,9 @@ class Gate:
         self._clock = clock
         self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
         self._book = book
+        self._refund = refund
+        # The UTC day on which each user's request in hand was spent and booked, for `refund`.
+        self._taken: dict[str, str] = {}
         self._on_wait = on_wait
         self._on_probe = on_probe
         self._stopped: StopReason | None = None
@@ -519,6 +526,11 @@ class Gate:
                 # The probe back from `take` (a budget taken meanwhile): it has waited already.
                 return
             if self._probe is not None:
+                if not self._answered and self._trial == username:
+                    # The trial goes with the probe: holding it here while the probe waits
+                    # for it would leave both waiting for ever (no answer came yet: every
+                    # connection was refused).
+                    self.answered(False)
                 await self._wait_for(self._breaker)
                 continue
             self._probe = username
@@ -548,6 +560,7 @@ class Gate:
             self._free_probe()
         if self._lag_probe == username:
             self._free_lag_probe()
+        self._taken.pop(username, None)
         if not self._answered and self._trial == username:
             self.answered(False)
 
@@ -588,7 +601,7 @@ class Gate:
                 return False
         if self._paid(username):
             self._check_paid()
-            del self._prepaid[username]
+            self._taken[username] = self._prepaid.pop(username) or self._today()
             self.sent += 1
             return True
         self.check()
@@ -601,8 +614,27 @@ class Gate:
                 # The API said the quota is spent while this one was booked: sending it would
                 # only fetch another 429. It stays booked, unsent: an over-count of one.
                 self.check()
+        self._taken[username] = self._today()
         self.sent += 1
         return True
+
+    def _today(self) -> str:
+        return self.quota.day if self.quota is not None else utc_day(self._clock())
+
+    async def refund(self, username: str) -> None:
+        """Give back the request of ``username`` that `take` spent and booked but never sent.
+
+        A refused connection or a failed token fetch: the API never saw it, so neither the
+        budget nor the ledger counts it (booked yesterday, it is taken off yesterday's ledger).
+        """
+        day = self._taken.pop(username, None)
+        if day is None:
+            return
+        self.sent -= 1
+        if self.quota is not None and day == self.quota.day:
+            self.quota.refund()
+        if self._refund is not None:
+            await self._refund(username, day)
 
     async def pause(self, seconds: float, sleep: Sleep) -> None:
         """Sleep before a retry, cut short (with `WalkStopped`) by a stop."""

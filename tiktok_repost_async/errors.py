@@ -9,6 +9,7 @@ __all__ = [
     "AuthError",
     "CertificateError",
     "ClientClosedError",
+    "ConnectError",
     "ExportError",
     "HarvestStopped",
     "InvalidCursorError",
@@ -148,7 +149,20 @@ class ServerError(APIError):
 
 
 class TransportError(TikTokError):
-    """Report a failed connection, a dropped answer or a timeout."""
+    """Report a failed connection, a dropped answer or a timeout.
+
+    ``sent`` tells whether the request may have reached the server (and so cost quota): True
+    unless the connection was never made (`ConnectError`).
+    """
+
+    #: Whether the request may have reached the server.
+    sent: bool = True
+
+
+class ConnectError(TransportError):
+    """Report a connection that was never made (refused, unreachable, no DNS): nothing was sent."""
+
+    sent = False
 
 
 class RequestTimeoutError(TransportError):
