@@ -361,6 +361,7 @@ class RepostClient:
             # Whether the failure, if one comes, is the token endpoint's: then the research
             # request never left.
             fetching_token = False
+            fresh = False
             try:
                 # The order is the quota's: a request that may not go out (a stop, a spent
                 # budget) never queues in the limiter, one that waited there is checked again
@@ -378,7 +379,10 @@ class RepostClient:
                 # connection) is retried like a page, within the same bounded attempts.
                 booked = gate is not None
                 fetching_token = True
+                refreshes = self._auth.refreshes
                 token = await self._auth.token(self._send)
+                # Fetched while this request waited for it: a 401 on it is not staleness.
+                fresh = self._auth.refreshes != refreshes
                 fetching_token = False
                 request = build_reposted_request(
                     username,
@@ -442,7 +446,12 @@ class RepostClient:
                             attempt = 0
                             continue
                         attempt -= 1
-                elif gate is not None and is_outage(error):
+                elif gate is not None and (
+                    is_outage(error) or (fresh and isinstance(error, TokenExpiredError))
+                ):
+                    # A 401 on a token fetched for this very request is TikTok's auth flapping,
+                    # not a stale token: it hits every user alike, so it counts as an outage
+                    # (persistent, it opens the breaker and ends the run resumable).
                     if gate.unhealthy(username, error):
                         # The circuit breaker holds it: the outage is nobody's fault, so the
                         # user's attempts start afresh once a probe gets through.

@@ -107,7 +107,8 @@ QUOTA_STREAK_ONE_USER: Final = 5
 QUOTA_NEAR_FRACTION: Final = 0.01
 
 # The run-wide circuit breaker. BREAKER_THRESHOLD outage failures in a row across the run (a 5xx
-# or an HTML gateway page, a timeout, a dropped or refused connection; see `client.is_outage`),
+# or an HTML gateway page, a timeout, a dropped or refused connection, see `client.is_outage`;
+# also a 401 on a token fetched for that very request, and a failure of the token endpoint),
 # with no other answer in between, trip it: every worker pauses in `Gate.admit`, and one probe
 # at a time goes out after a wait that doubles from BREAKER_FIRST_WAIT up to BREAKER_MAX_WAIT,
 # each drawn between BREAKER_JITTER and 1 times that (so that two runs on one project do not
