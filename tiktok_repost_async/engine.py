@@ -463,7 +463,7 @@ class Gate:
         """Note a page served: the quota of this UTC day is fresh, a lagging reset is over."""
         self._served_day = int(self._clock() // DAY_SECONDS)
         if self._lagging:
-            logger.warning("the daily quota's reset came: resuming")
+            logger.info("the daily quota's reset came: resuming")
             self._lagging = False
             self._free_lag_probe()
 
@@ -698,6 +698,11 @@ class Gate:
                 while (wait := until - self._clock()) > 0:
                     await self._sleep_unless_stopped(wait, self._sleep)
                 self._api_spent = False
+                if self._served_day != int(self._clock() // DAY_SECONDS):
+                    # A new day that has served nothing yet: its reset may lag, so one probe
+                    # goes first, and a 429 without Retry-After on it means "not yet" (a whole
+                    # pool of workers would each fetch one).
+                    self._lagging = True
             finally:
                 if self._on_wait is not None:
                     self._on_wait(None)
