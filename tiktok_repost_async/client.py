@@ -459,11 +459,10 @@ class RepostClient:
                         continue
                 elif gate is not None and isinstance(error, TokenExpiredError):
                     # A 401 on a token that was cached before this request: perhaps stale,
-                    # perhaps the same flapping that another worker's fresh token will show.
-                    # It says nothing of the API's health, and the refresh it causes is not
-                    # the user's doing: the next attempt carries a fresh token, and that one
-                    # counts (as an outage if refused again).
-                    attempt -= 1
+                    # perhaps the same flapping that another worker's fresh token shows. It
+                    # says nothing of the API's health either way, so it must not reset the
+                    # breaker's count; it is retried at once, within the attempts, as ever.
+                    pass
                 elif gate is not None:
                     gate.healthy()
                 if fetching_token or gate is None:
