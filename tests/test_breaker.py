@@ -122,30 +122,41 @@ def test_outage_failures_are_5xx_timeouts_and_lost_connections_only() -> None:
 
 async def test_the_breaker_opens_at_its_threshold_and_any_answer_closes_it() -> None:
     gate = Gate()
-    error = ServerError("down", status=500)
+
+    def error() -> ServerError:
+        return ServerError("down", status=500)
+
     for i in range(BREAKER_THRESHOLD - 1):
-        assert not gate.unhealthy(f"u{i}", error)
+        assert not gate.unhealthy(f"u{i}", error())
     gate.healthy()
-    assert not any(gate.unhealthy(f"u{i}", error) for i in range(BREAKER_THRESHOLD - 1))
-    assert gate.unhealthy("last", error)
+    assert not any(gate.unhealthy(f"u{i}", error()) for i in range(BREAKER_THRESHOLD - 1))
+    assert gate.unhealthy("last", error())
     assert gate.paused
-    assert gate.unhealthy("late", error)  # on its way when the breaker opened: held too
+    assert gate.unhealthy("late", error())  # on its way when the breaker opened: held too
     gate.healthy()
+    assert not gate.paused
+
+
+async def test_one_failure_shared_by_many_requests_counts_once() -> None:
+    # One token refresh that failed for every worker waiting on it: one failure, not fifty.
+    gate = Gate()
+    shared = ServerError("down", status=500)
+    assert not any(gate.unhealthy(f"u{i}", shared) for i in range(50))
     assert not gate.paused
 
 
 async def test_one_probe_at_a_time_after_growing_waits(clock: FakeTime) -> None:
     gate = Gate(clock=clock, sleep=clock.sleep)
-    error = ServerError("down", status=500)
     for i in range(BREAKER_THRESHOLD):
-        gate.unhealthy(f"u{i}", error)
+        gate.unhealthy(f"u{i}", ServerError("down", status=500))
     await gate.admit("a")  # the probe, after the first wait
     assert len(clock.sleeps) == 1
     assert not await gate.take("b")  # another worker that left the limiter: back to admit
     await gate.admit("a")  # the probe sent back by take keeps its place, with no new wait
     assert len(clock.sleeps) == 1
     for _ in range(4):
-        assert gate.unhealthy("a", error)  # the probe failed: the next one waits longer
+        # The probe failed: the next one waits longer.
+        assert gate.unhealthy("a", ServerError("down", status=500))
         await gate.admit("a")
     assert all(a < b for a, b in zip(clock.sleeps, clock.sleeps[1:], strict=False))
     assert clock.sleeps[0] <= 5.0

@@ -715,3 +715,18 @@ def test_demo_panel_harvests_a_second_round_and_writes_what_changed(tmp_path: Pa
     assert second.stop_at_known
     # A repeat round with --stop-at-known costs about one request per user.
     assert second.requests < first.requests / 2
+
+
+def test_a_quota_stop_during_a_lagging_reset_says_when_the_library_says() -> None:
+    from tiktok_repost_async.cli._run import _stop_line
+    from tiktok_repost_async.errors import HarvestStopped, StopReason
+    from tiktok_repost_async.quota import quota_stop_message
+
+    at = dt.datetime(2026, 12, 3, 0, 6, 30, tzinfo=dt.UTC).timestamp()
+    detail = quota_stop_message(None, at, lagging=True)
+    line = _stop_line(HarvestStopped(StopReason.QUOTA, detail, at), "run it again")
+    assert line.startswith("stopped: the API refused this UTC day's first requests as over quota")
+    assert "seems to lag" in line
+    # The time to come back is the lag's next step, minutes away, not the next midnight.
+    assert line.endswith("run it again after 00:07 UTC, or pass --on-quota wait")
+    assert "try again" not in line

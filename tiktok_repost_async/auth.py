@@ -1,4 +1,14 @@
-"""Fetch, cache and refresh the client-credentials access token, one refresh at a time."""
+"""Fetch, cache and refresh the client-credentials access token, one refresh at a time.
+
+One refresh is in flight at most, and every request that needs a token meanwhile waits for that
+one: its token, or its failure, which all of them share (fifty workers do not try the token
+endpoint in turn). A failure stays shared for a growing pause after it (the retry policy's
+exponential ceiling, or the endpoint's Retry-After): a worker that comes back from its backoff,
+or through the rate limiter, a little later than the others gets the same failure instead of a
+refresh of its own. The first call after the pause starts a new refresh. So while the token
+endpoint fails it sees one request per pause, however many workers wait, and each worker's
+retries stay within its own bounded attempts.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from .protocol import Request, build_token_request, parse_token_response
+from .retry import RetryPolicy
 
 __all__ = ["Credentials", "TokenManager"]
 
@@ -67,8 +78,14 @@ class TokenManager:
         "_clock",
         "_credentials",
         "_expires_at",
-        "_lock",
+        "_failure",
+        "_failures",
+        "_not_before",
+        "_refresh_task",
+        "_retry",
         "_token",
+        "_waiters",
+        "attempts",
         "base_url",
         "refresh_margin",
         "refreshes",
@@ -81,17 +98,35 @@ class TokenManager:
         base_url: str,
         refresh_margin: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        """Make a token manager.
+
+        ``credentials``: the client key and secret. ``base_url``: the API's root URL.
+        ``refresh_margin``: seconds before the token's expiry at which it is refreshed.
+        ``clock``: a monotonic clock. ``retry``: spaces the refreshes after failures (its
+        ``base_delay``, ``max_delay`` and ``max_retry_after``).
+        """
         self._credentials = credentials
         self.base_url = base_url
         # Refresh this long before the server's expiry, so a request in flight never carries a
         # token that dies on the way.
         self.refresh_margin = refresh_margin
         self._clock = clock
+        self._retry = retry if retry is not None else RetryPolicy()
         self._token: str | None = None
         self._expires_at = 0.0
-        self._lock = asyncio.Lock()
+        # The refresh in flight, shared by every caller until it ends, and how many wait on it.
+        self._refresh_task: asyncio.Future[str] | None = None
+        self._waiters = 0
+        # Failed refreshes in a row, the last one's error, and until when it is shared.
+        self._failures = 0
+        self._failure: Exception | None = None
+        self._not_before = 0.0
+        #: Tokens fetched.
         self.refreshes = 0
+        #: Token requests sent, failed ones included.
+        self.attempts = 0
 
     def __repr__(self) -> str:
         state = "valid" if self._fresh() else "none"
@@ -101,16 +136,45 @@ class TokenManager:
         return self._token is not None and self._clock() < self._expires_at
 
     async def token(self, send: Send) -> str:
-        """Return a valid access token, fetching a new one when none is fresh."""
+        """Return a valid access token, fetching a new one when none is fresh.
+
+        ``send``: sends the token request. Callers that arrive while a refresh is in flight wait
+        for it and share its outcome, a failure included, as do calls during the pause after a
+        failure (`retry_in`); the first call after it starts a new refresh.
+        """
         token = self._token
-        if token is not None and self._clock() < self._expires_at:
+        now = self._clock()
+        if token is not None and now < self._expires_at:
             return token
-        async with self._lock:
-            # Whoever waited on the lock finds the token that the first waiter fetched.
-            token = self._token
-            if token is not None and self._clock() < self._expires_at:
-                return token
-            return await self._refresh(send)
+        failure = self._failure
+        if failure is not None and now < self._not_before:
+            # A fresh traceback each time: the one error object is raised in many tasks.
+            raise failure.with_traceback(None)
+        refresh = self._refresh_task
+        if refresh is None or refresh.done():
+            refresh = asyncio.ensure_future(self._refresh(send))
+            refresh.add_done_callback(self._refreshed)
+            self._refresh_task = refresh
+        self._waiters += 1
+        try:
+            # Shielded: one waiter cancelled (its walk stopped) must not fail the others.
+            return await asyncio.shield(refresh)
+        finally:
+            self._waiters -= 1
+            if self._waiters == 0 and not refresh.done():
+                # Nobody waits for it any more: a closed walk leaves no task behind.
+                refresh.cancel()
+
+    def _refreshed(self, refresh: asyncio.Future[str]) -> None:
+        if self._refresh_task is refresh:
+            self._refresh_task = None
+        if not refresh.cancelled():
+            # Retrieved here, so that a failure nobody awaited any more is not reported as lost.
+            refresh.exception()
+
+    def retry_in(self) -> float:
+        """Return the seconds until the next refresh may go out (0 unless the last one failed)."""
+        return max(self._not_before - self._clock(), 0.0)
 
     def invalidate(self, stale: str) -> None:
         """Drop ``stale`` if it is still the current token (the API refused it)."""
@@ -125,8 +189,18 @@ class TokenManager:
             self._credentials.client_key, self._credentials.client_secret, self.base_url
         )
         started = self._clock()
-        status, headers, body = await send(request)
-        answer = parse_token_response(status, headers, body)
+        self.attempts += 1
+        try:
+            status, headers, body = await send(request)
+            answer = parse_token_response(status, headers, body)
+        except Exception as error:
+            self._failures += 1
+            self._failure = error
+            self._not_before = self._clock() + self._pause(error)
+            raise
+        self._failures = 0
+        self._failure = None
+        self._not_before = 0.0
         lifetime = float(answer.expires_in)
         margin = min(self.refresh_margin, lifetime / 2)
         self._token = answer.access_token
@@ -134,3 +208,11 @@ class TokenManager:
         self.refreshes += 1
         logger.debug("fetched an access token valid for %.0f s", lifetime)
         return answer.access_token
+
+    def _pause(self, error: BaseException) -> float:
+        # The ceiling of the retry policy's backoff, without its jitter: every worker that shared
+        # the failure waits exactly this long (see `RepostClient._fetch_page`).
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(retry_after, int | float):
+            return min(max(float(retry_after), 0.0), self._retry.max_retry_after)
+        return min(self._retry.max_delay, self._retry.base_delay * 2.0 ** (self._failures - 1))

@@ -22,6 +22,7 @@ from .errors import (
     APIError,
     CertificateError,
     ClientClosedError,
+    ConnectError,
     QuotaExhaustedError,
     RateLimitError,
     RequestTimeoutError,
@@ -100,6 +101,9 @@ class RequestGate(Protocol):
     async def take(self, username: str) -> bool:
         """Spend and book one request about to be sent; False sends it back to `admit`."""
 
+    async def refund(self, username: str) -> None:
+        """Give back the request of ``username`` that `take` booked and that never left."""
+
     async def pause(self, seconds: float, sleep: Sleep) -> None:
         """Sleep before a retry, cut short (with `WalkStopped`) by a stop."""
 
@@ -111,6 +115,9 @@ class RequestGate(Protocol):
 
     def not_rate_limited(self) -> None:
         """Note an answer that was not a 429: the API still serves this project today."""
+
+    def served(self) -> None:
+        """Note a page served: the quota of this UTC day is fresh (a lagging reset came)."""
 
     def unhealthy(self, username: str, error: TikTokError) -> bool:
         """Note an outage failure (5xx, timeout, no connection); True: hold it, not the user's."""
@@ -200,7 +207,7 @@ class RepostClient:
         self._given_session = session
         self._session: aiohttp.ClientSession | None = session
         self._limiter = limiter
-        self._auth = TokenManager(self._credentials, base_url=self.base_url)
+        self._auth = TokenManager(self._credentials, base_url=self.base_url, retry=self.retry)
         self._timeout = aiohttp.ClientTimeout(total=self.timeout)
         self._proxy: str | None = None
 
@@ -258,9 +265,39 @@ class RepostClient:
             await session.close()
 
     async def authenticate(self) -> None:
-        """Fetch an access token now, so that wrong credentials fail before any research request."""
+        """Fetch an access token now, so that wrong credentials fail before any research request.
+
+        The token endpoint's own faults (5xx, 429, gateway pages, a dropped connection) are
+        retried within the retry policy's ``max_attempts``; refused credentials are not.
+        """
         await self.open()
-        await self._auth.token(self._send)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._auth.token(self._send)
+                return
+            except TikTokError as caught:
+                error = _token_failure(caught)
+                if not self.retry.is_retryable(error) or attempt >= self.retry.max_attempts:
+                    if error is caught:
+                        raise
+                    raise error from caught
+                # The token manager shares a failure until its pause ends: wait that out.
+                wait = self._auth.retry_in()
+                logger.warning(
+                    "token endpoint: %s; retry %d of %d in %.1f s",
+                    error,
+                    attempt,
+                    self.retry.max_attempts - 1,
+                    wait,
+                )
+                await self._sleep(wait)
+
+    @property
+    def token_requests(self) -> int:
+        """Return how many token requests this client has sent, failed ones included."""
+        return self._auth.attempts
 
     @property
     def token_refreshes(self) -> int:
@@ -290,6 +327,10 @@ class RepostClient:
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             # A certificate that does not verify will not verify on the next attempt either.
             raise CertificateError(f"{type(exc).__name__}: {exc}") from None
+        except aiohttp.ClientConnectorError as exc:
+            # Raised while the connection is being made (refused, unreachable, no DNS): the
+            # request was never written, so the API never counted it.
+            raise ConnectError(f"{type(exc).__name__}: {exc}") from None
         except aiohttp.ClientError as exc:
             # The aiohttp message names the host and the failure, never our headers.
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
@@ -315,6 +356,12 @@ class RepostClient:
         while True:
             attempt += 1
             token: str | None = None
+            # Whether this attempt holds a request booked by the gate and not (yet) sent.
+            booked = False
+            # Whether the failure, if one comes, is the token endpoint's: then the research
+            # request never left.
+            fetching_token = False
+            fresh = False
             try:
                 # The order is the quota's: a request that may not go out (a stop, a spent
                 # budget) never queues in the limiter, one that waited there is checked again
@@ -330,7 +377,13 @@ class RepostClient:
                         await limiter.acquire()
                 # Inside the retry: a token endpoint that fails for a moment (a 5xx, a dropped
                 # connection) is retried like a page, within the same bounded attempts.
+                booked = gate is not None
+                fetching_token = True
+                refreshes = self._auth.refreshes
                 token = await self._auth.token(self._send)
+                # Fetched while this request waited for it: a 401 on it is not staleness.
+                fresh = self._auth.refreshes != refreshes
+                fetching_token = False
                 request = build_reposted_request(
                     username,
                     fields=self.fields,
@@ -344,16 +397,25 @@ class RepostClient:
                     tally.requests += 1
                 try:
                     status, headers, body = await self._send(request)
-                except TransportError:
+                except TransportError as failure:
                     if gate is not None:
                         gate.answered(False)
+                    if not failure.sent:
+                        # Never reached the API: it costs no quota, so it is not counted.
+                        self.stats.requests -= 1
+                        if tally is not None:
+                            tally.requests -= 1
+                    else:
+                        booked = False
                     raise
+                booked = False
                 if gate is not None:
                     gate.answered(True)
                 self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
                 page = parse_reposted_response(status, headers, body, username=username)
                 if gate is not None:
                     gate.not_rate_limited()
+                    gate.served()
                     gate.healthy()
                 if page.problems:
                     # Deterministic: the same answer would come back odd again, so it is reported
@@ -364,17 +426,48 @@ class RepostClient:
                 raise
             except TikTokError as caught:
                 error = caught
+                if booked and gate is not None:
+                    # Booked by `take`, then never sent (the token endpoint failed, or the
+                    # connection was refused): the quota and the ledger get it back.
+                    booked = False
+                    await gate.refund(username)
+                if fetching_token:
+                    error = _token_failure(caught)
                 if isinstance(error, TokenExpiredError) and token is not None:
                     self._auth.invalidate(token)
-                if gate is not None and is_outage(error):
+                if fetching_token:
+                    # The token endpoint's failure says nothing of the research API's quota or
+                    # of this user: only an outage of it counts, for the breaker. A refresh that
+                    # failed for many waiters is one failure (`Gate.unhealthy`), so it takes
+                    # the breaker's threshold of them in a row to open it; in a walk they are
+                    # not charged to the user meanwhile (the breaker bounds them).
+                    if gate is not None and is_outage(error):
+                        if gate.unhealthy(username, error):
+                            attempt = 0
+                            continue
+                        attempt -= 1
+                elif gate is not None and (
+                    is_outage(error) or (fresh and isinstance(error, TokenExpiredError))
+                ):
+                    # A 401 on a token fetched for this very request is TikTok's auth flapping,
+                    # not a stale token: it hits every user alike, so it counts as an outage
+                    # (persistent, it opens the breaker and ends the run resumable).
                     if gate.unhealthy(username, error):
                         # The circuit breaker holds it: the outage is nobody's fault, so the
                         # user's attempts start afresh once a probe gets through.
                         attempt = 0
                         continue
+                elif gate is not None and isinstance(error, TokenExpiredError):
+                    # A 401 on a token that was cached before this request: perhaps stale,
+                    # perhaps the same flapping that another worker's fresh token shows. It
+                    # says nothing of the API's health either way, so it must not reset the
+                    # breaker's count; it is retried at once, within the attempts, as ever.
+                    pass
                 elif gate is not None:
                     gate.healthy()
-                if gate is not None and isinstance(error, RateLimitError):
+                if fetching_token or gate is None:
+                    pass
+                elif isinstance(error, RateLimitError):
                     # In a walk the gate tells the daily quota by behaviour, not by the 429's
                     # words (see `Gate.rate_limited`): its verdict retypes the error.
                     daily = gate.rate_limited(username, error)
@@ -382,13 +475,15 @@ class RepostClient:
                         error = _retyped(error, QuotaExhaustedError if daily else RateLimitError)
                         if daily:
                             raise error from caught
-                elif gate is not None and isinstance(error, APIError):
+                elif isinstance(error, APIError):
                     gate.not_rate_limited()
                 if not self.retry.is_retryable(error) or attempt >= self.retry.max_attempts:
                     if error is caught:
                         raise
                     raise error from caught
-                wait = self.retry.delay(attempt, error)
+                # Every worker whose token failed waits out the token manager's one pause
+                # (during which it shares the failure): one token request for all of them.
+                wait = self._auth.retry_in() if fetching_token else self.retry.delay(attempt, error)
                 self.stats.retries += 1
                 logger.warning(
                     "user %r cursor %d: %s; retry %d of %d in %.1f s",
@@ -517,6 +612,13 @@ def is_outage(error: BaseException) -> bool:
     if isinstance(error, CertificateError):
         return False
     return isinstance(error, ServerError | TransportError)
+
+
+def _token_failure(error: TikTokError) -> TikTokError:
+    """Return a failure of the token endpoint as retried: its 429 is never the research quota."""
+    if isinstance(error, QuotaExhaustedError):
+        return _retyped(error, RateLimitError)
+    return error
 
 
 def _retyped(error: RateLimitError, kind: type[RateLimitError]) -> RateLimitError:

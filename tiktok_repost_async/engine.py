@@ -56,7 +56,16 @@ from .errors import (
 )
 from .models import RepostedVideosPage
 from .protocol import normalize_username, validate_positive_int
-from .quota import DailyQuota, QuotaPolicy
+from .quota import (
+    DAY_SECONDS,
+    DEFAULT_RESET_MARGIN,
+    DailyQuota,
+    QuotaPolicy,
+    next_utc_midnight,
+    quota_stop_message,
+    reset_lag_wait,
+    utc_day,
+)
 
 __all__ = [
     "Engine",
@@ -89,12 +98,17 @@ CHUNK: Final = 500
 #   a short-term limit lets the next request through after a backoff); or the
 #   QUOTA_STREAK_ONE_USER-th, when one user alone keeps getting them (a run of one user).
 # Anything else, a 429 with Retry-After above all, is a pause: the request is retried.
+# A daily-quota verdict in a UTC day before any request of that day was served is a lagging
+# reset, not a spent day (see `Gate.quota_exhausted`): one probe at a time goes out after each of
+# the growing waits of `quota.RESET_LAG_WAITS`, and while it lags any 429 without Retry-After is
+# the quota still.
 QUOTA_STREAK: Final = 3
 QUOTA_STREAK_ONE_USER: Final = 5
 QUOTA_NEAR_FRACTION: Final = 0.01
 
 # The run-wide circuit breaker. BREAKER_THRESHOLD outage failures in a row across the run (a 5xx
-# or an HTML gateway page, a timeout, a dropped or refused connection; see `client.is_outage`),
+# or an HTML gateway page, a timeout, a dropped or refused connection, see `client.is_outage`;
+# also a 401 on a token fetched for that very request, and a failure of the token endpoint),
 # with no other answer in between, trip it: every worker pauses in `Gate.admit`, and one probe
 # at a time goes out after a wait that doubles from BREAKER_FIRST_WAIT up to BREAKER_MAX_WAIT,
 # each drawn between BREAKER_JITTER and 1 times that (so that two runs on one project do not
@@ -253,6 +267,7 @@ class Gate:
         clock: Callable[[], float] = time.time,
         sleep: Sleep | None = None,
         book: Callable[[str], Awaitable[None]] | None = None,
+        refund: Callable[[str, str], Awaitable[None]] | None = None,
         on_wait: Callable[[float | None], None] | None = None,
         on_probe: Callable[[float | None], None] | None = None,
     ) -> None:
@@ -262,7 +277,9 @@ class Gate:
         stops). ``on_quota``: stop, or wait for the reset, when it is spent. ``clock`` and
         ``sleep``: the wall clock and the sleep of quota waits (tests move time with them).
         ``book``: awaited with the username right before each request is sent (the harvest's
-        write-ahead ledger). ``on_wait``: told when a quota wait starts (its end) and ends.
+        write-ahead ledger). ``refund``: awaited with the username and the UTC day it was booked
+        on when a booked request never reached the API (a refused connection, a failed token
+        fetch). ``on_wait``: told when a quota wait starts (its end) and ends.
         ``on_probe``: told when the circuit breaker's next probe is due, and None when it closes.
         """
         self.quota = quota
@@ -270,9 +287,15 @@ class Gate:
         self._clock = clock
         self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
         self._book = book
+        self._refund = refund
+        # The UTC day on which each user's request in hand was spent and booked, for `refund`.
+        self._taken: dict[str, str] = {}
         self._on_wait = on_wait
         self._on_probe = on_probe
         self._stopped: StopReason | None = None
+        # What a stop tells the researcher (a quota stop: why, and when to try again).
+        self._detail: str | None = None
+        self._retry_at: float | None = None
         self._event = asyncio.Event()
         self._reset_lock = asyncio.Lock()
         self._listeners: list[Callable[[], None]] = []
@@ -292,22 +315,45 @@ class Gate:
         # the probes sent while open, who holds the probe, and the event that tells waiting
         # workers that it closed or that the probe is free.
         self._outages = 0
+        self._last_outage: TikTokError | None = None
         self._paused_at: float | None = None
         self._probes = 0
         self._probe: str | None = None
         self._breaker = asyncio.Event()
         self._rng = random.Random()
+        # The lagging reset: the UTC day (its index) in which a request was last served, whether
+        # the daily-quota 429 of a day not yet served holds the run, who holds its one probe,
+        # and the event that tells the others that the probe is free.
+        self._served_day: int | None = None
+        self._lagging = False
+        self._lag_probe: str | None = None
+        self._lag_event = asyncio.Event()
 
     @property
     def stopped(self) -> StopReason | None:
         """Return why the walk stopped, or None while it runs."""
         return self._stopped
 
-    def stop(self, reason: StopReason = StopReason.REQUESTED) -> None:
-        """Stop the walk: nothing waiting goes out, idle workers end, sleepers wake."""
+    @property
+    def lagging(self) -> bool:
+        """Tell whether the run waits for a daily-quota reset that seems to lag."""
+        return self._lagging
+
+    def stop(
+        self,
+        reason: StopReason = StopReason.REQUESTED,
+        detail: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        """Stop the walk: nothing waiting goes out, idle workers end, sleepers wake.
+
+        ``detail`` and ``retry_at`` go to the `WalkStopped` raised (see there).
+        """
         if self._stopped is not None:
             return
         self._stopped = StopReason(reason)
+        self._detail = detail
+        self._retry_at = retry_at
         self._event.set()
         for listener in list(self._listeners):
             listener()
@@ -324,7 +370,7 @@ class Gate:
     def check(self) -> None:
         """Raise `WalkStopped` if the walk was stopped."""
         if self._stopped is not None:
-            raise WalkStopped(self._stopped)
+            raise WalkStopped(self._stopped, self._detail, self._retry_at)
 
     def prepay(self, username: str) -> bool:
         """Spend the budget of ``username``'s next request now; False if none is left.
@@ -357,7 +403,7 @@ class Gate:
         # the budget ran out lets it go (holding it back would leave the ledger one over).
         # Any other stop holds it back.
         if self._stopped is not None and (self._stopped is not StopReason.QUOTA or self._api_spent):
-            raise WalkStopped(self._stopped)
+            raise WalkStopped(self._stopped, self._detail, self._retry_at)
 
     def answered(self, reached: bool) -> None:
         """Note that a request got an answer (``reached``) or none (a transport failure)."""
@@ -377,10 +423,14 @@ class Gate:
         The rules are those above `QUOTA_STREAK`; the 429's text plays no part.
         """
         quota = self.quota
+        if self._lagging and error.retry_after is None:
+            # The day's first 429s proved the quota already; this is the probe's answer.
+            self._reset_streak()
+            return True
         if quota is not None:
             near = max(1, int(quota.limit * QUOTA_NEAR_FRACTION))
             if quota.limit - quota.spent <= near:
-                self.not_rate_limited()
+                self._reset_streak()
                 return True
         if error.retry_after is not None:
             # The server says when to come back: the daily quota never does.
@@ -398,13 +448,29 @@ class Gate:
                 len(self._limited_users),
             )
             # A new streak after the reset (or the wait) must prove itself again.
-            self.not_rate_limited()
+            self._reset_streak()
         return daily
 
     def not_rate_limited(self) -> None:
         """Note an answer that was not a 429: the API still serves this project today."""
+        self._reset_streak()
+
+    def _reset_streak(self) -> None:
         self._limited = 0
         self._limited_users.clear()
+
+    def served(self) -> None:
+        """Note a page served: the quota of this UTC day is fresh, a lagging reset is over."""
+        self._served_day = int(self._clock() // DAY_SECONDS)
+        if self._lagging:
+            logger.info("the daily quota's reset came: resuming")
+            self._lagging = False
+            self._free_lag_probe()
+
+    def _free_lag_probe(self) -> None:
+        self._lag_probe = None
+        self._lag_event.set()
+        self._lag_event = asyncio.Event()
 
     @property
     def paused(self) -> bool:
@@ -412,8 +478,14 @@ class Gate:
         return self._paused_at is not None
 
     def unhealthy(self, username: str, error: TikTokError) -> bool:
-        """Note an outage failure; True: the breaker is open and holds the request, not the user."""
-        self._outages += 1
+        """Note an outage failure; True: the breaker is open and holds the request, not the user.
+
+        The same error reported again (one token refresh that failed for all its waiters) is
+        one failure, not one per worker.
+        """
+        if error is not self._last_outage:
+            self._outages += 1
+            self._last_outage = error
         if self._paused_at is not None:
             # A failed probe, or a request that was on its way when the breaker opened.
             if self._probe == username:
@@ -433,6 +505,7 @@ class Gate:
     def healthy(self) -> None:
         """Note that the API answered: close the breaker and wake every worker."""
         self._outages = 0
+        self._last_outage = None
         if self._paused_at is None:
             return
         logger.warning("API answers again after %.0f s: resuming", self._clock() - self._paused_at)
@@ -454,6 +527,11 @@ class Gate:
                 # The probe back from `take` (a budget taken meanwhile): it has waited already.
                 return
             if self._probe is not None:
+                if not self._answered and self._trial == username:
+                    # The trial goes with the probe: holding it here while the probe waits
+                    # for it would leave both waiting for ever (no answer came yet: every
+                    # connection was refused).
+                    self.answered(False)
                 await self._wait_for(self._breaker)
                 continue
             self._probe = username
@@ -481,6 +559,9 @@ class Gate:
         """Hand the trial on if ``username``'s walk ended without an answer (see `answered`)."""
         if self._probe == username:
             self._free_probe()
+        if self._lag_probe == username:
+            self._free_lag_probe()
+        self._taken.pop(username, None)
         if not self._answered and self._trial == username:
             self.answered(False)
 
@@ -498,17 +579,30 @@ class Gate:
         if not self._answered:
             self._trial = username
         quota = self.quota
-        while quota is not None and quota.remaining <= 0:
-            await self._spent()
+        while True:
+            while quota is not None and quota.remaining <= 0:
+                await self._spent()
+            if not self._lagging or self._lag_probe in (None, username):
+                break
+            # One probe at a time tells whether a lagging reset came: the others wait for it.
+            await self._wait_for(self._lag_event)
+        if self._lagging:
+            self._lag_probe = username
 
     async def take(self, username: str) -> bool:
         """Spend and book one request that is about to be sent; False: back to `admit`."""
         if self._paused_at is not None and self._probe != username and self._stopped is None:
             # The breaker opened while this one waited in the limiter: only the probe goes.
             return False
+        if self._lagging and self._stopped is None:
+            # A lagging reset began while this one waited in the limiter: only its probe goes.
+            if self._lag_probe is None:
+                self._lag_probe = username
+            elif self._lag_probe != username:
+                return False
         if self._paid(username):
             self._check_paid()
-            del self._prepaid[username]
+            self._taken[username] = self._prepaid.pop(username) or self._today()
             self.sent += 1
             return True
         self.check()
@@ -521,24 +615,70 @@ class Gate:
                 # The API said the quota is spent while this one was booked: sending it would
                 # only fetch another 429. It stays booked, unsent: an over-count of one.
                 self.check()
+        self._taken[username] = self._today()
         self.sent += 1
         return True
+
+    def _today(self) -> str:
+        return self.quota.day if self.quota is not None else utc_day(self._clock())
+
+    async def refund(self, username: str) -> None:
+        """Give back the request of ``username`` that `take` spent and booked but never sent.
+
+        A refused connection or a failed token fetch: the API never saw it, so neither the
+        budget nor the ledger counts it (booked yesterday, it is taken off yesterday's ledger).
+        """
+        day = self._taken.pop(username, None)
+        if day is None:
+            return
+        self.sent -= 1
+        if self.quota is not None and day == self.quota.day:
+            self.quota.refund()
+        if self._refund is not None:
+            await self._refund(username, day)
 
     async def pause(self, seconds: float, sleep: Sleep) -> None:
         """Sleep before a retry, cut short (with `WalkStopped`) by a stop."""
         await self._sleep_unless_stopped(seconds, sleep)
 
     async def quota_exhausted(self) -> None:
-        """Handle the API's daily-quota answer: stop, or wait for the reset."""
+        """Handle the API's daily-quota answer: stop, or wait for the reset (or a lagging one).
+
+        A verdict in a UTC day before any request of that day was served is the reset lagging:
+        the quota is tried again after `quota.reset_lag_wait`, never later than the next reset.
+        """
+        now = self._clock()
+        lagging = self._served_day != int(now // DAY_SECONDS)
         if self.quota is not None:
-            self.quota.exhaust()
+            if lagging:
+                until = min(now + reset_lag_wait(now), next_utc_midnight(now) + self.quota.margin)
+                self.quota.exhaust(until)
+            else:
+                self.quota.exhaust()
+        if lagging and not self._lagging:
+            logger.warning(
+                "the API refused this UTC day's first requests as over quota: the reset seems"
+                " to lag"
+            )
+        self._lagging = lagging
+        if lagging:
+            # The probe's answer came: whoever comes next probes after the wait.
+            self._free_lag_probe()
         self._api_spent = True
         await self._spent()
 
     async def _spent(self) -> None:
         quota = self.quota
         if quota is None or self.on_quota is QuotaPolicy.STOP:
-            self.stop(StopReason.QUOTA)
+            now = self._clock()
+            if quota is not None:
+                retry_at = quota.resumes_at()
+            elif self._lagging:
+                retry_at = now + reset_lag_wait(now)
+            else:
+                retry_at = next_utc_midnight(now) + DEFAULT_RESET_MARGIN
+            detail = quota_stop_message(quota, retry_at, lagging=self._lagging)
+            self.stop(StopReason.QUOTA, detail, retry_at)
             self.check()
             return
         # One worker sleeps until the reset; the others find the day fresh when they get the lock.
@@ -546,9 +686,10 @@ class Gate:
             self.check()
             if quota.remaining > 0:
                 return
-            until = quota.reset_at()
+            until = quota.resumes_at()
             logger.warning(
-                "daily quota spent: waiting until %s UTC",
+                "daily quota %s: waiting until %s UTC",
+                "reset lags" if self._lagging else "spent",
                 time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(until)),
             )
             if self._on_wait is not None:
@@ -557,6 +698,11 @@ class Gate:
                 while (wait := until - self._clock()) > 0:
                     await self._sleep_unless_stopped(wait, self._sleep)
                 self._api_spent = False
+                if self._served_day != int(self._clock() // DAY_SECONDS):
+                    # A new day that has served nothing yet: its reset may lag, so one probe
+                    # goes first, and a 429 without Retry-After on it means "not yet" (a whole
+                    # pool of workers would each fetch one).
+                    self._lagging = True
             finally:
                 if self._on_wait is not None:
                     self._on_wait(None)

@@ -9,6 +9,7 @@ __all__ = [
     "AuthError",
     "CertificateError",
     "ClientClosedError",
+    "ConnectError",
     "ExportError",
     "HarvestStopped",
     "InvalidCursorError",
@@ -148,7 +149,20 @@ class ServerError(APIError):
 
 
 class TransportError(TikTokError):
-    """Report a failed connection, a dropped answer or a timeout."""
+    """Report a failed connection, a dropped answer or a timeout.
+
+    ``sent`` tells whether the request may have reached the server (and so cost quota): True
+    unless the connection was never made (`ConnectError`).
+    """
+
+    #: Whether the request may have reached the server.
+    sent: bool = True
+
+
+class ConnectError(TransportError):
+    """Report a connection that was never made (refused, unreachable, no DNS): nothing was sent."""
+
+    sent = False
 
 
 class RequestTimeoutError(TransportError):
@@ -188,14 +202,23 @@ class StopReason(enum.StrEnum):
 
 
 class WalkStopped(TikTokError):
-    """Signal that a walk of many users stopped early, for the run-wide ``reason`` given."""
+    """Signal that a walk of many users stopped early, for the run-wide ``reason`` given.
 
-    def __init__(self, reason: StopReason | str) -> None:
+    ``detail``: one line for the researcher, saying why and what to do (a quota stop says when
+    to try again); ``str()`` of the error is that line, or the reason when there is none.
+    ``retry_at``: epoch seconds after which running again may succeed, when known.
+    """
+
+    def __init__(
+        self, reason: StopReason | str, detail: str | None = None, retry_at: float | None = None
+    ) -> None:
         self.reason = StopReason(reason)
-        super().__init__(self.reason.value)
+        self.detail = detail
+        self.retry_at = retry_at
+        super().__init__(detail or self.reason.value)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.reason.value,))
+        return (type(self), (self.reason.value, self.detail, self.retry_at))
 
 
 class HarvestStopped(WalkStopped):

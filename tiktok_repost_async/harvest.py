@@ -345,6 +345,7 @@ class Harvester:
                 clock=self._clock,
                 sleep=self._sleep,
                 book=self._book,
+                refund=self._refund,
                 on_wait=self._on_wait,
                 on_probe=self._on_probe,
             )
@@ -369,7 +370,7 @@ class Harvester:
             except WalkStopped as stop:
                 self.progress.stopped = stop.reason
                 outcome = f"stopped: {stop.reason}"
-                raise HarvestStopped(stop.reason) from None
+                raise HarvestStopped(stop.reason, stop.detail, stop.retry_at) from None
             outcome = "finished"
         except Exception as error:
             if outcome == "interrupted":
@@ -409,6 +410,13 @@ class Harvester:
         self.progress.quota_spent = self.quota.spent
         assert self._writer is not None
         await self._writer.book(username)
+
+    async def _refund(self, username: str, day: str) -> None:
+        # A booked request that never reached the API (a refused connection): the API did not
+        # count it, so neither does the ledger.
+        self.progress.requests -= 1
+        self.progress.quota_spent = self.quota.spent
+        await self._write(self.store.refund_requests, {username: 1}, day=day)
 
     def _on_wait(self, until: float | None) -> None:
         self.progress.waiting_until = until

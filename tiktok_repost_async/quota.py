@@ -11,6 +11,9 @@ The rules this module encodes (see ``../shared/api/NOTES.md``):
 - Polling right at midnight has been seen to still get 429, so a wait for the reset ends
   ``margin`` seconds (60 by default) after midnight, and a quota the API declared spent stays
   spent until then.
+- The reset itself has been seen to lag for longer: a daily-quota 429 in a UTC day before any
+  request of that day was served means "not yet", not "spent again". It is retried after the
+  growing waits of `RESET_LAG_WAITS` (`reset_lag_wait`), never past the next reset.
 
 Nothing here sleeps or does I/O: the caller reads the clock through the object, decides to wait
 (`QuotaPolicy.WAIT`) or to stop (`QuotaPolicy.STOP`), and persists the count (the store's
@@ -31,15 +34,25 @@ __all__ = [
     "DAY_SECONDS",
     "DEFAULT_DAILY_LIMIT",
     "DEFAULT_RESET_MARGIN",
+    "RESET_LAG_WAITS",
     "DailyQuota",
     "QuotaPolicy",
     "next_utc_midnight",
+    "quota_stop_message",
+    "reset_lag_wait",
     "utc_day",
 ]
 
 DAY_SECONDS: Final = 86_400.0
 DEFAULT_DAILY_LIMIT: Final = 1_000
 DEFAULT_RESET_MARGIN: Final = 60.0
+
+#: The waits between probes of a lagging reset (seconds): 5, 15, 30 and 60 minutes, then an
+#: hour each (the last repeats). Reported lags last from minutes to hours (a library that polled
+#: hourly kept getting 429s, see NOTES.md): short waits first cost a few refused requests and
+#: save most of a day; hourly ones bound the cost of a lag that lasts, at most a couple of
+#: dozen probes before the next reset ends the wait anyway.
+RESET_LAG_WAITS: Final = (300.0, 900.0, 1800.0, 3600.0)
 
 _EPOCH_DAY: Final = datetime.date(1970, 1, 1)
 
@@ -65,6 +78,43 @@ def utc_day(now: float) -> str:
 def next_utc_midnight(now: float) -> float:
     """Return the epoch seconds of the first UTC midnight strictly after `now`."""
     return (_day_index(now) + 1) * DAY_SECONDS
+
+
+def reset_lag_wait(now: float) -> float:
+    """Return how long to wait before probing again a reset that still lags at ``now``.
+
+    ``now``: epoch seconds. The wait is the `RESET_LAG_WAITS` step that the time since the last
+    midnight has reached (a lag that lasted two hours waits an hour, one that lasted a minute
+    five minutes), so that a run that starts in the middle of a lag, or a stopped run told when
+    to try again, falls in step with one that waited through it.
+    """
+    elapsed = now - _day_index(now) * DAY_SECONDS
+    passed = 0.0
+    for wait in RESET_LAG_WAITS:
+        passed += wait
+        if elapsed < passed:
+            return wait
+    return RESET_LAG_WAITS[-1]
+
+
+def quota_stop_message(quota: DailyQuota | None, retry_at: float, *, lagging: bool) -> str:
+    """Return the one line that tells a researcher why a run stopped on quota and when to retry.
+
+    ``quota``: the run's budget (None: it had none, the API's 429 stopped it).
+    ``retry_at``: epoch seconds after which a new run may succeed. ``lagging``: the API refused
+    the UTC day's first requests as over quota, so the reset seems to lag.
+    """
+    at = time.strftime("%H:%M", time.gmtime(math.ceil(retry_at / 60) * 60))
+    if lagging:
+        why = (
+            "the API refused this UTC day's first requests as over quota: the reset at"
+            " 00:00 UTC seems to lag (or collaborators spent today's quota already)"
+        )
+    elif quota is None or quota.exhausted:
+        why = "the API says the project's daily quota is spent (collaborators share it)"
+    else:
+        why = f"the daily quota is spent ({quota.spent:,} of {quota.limit:,} requests today)"
+    return f"{why}; try again after {at} UTC"
 
 
 class DailyQuota:
@@ -159,12 +209,33 @@ class DailyQuota:
         self._spent += n
         return True
 
-    def exhaust(self) -> None:
-        """Mark today's quota as spent because the API said so, whatever our own count."""
+    def exhaust(self, until: float | None = None) -> None:
+        """Mark today's quota as spent because the API said so, whatever our own count.
+
+        ``until``: epoch seconds when to try again (a lagging reset's next probe); by default
+        the margin past the next reset.
+        """
         now = self._now()
         # Until the margin past the next reset, not merely until midnight: this also covers a
         # 429 seen just after midnight, when the API has not rolled over yet.
-        self._exhausted_until = self._reset_after(now)
+        reset = self._reset_after(now)
+        self._exhausted_until = reset if until is None else min(max(until, now), reset)
+
+    def refund(self, n: int = 1) -> None:
+        """Give back ``n`` requests counted today that never reached the API."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"n must be a non-negative int, not {n!r}")
+        self._now()
+        self._spent = max(self._spent - n, 0)
+
+    def resumes_at(self) -> float:
+        """Return when requests may go out again: now, the end of an `exhaust`, or the reset."""
+        now = self._now()
+        if self._exhausted_until is not None:
+            return self._exhausted_until
+        if self._spent < self._limit:
+            return now
+        return self._reset_after(now)
 
     def reset_at(self) -> float:
         """Return when a spent budget is fresh again: the next UTC midnight plus the margin."""

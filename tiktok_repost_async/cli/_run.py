@@ -32,7 +32,7 @@ from ._signals import StopSignals
 
 if TYPE_CHECKING:
     from ..client import RepostClient
-    from ..errors import AuthError
+    from ..errors import AuthError, HarvestStopped
     from ..harvest import Harvester
 
 __all__ = [
@@ -248,7 +248,7 @@ async def run_harvest(
     signals = StopSignals(asyncio.get_running_loop(), interrupt)
     signals.install()
     status = EXIT_OK
-    stopped: str | None = None
+    stopped: HarvestStopped | None = None
     try:
         await task
     except asyncio.CancelledError:
@@ -256,7 +256,7 @@ async def run_harvest(
             raise
         status = EXIT_RESUMABLE
     except HarvestStopped as exc:
-        status, stopped = EXIT_RESUMABLE, exc.reason
+        status, stopped = EXIT_RESUMABLE, exc
     except InvalidFieldsError as exc:
         named = ",".join(exc.fields) or "(unnamed)"
         raise UsageError(
@@ -282,7 +282,7 @@ async def run_harvest(
     if interrupted:
         console.line(f"interrupted: {settings.resume_hint}")
     elif stopped is not None:
-        console.line(_stop_line(harvester, stopped, settings.resume_hint))
+        console.line(_stop_line(stopped, settings.resume_hint))
     elif failed := harvester.progress.finished[UserState.FAILED]:
         console.line(
             f"{failed:,} user{'s' if failed > 1 else ''} failed ({PROG} status --db {db}"
@@ -292,25 +292,24 @@ async def run_harvest(
     return status
 
 
-def _stop_line(harvester: Harvester, stopped: str, resume_hint: str) -> str:
+def _stop_line(stopped: HarvestStopped, resume_hint: str) -> str:
     from ..engine import BREAKER_GIVE_UP
 
-    if stopped == "quota":
-        quota = harvester.quota
-        reset = time.strftime("%H:%M", time.gmtime(quota.reset_at()))
-        why = (
-            "the API says the project's daily quota is spent (collaborators share it)"
-            if quota.exhausted
-            else f"the daily quota is spent ({quota.spent:,} of {quota.limit:,} requests today)"
-        )
-        return f"stopped: {why}; {resume_hint} after {reset} UTC, or pass --on-quota wait"
-    if stopped == "unhealthy":
+    if stopped.reason == "quota":
+        # The library says why and when: a lagging reset names a time minutes away, a spent
+        # day the next midnight.
+        why = stopped.detail or "the daily quota is spent"
+        when = why.rpartition("; try again after ")
+        if when[1]:
+            return f"stopped: {when[0]}; {resume_hint} after {when[2]}, or pass --on-quota wait"
+        return f"stopped: {why}; {resume_hint} later, or pass --on-quota wait"
+    if stopped.reason == "unhealthy":
         return (
             f"stopped: the API answered nothing but outage failures (5xx, gateway pages,"
             f" timeouts, no connection) for {BREAKER_GIVE_UP / 60:.0f} minutes; the users it held"
             f" stay resumable: {resume_hint} once the API is back"
         )
-    return f"stopped ({stopped}): {resume_hint}"
+    return f"stopped ({stopped.reason}): {resume_hint}"
 
 
 def _summarise(harvester: Harvester, console: Console, db: str, settings: HarvestSettings) -> None:

@@ -513,3 +513,29 @@ class Store(_StoreReading, _StoreRounds):
                 [(count, name) for name, count in counts.items() if count],
             )
             self._add_to_ledger(conn, _utc_day(now), sum(counts.values()))
+
+    def refund_requests(self, counts: Mapping[str, int], *, day: str) -> None:
+        """Take back booked requests that never reached the API, per user and from a day's ledger.
+
+        ``counts``: requests per username. ``day``: the UTC day 'YYYY-MM-DD' they were booked on.
+        """
+        # The write-ahead ledger books a request before it leaves; one whose connection was
+        # refused never left, and the API did not count it. No count goes below zero.
+        when = _check_day(day)
+        for count in counts.values():
+            _check_count("requests", count)
+        total = sum(counts.values())
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE users SET requests = max(requests - ?, 0) WHERE username = ?",
+                [(count, name) for name, count in counts.items() if count],
+            )
+            if total:
+                conn.execute(
+                    "UPDATE requests SET count = max(count - ?, 0) WHERE day = ?", (total, when)
+                )
+                if self._run_id is not None:
+                    conn.execute(
+                        "UPDATE runs SET requests = max(requests - ?, 0) WHERE id = ?",
+                        (total, self._run_id),
+                    )

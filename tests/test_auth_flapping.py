@@ -1,0 +1,150 @@
+"""A 401 right after a fresh token is TikTok's auth flapping: an outage, never a user's failure."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tiktok_repost_async import (
+    HarvestStopped,
+    RepostClient,
+    StopReason,
+    Store,
+    UserState,
+)
+from tiktok_repost_async.engine import BREAKER_GIVE_UP, BREAKER_MAX_WAIT, BREAKER_THRESHOLD
+from tiktok_repost_async.harvest import Harvester, UserOutcome
+from tiktok_repost_async.quota import utc_day
+from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
+
+NOON = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()
+NAMES = [f"flap{i}_n250" for i in range(10)]
+
+
+class FakeTime:
+    """A wall clock that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = NOON
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+async def clock() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def sim(clock: FakeTime) -> AsyncIterator[Simulator]:
+    async with Simulator(clock=clock) as simulator:
+        yield simulator
+
+
+def make_client(sim: Simulator, clock: FakeTime) -> RepostClient:
+    client = RepostClient(
+        TEST_CLIENT_KEY,
+        TEST_CLIENT_SECRET,
+        base_url=sim.base_url,
+        requests_per_second=10_000.0,
+        concurrency=4,
+        sleep=clock.sleep,
+    )
+    client._auth._clock = clock
+    return client
+
+
+async def harvest(
+    sim: Simulator, clock: FakeTime, db: Path
+) -> tuple[list[UserOutcome], HarvestStopped | None]:
+    outcomes: list[UserOutcome] = []
+    async with make_client(sim, clock) as client:
+        store = Store(db, fields=client.fields, max_count=100, clock=clock)
+        harvester = Harvester(client, store, clock=clock, sleep=clock.sleep)
+        try:
+            async for outcome in harvester.run(NAMES):
+                outcomes.append(outcome)
+        except HarvestStopped as stopped:
+            return outcomes, stopped
+        finally:
+            store.close()
+    return outcomes, None
+
+
+def stored(db: Path) -> dict[str, list[int]]:
+    with Store(db, create=False) as store:
+        return {name: [int(v) for v, _ in store.round_videos(name, 1)] for name in NAMES}
+
+
+def truth(sim: Simulator) -> dict[str, list[int]]:
+    return {name: [v["id"] for v in sim.ground_truth(name)] for name in NAMES}
+
+
+async def test_persistent_401s_after_fresh_tokens_stop_the_run_unhealthy_and_fail_nobody(
+    sim: Simulator, clock: FakeTime, tmp_path: Path
+) -> None:
+    sim.config.persistent_fault = Fault.TOKEN_INVALID
+    started = clock.now
+    outcomes, stopped = await harvest(sim, clock, tmp_path / "h.db")
+    assert stopped is not None
+    assert stopped.reason is StopReason.UNHEALTHY
+    assert outcomes == []
+    # Bounded: the breaker's threshold and the requests on their way (4 workers), then one
+    # probe (and one token) per jittered wait, for an hour: 29 probes at most.
+    assert clock.now - started <= BREAKER_GIVE_UP + BREAKER_MAX_WAIT
+    assert sim.stats.by_status[401] <= BREAKER_THRESHOLD + 4 + 29
+    assert sim.stats.token_requests <= sim.stats.by_status[401] + 1
+    with Store(tmp_path / "h.db", create=False) as store:
+        assert store.state_counts().get(UserState.FAILED, 0) == 0
+        # Every request the API saw is in the ledger (401s cost quota too).
+        assert store.requests_on(utc_day(NOON)) == sim.stats.requests
+    # Once TikTok's auth is back, the same command finishes exact.
+    sim.config.persistent_fault = None
+    outcomes, stopped = await harvest(sim, clock, tmp_path / "h.db")
+    assert stopped is None
+    assert {o.state for o in outcomes} == {UserState.DONE}
+    assert stored(tmp_path / "h.db") == truth(sim)
+
+
+async def test_a_401_on_an_older_token_is_refreshed_and_resent_without_a_pause(
+    sim: Simulator, clock: FakeTime, tmp_path: Path
+) -> None:
+    # A 401 on a cached token is staleness: one refresh for everyone, no breaker, no wait.
+    outcomes, stopped = await harvest(sim, clock, tmp_path / "h.db")
+    assert stopped is None
+    sim.expire_tokens()
+    sim.reset_stats()
+    db = tmp_path / "again.db"
+    async with make_client(sim, clock) as client:
+        await client.authenticate()
+        sim.expire_tokens()  # the token in hand goes stale before its first use
+        store = Store(db, fields=client.fields, max_count=100, clock=clock)
+        harvester = Harvester(client, store, clock=clock, sleep=clock.sleep)
+        clock.sleeps.clear()
+        outcomes = [o async for o in harvester.run(NAMES)]
+        store.close()
+    assert {o.state for o in outcomes} == {UserState.DONE}
+    assert sim.stats.by_status[401] == 1  # the trial's, then the fresh token serves all
+    assert sim.stats.token_requests == 2
+    assert clock.sleeps == []  # no breaker wait
+    assert stored(db) == truth(sim)
+
+
+async def test_a_lone_401_after_a_fresh_token_is_retried_and_costs_the_user_nothing(
+    sim: Simulator, clock: FakeTime, tmp_path: Path
+) -> None:
+    sim.script(NAMES[0], [Fault.TOKEN_INVALID, Fault.TOKEN_INVALID])
+    outcomes, stopped = await harvest(sim, clock, tmp_path / "h.db")
+    assert stopped is None
+    assert {o.state for o in outcomes} == {UserState.DONE}
+    assert stored(tmp_path / "h.db") == truth(sim)
+    assert sim.stats.by_status[401] == 2

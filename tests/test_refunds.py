@@ -1,0 +1,155 @@
+"""Requests that never reached the API are not charged: the ledger and the budget give them back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from pathlib import Path
+
+import pytest
+
+from tiktok_repost_async import (
+    ConnectError,
+    HarvestStopped,
+    RepostClient,
+    RetryPolicy,
+    StopReason,
+    Store,
+    TransportError,
+    UserState,
+)
+from tiktok_repost_async.harvest import Harvester, UserOutcome
+from tiktok_repost_async.protocol import build_token_request
+from tiktok_repost_async.quota import utc_day
+from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
+
+NOON = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()
+NAMES = [f"ref{i}_n250" for i in range(8)]
+
+
+class FakeTime:
+    """A wall clock that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = NOON
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def free_port() -> int:
+    """Return a loopback port that nothing listens on (bound, then let go)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def make_client(port: int, clock: FakeTime) -> RepostClient:
+    client = RepostClient(
+        TEST_CLIENT_KEY,
+        TEST_CLIENT_SECRET,
+        base_url=f"http://127.0.0.1:{port}",
+        requests_per_second=10_000.0,
+        concurrency=4,
+        retry=RetryPolicy(base_delay=0),
+        sleep=clock.sleep,
+    )
+    client._auth._clock = clock
+    return client
+
+
+async def harvest(
+    client: RepostClient, clock: FakeTime, db: Path, on_pause: object = None
+) -> tuple[list[UserOutcome], HarvestStopped | None, Harvester]:
+    async def sleep(seconds: float) -> None:
+        if callable(on_pause):
+            await on_pause()
+        await clock.sleep(seconds)
+
+    store = Store(db, fields=client.fields, max_count=100, clock=clock)
+    harvester = Harvester(client, store, clock=clock, sleep=sleep, concurrency=4)
+    outcomes: list[UserOutcome] = []
+    try:
+        async for outcome in harvester.run(NAMES):
+            outcomes.append(outcome)
+    except HarvestStopped as stopped:
+        return outcomes, stopped, harvester
+    finally:
+        store.close()
+    return outcomes, None, harvester
+
+
+def ledger(db: Path) -> int:
+    with Store(db, create=False) as store:
+        return store.requests_on(utc_day(NOON))
+
+
+async def test_a_refused_connection_is_a_connect_error_that_was_not_sent() -> None:
+    clock = FakeTime()
+    async with make_client(free_port(), clock) as client:
+        request = build_token_request("key", "secret", client.base_url)
+        with pytest.raises(ConnectError) as refused:
+            await client._send(request)
+    assert isinstance(refused.value, TransportError)
+    assert refused.value.sent is False
+    assert TransportError("dropped").sent is True
+
+
+async def test_a_harvest_against_a_closed_port_charges_nothing(tmp_path: Path) -> None:
+    clock = FakeTime()
+    db = tmp_path / "h.db"
+    async with make_client(free_port(), clock) as client:
+        outcomes, stopped, harvester = await harvest(client, clock, db)
+        assert client.stats.requests == 0
+    assert stopped is not None
+    assert stopped.reason is StopReason.UNHEALTHY
+    assert outcomes == []
+    assert harvester.quota.spent == 0
+    assert harvester.progress.requests == 0
+    assert ledger(db) == 0
+    with Store(db, create=False) as store:
+        assert store.state_counts().get(UserState.FAILED, 0) == 0
+
+
+@pytest.mark.parametrize("token_first", [False, True])
+async def test_refused_requests_are_given_back_and_the_ledger_matches_the_api(
+    tmp_path: Path, token_first: bool
+) -> None:
+    # The API goes away (its port refuses connections) and comes back at the breaker's first
+    # probe. With a token in hand the research requests are refused; without one, the token
+    # requests are, and the research requests booked behind them never leave.
+    clock = FakeTime()
+    db = tmp_path / "h.db"
+    sim = Simulator(clock=clock)
+    port = free_port()
+    await sim.start(port=port)
+    try:
+        async with make_client(port, clock) as client:
+            if token_first:
+                await client.authenticate()
+            await sim.close()
+
+            async def come_back() -> None:
+                if sim._base_url is None:
+                    await sim.start(port=port)
+
+            outcomes, stopped, harvester = await harvest(client, clock, db, come_back)
+            sent = client.stats.requests
+    finally:
+        await sim.close()
+    assert stopped is None
+    assert {o.state for o in outcomes} == {UserState.DONE}
+    assert {o.username: o.videos for o in outcomes} == {n: len(sim.ground_truth(n)) for n in NAMES}
+    # Only what reached the simulator is charged: the ledger, the budget and the client agree.
+    assert ledger(db) == sim.stats.requests == harvester.quota.spent == sent
+    assert harvester.progress.requests == sim.stats.requests
+    with Store(db, create=False) as store:
+        per_user = {row.username: row.requests for row in store.iter_users()}
+    assert sum(per_user.values()) == sim.stats.requests
+    assert per_user == {n: sim.stats.by_user[n] for n in NAMES}
