@@ -152,9 +152,18 @@ def test_a_base_url_that_answers_html_is_not_the_research_api(
     site.status = status
     # The client's own retry policy decides the attempts; its waits are not what is tested.
     monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt, error=None: 0.0)
+    monkeypatch.setattr(RetryPolicy, "ceiling", lambda self, attempt, error=None: 0.0)
     users = write_users(tmp_path / "users.txt", ["alice_n5"])
     result = harvest(base_url, users, tmp_path / "h.db")
-    one_line_usage_error(result, f"this does not look like the Research API at {base_url}")
+    # The retries of a 200 say so as they happen; the answer is still one line, the last.
+    retries = result.stderr.splitlines()[:-1]
+    assert len(retries) == (RetryPolicy().max_attempts - 1 if status == 200 else 0)
+    assert all(" warning: token endpoint: " in line and " retry " in line for line in retries)
+    answer = result.stderr.splitlines()[-1:]
+    one_line_usage_error(
+        Ran(result.returncode, result.stdout, "".join(f"{line}\n" for line in answer), b""),
+        f"this does not look like the Research API at {base_url}",
+    )
     # A 200 that is not the token endpoint's JSON might be a cut-off answer: retried as the
     # policy says, then given up. A 404 is final at once.
     assert site.posts == (RetryPolicy().max_attempts if status == 200 else 1)

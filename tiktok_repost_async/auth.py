@@ -212,7 +212,4 @@ class TokenManager:
     def _pause(self, error: BaseException) -> float:
         # The ceiling of the retry policy's backoff, without its jitter: every worker that shared
         # the failure waits exactly this long (see `RepostClient._fetch_page`).
-        retry_after = getattr(error, "retry_after", None)
-        if isinstance(retry_after, int | float):
-            return min(max(float(retry_after), 0.0), self._retry.max_retry_after)
-        return min(self._retry.max_delay, self._retry.base_delay * 2.0 ** (self._failures - 1))
+        return self._retry.ceiling(self._failures, error)

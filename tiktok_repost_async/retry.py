@@ -59,14 +59,26 @@ class RetryPolicy:
             return False
         return isinstance(error, _RETRYABLE)
 
-    def delay(self, attempt: int, error: BaseException | None = None) -> float:
-        """Return the wait before the attempt that follows failed attempt number ``attempt``."""
+    def ceiling(self, attempt: int, error: BaseException | None = None) -> float:
+        """Return the longest wait after failed attempt number ``attempt``, without jitter.
+
+        ``attempt``: the failed attempt's number, from 1. ``error``: its failure, whose
+        ``Retry-After`` (a 429's) is honoured up to ``max_retry_after``.
+        """
         if isinstance(error, TokenExpiredError):
             # A fresh token cures it at once; waiting would only slow every worker.
             return 0.0
         if isinstance(error, RateLimitError) and error.retry_after is not None:
             return min(max(error.retry_after, 0.0), self.max_retry_after)
+        return min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+
+    def delay(self, attempt: int, error: BaseException | None = None) -> float:
+        """Return the wait before the attempt that follows failed attempt number ``attempt``."""
+        ceiling = self.ceiling(attempt, error)
+        if isinstance(error, TokenExpiredError | RateLimitError) and (
+            isinstance(error, TokenExpiredError) or error.retry_after is not None
+        ):
+            return ceiling  # no wait, or the server's own wait, exactly
         # Full jitter (AWS architecture blog): spreads the retries of many workers that failed
         # together, so that they do not return to the API in one burst.
-        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         return self.rng.uniform(0.0, ceiling)

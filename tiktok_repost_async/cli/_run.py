@@ -156,39 +156,31 @@ def _is_not_found(exc: AuthError) -> bool:
 
 
 async def authenticate(client: RepostClient) -> None:
-    """Fetch the access token before anything else, retrying what the client's policy retries.
+    """Fetch the access token before anything else; the client retries what its policy retries.
 
     Wrong credentials then end the run before the store is touched or any research request
     (quota) is spent.
     """
     from ..errors import AuthError, ProtocolError, TikTokError
 
-    policy = client.retry
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            await client.authenticate()
-            return
-        except AuthError as exc:
-            if _is_not_found(exc):
-                raise _not_the_api(client, exc) from None
-            raise UsageError(
-                f"the API refused the credentials in {ENV_CLIENT_KEY} and {ENV_CLIENT_SECRET}"
-                f" ({exc}); check them"
-            ) from None
-        except ValueError as exc:  # a credential the request cannot carry
-            raise UsageError(str(exc)) from None
-        except TikTokError as exc:
-            if policy.is_retryable(exc) and attempt < policy.max_attempts:
-                await asyncio.sleep(policy.delay(attempt, exc))
-                continue
-            if isinstance(exc, ProtocolError):
-                # Every answer was something other than the token endpoint's JSON.
-                raise _not_the_api(client, exc) from None
-            raise CommandError(
-                f"cannot get an access token from {client.base_url}: {exc}"
-            ) from None
+    try:
+        # `RepostClient.authenticate` retries the token endpoint's own faults within the
+        # client's RetryPolicy; retrying here too would multiply the attempts.
+        await client.authenticate()
+    except AuthError as exc:
+        if _is_not_found(exc):
+            raise _not_the_api(client, exc) from None
+        raise UsageError(
+            f"the API refused the credentials in {ENV_CLIENT_KEY} and {ENV_CLIENT_SECRET}"
+            f" ({exc}); check them"
+        ) from None
+    except ValueError as exc:  # a credential the request cannot carry
+        raise UsageError(str(exc)) from None
+    except ProtocolError as exc:
+        # Every answer was something other than the token endpoint's JSON.
+        raise _not_the_api(client, exc) from None
+    except TikTokError as exc:
+        raise CommandError(f"cannot get an access token from {client.base_url}: {exc}") from None
 
 
 async def run_harvest(
