@@ -38,7 +38,7 @@ from typing import Any
 from _common import add_json_option, write_json
 
 from tiktok_repost_async import InvalidFieldsError, RepostClient, RetryPolicy, WalkStopped
-from tiktok_repost_async.harvest import Harvester
+from tiktok_repost_async.harvester import Harvester
 from tiktok_repost_async.models import DEFAULT_FIELDS
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 from tiktok_repost_async.store import Store, UserState

@@ -34,7 +34,7 @@ import msgspec
 from _common import simulator, test_token
 
 from tiktok_repost_async import PageEvent, RepostClient
-from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.harvester import harvest
 from tiktok_repost_async.models import (
     RAW_RESPONSE_DECODER,
     REPOSTED_RESPONSE_DECODER,
@@ -208,7 +208,7 @@ RSS_CHILD = """
 import asyncio, resource, sys, tempfile
 from pathlib import Path
 from tiktok_repost_async import RepostClient
-from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.harvester import harvest
 from tiktok_repost_async.models import REPOSTED_RESPONSE_DECODER
 
 async def main(base_url, total):

@@ -26,7 +26,7 @@ from _common import add_json_option, write_json
 
 from tiktok_repost_async import RepostClient
 from tiktok_repost_async.diff import diff_rounds
-from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.harvester import harvest
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 from tiktok_repost_async.store import Store
 

@@ -37,7 +37,7 @@ from typing import Any
 from _common import add_json_option, write_json
 
 from tiktok_repost_async import RepostClient
-from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.harvester import harvest
 from tiktok_repost_async.retry import RetryPolicy
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
 from tiktok_repost_async.store import Store, UserState

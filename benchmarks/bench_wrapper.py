@@ -45,7 +45,7 @@ from typing import Any
 from _common import add_json_option, simulator, write_json
 
 from tiktok_repost_async import PageEvent, RepostClient
-from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.harvester import harvest
 from tiktok_repost_async.simulator import (
     TEST_CLIENT_KEY,
     TEST_CLIENT_SECRET,

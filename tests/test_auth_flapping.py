@@ -16,7 +16,7 @@ from tiktok_repost_async import (
     UserState,
 )
 from tiktok_repost_async.engine import BREAKER_GIVE_UP, BREAKER_MAX_WAIT, BREAKER_THRESHOLD
-from tiktok_repost_async.harvest import Harvester, UserOutcome
+from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.quota import utc_day
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
 

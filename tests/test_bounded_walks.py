@@ -19,7 +19,7 @@ from tiktok_repost_async import (
 )
 from tiktok_repost_async.cli import status_report
 from tiktok_repost_async.client import empty_page_bound
-from tiktok_repost_async.harvest import UserOutcome, harvest
+from tiktok_repost_async.harvester import UserOutcome, harvest
 from tiktok_repost_async.simulator import Simulator
 
 

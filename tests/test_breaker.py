@@ -26,7 +26,7 @@ from tiktok_repost_async.errors import (
     TransportError,
     UserNotFoundError,
 )
-from tiktok_repost_async.harvest import Harvester, UserOutcome
+from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 
 NOON = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()

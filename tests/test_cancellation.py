@@ -12,7 +12,7 @@ import pytest
 from support import other_tasks, settle
 
 from tiktok_repost_async import RepostClient, Store
-from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.harvester import harvest
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 
 NAMES = [f"cancel{i}_n350" for i in range(12)] + ["missing_c", "empty_c"]

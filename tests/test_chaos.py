@@ -37,7 +37,7 @@ CHILD = textwrap.dedent(
     f"""
     import asyncio, logging, sys
     from tiktok_repost_async import RepostClient, RetryPolicy
-    from tiktok_repost_async.harvest import HarvestStopped, harvest
+    from tiktok_repost_async.harvester import HarvestStopped, harvest
 
     async def main() -> int:
         names = [line.strip() for line in open(sys.argv[3])]

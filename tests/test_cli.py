@@ -28,7 +28,7 @@ from support import Ran, run_main
 
 from tiktok_repost_async import VIDEO_FIELDS, Store, __version__
 from tiktok_repost_async.cli import render_progress
-from tiktok_repost_async.harvest import HarvestProgress
+from tiktok_repost_async.harvester import HarvestProgress
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
 from tiktok_repost_async.store import UserState
 

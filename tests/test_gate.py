@@ -22,7 +22,7 @@ from tiktok_repost_async import (
     WalkStopped,
 )
 from tiktok_repost_async.engine import QUOTA_STREAK
-from tiktok_repost_async.harvest import Harvester, UserOutcome, harvest
+from tiktok_repost_async.harvester import Harvester, UserOutcome, harvest
 from tiktok_repost_async.simulator import Fault, Simulator
 
 

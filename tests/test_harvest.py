@@ -13,7 +13,7 @@ from support import FakeTime, make_client
 
 from tiktok_repost_async import RepostClient, RetryPolicy, Store, UserState
 from tiktok_repost_async.engine import QUOTA_STREAK_ONE_USER
-from tiktok_repost_async.harvest import Harvester, HarvestStopped, UserOutcome, harvest
+from tiktok_repost_async.harvester import Harvester, HarvestStopped, UserOutcome, harvest
 from tiktok_repost_async.simulator import Fault, Simulator
 
 MIXED = [

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tiktok_repost_async import RepostClient, Store, UserState
-from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.harvester import harvest
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 
 NAMES = [f"early{i}_n450" for i in range(16)]

@@ -23,7 +23,7 @@ CHILD = textwrap.dedent(
     f"""
     import asyncio, sys
     from tiktok_repost_async import RepostClient
-    from tiktok_repost_async.harvest import harvest
+    from tiktok_repost_async.harvester import harvest
 
     async def main() -> None:
         async with RepostClient(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tiktok_repost_async import RepostClient, Store
-from tiktok_repost_async.harvest import Harvester
+from tiktok_repost_async.harvester import Harvester
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 
 

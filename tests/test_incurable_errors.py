@@ -14,7 +14,7 @@ from support import make_client as _make_client
 
 from tiktok_repost_async import AuthError, InvalidFieldsError, RepostClient, UserDone
 from tiktok_repost_async.cli import EXIT_USAGE
-from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.harvester import harvest
 from tiktok_repost_async.protocol import parse_reposted_response
 from tiktok_repost_async.retry import RetryPolicy
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator

@@ -33,3 +33,18 @@ def test_importing_the_package_does_not_import_aiohttp() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "False"
+
+
+def test_harvest_is_the_function_whatever_was_imported_first() -> None:
+    # A submodule named like a re-exported function shadows it once the submodule is imported:
+    # no module of the package may share a name with a public name.
+    code = (
+        "import tiktok_repost_async.harvester, tiktok_repost_async.engine\n"
+        "import tiktok_repost_async.cli\n"
+        "from tiktok_repost_async import harvest, diff_rounds\n"
+        "assert callable(harvest) and harvest.__module__ == 'tiktok_repost_async.harvester'\n"
+        "import pkgutil, tiktok_repost_async as p\n"
+        "mods = {m.name for m in pkgutil.iter_modules(p.__path__)}\n"
+        "assert not mods & set(p.__all__), mods & set(p.__all__)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

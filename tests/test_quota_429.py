@@ -18,7 +18,7 @@ from tiktok_repost_async import (
 )
 from tiktok_repost_async.engine import QUOTA_STREAK, QUOTA_STREAK_ONE_USER, Gate
 from tiktok_repost_async.errors import QuotaExhaustedError, RateLimitError
-from tiktok_repost_async.harvest import Harvester, UserOutcome
+from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.quota import DailyQuota
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
 

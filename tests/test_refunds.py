@@ -18,7 +18,7 @@ from tiktok_repost_async import (
     TransportError,
     UserState,
 )
-from tiktok_repost_async.harvest import Harvester, UserOutcome
+from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.protocol import build_token_request
 from tiktok_repost_async.quota import utc_day
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator

@@ -21,7 +21,7 @@ from tiktok_repost_async import (
     WalkStopped,
 )
 from tiktok_repost_async.engine import QUOTA_STREAK
-from tiktok_repost_async.harvest import Harvester, UserOutcome
+from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.quota import RESET_LAG_WAITS, reset_lag_wait
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 

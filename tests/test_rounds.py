@@ -304,7 +304,7 @@ def test_command_line_mistakes_about_rounds_get_one_line_each(tmp_path: Path) ->
 
 async def test_two_runs_on_one_store_object_each_walk_their_names(tmp_path: Path) -> None:
     from tiktok_repost_async import RepostClient
-    from tiktok_repost_async.harvest import Harvester
+    from tiktok_repost_async.harvester import Harvester
     from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 
     async with Simulator() as sim:
@@ -409,7 +409,7 @@ def test_a_kill_in_round_two_resumes_round_two_and_three_rounds_diff_exactly(
 
 async def test_a_user_failed_in_the_later_round_shows_no_removals(tmp_path: Path) -> None:
     from tiktok_repost_async import RepostClient, RetryPolicy
-    from tiktok_repost_async.harvest import harvest
+    from tiktok_repost_async.harvester import harvest
     from tiktok_repost_async.simulator import Fault, Simulator
 
     db = tmp_path / "panel.db"

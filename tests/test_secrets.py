@@ -10,7 +10,7 @@ import pytest
 
 from tiktok_repost_async import RepostClient, RetryPolicy, Store, TikTokError
 from tiktok_repost_async.export import export
-from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.harvester import harvest
 from tiktok_repost_async.simulator import Fault, Simulator
 
 SECRET = "s3cret-VALUE-that-must-never-leak"

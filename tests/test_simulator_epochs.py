@@ -25,7 +25,7 @@ import pytest
 from tiktok_repost_async import RepostClient, Store
 from tiktok_repost_async.cli import build_parser
 from tiktok_repost_async.diff import diff_rounds
-from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.harvester import harvest
 from tiktok_repost_async.simulator import (
     COUNT_FIELDS,
     RESEARCH_PATH,

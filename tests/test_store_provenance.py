@@ -12,7 +12,7 @@ import pytest
 
 from tiktok_repost_async import RepostClient, Store, StoreError, UserState
 from tiktok_repost_async.export import export_jsonl
-from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.harvester import harvest
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 from tiktok_repost_async.store import SCHEMA_VERSION, PageCommit, StoreMismatchError
 

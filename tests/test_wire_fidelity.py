@@ -20,7 +20,7 @@ import pytest
 
 from tiktok_repost_async import RepostClient, Store, UserState
 from tiktok_repost_async.export import export_csv, export_jsonl, export_parquet
-from tiktok_repost_async.harvest import harvest
+from tiktok_repost_async.harvester import harvest
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 
 USERS = ["alice_n250", "hugeid_n120", "short_n300", "carol_n7", "empty_one", "bob_n99"]

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         UserUnavailableError,
         WalkStopped,
     )
-    from .harvest import Harvester, HarvestProgress, UserOutcome, harvest
+    from .harvester import Harvester, HarvestProgress, UserOutcome, harvest
     from .models import (
         DEFAULT_FIELDS,
         VIDEO_FIELDS,
@@ -73,10 +73,10 @@ _LAZY: dict[str, str] = {
     "WalkEvent": "engine",
     "WalkGuard": "engine",
     "WalkState": "engine",
-    "HarvestProgress": "harvest",
-    "Harvester": "harvest",
-    "UserOutcome": "harvest",
-    "harvest": "harvest",
+    "HarvestProgress": "harvester",
+    "Harvester": "harvester",
+    "UserOutcome": "harvester",
+    "harvest": "harvester",
     "Credentials": "auth",
     "ClientStats": "client",
     "RepostClient": "client",

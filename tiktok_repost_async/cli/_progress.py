@@ -14,7 +14,7 @@ from ._console import Console, logger
 from .plan import estimate_plan
 
 if TYPE_CHECKING:
-    from ..harvest import HarvestProgress
+    from ..harvester import HarvestProgress
 
 __all__ = ["LOG_INTERVAL", "Display", "duration", "render_progress"]
 

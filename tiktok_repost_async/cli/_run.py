@@ -33,7 +33,7 @@ from ._signals import StopSignals
 if TYPE_CHECKING:
     from ..client import RepostClient
     from ..errors import AuthError, HarvestStopped
-    from ..harvest import Harvester
+    from ..harvester import Harvester
 
 __all__ = [
     "HarvestSettings",
@@ -192,7 +192,7 @@ async def run_harvest(
 ) -> int:
     """Harvest with progress, signals and a summary; return the exit status."""
     from ..errors import AuthError, HarvestStopped, InvalidFieldsError
-    from ..harvest import Harvester
+    from ..harvester import Harvester
 
     harvester = Harvester(
         client,

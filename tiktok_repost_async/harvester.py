@@ -30,7 +30,7 @@ from .store import FINAL_STATES, PageCommit, Store, StoreMismatchError, UserStat
 
 __all__ = ["HarvestProgress", "HarvestStopped", "Harvester", "UserOutcome", "harvest"]
 
-logger = logging.getLogger("tiktok_repost_async.harvest")
+logger = logging.getLogger("tiktok_repost_async.harvester")
 
 T = TypeVar("T")
 

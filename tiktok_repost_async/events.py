@@ -1,0 +1,160 @@
+"""Name what a walk of many users produces: its events, its jobs and the sink that receives them.
+
+`Engine.run` yields `PageEvent`, `UserDone` and `NameSkipped` (together `WalkEvent`); a `Sink`
+receives claims, pages and ends (the in-memory one keeps only the names it has seen; the
+harvest's commits them to its store).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .errors import (
+    TikTokError,
+)
+from .models import RepostedVideosPage
+
+__all__ = [
+    "NameSkipped",
+    "PageEvent",
+    "Sink",
+    "UserDone",
+    "WalkEvent",
+    "WalkGuard",
+    "WalkJob",
+    "WalkState",
+]
+
+
+class WalkState(enum.StrEnum):
+    """Name how one user's walk ended."""
+
+    DONE = "done"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"
+    #: A guard (`WalkGuard`) cut the walk short while the API still said ``has_more``.
+    INCOMPLETE = "incomplete"
+
+
+class WalkGuard(enum.StrEnum):
+    """Name the guard that cut a user's walk short while the API still said ``has_more``."""
+
+    #: The walk reached its ``max_pages``.
+    MAX_PAGES = "max_pages"
+    #: The API sent back a cursor this walk had already sent: sending it again would loop.
+    REPEATED_CURSOR = "repeated_cursor"
+    #: Too many empty pages in a row with ``has_more`` true (`client.empty_page_bound`: 3 at
+    #: 100 videos a page): a ``has_more`` that never turns false.
+    EMPTY_PAGES = "empty_pages"
+
+    def describe(self, cursor: int) -> str:
+        """Return one line that says how this guard cut a walk that stopped at ``cursor``."""
+        why = {
+            WalkGuard.MAX_PAGES: "reached max_pages",
+            WalkGuard.REPEATED_CURSOR: "the API sent back a cursor already sent",
+            WalkGuard.EMPTY_PAGES: "empty pages in a row while the API said has_more",
+        }[self]
+        return f"{self.value}: {why}; cut at cursor {cursor}"
+
+
+@dataclass(frozen=True, slots=True)
+class PageEvent:
+    """Carry one page of one user's walk, as it arrives."""
+
+    username: str
+    #: The cursor this page was asked for.
+    cursor: int
+    page: RepostedVideosPage
+
+
+@dataclass(frozen=True, slots=True)
+class UserDone:
+    """Tell how one user's walk ended, with what it took."""
+
+    username: str
+    state: WalkState
+    pages: int
+    #: Videos on the pages walked (the harvest counts the new ones it stored).
+    videos: int
+    #: Research requests sent for this user, retries included.
+    requests: int
+    #: The error that ended the user (a `TikTokError`), for every state but ``done``.
+    error: TikTokError | None = None
+    #: The guard that cut the walk short, if one did; ``state`` is then ``incomplete``.
+    guard: WalkGuard | None = None
+    #: The cursor a later walk would continue from.
+    cursor: int = 0
+    #: The sink ended the walk early by choice (a panel's stop_at_known), not a guard.
+    partial: bool = False
+
+    @property
+    def incomplete(self) -> bool:
+        """Tell whether a guard cut the walk short while the API still had more."""
+        return self.guard is not None
+
+
+@dataclass(frozen=True, slots=True)
+class NameSkipped:
+    """Report an input name that was not walked: unusable, or seen before."""
+
+    #: The name's position in the input, from 1.
+    line: int
+    #: The name as given (``repr`` of anything that is not a str).
+    name: str
+    #: Why: "blank line", "not a TikTok username", "duplicate", ...
+    reason: str
+
+
+WalkEvent = PageEvent | UserDone | NameSkipped
+
+
+@dataclass(slots=True)
+class WalkJob:
+    """Hold one user's walk in progress: where it started and where it stands."""
+
+    username: str
+    cursor: int = 0
+    start: int = 0
+    pages: int = 0
+    videos: int = 0
+    #: Set by a sink to end the walk after the page it is handed (the harvest's stop_at_known):
+    #: the user ends ``done`` and ``partial``.
+    stop_after: bool = False
+    #: Empty pages in a row with ``has_more`` true so far, the page handed to the sink included
+    #: (the walk ends at `client.empty_page_bound`).
+    empty_pages: int = 0
+
+
+class Sink:
+    """Receive what a walk produces; this base keeps nothing but the names it has seen."""
+
+    def __init__(self) -> None:
+        # The one thing that grows with the input: walking each name once means remembering
+        # it (about a hundred bytes a name). The harvest remembers them in its store instead.
+        self._seen: set[str] = set()
+
+    async def claim(self, names: list[str], lines: list[int]) -> list[WalkJob | NameSkipped]:
+        """Turn valid names into jobs, or into skips (a duplicate, a user already done)."""
+        out: list[WalkJob | NameSkipped] = []
+        for name, line in zip(names, lines, strict=True):
+            if name in self._seen:
+                out.append(NameSkipped(line, name, "duplicate"))
+            else:
+                self._seen.add(name)
+                out.append(WalkJob(name))
+        return out
+
+    async def skipped(self, names: list[NameSkipped]) -> None:
+        """Receive the unusable names of one batch of input."""
+
+    async def page(self, job: WalkJob, event: PageEvent) -> int:
+        """Receive one page; return the number of videos to count for the user."""
+        return len(event.page.videos)
+
+    async def finish(self, job: WalkJob, done: UserDone) -> None:
+        """Receive one user's end, before the event is handed on."""
+
+    def input_done(self) -> None:
+        """Note that every input name has been read."""

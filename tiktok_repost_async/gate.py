@@ -1,0 +1,564 @@
+"""Stand in front of every research request of a walk: the stop, the daily quota, the breaker.
+
+The `Gate` is the engine's half of `RepostClient._fetch_page`'s order: ``admit`` (budget and
+stop) -> limiter -> ``take`` (stop again, spend, book) -> token -> send. It tells the daily
+quota's 429 by behaviour, waits out a lagging reset, and runs the run-wide circuit breaker.
+A stop wakes idle workers and cuts backoff and ``Retry-After`` sleeps short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import (
+    Awaitable,
+    Callable,
+)
+from typing import Final
+
+from ._walking import Sleep
+from .errors import (
+    RateLimitError,
+    StopReason,
+    TikTokError,
+    WalkStopped,
+)
+from .quota import (
+    DAY_SECONDS,
+    DEFAULT_RESET_MARGIN,
+    DailyQuota,
+    QuotaPolicy,
+    next_utc_midnight,
+    quota_stop_message,
+    reset_lag_wait,
+    utc_day,
+)
+
+__all__ = [
+    "BREAKER_FIRST_WAIT",
+    "BREAKER_GIVE_UP",
+    "BREAKER_JITTER",
+    "BREAKER_MAX_WAIT",
+    "BREAKER_THRESHOLD",
+    "QUOTA_NEAR_FRACTION",
+    "QUOTA_STREAK",
+    "QUOTA_STREAK_ONE_USER",
+    "Gate",
+]
+
+# The gate is the engine's: its warnings keep the engine's logger, which users configure.
+logger = logging.getLogger("tiktok_repost_async.engine")
+
+# How a walk tells the daily-quota 429 from the short-term one. Both carry the code
+# rate_limit_exceeded and an undocumented text, so the text is not read at all; the gate goes by
+# behaviour (`Gate.rate_limited`). A 429 means the daily quota when:
+# - the ledger is within QUOTA_NEAR_FRACTION of its budget (10 requests of 1,000; at least the
+#   last one), whatever the 429 says; or
+# - it carries no Retry-After and is the QUOTA_STREAK-th such 429 in a row across the run, with
+#   no other answer in between and at least two users among them (the quota refuses everyone,
+#   a short-term limit lets the next request through after a backoff); or the
+#   QUOTA_STREAK_ONE_USER-th, when one user alone keeps getting them (a run of one user).
+# Anything else, a 429 with Retry-After above all, is a pause: the request is retried.
+# A daily-quota verdict in a UTC day before any request of that day was served is a lagging
+# reset, not a spent day (see `Gate.quota_exhausted`): one probe at a time goes out after each of
+# the growing waits of `quota.RESET_LAG_WAITS`, and while it lags any 429 without Retry-After is
+# the quota still.
+QUOTA_STREAK: Final = 3
+QUOTA_STREAK_ONE_USER: Final = 5
+QUOTA_NEAR_FRACTION: Final = 0.01
+
+# The run-wide circuit breaker. BREAKER_THRESHOLD outage failures in a row across the run (a 5xx
+# or an HTML gateway page, a timeout, a dropped or refused connection, see `client.is_outage`;
+# also a 401 on a token fetched for that very request, and a failure of the token endpoint),
+# with no other answer in between, trip it: every worker pauses in `Gate.admit`, and one probe
+# at a time goes out after a wait that doubles from BREAKER_FIRST_WAIT up to BREAKER_MAX_WAIT,
+# each drawn between BREAKER_JITTER and 1 times that (so that two runs on one project do not
+# probe in step). Any answer that is not an outage failure closes it and wakes every worker.
+# Failures while it is open are held, not charged to any user. A probe that would go out more
+# than BREAKER_GIVE_UP after the pause began is not sent: the run stops, resumable
+# (`StopReason.UNHEALTHY`).
+BREAKER_THRESHOLD: Final = 5
+BREAKER_FIRST_WAIT: Final = 5.0
+BREAKER_MAX_WAIT: Final = 300.0
+BREAKER_JITTER: Final = 0.5
+BREAKER_GIVE_UP: Final = 3600.0
+
+
+class Gate:
+    """Stand in front of every research request of a walk: the stop and the daily quota."""
+
+    def __init__(
+        self,
+        quota: DailyQuota | None = None,
+        *,
+        on_quota: QuotaPolicy = QuotaPolicy.STOP,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep | None = None,
+        book: Callable[[str], Awaitable[None]] | None = None,
+        refund: Callable[[str, str], Awaitable[None]] | None = None,
+        on_wait: Callable[[float | None], None] | None = None,
+        on_probe: Callable[[float | None], None] | None = None,
+    ) -> None:
+        """Make a gate.
+
+        ``quota``: the day's budget (None: no budget of our own; the API's daily 429 still
+        stops). ``on_quota``: stop, or wait for the reset, when it is spent. ``clock`` and
+        ``sleep``: the wall clock and the sleep of quota waits (tests move time with them).
+        ``book``: awaited with the username right before each request is sent (the harvest's
+        write-ahead ledger). ``refund``: awaited with the username and the UTC day it was booked
+        on when a booked request never reached the API (a refused connection, a failed token
+        fetch). ``on_wait``: told when a quota wait starts (its end) and ends.
+        ``on_probe``: told when the circuit breaker's next probe is due, and None when it closes.
+        """
+        self.quota = quota
+        self.on_quota = QuotaPolicy(on_quota)
+        self._clock = clock
+        self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
+        self._book = book
+        self._refund = refund
+        # The UTC day on which each user's request in hand was spent and booked, for `refund`.
+        self._taken: dict[str, str] = {}
+        self._on_wait = on_wait
+        self._on_probe = on_probe
+        self._stopped: StopReason | None = None
+        # What a stop tells the researcher (a quota stop: why, and when to try again).
+        self._detail: str | None = None
+        self._retry_at: float | None = None
+        self._event = asyncio.Event()
+        self._reset_lock = asyncio.Lock()
+        self._listeners: list[Callable[[], None]] = []
+        self._api_spent = False
+        self._prepaid: dict[str, str] = {}
+        self.sent = 0
+        # Until the API has answered one request of this walk, one request at a time goes out
+        # (the trial, held by one user): a field it rejects, a missing scope or refused
+        # credentials then cost one request, not one per worker.
+        self._answered = False
+        self._trial: str | None = None
+        self._answer = asyncio.Event()
+        # The run of 429s without Retry-After since the last other answer, and whose they were.
+        self._limited = 0
+        self._limited_users: set[str] = set()
+        # The circuit breaker: outage failures in a row, whether it is open (and since when),
+        # the probes sent while open, who holds the probe, and the event that tells waiting
+        # workers that it closed or that the probe is free.
+        self._outages = 0
+        self._last_outage: TikTokError | None = None
+        self._paused_at: float | None = None
+        self._probes = 0
+        self._probe: str | None = None
+        self._breaker = asyncio.Event()
+        self._rng = random.Random()
+        # The lagging reset: the UTC day (its index) in which a request was last served, whether
+        # the daily-quota 429 of a day not yet served holds the run, who holds its one probe,
+        # and the event that tells the others that the probe is free.
+        self._served_day: int | None = None
+        self._lagging = False
+        self._lag_probe: str | None = None
+        self._lag_event = asyncio.Event()
+
+    @property
+    def stopped(self) -> StopReason | None:
+        """Return why the walk stopped, or None while it runs."""
+        return self._stopped
+
+    @property
+    def lagging(self) -> bool:
+        """Tell whether the run waits for a daily-quota reset that seems to lag."""
+        return self._lagging
+
+    def stop(
+        self,
+        reason: StopReason = StopReason.REQUESTED,
+        detail: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        """Stop the walk: nothing waiting goes out, idle workers end, sleepers wake.
+
+        ``detail`` and ``retry_at`` go to the `WalkStopped` raised (see there).
+        """
+        if self._stopped is not None:
+            return
+        self._stopped = StopReason(reason)
+        self._detail = detail
+        self._retry_at = retry_at
+        self._event.set()
+        for listener in list(self._listeners):
+            listener()
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` once when the gate stops."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        """Forget a listener added with `add_listener`."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def check(self) -> None:
+        """Raise `WalkStopped` if the walk was stopped."""
+        if self._stopped is not None:
+            raise WalkStopped(self._stopped, self._detail, self._retry_at)
+
+    def prepay(self, username: str) -> bool:
+        """Spend the budget of ``username``'s next request now; False if none is left.
+
+        The harvest books a prepaid request with the user's previous page, in the same
+        transaction, so that it goes out without waiting for a booking of its own.
+        """
+        if self._stopped is not None or username in self._prepaid:
+            return False
+        if self.quota is not None:
+            if not self.quota.try_spend():
+                return False
+            self._prepaid[username] = self.quota.day
+        else:
+            self._prepaid[username] = ""
+        return True
+
+    def _paid(self, username: str) -> bool:
+        day = self._prepaid.get(username)
+        if day is None:
+            return False
+        if self.quota is not None and day != self.quota.day:
+            # Paid and booked yesterday: today's budget and ledger must count it again.
+            del self._prepaid[username]
+            return False
+        return True
+
+    def _check_paid(self) -> None:
+        # A prepaid request is within the budget and in the ledger already: a stop because
+        # the budget ran out lets it go (holding it back would leave the ledger one over).
+        # Any other stop holds it back.
+        if self._stopped is not None and (self._stopped is not StopReason.QUOTA or self._api_spent):
+            raise WalkStopped(self._stopped, self._detail, self._retry_at)
+
+    def answered(self, reached: bool) -> None:
+        """Note that a request got an answer (``reached``) or none (a transport failure)."""
+        if self._answered:
+            return
+        if reached:
+            self._answered = True
+        else:
+            # No answer says nothing about the request: let another user try.
+            self._trial = None
+        self._answer.set()
+        self._answer = asyncio.Event()
+
+    def rate_limited(self, username: str, error: RateLimitError) -> bool:
+        """Note a 429 for ``username``; tell whether it means the daily quota is spent.
+
+        The rules are those above `QUOTA_STREAK`; the 429's text plays no part.
+        """
+        quota = self.quota
+        if self._lagging and error.retry_after is None:
+            # The day's first 429s proved the quota already; this is the probe's answer.
+            self._reset_streak()
+            return True
+        if quota is not None:
+            near = max(1, int(quota.limit * QUOTA_NEAR_FRACTION))
+            if quota.limit - quota.spent <= near:
+                self._reset_streak()
+                return True
+        if error.retry_after is not None:
+            # The server says when to come back: the daily quota never does.
+            return False
+        self._limited += 1
+        self._limited_users.add(username)
+        daily = self._limited >= QUOTA_STREAK_ONE_USER or (
+            self._limited >= QUOTA_STREAK and len(self._limited_users) >= 2
+        )
+        if daily:
+            logger.warning(
+                "%d requests of %d users in a row got a 429 without Retry-After:"
+                " taking it for the daily quota",
+                self._limited,
+                len(self._limited_users),
+            )
+            # A new streak after the reset (or the wait) must prove itself again.
+            self._reset_streak()
+        return daily
+
+    def not_rate_limited(self) -> None:
+        """Note an answer that was not a 429: the API still serves this project today."""
+        self._reset_streak()
+
+    def _reset_streak(self) -> None:
+        self._limited = 0
+        self._limited_users.clear()
+
+    def served(self) -> None:
+        """Note a page served: the quota of this UTC day is fresh, a lagging reset is over."""
+        self._served_day = int(self._clock() // DAY_SECONDS)
+        if self._lagging:
+            logger.info("the daily quota's reset came: resuming")
+            self._lagging = False
+            self._free_lag_probe()
+
+    def _free_lag_probe(self) -> None:
+        self._lag_probe = None
+        self._lag_event.set()
+        self._lag_event = asyncio.Event()
+
+    @property
+    def paused(self) -> bool:
+        """Tell whether the circuit breaker holds every worker (the API seems down)."""
+        return self._paused_at is not None
+
+    def unhealthy(self, username: str, error: TikTokError) -> bool:
+        """Note an outage failure; True: the breaker is open and holds the request, not the user.
+
+        The same error reported again (one token refresh that failed for all its waiters) is
+        one failure, not one per worker.
+        """
+        if error is not self._last_outage:
+            self._outages += 1
+            self._last_outage = error
+        if self._paused_at is not None:
+            # A failed probe, or a request that was on its way when the breaker opened.
+            if self._probe == username:
+                self._free_probe()
+            return True
+        if self._outages < BREAKER_THRESHOLD:
+            return False
+        self._paused_at = self._clock()
+        self._probes = 0
+        logger.warning(
+            "API unhealthy: %d requests in a row failed (last: %s); pausing every worker",
+            self._outages,
+            error,
+        )
+        return True
+
+    def healthy(self) -> None:
+        """Note that the API answered: close the breaker and wake every worker."""
+        self._outages = 0
+        self._last_outage = None
+        if self._paused_at is None:
+            return
+        logger.warning("API answers again after %.0f s: resuming", self._clock() - self._paused_at)
+        self._paused_at = None
+        self._free_probe()
+        if self._on_probe is not None:
+            self._on_probe(None)
+
+    def _free_probe(self) -> None:
+        self._probe = None
+        self._breaker.set()
+        self._breaker = asyncio.Event()
+
+    async def _await_health(self, username: str) -> None:
+        # While the breaker is open, one worker at a time waits out the next probe wait and
+        # sends its request as the probe; the others wait until it closes or the probe is free.
+        while self._paused_at is not None:
+            if self._probe == username:
+                # The probe back from `take` (a budget taken meanwhile): it has waited already.
+                return
+            if self._probe is not None:
+                if not self._answered and self._trial == username:
+                    # The trial goes with the probe: holding it here while the probe waits
+                    # for it would leave both waiting for ever (no answer came yet: every
+                    # connection was refused).
+                    self.answered(False)
+                await self._wait_for(self._breaker)
+                continue
+            self._probe = username
+            ceiling = min(BREAKER_MAX_WAIT, BREAKER_FIRST_WAIT * 2.0**self._probes)
+            wait = self._rng.uniform(BREAKER_JITTER * ceiling, ceiling)
+            self._probes += 1
+            if self._clock() + wait - self._paused_at > BREAKER_GIVE_UP:
+                logger.warning(
+                    "API unhealthy for %.0f s: stopping (resumable)",
+                    self._clock() - self._paused_at,
+                )
+                self.stop(StopReason.UNHEALTHY)
+                self.check()
+            logger.warning("API unhealthy: pausing, next probe in %.0f s", wait)
+            if self._on_probe is not None:
+                self._on_probe(self._clock() + wait)
+            try:
+                await self._sleep_unless_stopped(wait, self._sleep)
+            except BaseException:
+                self._free_probe()
+                raise
+            return
+
+    def release(self, username: str) -> None:
+        """Hand the trial on if ``username``'s walk ended without an answer (see `answered`)."""
+        if self._probe == username:
+            self._free_probe()
+        if self._lag_probe == username:
+            self._free_lag_probe()
+        self._taken.pop(username, None)
+        if not self._answered and self._trial == username:
+            self.answered(False)
+
+    async def admit(self, username: str) -> None:
+        """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop."""
+        if self._stopped is None:
+            # Before the prepaid ones too: the breaker holds every request, paid or not.
+            await self._await_health(username)
+        if self._paid(username):
+            self._check_paid()
+            return
+        self.check()
+        while not self._answered and self._trial not in (None, username):
+            await self._wait_for(self._answer)
+        if not self._answered:
+            self._trial = username
+        quota = self.quota
+        while True:
+            while quota is not None and quota.remaining <= 0:
+                await self._spent()
+            if not self._lagging or self._lag_probe in (None, username):
+                break
+            # One probe at a time tells whether a lagging reset came: the others wait for it.
+            await self._wait_for(self._lag_event)
+        if self._lagging:
+            self._lag_probe = username
+
+    async def take(self, username: str) -> bool:
+        """Spend and book one request that is about to be sent; False: back to `admit`."""
+        if self._paused_at is not None and self._probe != username and self._stopped is None:
+            # The breaker opened while this one waited in the limiter: only the probe goes.
+            return False
+        if self._lagging and self._stopped is None:
+            # A lagging reset began while this one waited in the limiter: only its probe goes.
+            if self._lag_probe is None:
+                self._lag_probe = username
+            elif self._lag_probe != username:
+                return False
+        if self._paid(username):
+            self._check_paid()
+            self._taken[username] = self._prepaid.pop(username) or self._today()
+            self.sent += 1
+            return True
+        self.check()
+        if self.quota is not None and not self.quota.try_spend():
+            # Others took the last of the budget while this one waited in the limiter.
+            return False
+        if self._book is not None:
+            await self._book(username)
+            if self._api_spent and self._stopped is not None:
+                # The API said the quota is spent while this one was booked: sending it would
+                # only fetch another 429. It stays booked, unsent: an over-count of one.
+                self.check()
+        self._taken[username] = self._today()
+        self.sent += 1
+        return True
+
+    def _today(self) -> str:
+        return self.quota.day if self.quota is not None else utc_day(self._clock())
+
+    async def refund(self, username: str) -> None:
+        """Give back the request of ``username`` that `take` spent and booked but never sent.
+
+        A refused connection or a failed token fetch: the API never saw it, so neither the
+        budget nor the ledger counts it (booked yesterday, it is taken off yesterday's ledger).
+        """
+        day = self._taken.pop(username, None)
+        if day is None:
+            return
+        self.sent -= 1
+        if self.quota is not None and day == self.quota.day:
+            self.quota.refund()
+        if self._refund is not None:
+            await self._refund(username, day)
+
+    async def pause(self, seconds: float, sleep: Sleep) -> None:
+        """Sleep before a retry, cut short (with `WalkStopped`) by a stop."""
+        await self._sleep_unless_stopped(seconds, sleep)
+
+    async def quota_exhausted(self) -> None:
+        """Handle the API's daily-quota answer: stop, or wait for the reset (or a lagging one).
+
+        A verdict in a UTC day before any request of that day was served is the reset lagging:
+        the quota is tried again after `quota.reset_lag_wait`, never later than the next reset.
+        """
+        now = self._clock()
+        lagging = self._served_day != int(now // DAY_SECONDS)
+        if self.quota is not None:
+            if lagging:
+                until = min(now + reset_lag_wait(now), next_utc_midnight(now) + self.quota.margin)
+                self.quota.exhaust(until)
+            else:
+                self.quota.exhaust()
+        if lagging and not self._lagging:
+            logger.warning(
+                "the API refused this UTC day's first requests as over quota: the reset seems"
+                " to lag"
+            )
+        self._lagging = lagging
+        if lagging:
+            # The probe's answer came: whoever comes next probes after the wait.
+            self._free_lag_probe()
+        self._api_spent = True
+        await self._spent()
+
+    async def _spent(self) -> None:
+        quota = self.quota
+        if quota is None or self.on_quota is QuotaPolicy.STOP:
+            now = self._clock()
+            if quota is not None:
+                retry_at = quota.resumes_at()
+            elif self._lagging:
+                retry_at = now + reset_lag_wait(now)
+            else:
+                retry_at = next_utc_midnight(now) + DEFAULT_RESET_MARGIN
+            detail = quota_stop_message(quota, retry_at, lagging=self._lagging)
+            self.stop(StopReason.QUOTA, detail, retry_at)
+            self.check()
+            return
+        # One worker sleeps until the reset; the others find the day fresh when they get the lock.
+        async with self._reset_lock:
+            self.check()
+            if quota.remaining > 0:
+                return
+            until = quota.resumes_at()
+            logger.warning(
+                "daily quota %s: waiting until %s UTC",
+                "reset lags" if self._lagging else "spent",
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(until)),
+            )
+            if self._on_wait is not None:
+                self._on_wait(until)
+            try:
+                while (wait := until - self._clock()) > 0:
+                    await self._sleep_unless_stopped(wait, self._sleep)
+                self._api_spent = False
+                if self._served_day != int(self._clock() // DAY_SECONDS):
+                    # A new day that has served nothing yet: its reset may lag, so one probe
+                    # goes first, and a 429 without Retry-After on it means "not yet" (a whole
+                    # pool of workers would each fetch one).
+                    self._lagging = True
+            finally:
+                if self._on_wait is not None:
+                    self._on_wait(None)
+
+    async def _wait_for(self, event: asyncio.Event) -> None:
+        waiter = asyncio.ensure_future(event.wait())
+        waker = asyncio.ensure_future(self._event.wait())
+        try:
+            await asyncio.wait((waiter, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            waker.cancel()
+        self.check()
+
+    async def _sleep_unless_stopped(self, seconds: float, sleep: Sleep) -> None:
+        self.check()
+        if seconds <= 0:
+            return
+        sleeper = asyncio.ensure_future(sleep(seconds))
+        waker = asyncio.ensure_future(self._event.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+        if sleeper.done() and not sleeper.cancelled():
+            sleeper.result()  # a sleep that failed says so, rather than being lost
+        self.check()
