@@ -26,8 +26,9 @@ from tiktok_repost_async.simulator import Fault, Simulator
 WORKERS = 50
 NAMES = [f"tok{i}_n250" for i in range(WORKERS)]
 # Short backoffs in real time: the token manager's pauses are these ceilings (50, 100, 200
-# ms), longer than the fifty workers take to pass the rate limiter.
-RETRY = RetryPolicy(max_attempts=4, base_delay=0.05)
+# ms, then 200 ms again: capped, so that a test waits a second at most), longer than the fifty
+# workers take to pass the rate limiter.
+RETRY = RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.2)
 
 
 class FlakyTokenServer:
