@@ -261,11 +261,21 @@ def main() -> None:
     """Run every measurement and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
+    parser.add_argument(
+        "--only",
+        choices=("cpu", "latency", "memory"),
+        action="append",
+        help="run only this section (repeatable); all three by default",
+    )
     args = parser.parse_args()
+    only = set(args.only or ("cpu", "latency", "memory"))
     print(f"python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}")
-    table("CPU cost at zero latency (best of interleaved rounds)", cpu_cost(args.quick))
-    table("Latency hiding at 100 ms per answer", latency_hiding(args.quick))
-    table("Memory, streamed usernames", memory(args.quick))
+    if "cpu" in only:
+        table("CPU cost at zero latency (best of interleaved rounds)", cpu_cost(args.quick))
+    if "latency" in only:
+        table("Latency hiding at 100 ms per answer", latency_hiding(args.quick))
+    if "memory" in only:
+        table("Memory, streamed usernames", memory(args.quick))
 
 
 if __name__ == "__main__":
