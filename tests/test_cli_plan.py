@@ -207,3 +207,25 @@ def test_after_a_stop_ctrl_c_does_again_what_it_did_before_the_run(tmp_path: Pat
     asyncio.run(run())
     assert stops == [signal.SIGTERM]
     assert {s: signal.getsignal(s) for s in StopSignals.handled} == before
+
+
+def test_after_the_api_says_the_quota_is_spent_the_plan_starts_tomorrow(
+    sim_in_thread: Simulator, tmp_path: Path
+) -> None:
+    sim = sim_in_thread
+    # A collaborator spent most of the project's quota: the API refuses after 6 requests of
+    # this store, whose own ledger would leave 994 of 1,000 for today.
+    sim.config.daily_quota = 6
+    sim.config.quota_message = "Request limit reached"
+    db = tmp_path / "h.db"
+    users = write_users(tmp_path / "u.txt", [f"q{i}_n250" for i in range(6)])
+    ran = run_main(
+        "harvest", users, "--db", db, "--base-url", sim.base_url, "--rate", 500, env=cli_env()
+    )
+    assert ran.returncode == 75, ran.stderr
+    assert "daily quota is spent" in ran.stderr
+    plan = status_json(db)["plan"]
+    assert plan["left_today"] == 0
+    assert plan["days_left"] == 1
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert plan["finish_day"] == day_after(today, 1)

@@ -154,6 +154,15 @@ def _plan(store: Store, *, daily_quota: int, spent: int, now: float) -> QuotaPla
         else:
             users_left += 1
             fetched_left += record.pages
+    runs = store.runs(1)
+    if (
+        runs
+        and runs[0].outcome == "stopped: quota"
+        and (runs[0].ended_at or "")[:10] == utc_day(now)
+    ):
+        # The API said today's quota is spent: collaborators on the same project draw on it too,
+        # so the ledger of this store may read less than the budget while nothing is left.
+        spent = max(spent, daily_quota)
     return estimate_plan(
         users_left=users_left,
         finished_users=finished,
