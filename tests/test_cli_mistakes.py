@@ -353,3 +353,26 @@ def test_a_csv_export_round_trips_nul_control_characters_and_empty_versus_missin
         assert int(row["id"]) == video["id"]
         for name in ("username", "video_description"):
             assert read(row[name]) == video.get(name), (name, row)
+
+
+@pytest.mark.parametrize("fault", ["server_error", "drop"])
+def test_a_token_endpoint_that_stays_down_exits_75_having_spent_nothing(
+    sim_in_thread: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    from tiktok_repost_async.simulator import Fault
+
+    sim = sim_in_thread
+    sim.config.token_faults = {Fault(fault): 1.0}
+    # The client's own retry policy decides the attempts; its waits are not what is tested.
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt, error=None: 0.0)
+    monkeypatch.setattr(RetryPolicy, "ceiling", lambda self, attempt, error=None: 0.0)
+    users = write_users(tmp_path / "users.txt", ["alice_n5"])
+    result = harvest(sim, users, tmp_path / "h.db")
+    assert result.returncode == 75, result.stderr
+    answer = result.stderr.splitlines()[-1]
+    assert f"cannot get an access token from {sim.base_url}" in answer
+    assert "run the same command again later" in answer
+    assert "Traceback" not in result.stderr
+    assert sim.stats.token_requests == RetryPolicy().max_attempts
+    assert sim.stats.requests == 0
+    assert not (tmp_path / "h.db").exists()

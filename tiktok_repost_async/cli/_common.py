@@ -20,6 +20,7 @@ __all__ = [
     "PROG",
     "RESUME_HINT",
     "CommandError",
+    "ResumableError",
     "UsageError",
     "stdout",
 ]
@@ -45,6 +46,12 @@ class CommandError(TikTokError):
     """Report why a command could not do its work: one line, no traceback, exit status 1."""
 
     exit_status = EXIT_FAILED
+
+
+class ResumableError(CommandError):
+    """Report a failure that a later run of the same command may not meet: exit status 75."""
+
+    exit_status = EXIT_RESUMABLE
 
 
 class UsageError(CommandError):

@@ -23,6 +23,7 @@ from ._common import (
     PROG,
     RESUME_HINT,
     CommandError,
+    ResumableError,
     UsageError,
 )
 from ._console import Console, logger
@@ -180,6 +181,13 @@ async def authenticate(client: RepostClient) -> None:
         # Every answer was something other than the token endpoint's JSON.
         raise _not_the_api(client, exc) from None
     except TikTokError as exc:
+        if client.retry.is_retryable(exc):
+            # The API is down or unreachable (a 5xx, a timeout, no connection) after every
+            # attempt: nothing was spent and the store is untouched, so it is for later.
+            raise ResumableError(
+                f"cannot get an access token from {client.base_url} ({exc}); the API seems"
+                " down or unreachable: run the same command again later"
+            ) from None
         raise CommandError(f"cannot get an access token from {client.base_url}: {exc}") from None
 
 
