@@ -17,7 +17,7 @@ import pytest
 from support import MIDNIGHT, run_main
 from test_cli import cli_env, stored, truth, write_users
 
-from tiktok_repost_async import Store
+from tiktok_repost_async import RetryPolicy, Store
 from tiktok_repost_async.cli import estimate_plan
 from tiktok_repost_async.simulator import Simulator
 
@@ -210,21 +210,27 @@ def test_after_a_stop_ctrl_c_does_again_what_it_did_before_the_run(tmp_path: Pat
 
 
 def test_after_the_api_says_the_quota_is_spent_the_plan_starts_tomorrow(
-    sim_in_thread: Simulator, tmp_path: Path
+    sim_in_thread: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sim = sim_in_thread
+    # The 429s are told apart by behaviour, after backoffs that are not what is tested here.
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt, error=None: 0.0)
     # A collaborator spent most of the project's quota: the API refuses after 6 requests of
     # this store, whose own ledger would leave 994 of 1,000 for today.
     sim.config.daily_quota = 6
     sim.config.quota_message = "Request limit reached"
     db = tmp_path / "h.db"
     users = write_users(tmp_path / "u.txt", [f"q{i}_n250" for i in range(6)])
+    # One user at a time: the first two finish (3 pages each) before the API refuses, so the
+    # plan has a mean to rest on.
     ran = run_main(
-        "harvest", users, "--db", db, "--base-url", sim.base_url, "--rate", 500, env=cli_env()
-    )
+        "harvest", users, "--db", db, "--base-url", sim.base_url, "--rate", 500,
+        "--concurrency", 1, env=cli_env(),
+    )  # fmt: skip
     assert ran.returncode == 75, ran.stderr
     assert "daily quota is spent" in ran.stderr
     plan = status_json(db)["plan"]
+    assert (plan["finished_users"], plan["users_left"]) == (2, 4)
     assert plan["left_today"] == 0
     assert plan["days_left"] == 1
     today = time.strftime("%Y-%m-%d", time.gmtime())
