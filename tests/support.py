@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import io
 import logging
 import os
@@ -15,19 +16,33 @@ from tiktok_repost_async import RepostClient
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 
 
-def make_client(sim: Simulator, **kwargs: Any) -> RepostClient:
-    """Return a client of ``sim`` that the limiter does not slow; keyword arguments override."""
+def make_client(
+    sim: Simulator | str, *, clock: FakeTime | None = None, **kwargs: Any
+) -> RepostClient:
+    """Return a client of ``sim`` that the limiter does not slow; keyword arguments override.
+
+    :param sim: the simulator, or a base URL (one where nothing listens, say).
+    :param clock: a `FakeTime` that the client sleeps on and its token ages by.
+    """
     options: dict[str, Any] = {
-        "base_url": sim.base_url,
+        "base_url": sim if isinstance(sim, str) else sim.base_url,
         "requests_per_second": 10_000.0,
         "concurrency": 4,
     }
+    if clock is not None:
+        options["sleep"] = clock.sleep
     options.update(kwargs)
-    return RepostClient(TEST_CLIENT_KEY, TEST_CLIENT_SECRET, **options)
+    client = RepostClient(TEST_CLIENT_KEY, TEST_CLIENT_SECRET, **options)
+    if clock is not None:
+        # The token's clock is monotonic; here it moves with the fake wall clock.
+        client._auth._clock = clock
+    return client
 
 
 #: A UTC midnight (2023-11-15 00:00:00): tests about the quota day start from it.
 MIDNIGHT = 1_700_006_400
+#: A UTC noon (2026-03-01 12:00:00), far from any quota reset.
+NOON = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()
 
 
 class FakeClock:
@@ -41,13 +56,15 @@ class FakeClock:
 
 
 class FakeTime:
-    """A wall clock that moves only when the code under test sleeps."""
+    """A wall clock that moves when the code under test sleeps (and by ``tick`` at each read)."""
 
-    def __init__(self, start: float) -> None:
+    def __init__(self, start: float = NOON, tick: float = 0.0) -> None:
         self.now = start
+        self.tick = tick
         self.sleeps: list[float] = []
 
     def __call__(self) -> float:
+        self.now += self.tick
         return self.now
 
     async def sleep(self, seconds: float) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support import NOON, FakeTime
+from support import make_client as support_client
 
 from tiktok_repost_async import (
     HarvestStopped,
@@ -18,25 +19,9 @@ from tiktok_repost_async import (
 from tiktok_repost_async.engine import BREAKER_GIVE_UP, BREAKER_MAX_WAIT, BREAKER_THRESHOLD
 from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.quota import utc_day
-from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
+from tiktok_repost_async.simulator import Fault, Simulator
 
-NOON = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()
 NAMES = [f"flap{i}_n250" for i in range(10)]
-
-
-class FakeTime:
-    """A wall clock that moves only when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = NOON
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -51,16 +36,7 @@ async def sim(clock: FakeTime) -> AsyncIterator[Simulator]:
 
 
 def make_client(sim: Simulator, clock: FakeTime) -> RepostClient:
-    client = RepostClient(
-        TEST_CLIENT_KEY,
-        TEST_CLIENT_SECRET,
-        base_url=sim.base_url,
-        requests_per_second=10_000.0,
-        concurrency=4,
-        sleep=clock.sleep,
-    )
-    client._auth._clock = clock
-    return client
+    return support_client(sim, clock=clock)
 
 
 async def harvest(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support import NOON, FakeTime
+from support import make_client as support_client
 
 from tiktok_repost_async import (
     HarvestStopped,
@@ -27,27 +28,9 @@ from tiktok_repost_async.errors import (
     UserNotFoundError,
 )
 from tiktok_repost_async.harvester import Harvester, UserOutcome
-from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
+from tiktok_repost_async.simulator import Simulator
 
-NOON = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()
 NAMES = [f"out{i}_n250" for i in range(20)]
-
-
-class FakeTime:
-    """A wall clock that moves when the code under test sleeps, and ``tick`` a read."""
-
-    def __init__(self, start: float = NOON, tick: float = 0.0) -> None:
-        self.now = start
-        self.tick = tick
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        self.now += self.tick
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -62,17 +45,7 @@ async def sim(clock: FakeTime) -> AsyncIterator[Simulator]:
 
 
 def make_client(sim: Simulator, clock: FakeTime) -> RepostClient:
-    client = RepostClient(
-        TEST_CLIENT_KEY,
-        TEST_CLIENT_SECRET,
-        base_url=sim.base_url,
-        requests_per_second=10_000.0,
-        concurrency=8,
-        sleep=clock.sleep,
-    )
-    # The token's clock is monotonic; here it moves with the fake wall clock.
-    client._auth._clock = clock
-    return client
+    return support_client(sim, clock=clock, concurrency=8)
 
 
 async def harvest(

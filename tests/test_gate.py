@@ -26,20 +26,6 @@ from tiktok_repost_async.harvester import Harvester, UserOutcome, harvest
 from tiktok_repost_async.simulator import Fault, Simulator
 
 
-class FakeTime:
-    """A wall clock that moves only when the code under test sleeps."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     async with Simulator() as simulator:
@@ -87,7 +73,7 @@ async def test_after_a_wait_past_midnight_no_request_carries_a_stale_token(
     sim: Simulator, tmp_path: Path
 ) -> None:
     # Nine hours of waiting: far beyond the token's two-hour life.
-    clock = FakeTime(dt.datetime(2026, 3, 1, 15, 0, tzinfo=dt.UTC).timestamp())
+    clock = support.FakeTime(dt.datetime(2026, 3, 1, 15, 0, tzinfo=dt.UTC).timestamp())
     sim.config.clock = clock
     names = [f"mw{i}_n150" for i in range(8)]  # two pages each, 16 requests over 4 days
     async with make_client(sim) as client:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support import FakeTime
+from support import make_client as support_client
 
 from tiktok_repost_async import (
     HarvestStopped,
@@ -20,24 +21,7 @@ from tiktok_repost_async.engine import QUOTA_STREAK, QUOTA_STREAK_ONE_USER, Gate
 from tiktok_repost_async.errors import QuotaExhaustedError, RateLimitError
 from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.quota import DailyQuota
-from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
-
-NOON = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()
-
-
-class FakeTime:
-    """A wall clock that moves only when the code under test sleeps."""
-
-    def __init__(self, start: float = NOON) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tiktok_repost_async.simulator import Fault, Simulator
 
 
 @pytest.fixture
@@ -52,14 +36,8 @@ async def sim(clock: FakeTime) -> AsyncIterator[Simulator]:
 
 
 def make_client(sim: Simulator, clock: FakeTime, **kwargs: object) -> RepostClient:
-    options: dict[str, object] = {
-        "base_url": sim.base_url,
-        "requests_per_second": 10_000.0,
-        "concurrency": 8,
-        "sleep": clock.sleep,
-    }
-    options.update(kwargs)
-    return RepostClient(TEST_CLIENT_KEY, TEST_CLIENT_SECRET, **options)  # type: ignore[arg-type]
+    # The token keeps its own monotonic clock here, as before this file shared support's.
+    return support_client(sim, **{"concurrency": 8, "sleep": clock.sleep, **kwargs})
 
 
 def limited(retry_after: float | None = None, *, says_quota: bool = False) -> RateLimitError:

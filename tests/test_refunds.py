@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import socket
 from pathlib import Path
 
 import pytest
+from support import NOON, FakeTime
+from support import make_client as support_client
 
 from tiktok_repost_async import (
     ConnectError,
@@ -21,25 +22,9 @@ from tiktok_repost_async import (
 from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.protocol import build_token_request
 from tiktok_repost_async.quota import utc_day
-from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
+from tiktok_repost_async.simulator import Simulator
 
-NOON = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()
 NAMES = [f"ref{i}_n250" for i in range(8)]
-
-
-class FakeTime:
-    """A wall clock that moves only when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = NOON
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def free_port() -> int:
@@ -51,17 +36,7 @@ def free_port() -> int:
 
 
 def make_client(port: int, clock: FakeTime) -> RepostClient:
-    client = RepostClient(
-        TEST_CLIENT_KEY,
-        TEST_CLIENT_SECRET,
-        base_url=f"http://127.0.0.1:{port}",
-        requests_per_second=10_000.0,
-        concurrency=4,
-        retry=RetryPolicy(base_delay=0),
-        sleep=clock.sleep,
-    )
-    client._auth._clock = clock
-    return client
+    return support_client(f"http://127.0.0.1:{port}", clock=clock, retry=RetryPolicy(base_delay=0))
 
 
 async def harvest(

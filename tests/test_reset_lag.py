@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from support import FakeTime
+from support import make_client as support_client
 
 from tiktok_repost_async import (
     HarvestStopped,
@@ -23,7 +24,7 @@ from tiktok_repost_async import (
 from tiktok_repost_async.engine import QUOTA_STREAK
 from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.quota import RESET_LAG_WAITS, reset_lag_wait
-from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
+from tiktok_repost_async.simulator import Simulator
 
 EVENING = dt.datetime(2026, 3, 1, 23, 0, tzinfo=dt.UTC).timestamp()
 MIDNIGHT = dt.datetime(2026, 3, 2, 0, 0, tzinfo=dt.UTC).timestamp()
@@ -47,18 +48,9 @@ async def sim(clock: FakeTime) -> AsyncIterator[Simulator]:
 
 
 def make_client(sim: Simulator, clock: FakeTime) -> RepostClient:
-    client = RepostClient(
-        TEST_CLIENT_KEY,
-        TEST_CLIENT_SECRET,
-        base_url=sim.base_url,
-        requests_per_second=10_000.0,
-        concurrency=CONCURRENCY,
-        retry=RetryPolicy(base_delay=0),
-        sleep=clock.sleep,
+    return support_client(
+        sim, clock=clock, concurrency=CONCURRENCY, retry=RetryPolicy(base_delay=0)
     )
-    # The token's clock is monotonic; here it moves with the fake wall clock.
-    client._auth._clock = clock
-    return client
 
 
 async def harvest(
