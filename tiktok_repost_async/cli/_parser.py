@@ -129,6 +129,20 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_rate(parser: argparse.ArgumentParser) -> None:
+    """Add ``--rate``, the requests per second at most, defaulting to the client's own."""
+    # client.py loads aiohttp: only the commands that add --rate (and their --help) pay for it.
+    from ..client import DEFAULT_REQUESTS_PER_SECOND
+
+    parser.add_argument(
+        "--rate",
+        type=positive_float,
+        default=DEFAULT_REQUESTS_PER_SECOND,
+        metavar="PER_SECOND",
+        help="requests per second at most (%(default)g)",
+    )
+
+
 def add_progress(parser: argparse.ArgumentParser) -> None:
     """Add ``--no-progress`` and ``--log-interval``."""
     from ._progress import LOG_INTERVAL

@@ -21,7 +21,7 @@ from ._common import (
 )
 from ._console import Console, logger, make_console
 from ._input import UserLines
-from ._parser import add_progress, add_verbosity, positive_float
+from ._parser import add_progress, add_rate, add_verbosity
 from ._run import HarvestSettings, authenticate, make_client, run_harvest
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
@@ -36,20 +36,12 @@ _MADE = ("demo.db", "demo.db-wal", "demo.db-shm", "demo.db.lock", "reposts.jsonl
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the demo's arguments to ``parser``."""
-    from ..client import DEFAULT_REQUESTS_PER_SECOND
-
     parser.add_argument(
         "--dir",
         default="tiktok-demo",
         help="directory for the demo's store, input and export (./%(default)s)",
     )
-    parser.add_argument(
-        "--rate",
-        type=positive_float,
-        default=DEFAULT_REQUESTS_PER_SECOND,
-        metavar="PER_SECOND",
-        help="requests per second at most (%(default)g)",
-    )
+    add_rate(parser)
     parser.add_argument(
         "--panel",
         action="store_true",

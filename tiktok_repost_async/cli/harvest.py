@@ -13,7 +13,7 @@ from ..store import Store
 from ._common import DEFAULT_DB, ENV_CLIENT_KEY, ENV_CLIENT_SECRET, RESUME_HINT, UsageError
 from ._console import Console, make_console
 from ._input import UserLines
-from ._parser import add_progress, add_verbosity, int_in, positive_float
+from ._parser import add_progress, add_rate, add_verbosity, int_in
 from ._run import HarvestSettings, authenticate, credentials, make_client, run_harvest
 from ._stores import create_store, open_for_harvest
 
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the harvest's arguments to ``parser``."""
     # The client's defaults, read where they are defined; client.py loads aiohttp, which only
     # `harvest` (its --help included) pays for.
-    from ..client import DEFAULT_CONCURRENCY, DEFAULT_REQUESTS_PER_SECOND, ENV_BASE_URL
+    from ..client import DEFAULT_CONCURRENCY, ENV_BASE_URL
 
     parser.add_argument("users", metavar="USERS", help="file with one username per line, or -")
     parser.add_argument("--db", default=DEFAULT_DB, help="the store (%(default)s)")
@@ -52,13 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONCURRENCY,
         help="users walked at once (%(default)s)",
     )
-    parser.add_argument(
-        "--rate",
-        type=positive_float,
-        default=DEFAULT_REQUESTS_PER_SECOND,
-        metavar="PER_SECOND",
-        help="requests per second at most (%(default)g)",
-    )
+    add_rate(parser)
     parser.add_argument(
         "--daily-quota",
         type=int_in(1),
