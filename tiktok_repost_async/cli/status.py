@@ -14,7 +14,7 @@ import msgspec
 
 from ..models import VIDEO_FIELDS
 from ..quota import DEFAULT_DAILY_LIMIT, utc_day
-from ..store import FINAL_STATES, Store, UserState
+from ..store import FINAL_STATES, RunRecord, Store, UserState
 from ._common import DEFAULT_DB, EXIT_OK, stdout
 from ._parser import int_in
 from ._stores import open_existing
@@ -144,7 +144,9 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
         return built
 
 
-def _plan(store: Store, *, daily_quota: int, spent: int, now: float) -> QuotaPlan:
+def _plan(
+    store: Store, *, last_run: RunRecord | None, daily_quota: int, spent: int, now: float
+) -> QuotaPlan:
     finished = finished_requests = users_left = fetched_left = 0
     # One pass over the users: the store has no aggregate of pages by state.
     for record in store.iter_users():
@@ -154,11 +156,10 @@ def _plan(store: Store, *, daily_quota: int, spent: int, now: float) -> QuotaPla
         else:
             users_left += 1
             fetched_left += record.pages
-    runs = store.runs(1)
     if (
-        runs
-        and runs[0].outcome == "stopped: quota"
-        and (runs[0].ended_at or "")[:10] == utc_day(now)
+        last_run is not None
+        and last_run.outcome == "stopped: quota"
+        and (last_run.ended_at or "")[:10] == utc_day(now)
     ):
         # The API said today's quota is spent: collaborators on the same project draw on it too,
         # so the ledger of this store may read less than the budget while nothing is left.
@@ -189,6 +190,7 @@ def status_report(
     day = utc_day(now)
     spent = store.requests_on(day)
     skipped = store.skipped_counts()
+    runs = store.runs(_RUNS_SHOWN if limit is None else max(limit, _RUNS_SHOWN))
     return StatusReport(
         store=str(store.path),
         fields=list(store.fields),
@@ -235,7 +237,7 @@ def status_report(
                 run.pages,
                 run.videos,
             )
-            for run in store.runs(_RUNS_SHOWN if limit is None else max(limit, _RUNS_SHOWN))
+            for run in runs
         ],
         runs_total=store.run_count(),
         skipped=SkippedLines(
@@ -246,7 +248,13 @@ def status_report(
                 for line, raw, reason in store.skipped(_SKIPPED_ALL if limit is None else limit)
             ],
         ),
-        plan=_plan(store, daily_quota=daily_quota, spent=spent, now=now),
+        plan=_plan(
+            store,
+            last_run=runs[0] if runs else None,
+            daily_quota=daily_quota,
+            spent=spent,
+            now=now,
+        ),
     )
 
 
