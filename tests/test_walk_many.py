@@ -264,3 +264,49 @@ async def test_a_plain_iterator_is_read_off_the_event_loop(sim: Simulator) -> No
         pages, ends, _ = await collect(client, _lines())
     assert sorted(ends) == ["g1_n5", "g2_n5"]
     assert pages["g1_n5"] == truth(sim, "g1_n5")
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["g1_n5", "g2_n5", "g1_n5", "bad name!"],
+        ("g1_n5", "g2_n5", "g1_n5", "bad name!"),
+        dict.fromkeys(["g1_n5", "g2_n5", "bad name!"]),
+        {"g1_n5": 1, "g2_n5": 2, "bad name!": 3}.keys(),
+    ],
+    ids=["list", "tuple", "dict", "keys"],
+)
+async def test_a_collection_in_memory_is_read_in_place_without_a_thread(
+    sim: Simulator, names: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Iterating a list cannot block the loop: no reader thread is started for it.
+    import threading
+
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def spy(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", spy)
+    async with make_client(sim) as client:
+        pages, ends, skipped = await collect(client, names)
+    assert "tiktok-names" not in started
+    assert sorted(ends) == ["g1_n5", "g2_n5"]
+    assert pages == {name: truth(sim, name) for name in ("g1_n5", "g2_n5")}
+    reasons = {(s.name, s.reason) for s in skipped}
+    assert ("bad name!", "not a TikTok username") in reasons
+    # The repeated name in the list and tuple is walked once and reported as such.
+    assert len(skipped) == (2 if isinstance(names, list | tuple) else 1)
+
+
+async def test_more_names_in_a_list_than_a_chunk_are_each_walked_once(sim: Simulator) -> None:
+    from tiktok_repost_async.engine import CHUNK
+
+    names = [f"empty{i}_w" for i in range(CHUNK + 7)]
+    async with make_client(sim, concurrency=16) as client:
+        _, ends, skipped = await collect(client, names + names[:3])
+    assert sorted(ends) == sorted(names)
+    assert len(skipped) == 3
+    assert sim.stats.requests == len(names)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import threading
 from collections import deque
@@ -30,6 +31,8 @@ from collections.abc import (
     AsyncIterable,
     Iterable,
     Iterator,
+    KeysView,
+    ValuesView,
 )
 from dataclasses import dataclass
 from typing import Final
@@ -406,12 +409,18 @@ def _reason(error: BaseException, raw: object) -> str:
     return "not a TikTok username"
 
 
+# Collections whose iteration reads memory only: nothing in them can block the event loop.
+_IN_MEMORY: Final = (list, tuple, range, set, frozenset, dict, deque, KeysView, ValuesView)
+
+
 class _NameFeed:
     """Hand names over as they come: in batches only while they come faster than taken."""
 
     # A plain iterable (a file, a pipe, sys.stdin) may block on every read, so it is read on a
     # thread of its own; a daemon one, because a pipe left open must not hold the process at
     # exit. An async iterable is read by a task. Either way at most CHUNK names wait here.
+    # A collection already in memory cannot block: it is read in place, CHUNK names a take,
+    # with no thread to start and no lock handed back and forth for each name.
 
     def __init__(self, source: Iterable[object] | AsyncIterable[object]) -> None:
         self._source = source
@@ -425,11 +434,14 @@ class _NameFeed:
         self._closed = False
         self._error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
+        self._inline: Iterator[object] | None = None
 
     def start(self) -> None:
         """Start reading the source."""
         source = self._source
-        if isinstance(source, AsyncIterable):
+        if isinstance(source, _IN_MEMORY):
+            self._inline = iter(source)
+        elif isinstance(source, AsyncIterable):
             self._task = asyncio.create_task(self._pump_async(source), name="walk-input")
         else:
             thread = threading.Thread(
@@ -439,6 +451,9 @@ class _NameFeed:
 
     async def take(self) -> list[object] | None:
         """Return the names waiting (at least one, at most CHUNK), or None at the end."""
+        if self._inline is not None:
+            batch = [] if self._closed else list(itertools.islice(self._inline, CHUNK))
+            return batch or None
         while True:
             with self._lock:
                 if self._buffer:
