@@ -269,8 +269,17 @@ def test_unusable_credentials_are_refused_without_echoing_them(key: str, secret:
 
 @pytest.mark.parametrize("base_url", ["ftp://x", "open.tiktokapis.com", "https://a b", ""])
 def test_bad_base_urls_are_refused(base_url: str) -> None:
+    # Twice: the check of a base URL is remembered, and a refusal must be refused again.
+    for _ in range(2):
+        with pytest.raises(ValueError, match="base_url"):
+            build_token_request(KEY, SECRET, base_url)
+        with pytest.raises(ValueError, match="base_url"):
+            build_reposted_request("a", access_token=TOKEN, base_url=base_url)
+
+
+def test_a_base_url_that_is_not_a_str_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="base_url"):
-        build_token_request(KEY, SECRET, base_url)
+        build_reposted_request("a", access_token=TOKEN, base_url=["http://x"])  # type: ignore[arg-type]
 
 
 # --- build_reposted_request ------------------------------------------------------------------

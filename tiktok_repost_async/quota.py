@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -72,7 +73,13 @@ def _day_index(now: float) -> int:
 
 def utc_day(now: float) -> str:
     """Return the UTC date of an epoch instant as 'YYYY-MM-DD'."""
-    return (_EPOCH_DAY + datetime.timedelta(days=_day_index(now))).isoformat()
+    return _day_text(_day_index(now))
+
+
+# Every request is booked under its day: the date is formatted once a day, not once a request.
+@functools.lru_cache(maxsize=8)
+def _day_text(index: int) -> str:
+    return (_EPOCH_DAY + datetime.timedelta(days=index)).isoformat()
 
 
 def next_utc_midnight(now: float) -> float:
@@ -178,7 +185,7 @@ class DailyQuota:
     def day(self) -> str:
         """Return the current UTC day as 'YYYY-MM-DD'."""
         self._now()
-        return (_EPOCH_DAY + datetime.timedelta(days=self._day)).isoformat()
+        return _day_text(self._day)
 
     @property
     def spent(self) -> int:
