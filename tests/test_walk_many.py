@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -26,7 +27,7 @@ from tiktok_repost_async import (
     WalkState,
     WalkStopped,
 )
-from tiktok_repost_async.engine import QUOTA_STREAK_ONE_USER
+from tiktok_repost_async.engine import CHUNK, QUOTA_STREAK_ONE_USER
 from tiktok_repost_async.simulator import Fault, Simulator
 
 KINDS = ["missing_w", "private_w", "empty_w", "stall_n500", "short_n300", "hugeid_n150"]
@@ -280,8 +281,6 @@ async def test_a_collection_in_memory_is_read_in_place_without_a_thread(
     sim: Simulator, names: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Iterating a list cannot block the loop: no reader thread is started for it.
-    import threading
-
     started: list[str] = []
     real_start = threading.Thread.start
 
@@ -302,8 +301,6 @@ async def test_a_collection_in_memory_is_read_in_place_without_a_thread(
 
 
 async def test_more_names_in_a_list_than_a_chunk_are_each_walked_once(sim: Simulator) -> None:
-    from tiktok_repost_async.engine import CHUNK
-
     names = [f"empty{i}_w" for i in range(CHUNK + 7)]
     async with make_client(sim, concurrency=16) as client:
         _, ends, skipped = await collect(client, names + names[:3])

@@ -114,6 +114,10 @@ class Request:
 # --- Validation --------------------------------------------------------------------------
 
 
+# ASCII letters, digits, '_' and '.', nothing to trim: usable as it is.
+_PLAIN_USERNAME = re.compile(f"[A-Za-z0-9_.]{{1,{MAX_USERNAME_LENGTH}}}")
+
+
 def normalize_username(name: str) -> str:
     """Return a username trimmed and without its leading ``@``; raise ValueError if unusable."""
     if not isinstance(name, str):
@@ -144,10 +148,6 @@ def normalize_username(name: str) -> str:
             " letters, digits, '_' and '.'"
         )
     return handle
-
-
-# ASCII letters, digits, '_' and '.', nothing to trim: usable as it is.
-_PLAIN_USERNAME = re.compile(f"[A-Za-z0-9_.]{{1,{MAX_USERNAME_LENGTH}}}")
 
 
 def normalize_fields(fields: Iterable[str] | str | None) -> tuple[str, ...]:
