@@ -30,3 +30,12 @@ def sim_in_thread() -> Iterator[Simulator]:
     simulator = Simulator()
     with simulator.run_in_thread():
         yield simulator
+
+
+@pytest.fixture
+def short_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shrink the rate-limit hold's probe waits (minutes) to milliseconds, for tests on the real
+    clock that meet the API's daily-quota 429 and are not about how long it is probed."""
+    import tiktok_repost_async.gate
+
+    monkeypatch.setattr(tiktok_repost_async.gate, "RATE_PROBE_WAITS", (0.01, 0.01, 0.01))

@@ -36,8 +36,12 @@ EXIT_STOPPED = 75
 CHILD = textwrap.dedent(
     f"""
     import asyncio, logging, sys
+    import tiktok_repost_async.gate
     from tiktok_repost_async import RepostClient, RetryPolicy
     from tiktok_repost_async.harvester import HarvestStopped, harvest
+
+    # The API's quota 429s are probed for minutes before they are the day's: milliseconds here.
+    tiktok_repost_async.gate.RATE_PROBE_WAITS = (0.01, 0.01, 0.01)
 
     async def main() -> int:
         names = [line.strip() for line in open(sys.argv[3])]

@@ -622,6 +622,7 @@ def test_the_progress_line_shows_a_quota_wait_and_a_quota_bound_eta() -> None:
 # -- serve, demo, the console script --------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("short_holds")
 def test_serve_runs_the_simulator_with_its_knobs_until_interrupted(tmp_path: Path) -> None:
     server = subprocess.Popen(
         command("serve", "--port", 0, "--daily-quota", 2, "--latency", 0.01),

@@ -209,6 +209,7 @@ def test_after_a_stop_ctrl_c_does_again_what_it_did_before_the_run(tmp_path: Pat
     assert {s: signal.getsignal(s) for s in StopSignals.handled} == before
 
 
+@pytest.mark.usefixtures("short_holds")
 def test_after_the_api_says_the_quota_is_spent_the_plan_starts_tomorrow(
     sim_in_thread: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,7 +21,7 @@ from tiktok_repost_async import (
     UserState,
     WalkStopped,
 )
-from tiktok_repost_async.engine import QUOTA_STREAK
+from tiktok_repost_async.engine import QUOTA_STREAK, RATE_PROBE_WAITS
 from tiktok_repost_async.harvester import Harvester, UserOutcome, harvest
 from tiktok_repost_async.simulator import Fault, Simulator
 
@@ -45,17 +45,19 @@ async def test_once_the_daily_quota_is_told_at_most_one_more_request_arrives(
 ) -> None:
     # The limiter spaces requests (50/s) further apart than they take, so when the 429 that
     # completes the streak comes back the other workers are all waiting in the limiter: none of
-    # them may go out. The streak itself costs QUOTA_STREAK 429s, the first one included.
+    # them may go out but the probes of the hold. The streak itself costs QUOTA_STREAK 429s,
+    # the first one included, and each probe one more.
     sim.config.daily_quota = 10
     names = [f"dq{i}_n400" for i in range(8)]
     retry = RetryPolicy(base_delay=0)
-    async with make_client(sim, requests_per_second=50, retry=retry) as client:
+    clock = support.FakeTime()
+    async with make_client(sim, requests_per_second=50, retry=retry, clock=clock) as client:
         with pytest.raises(HarvestStopped) as stopped:
             await run(client, names, tmp_path / "h.db")
         assert stopped.value.reason is StopReason.QUOTA
         after_429 = sim.stats.requests - 11
         assert sim.stats.by_status[429] >= 1
-        assert after_429 <= QUOTA_STREAK - 1 + 1
+        assert after_429 <= QUOTA_STREAK + len(RATE_PROBE_WAITS)
         with Store(tmp_path / "h.db", create=False) as store:
             # Booked before sent: the ledger holds every request the API saw.
             assert sim.stats.requests <= store.requests_on() <= sim.stats.requests + 8
@@ -66,7 +68,7 @@ async def test_once_the_daily_quota_is_told_at_most_one_more_request_arrives(
         with pytest.raises(WalkStopped):
             async for _ in client.walk_many([f"dw{i}_n400" for i in range(8)]):
                 pass
-        assert sim.stats.requests - 11 <= QUOTA_STREAK - 1 + 1
+        assert sim.stats.requests - 11 <= QUOTA_STREAK + len(RATE_PROBE_WAITS)
 
 
 async def test_after_a_wait_past_midnight_no_request_carries_a_stale_token(

@@ -12,7 +12,7 @@ import pytest
 from support import FakeTime, make_client
 
 from tiktok_repost_async import RepostClient, RetryPolicy, Store, UserState
-from tiktok_repost_async.engine import QUOTA_STREAK_ONE_USER
+from tiktok_repost_async.engine import QUOTA_STREAK, RATE_PROBE_WAITS
 from tiktok_repost_async.harvester import Harvester, HarvestStopped, UserOutcome, harvest
 from tiktok_repost_async.simulator import Fault, Simulator
 
@@ -159,7 +159,7 @@ async def test_api_daily_quota_answer_stops_cleanly(sim: Simulator, tmp_path: Pa
     names = [f"api{i}_n150" for i in range(6)]
     sim.config.daily_quota = 4  # the collaborators already spent the rest of the shared quota
     retry = RetryPolicy(base_delay=0)
-    async with make_client(sim, concurrency=1, retry=retry) as client:
+    async with make_client(sim, concurrency=1, retry=retry, clock=FakeTime()) as client:
         with pytest.raises(HarvestStopped):
             await run(client, names, db)
         sent = sim.stats.requests
@@ -168,8 +168,9 @@ async def test_api_daily_quota_answer_stops_cleanly(sim: Simulator, tmp_path: Pa
         sim.config.daily_quota = None
         await run(client, names, db)
     assert stored_ids(db) == truth(sim, names)
-    # Four pages, then one user alone gets 429s without Retry-After until the streak says quota.
-    assert sent == 4 + QUOTA_STREAK_ONE_USER
+    # Four pages, then a streak of 429s without Retry-After that persists through every probe
+    # of the rate-limit hold: the daily quota.
+    assert sent == 4 + QUOTA_STREAK + len(RATE_PROBE_WAITS)
 
 
 async def test_one_users_faults_never_stop_the_others(sim: Simulator, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from tiktok_repost_async import (
     Store,
     UserState,
 )
-from tiktok_repost_async.engine import QUOTA_STREAK, QUOTA_STREAK_ONE_USER, Gate
+from tiktok_repost_async.engine import QUOTA_STREAK, RATE_PROBE_WAITS, Gate
 from tiktok_repost_async.errors import QuotaExhaustedError, RateLimitError
 from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.quota import DailyQuota
@@ -45,20 +45,51 @@ def limited(retry_after: float | None = None, *, says_quota: bool = False) -> Ra
     return kind("Rate limit exceeded", code="rate_limit_exceeded", retry_after=retry_after)
 
 
-async def test_a_streak_across_two_users_is_the_quota_at_its_third_429() -> None:
-    gate = Gate()
+async def test_a_streak_pauses_and_only_429s_through_every_probe_are_the_quota() -> None:
+    clock = FakeTime()
+    gate = Gate(clock=clock, sleep=clock.sleep)
     assert not gate.rate_limited("a", limited())
-    assert not gate.rate_limited("a", limited())
-    assert QUOTA_STREAK == 3
-    assert gate.rate_limited("b", limited())
-    # The verdict starts a new streak: after the reset it must prove itself again.
     assert not gate.rate_limited("b", limited())
+    assert not gate.limit_held()
+    assert QUOTA_STREAK == 3
+    # The third in a row pauses the run: no verdict yet, the request is held, not charged.
+    assert not gate.rate_limited("a", limited())
+    assert gate.limit_held()
+    # A 429 that was on its way when the hold began is held like the rest.
+    assert not gate.rate_limited("b", limited())
+    started = clock.now
+    for probe in range(len(RATE_PROBE_WAITS)):
+        await gate.admit("c")  # the probe: it waits out the hold's next wait first
+        verdict = gate.rate_limited("c", limited())
+        assert verdict == (probe == len(RATE_PROBE_WAITS) - 1)
+    # Minutes of 429s, not seconds: a blip never costs the day.
+    assert clock.now - started >= 0.8 * sum(RATE_PROBE_WAITS)
 
 
-async def test_one_user_alone_needs_the_longer_streak() -> None:
-    gate = Gate()
-    verdicts = [gate.rate_limited("a", limited()) for _ in range(QUOTA_STREAK_ONE_USER)]
-    assert verdicts == [False] * (QUOTA_STREAK_ONE_USER - 1) + [True]
+async def test_a_served_probe_means_a_short_term_limit_and_resumes_slower() -> None:
+    clock = FakeTime()
+    gate = Gate(clock=clock, sleep=clock.sleep)
+    gate.ceiling = 10.0
+    for name in "abc":
+        assert not gate.rate_limited(name, limited())
+    assert gate.limit_held()
+    await gate.admit("d")
+    gate.not_rate_limited()
+    gate.served()
+    gate.healthy("d")
+    assert not gate.limit_held()
+    # Lowered once for the burst (at most one step down a second); the hold's wait earns at
+    # most a second's growth.
+    assert gate.rate == pytest.approx(7.0, abs=0.05)
+    # It creeps back up while answers are served, to the client's own rate and no further.
+    for _ in range(150):
+        clock.now += 0.2
+        gate.served()
+    assert gate.rate == pytest.approx(8.55, abs=0.01)
+    for _ in range(300):
+        clock.now += 0.2
+        gate.served()
+    assert gate.rate is None
 
 
 async def test_an_answer_in_between_or_a_retry_after_breaks_no_rule_but_the_streak() -> None:

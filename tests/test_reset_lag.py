@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from tiktok_repost_async import (
     UserState,
     WalkStopped,
 )
-from tiktok_repost_async.engine import QUOTA_STREAK
+from tiktok_repost_async.engine import QUOTA_STREAK, RATE_PROBE_WAITS
 from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.quota import RESET_LAG_WAITS, reset_lag_wait
 from tiktok_repost_async.simulator import Simulator
@@ -31,6 +32,8 @@ MIDNIGHT = dt.datetime(2026, 3, 2, 0, 0, tzinfo=dt.UTC).timestamp()
 # Six users of three pages: 18 requests, against a project quota of 15 a day.
 NAMES = [f"lag{i}_n250" for i in range(6)]
 CONCURRENCY = 4
+#: The rate-limit hold's probes before a streak of 429s is the daily quota.
+HOLD = len(RATE_PROBE_WAITS)
 
 
 @pytest.fixture
@@ -67,7 +70,9 @@ async def harvest(
             if sim.stats.in_flight == 0 and sim.stats.requests >= client.stats.requests:
                 break
             await asyncio.sleep(0.002)
-        waits.append(seconds)
+        if seconds >= 1.0:
+            # Not the spacing of the rate learned from 429s: a wait of the quota or its hold.
+            waits.append(seconds)
         await clock.sleep(seconds)
 
     outcomes: list[UserOutcome] = []
@@ -111,7 +116,9 @@ async def test_a_lagging_reset_is_probed_after_growing_waits_not_slept_to_the_ne
     assert stored(tmp_path / "h.db") == truth(sim)
     # Day one ends on the project's quota, and the wait ends a minute past midnight; then the
     # reset lags 40 minutes: probes at 00:06, 00:21 and 00:51, the last one served.
-    assert waits[1:] == [300.0, 900.0, 1800.0]
+    # First the rate-limit hold's probes (minutes) tell the 429s for the daily quota.
+    assert all(0.8 * w <= got <= w for got, w in zip(waits, RATE_PROBE_WAITS, strict=False))
+    assert waits[HOLD + 1 :] == [300.0, 900.0, 1800.0]
     assert MIDNIGHT + 51 * 60 <= clock.now < MIDNIGHT + 52 * 60
     # After a wait for the reset, one probe goes first: the lag costs one refused request at
     # 00:01, 00:06 and 00:21 each (and one that a worker had under way), not one per worker.
@@ -129,12 +136,14 @@ async def test_once_a_request_of_the_new_day_is_served_a_429_is_the_daily_quota_
     assert {o.state for o in outcomes} == {UserState.DONE}
     assert stored(tmp_path / "h.db") == truth(sim)
     # Each new day lags ten minutes: probes at 00:06 and 00:21. The second day's spent quota
-    # is a real one: its wait runs to 00:01 of the third day, never in lag steps.
+    # is a real one: after its hold's probes, its wait runs to 00:01 of the third day, never in
+    # lag steps. Each day's end is told by the rate-limit hold's probes first.
     day = 86_400.0
-    assert len(waits) == 6
-    assert waits[1:3] == [300.0, 900.0]
-    assert MIDNIGHT + 21 * 60 + waits[3] == MIDNIGHT + day + 60
-    assert waits[4:] == [300.0, 900.0]
+    assert len(waits) == 2 * (HOLD + 3)
+    assert waits[HOLD + 1 : HOLD + 3] == [300.0, 900.0]
+    second_day_end = waits[HOLD + 3 : 2 * HOLD + 4]
+    assert MIDNIGHT + 21 * 60 + sum(second_day_end) == pytest.approx(MIDNIGHT + day + 60, abs=5)
+    assert waits[2 * HOLD + 4 :] == [300.0, 900.0]
 
 
 async def test_a_lag_that_lasts_the_day_ends_at_the_next_reset(
@@ -145,7 +154,8 @@ async def test_a_lag_that_lasts_the_day_ends_at_the_next_reset(
     assert stopped is None
     assert stored(tmp_path / "h.db") == truth(sim)
     # 5, 15, 30 minutes, then hourly from 00:51 to 23:51, then the ten minutes to 00:01.
-    assert waits[1:] == [300.0, 900.0, 1800.0] + [3600.0] * 23 + [600.0]
+    expected = [300.0, 900.0, 1800.0] + [3600.0] * 23 + [600.0]
+    assert waits[HOLD + 1 :] == pytest.approx(expected, abs=1)
     assert clock.now < MIDNIGHT + 86_400 + 120
     assert sim.stats.quota_lag_refusals <= 4 + 24
 
@@ -170,8 +180,12 @@ async def test_a_stopped_run_says_when_to_try_again_on_a_spent_day_and_on_a_lagg
     assert stopped is not None
     assert stopped.reason is StopReason.QUOTA
     assert "the reset at 00:00 UTC seems to lag" in str(stopped)
-    assert str(stopped).endswith("try again after 00:07 UTC")
-    assert sim.stats.requests - before <= CONCURRENCY + QUOTA_STREAK
+    # The rate-limit hold's probes took minutes first; the next try is a lag wait from then.
+    assert stopped.retry_at is not None
+    assert MIDNIGHT + 7 * 60 <= stopped.retry_at <= MIDNIGHT + 21 * 60
+    at = time.strftime("%H:%M", time.gmtime(math.ceil(stopped.retry_at / 60) * 60))
+    assert str(stopped).endswith(f"try again after {at} UTC")
+    assert sim.stats.requests - before <= CONCURRENCY + QUOTA_STREAK + HOLD
     # After the lag, the same command finishes exact.
     clock.now = MIDNIGHT + 41 * 60
     _, stopped, _ = await harvest(sim, clock, db, "stop")

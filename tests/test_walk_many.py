@@ -27,7 +27,7 @@ from tiktok_repost_async import (
     WalkState,
     WalkStopped,
 )
-from tiktok_repost_async.engine import CHUNK, QUOTA_STREAK_ONE_USER
+from tiktok_repost_async.engine import CHUNK, QUOTA_STREAK, RATE_PROBE_WAITS
 from tiktok_repost_async.simulator import Fault, Simulator
 
 KINDS = ["missing_w", "private_w", "empty_w", "stall_n500", "short_n300", "hugeid_n150"]
@@ -226,12 +226,15 @@ async def test_cancelling_the_consumer_at_any_point_stops_every_worker(sim: Simu
 async def test_the_apis_daily_quota_answer_stops_the_walk(sim: Simulator) -> None:
     sim.config.daily_quota = 3
     retry = RetryPolicy(base_delay=0)
-    async with make_client(sim, concurrency=1, retry=retry) as client:
+    clock = support.FakeTime()
+    async with make_client(sim, concurrency=1, retry=retry, clock=clock) as client:
         with pytest.raises(WalkStopped) as stopped:
             await collect(client, [f"qq{i}_n250" for i in range(5)])
     assert stopped.value.reason is StopReason.QUOTA
-    # Three pages, then one user alone gets 429s without Retry-After until the streak says quota.
-    assert sim.stats.requests == 3 + QUOTA_STREAK_ONE_USER
+    # Three pages, then a streak of 429s without Retry-After pauses the walk, and they persist
+    # through every probe of the hold (minutes, on the fake clock): the daily quota.
+    assert sim.stats.requests == 3 + QUOTA_STREAK + len(RATE_PROBE_WAITS)
+    assert sum(RATE_PROBE_WAITS) * 0.8 <= sum(clock.sleeps)
     assert sim.stats.by_user["qq2_n250"] == 0
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .errors import (
     CertificateError,
+    InvalidCursorError,
     QuotaExhaustedError,
     RateLimitError,
     ServerError,
@@ -28,6 +29,7 @@ __all__ = [
     "MIN_EMPTY_PAGES",
     "RequestGate",
     "Sleep",
+    "StepAside",
     "WalkTally",
     "empty_page_bound",
     "is_outage",
@@ -88,8 +90,25 @@ class RequestGate(Protocol):
     def unhealthy(self, username: str, error: TikTokError) -> bool:
         """Note an outage failure (5xx, timeout, no connection); True: hold it, not the user's."""
 
-    def healthy(self) -> None:
-        """Note that the API answered (anything but an outage failure)."""
+    def healthy(self, username: str | None = None) -> None:
+        """Note that the API answered ``username``'s request (anything but an outage failure)."""
+
+    def limit_held(self) -> bool:
+        """Tell whether a streak of 429s holds every request until a probe is answered."""
+
+    def guilty(self, username: str) -> TikTokError | None:
+        """Return the failure shown ``username``'s own while others were served, if any."""
+
+
+class StepAside(TikTokError):
+    """Tell the engine that a suspect user must let another user probe the API (see `Gate`).
+
+    A signal between the gate and the engine, never raised to a caller.
+    """
+
+    def __init__(self, username: str) -> None:
+        self.username = username
+        super().__init__(f"user {username!r} steps aside while another user probes the API")
 
 
 class WalkTally:
@@ -105,12 +124,15 @@ class WalkTally:
 def is_outage(error: BaseException) -> bool:
     """Tell whether ``error`` is a failure of the API as a whole, nobody's request in particular.
 
-    A 5xx (HTML gateway pages included), a timeout, a dropped or refused connection; not a
-    certificate that does not verify (no wait cures it), not a garbled answer (`ProtocolError`).
+    A 5xx (HTML gateway pages included), a timeout, a dropped or refused connection, and the
+    API's "Invalid count or cursor" (a bug of the API, documented as transient: when every user
+    meets it, the run pauses as for an outage; when one user alone does, the breaker finds it
+    that user's own); not a certificate that does not verify (no wait cures it), not a garbled
+    answer (`ProtocolError`).
     """
     if isinstance(error, CertificateError):
         return False
-    return isinstance(error, ServerError | TransportError)
+    return isinstance(error, ServerError | TransportError | InvalidCursorError)
 
 
 def _token_failure(error: TikTokError) -> TikTokError:

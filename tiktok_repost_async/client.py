@@ -22,6 +22,7 @@ from ._walking import (
     MIN_EMPTY_PAGES,
     RequestGate,
     Sleep,
+    StepAside,
     WalkTally,
     _report_problems,
     _retyped,
@@ -363,13 +364,13 @@ class RepostClient:
                 if gate is not None:
                     gate.not_rate_limited()
                     gate.served()
-                    gate.healthy()
+                    gate.healthy(username)
                 if page.problems:
                     # Deterministic: the same answer would come back odd again, so it is reported
                     # and kept, never retried.
                     _report_problems(username, cursor, page.problems)
                 return page
-            except WalkStopped:
+            except (WalkStopped, StepAside):
                 raise
             except TikTokError as caught:
                 error = caught
@@ -404,6 +405,10 @@ class RepostClient:
                         # user's attempts start afresh once a probe gets through.
                         attempt = 0
                         continue
+                    if gate.guilty(username) is not None:
+                        # Its failures held the run while others were served: its attempts
+                        # were spent then, and this was the one more chance it was given.
+                        attempt = self.retry.max_attempts
                 elif gate is not None and isinstance(error, TokenExpiredError):
                     # A 401 on a token that was cached before this request: perhaps stale,
                     # perhaps the same flapping that another worker's fresh token shows. It
@@ -411,7 +416,7 @@ class RepostClient:
                     # breaker's count; it is retried at once, within the attempts, as ever.
                     pass
                 elif gate is not None:
-                    gate.healthy()
+                    gate.healthy(username)
                 if fetching_token or gate is None:
                     pass
                 elif isinstance(error, RateLimitError):
@@ -422,6 +427,11 @@ class RepostClient:
                         error = _retyped(error, QuotaExhaustedError if daily else RateLimitError)
                         if daily:
                             raise error from caught
+                    if not daily and gate.limit_held():
+                        # A streak of 429s holds the run until a probe tells a short-term
+                        # limit from the daily quota: the run's wait, not this user's attempt.
+                        attempt = 0
+                        continue
                 elif isinstance(error, APIError):
                     gate.not_rate_limited()
                 if not self.retry.is_retryable(error) or attempt >= self.retry.max_attempts:

@@ -68,8 +68,12 @@ from .gate import (
     BREAKER_THRESHOLD,
     QUOTA_NEAR_FRACTION,
     QUOTA_STREAK,
-    QUOTA_STREAK_ONE_USER,
+    RATE_DECREASE,
+    RATE_FLOOR,
+    RATE_PROBE_WAITS,
+    RATE_RECOVERY,
     Gate,
+    StepAside,
 )
 from .protocol import normalize_username, validate_positive_int
 
@@ -82,7 +86,10 @@ __all__ = [
     "CHUNK",
     "QUOTA_NEAR_FRACTION",
     "QUOTA_STREAK",
-    "QUOTA_STREAK_ONE_USER",
+    "RATE_DECREASE",
+    "RATE_FLOOR",
+    "RATE_PROBE_WAITS",
+    "RATE_RECOVERY",
     "Engine",
     "Gate",
     "NameSkipped",
@@ -106,6 +113,13 @@ CHUNK: Final = 500
 
 class _End:
     """Mark the end of the event stream."""
+
+
+class _Parked:
+    """Mark a walk set aside while another user probes the API (see `gate.StepAside`)."""
+
+
+_PARKED: Final = _Parked()
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,12 +163,19 @@ class Engine:
         self.client = client
         self.concurrency = concurrency
         self.max_pages = max_pages
-        self.gate = gate if gate is not None else Gate()
+        # A gate of its own sleeps the client's sleep: one switch stops every wait in tests.
+        self.gate = gate if gate is not None else Gate(sleep=client._sleep)
         self.sink = sink if sink is not None else Sink()
         self._page_events = page_events
         self._skip_events = skip_events
         self._dispatcher: asyncio.Task[None] | None = None
         self._slots: list[_Slot] = []
+        # Walks set aside by the breaker's suspect rule, with their tallies so far; the last
+        # user that ended done (its first page is the probe when nobody else is left); whether
+        # a worker sends that probe now.
+        self._parked: deque[tuple[WalkJob, WalkTally]] = deque()
+        self._last_done: str | None = None
+        self._probing = False
 
     async def run(
         self, usernames: Iterable[str] | AsyncIterable[str]
@@ -167,6 +188,9 @@ class Engine:
         work: asyncio.Queue[WalkJob | None] = asyncio.Queue(maxsize=self.concurrency)
         feed = _NameFeed(usernames)
         tasks: list[asyncio.Task[None]] = []
+        if self.gate.ceiling is None:
+            # What the rate learned from 429s may grow back to.
+            self.gate.ceiling = self.client.requests_per_second
         self.gate.add_listener(self._on_stop)
         try:
             await self.client.open()
@@ -288,27 +312,86 @@ class Engine:
         work: asyncio.Queue[WalkJob | None],
         events: asyncio.Queue[WalkEvent | _End | _Failure],
     ) -> None:
+        # Whether this worker has taken its end of input: then only walks set aside remain.
+        over = False
         while self.gate.stopped is None:
-            slot.idle = True
+            parked = self._unpark()
+            if parked is not None:
+                job, tally = parked
+            elif over:
+                if not self._parked or self._probing:
+                    return
+                await self._probe_for_suspect()
+                continue
+            else:
+                slot.idle = True
+                try:
+                    taken = await work.get()
+                finally:
+                    slot.idle = False
+                if taken is None:
+                    over = True
+                    continue
+                job, tally = taken, WalkTally()
             try:
-                job = await work.get()
-            finally:
-                slot.idle = False
-            if job is None:
-                return
-            try:
-                done = await self._walk(job, events)
+                done = await self._walk(job, events, tally)
             finally:
                 self.gate.release(job.username)
+            if done is _PARKED:
+                # Another user's request (the next name's) must tell whose fault it was.
+                self._parked.append((job, tally))
+                continue
             if done is None:
                 return
+            assert isinstance(done, UserDone)
+            if done.state is WalkState.DONE and done.pages:
+                self._last_done = done.username
             await self.sink.finish(job, done)
             await events.put(done)
 
+    def _unpark(self) -> tuple[WalkJob, WalkTally] | None:
+        # A walk set aside goes on once it is no longer the suspect: proven at fault (it ends
+        # failed at once) or cleared (the API is down for everyone, or came back).
+        suspect = self.gate.suspect
+        for _ in range(len(self._parked)):
+            job, tally = self._parked.popleft()
+            if job.username != suspect:
+                return job, tally
+            self._parked.append((job, tally))
+        return None
+
+    async def _probe_for_suspect(self) -> None:
+        # No name is left to probe with: the first page of a user already done in this run is
+        # the probe (one request, its answer dropped). With no such user (a run of one user)
+        # the suspect probes itself: nobody can tell then whose fault it is.
+        suspect = self.gate.suspect
+        name = self._last_done
+        if suspect is None:
+            return
+        if name is None or name == suspect:
+            self.gate.clear_suspect()
+            return
+        self._probing = True
+        self.gate.canary = name
+        try:
+            await self.client._fetch_page(name, 0, self.gate, WalkTally())
+        except (StepAside, WalkStopped):
+            pass  # not sent: another answer came first, or the run stopped
+        except TikTokError:
+            pass  # any answer, or its failure, has told the gate what it had to
+        finally:
+            self.gate.canary = None
+            self.gate.release(name)
+            self._probing = False
+        if self.gate.stopped is None:
+            self.gate.clear_suspect()
+
     async def _walk(
-        self, job: WalkJob, events: asyncio.Queue[WalkEvent | _End | _Failure]
-    ) -> UserDone | None:
-        tally = WalkTally()
+        self,
+        job: WalkJob,
+        events: asyncio.Queue[WalkEvent | _End | _Failure],
+        tally: WalkTally,
+    ) -> UserDone | _Parked | None:
         while True:
             try:
                 remaining = None if self.max_pages is None else self.max_pages - job.pages
@@ -338,6 +421,8 @@ class Engine:
             except WalkStopped:
                 # The user stays where its last page left it; a later walk continues there.
                 return None
+            except StepAside:
+                return _PARKED
             except QuotaExhaustedError:
                 try:
                     await self.gate.quota_exhausted()

@@ -19,7 +19,7 @@ from collections.abc import (
 )
 from typing import Final
 
-from ._walking import Sleep
+from ._walking import Sleep, StepAside
 from .errors import (
     RateLimitError,
     StopReason,
@@ -45,8 +45,12 @@ __all__ = [
     "BREAKER_THRESHOLD",
     "QUOTA_NEAR_FRACTION",
     "QUOTA_STREAK",
-    "QUOTA_STREAK_ONE_USER",
+    "RATE_DECREASE",
+    "RATE_FLOOR",
+    "RATE_PROBE_WAITS",
+    "RATE_RECOVERY",
     "Gate",
+    "StepAside",
 ]
 
 # The gate is the engine's: its warnings keep the engine's logger, which users configure.
@@ -54,37 +58,59 @@ logger = logging.getLogger("tiktok_repost_async.engine")
 
 # How a walk tells the daily-quota 429 from the short-term one. Both carry the code
 # rate_limit_exceeded and an undocumented text, so the text is not read at all; the gate goes by
-# behaviour (`Gate.rate_limited`). A 429 means the daily quota when:
-# - the ledger is within QUOTA_NEAR_FRACTION of its budget (10 requests of 1,000; at least the
-#   last one), whatever the 429 says; or
-# - it carries no Retry-After and is the QUOTA_STREAK-th such 429 in a row across the run, with
-#   no other answer in between and at least two users among them (the quota refuses everyone,
-#   a short-term limit lets the next request through after a backoff); or the
-#   QUOTA_STREAK_ONE_USER-th, when one user alone keeps getting them (a run of one user).
-# Anything else, a 429 with Retry-After above all, is a pause: the request is retried.
+# behaviour over time (`Gate.rate_limited`):
+# - every 429 lowers the send rate: the rate is multiplied by RATE_DECREASE (at most once a
+#   second, so that one burst is one step), never below RATE_FLOOR, and it creeps back up by
+#   RATE_RECOVERY requests a second for every second of answers served, to the client's own rate;
+# - QUOTA_STREAK 429s without Retry-After in a row across the run, with no other answer in
+#   between, pause the run (the rate-limit hold): every worker waits, and one probe goes out after
+#   each of the waits of RATE_PROBE_WAITS. An answer to a probe that is not a 429 means a
+#   short-term limit: the run resumes at the lowered rate. A 429 on the last probe, minutes after
+#   the streak began, is the daily quota;
+# - a 429 when the ledger is within QUOTA_NEAR_FRACTION of its budget (10 requests of 1,000; at
+#   least the last one) is the daily quota at once, whatever it says.
+# A 429 with Retry-After is a short-term limit: the server says when to come back, the daily
+# quota never does. Only a 429 that the hold takes is not charged to its user's attempts.
 # A daily-quota verdict in a UTC day before any request of that day was served is a lagging
 # reset, not a spent day (see `Gate.quota_exhausted`): one probe at a time goes out after each of
 # the growing waits of `quota.RESET_LAG_WAITS`, and while it lags any 429 without Retry-After is
 # the quota still.
 QUOTA_STREAK: Final = 3
-QUOTA_STREAK_ONE_USER: Final = 5
+RATE_PROBE_WAITS: Final = (5.0, 60.0, 180.0)
+RATE_DECREASE: Final = 0.7
+RATE_RECOVERY: Final = 0.05
+RATE_FLOOR: Final = 0.1
+RATE_JITTER: Final = 0.8
+# The rate the learned one falls from when the engine did not say the client's (a gate alone).
+DEFAULT_CEILING: Final = 10.0
 QUOTA_NEAR_FRACTION: Final = 0.01
 
 # The run-wide circuit breaker. BREAKER_THRESHOLD outage failures in a row across the run (a 5xx
-# or an HTML gateway page, a timeout, a dropped or refused connection, see `client.is_outage`;
-# also a 401 on a token fetched for that very request, and a failure of the token endpoint),
-# with no other answer in between, trip it: every worker pauses in `Gate.admit`, and one probe
-# at a time goes out after a wait that doubles from BREAKER_FIRST_WAIT up to BREAKER_MAX_WAIT,
-# each drawn between BREAKER_JITTER and 1 times that (so that two runs on one project do not
-# probe in step). Any answer that is not an outage failure closes it and wakes every worker.
-# Failures while it is open are held, not charged to any user. A probe that would go out more
-# than BREAKER_GIVE_UP after the pause began is not sent: the run stops, resumable
-# (`StopReason.UNHEALTHY`).
+# or an HTML gateway page, a timeout, a dropped or refused connection, the API's "Invalid count
+# or cursor", see `client.is_outage`; also a 401 on a token fetched for that very request, and a
+# failure of the token endpoint), with no other answer in between, trip it: every worker pauses
+# in `Gate.admit`, and one probe at a time goes out after a wait that doubles from
+# BREAKER_FIRST_WAIT up to BREAKER_MAX_WAIT, each drawn between BREAKER_JITTER and 1 times that
+# (so that two runs on one project do not probe in step). Any answer that is not an outage
+# failure closes it and wakes every worker. Failures while it is open are held, not charged to
+# any user. A probe that would go out more than BREAKER_GIVE_UP after the pause began is not
+# sent: the run stops, resumable (`StopReason.UNHEALTHY`).
+# When every failure of the streak was one user's (one user in flight: concurrency 1, or the
+# tail of a run), they cannot tell an outage from that user's own fault. That user is then the
+# suspect: it never probes. It steps aside (`StepAside`) and another user's request probes; if
+# that one is answered, the failures were probably the suspect's own (`Gate.guilty`): it gets
+# one more request, not held by the breaker, and ends failed if that fails too (the outage may
+# have ended just before the probe), while the run goes on. If another user fails too, it is an
+# outage.
 BREAKER_THRESHOLD: Final = 5
 BREAKER_FIRST_WAIT: Final = 5.0
 BREAKER_MAX_WAIT: Final = 300.0
 BREAKER_JITTER: Final = 0.5
 BREAKER_GIVE_UP: Final = 3600.0
+
+# What holds every worker: the circuit breaker (an outage) or the rate-limit hold (429s).
+_OUTAGE: Final = "outage"
+_LIMIT: Final = "limit"
 
 
 class Gate:
@@ -139,19 +165,38 @@ class Gate:
         self._answered = False
         self._trial: str | None = None
         self._answer = asyncio.Event()
-        # The run of 429s without Retry-After since the last other answer, and whose they were.
+        # The run of 429s without Retry-After since the last other answer.
         self._limited = 0
-        self._limited_users: set[str] = set()
-        # The circuit breaker: outage failures in a row, whether it is open (and since when),
-        # the probes sent while open, who holds the probe, and the event that tells waiting
-        # workers that it closed or that the probe is free.
+        #: The client's own rate (requests per second), the most the adaptive rate goes back up
+        #: to; the engine sets it from its client.
+        self.ceiling: float | None = None
+        # The send rate learned from 429s (None: the client's limiter alone paces), when it was
+        # last lowered and raised, and when the next request may go out at that rate.
+        self._rate: float | None = None
+        self._slowed_at: float | None = None
+        self._grown_at = 0.0
+        self._next_slot = 0.0
+        # The hold of every worker: the circuit breaker (an outage) or the rate-limit hold (a
+        # streak of 429s); whether one is open (its kind, since when), the probes sent while it
+        # is, who holds the probe, and the event that tells waiting workers that it closed or
+        # that the probe is free.
         self._outages = 0
         self._last_outage: TikTokError | None = None
+        self._hold: str | None = None
         self._paused_at: float | None = None
         self._probes = 0
         self._probe: str | None = None
         self._breaker = asyncio.Event()
         self._rng = random.Random()
+        # Whose outage failures make the streak; the suspect (every one of them was its own),
+        # its last error, and the users whose failures another user's answer proved their own.
+        self._outage_users: set[str] = set()
+        self._suspect: str | None = None
+        self._suspect_error: TikTokError | None = None
+        self._guilty: dict[str, TikTokError] = {}
+        #: The user (already done) whose first page the engine sends as the suspect's probe;
+        #: that request is dropped unsent once no suspect is left (another answer came first).
+        self.canary: str | None = None
         # The lagging reset: the UTC day (its index) in which a request was last served, whether
         # the daily-quota 429 of a day not yet served holds the run, who holds its one probe,
         # and the event that tells the others that the probe is free.
@@ -251,7 +296,9 @@ class Gate:
     def rate_limited(self, username: str, error: RateLimitError) -> bool:
         """Note a 429 for ``username``; tell whether it means the daily quota is spent.
 
-        The rules are those above `QUOTA_STREAK`; the 429's text plays no part.
+        The rules are those above `QUOTA_STREAK`; the 429's text plays no part. A 429 that is
+        not the daily quota lowers the send rate; when it is held (`limit_held`), the request
+        waits for the hold's probe instead of counting against its user's attempts.
         """
         quota = self.quota
         if self._lagging and error.retry_after is None:
@@ -263,36 +310,105 @@ class Gate:
             if quota.limit - quota.spent <= near:
                 self._reset_streak()
                 return True
+        self._slow_down()
         if error.retry_after is not None:
             # The server says when to come back: the daily quota never does.
             return False
         self._limited += 1
-        self._limited_users.add(username)
-        daily = self._limited >= QUOTA_STREAK_ONE_USER or (
-            self._limited >= QUOTA_STREAK and len(self._limited_users) >= 2
-        )
-        if daily:
+        if self._hold == _LIMIT:
+            if self._probe != username:
+                return False  # on its way before the hold began: held like the rest
+            self._free_probe()
+            if self._probes < len(RATE_PROBE_WAITS):
+                return False
             logger.warning(
-                "%d requests of %d users in a row got a 429 without Retry-After:"
-                " taking it for the daily quota",
-                self._limited,
-                len(self._limited_users),
+                "429s without Retry-After for %.0f s, through %d probes: taking it for the"
+                " daily quota",
+                self._clock() - (self._paused_at or 0.0),
+                self._probes,
             )
-            # A new streak after the reset (or the wait) must prove itself again.
             self._reset_streak()
-        return daily
+            return True
+        if self._limited >= QUOTA_STREAK and self._hold is None:
+            self._open(_LIMIT)
+            logger.warning(
+                "%d requests in a row got a 429 without Retry-After: pausing every worker to"
+                " tell a short-term limit from the daily quota",
+                self._limited,
+            )
+        return False
+
+    def limit_held(self) -> bool:
+        """Tell whether the rate-limit hold holds every request (a streak of 429s)."""
+        return self._hold == _LIMIT
 
     def not_rate_limited(self) -> None:
-        """Note an answer that was not a 429: the API still serves this project today."""
+        """Note an answer that was not a 429: the API still serves this project today.
+
+        It closes the rate-limit hold: the limit was a short-term one.
+        """
         self._reset_streak()
+        if self._hold == _LIMIT and self._paused_at is not None:
+            logger.warning(
+                "the API answers again after %.0f s: a short-term limit; resuming at %.2f"
+                " requests a second",
+                self._clock() - self._paused_at,
+                self._rate or self.ceiling or DEFAULT_CEILING,
+            )
+            self._close_hold()
+
+    @property
+    def rate(self) -> float | None:
+        """Return the send rate learned from 429s, or None while the client's own rate holds."""
+        return self._rate
+
+    def _slow_down(self) -> None:
+        now = self._clock()
+        if self._slowed_at is not None and 0 <= now - self._slowed_at < 1.0:
+            return  # one burst of 429s is one step down
+        ceiling = self.ceiling if self.ceiling is not None else DEFAULT_CEILING
+        current = self._rate if self._rate is not None else ceiling
+        self._rate = max(RATE_FLOOR, current * RATE_DECREASE)
+        self._slowed_at = self._grown_at = now
+        logger.warning(
+            "the API answered 429 (too many requests): sending at most %.2f requests a second",
+            self._rate,
+        )
+
+    def _speed_up(self) -> None:
+        rate = self._rate
+        if rate is None:
+            return
+        now = self._clock()
+        ceiling = self.ceiling if self.ceiling is not None else DEFAULT_CEILING
+        # Only time in which answers come counts: a pause (a hold, a quota wait, a quiet
+        # caller) earns at most a second's growth, so the rate never jumps back after one.
+        rate += RATE_RECOVERY * min(1.0, max(0.0, now - self._grown_at))
+        self._grown_at = now
+        if rate >= ceiling:
+            logger.info("no 429 for a while: back at %.2f requests a second", ceiling)
+            self._rate = None
+        else:
+            self._rate = rate
+
+    async def _pace(self) -> None:
+        # The learned rate spaces requests on top of the client's limiter: each takes the next
+        # free slot, so that concurrent workers together keep to it.
+        rate = self._rate
+        if rate is None:
+            return
+        now = self._clock()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + 1.0 / rate
+        await self._sleep_unless_stopped(slot - now, self._sleep)
 
     def _reset_streak(self) -> None:
         self._limited = 0
-        self._limited_users.clear()
 
     def served(self) -> None:
         """Note a page served: the quota of this UTC day is fresh, a lagging reset is over."""
         self._served_day = int(self._clock() // DAY_SECONDS)
+        self._speed_up()
         if self._lagging:
             logger.info("the daily quota's reset came: resuming")
             self._lagging = False
@@ -305,18 +421,58 @@ class Gate:
 
     @property
     def paused(self) -> bool:
-        """Tell whether the circuit breaker holds every worker (the API seems down)."""
+        """Tell whether every worker is held: the API seems down, or 429s came in a streak."""
         return self._paused_at is not None
+
+    @property
+    def holding(self) -> str | None:
+        """Return what holds every worker: ``"outage"``, ``"limit"`` (429s) or None."""
+        return self._hold
+
+    def guilty(self, username: str) -> TikTokError | None:
+        """Return the failure that another user's answer showed ``username``'s own, if any.
+
+        Such a user's failures are not held by the breaker, and its next one ends its walk.
+        """
+        return self._guilty.get(username)
+
+    @property
+    def suspect(self) -> str | None:
+        """Return the user whose own failures alone opened the breaker, while that is unproven."""
+        return self._suspect
+
+    def clear_suspect(self) -> None:
+        """Let the suspect probe itself: nobody else is left to (a run of one user)."""
+        self._suspect = None
+
+    def _open(self, kind: str) -> None:
+        self._hold = kind
+        self._paused_at = self._clock()
+        self._probes = 0
 
     def unhealthy(self, username: str, error: TikTokError) -> bool:
         """Note an outage failure; True: the breaker is open and holds the request, not the user.
 
         The same error reported again (one token refresh that failed for all its waiters) is
-        one failure, not one per worker.
+        one failure, not one per worker. A user whose failures were proven its own (`guilty`)
+        is not held: its attempts count.
         """
+        if username in self._guilty:
+            return False  # its own: charged to its attempts (see `guilty`)
+        if self._hold == _LIMIT:
+            # Not a 429: whatever held the run for the rate limit, it is an outage now.
+            self._hold = _OUTAGE
+            self._probes = 0
         if error is not self._last_outage:
             self._outages += 1
             self._last_outage = error
+        self._outage_users.add(username)
+        if username == self._suspect:
+            self._suspect_error = error
+        elif self._suspect is not None:
+            # Another user fails too: an outage after all, nobody's own fault.
+            logger.info("a second user fails too: the API is down, not user %r", self._suspect)
+            self._suspect = None
         if self._paused_at is not None:
             # A failed probe, or a request that was on its way when the breaker opened.
             if self._probe == username:
@@ -324,22 +480,54 @@ class Gate:
             return True
         if self._outages < BREAKER_THRESHOLD:
             return False
-        self._paused_at = self._clock()
-        self._probes = 0
-        logger.warning(
-            "API unhealthy: %d requests in a row failed (last: %s); pausing every worker",
-            self._outages,
-            error,
-        )
+        self._open(_OUTAGE)
+        if len(self._outage_users) == 1:
+            # Every failure was this user's: only another user's request can tell whose fault.
+            self._suspect, self._suspect_error = username, error
+            logger.warning(
+                "%d requests in a row failed, all for user %r (last: %s): pausing every worker;"
+                " another user's request tells whether the API is down",
+                self._outages,
+                username,
+                error,
+            )
+        else:
+            logger.warning(
+                "API unhealthy: %d requests in a row failed (last: %s); pausing every worker",
+                self._outages,
+                error,
+            )
         return True
 
-    def healthy(self) -> None:
-        """Note that the API answered: close the breaker and wake every worker."""
+    def healthy(self, username: str | None = None) -> None:
+        """Note that the API answered ``username``'s request: close the breaker, wake every worker.
+
+        An answer to another user than the breaker's suspect proves the suspect's failures its
+        own (`guilty`).
+        """
         self._outages = 0
         self._last_outage = None
+        self._outage_users.clear()
+        if username is not None:
+            self._guilty.pop(username, None)  # served after all: it was the outage's
+        suspect, self._suspect = self._suspect, None
+        if suspect is not None and username != suspect and self._suspect_error is not None:
+            logger.warning(
+                "the API answers other users: the failures of user %r are its own (%s)",
+                suspect,
+                self._suspect_error,
+            )
+            self._guilty[suspect] = self._suspect_error
+        self._suspect_error = None
+        if self._hold != _OUTAGE or self._paused_at is None:
+            return  # a 429 answers too, but only a non-429 answer ends the rate-limit hold
+        logger.warning("API answers again after %.0f s: resuming", self._clock() - self._paused_at)
+        self._close_hold()
+
+    def _close_hold(self) -> None:
         if self._paused_at is None:
             return
-        logger.warning("API answers again after %.0f s: resuming", self._clock() - self._paused_at)
+        self._hold = None
         self._paused_at = None
         self._free_probe()
         if self._on_probe is not None:
@@ -351,12 +539,15 @@ class Gate:
         self._breaker = asyncio.Event()
 
     async def _await_health(self, username: str) -> None:
-        # While the breaker is open, one worker at a time waits out the next probe wait and
-        # sends its request as the probe; the others wait until it closes or the probe is free.
+        # While a hold is open, one worker at a time waits out the next probe wait and sends
+        # its request as the probe; the others wait until it closes or the probe is free.
         while self._paused_at is not None:
             if self._probe == username:
                 # The probe back from `take` (a budget taken meanwhile): it has waited already.
                 return
+            if username == self._suspect:
+                # Its own failures opened the breaker: another user must probe (see above).
+                raise StepAside(username)
             if self._probe is not None:
                 if not self._answered and self._trial == username:
                     # The trial goes with the probe: holding it here while the probe waits
@@ -366,17 +557,24 @@ class Gate:
                 await self._wait_for(self._breaker)
                 continue
             self._probe = username
-            ceiling = min(BREAKER_MAX_WAIT, BREAKER_FIRST_WAIT * 2.0**self._probes)
-            wait = self._rng.uniform(BREAKER_JITTER * ceiling, ceiling)
+            if self._hold == _LIMIT:
+                ceiling = RATE_PROBE_WAITS[min(self._probes, len(RATE_PROBE_WAITS) - 1)]
+                wait = self._rng.uniform(RATE_JITTER * ceiling, ceiling)
+            else:
+                ceiling = min(BREAKER_MAX_WAIT, BREAKER_FIRST_WAIT * 2.0**self._probes)
+                wait = self._rng.uniform(BREAKER_JITTER * ceiling, ceiling)
+                if self._clock() + wait - self._paused_at > BREAKER_GIVE_UP:
+                    logger.warning(
+                        "API unhealthy for %.0f s: stopping (resumable)",
+                        self._clock() - self._paused_at,
+                    )
+                    self.stop(StopReason.UNHEALTHY)
+                    self.check()
             self._probes += 1
-            if self._clock() + wait - self._paused_at > BREAKER_GIVE_UP:
-                logger.warning(
-                    "API unhealthy for %.0f s: stopping (resumable)",
-                    self._clock() - self._paused_at,
-                )
-                self.stop(StopReason.UNHEALTHY)
-                self.check()
-            logger.warning("API unhealthy: pausing, next probe in %.0f s", wait)
+            if self._hold == _LIMIT:
+                logger.warning("429s in a streak: pausing, next probe in %.0f s", wait)
+            else:
+                logger.warning("API unhealthy: pausing, next probe in %.0f s", wait)
             if self._on_probe is not None:
                 self._on_probe(self._clock() + wait)
             try:
@@ -419,9 +617,12 @@ class Gate:
             await self._wait_for(self._lag_event)
         if self._lagging:
             self._lag_probe = username
+        await self._pace()
 
     async def take(self, username: str) -> bool:
         """Spend and book one request that is about to be sent; False: back to `admit`."""
+        if username == self.canary and self._suspect is None:
+            raise StepAside(username)  # the probe it was meant to be is no longer needed
         if self._paused_at is not None and self._probe != username and self._stopped is None:
             # The breaker opened while this one waited in the limiter: only the probe goes.
             return False
@@ -496,6 +697,8 @@ class Gate:
             # The probe's answer came: whoever comes next probes after the wait.
             self._free_lag_probe()
         self._api_spent = True
+        # The workers that the rate-limit hold kept go on to find the budget spent.
+        self._close_hold()
         await self._spent()
 
     async def _spent(self) -> None:

@@ -77,8 +77,10 @@ class HarvestProgress:
     quota_limit: int = 0
     quota_spent: int = 0
     waiting_until: float | None = None
-    #: While the circuit breaker pauses the run (the API seems down): when its next probe goes.
+    #: While the circuit breaker pauses the run (the API seems down), or a streak of 429s does
+    #: (a short-term limit or the daily quota?): when its next probe goes, and which pause.
     probe_at: float | None = None
+    probe_for: str | None = None
     stopped: str | None = None
 
     @property
@@ -289,8 +291,9 @@ class Harvester:
         self.round = 0
         self.round_started = False
         self._clock = clock
+        # The client's sleep by default: one switch removes every wait (tests, a caller's own).
         self._sleep: Callable[[float], Awaitable[None]] = (
-            sleep if sleep is not None else asyncio.sleep
+            sleep if sleep is not None else client._sleep
         )
         self.quota = DailyQuota(daily_quota, clock=clock)
         self.progress = HarvestProgress(quota_limit=daily_quota)
@@ -423,6 +426,7 @@ class Harvester:
 
     def _on_probe(self, at: float | None) -> None:
         self.progress.probe_at = at
+        self.progress.probe_for = None if at is None or self._gate is None else self._gate.holding
 
 
 class _StoreSink(Sink):

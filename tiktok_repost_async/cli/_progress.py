@@ -114,7 +114,8 @@ def render_progress(
         wait = duration(progress.waiting_until - now)
         parts.append(f"quota spent: waiting until {until} UTC ({wait})")
     elif progress.probe_at is not None:
-        parts.append(f"API unhealthy: pausing, next probe in {duration(progress.probe_at - now)}")
+        why = "429s in a row" if progress.probe_for == "limit" else "API unhealthy"
+        parts.append(f"{why}: pausing, next probe in {duration(progress.probe_at - now)}")
     else:
         parts.append("-- req/s" if rate is None else f"{rate:.1f} req/s")
         parts.append(f"ETA {_eta(progress, total, rate, now)}")

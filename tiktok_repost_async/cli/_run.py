@@ -306,8 +306,9 @@ def _stop_line(stopped: HarvestStopped, resume_hint: str) -> str:
     if stopped.reason == "unhealthy":
         return (
             f"stopped: the API answered nothing but outage failures (5xx, gateway pages,"
-            f" timeouts, no connection) for {BREAKER_GIVE_UP / 60:.0f} minutes; the users it held"
-            f" stay resumable: {resume_hint} once the API is back"
+            f" timeouts, no connection, 'Invalid count or cursor') for every user for"
+            f" {BREAKER_GIVE_UP / 60:.0f} minutes; the users it held stay resumable:"
+            f" {resume_hint} once the API is back"
         )
     return f"stopped ({stopped.reason}): {resume_hint}"
 

@@ -86,6 +86,13 @@ def _fault(text: str, allowed: Sequence[Fault] = tuple(Fault)) -> tuple[Fault, f
     return fault, probability
 
 
+def _user_fault(text: str) -> tuple[str, Fault]:
+    name, sep, kind = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=KIND, got {text!r}")
+    return name.strip(), _fault_kind(kind)
+
+
 def _token_fault(text: str) -> tuple[Fault, float]:
     return _fault(text, TOKEN_FAULTS)
 
@@ -239,6 +246,13 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="give every research request this fault",
     )
     bad.add_argument(
+        "--user-fault",
+        type=_user_fault,
+        action="append",
+        metavar="NAME=KIND",
+        help="give every research request for this user this fault (repeatable)",
+    )
+    bad.add_argument(
         "--reject-field",
         type=_field_name,
         action="append",
@@ -315,6 +329,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         outage_seconds=args.outage_seconds,
         outage_kind=args.outage_kind,
         persistent_fault=args.persistent_fault,
+        user_faults=dict(args.user_fault or ()),
         rejected_fields=frozenset(args.reject_field or ()),
         auth_failure=args.auth_failure,
         quota_message=args.quota_message,

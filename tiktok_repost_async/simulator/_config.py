@@ -153,6 +153,22 @@ def _fault(name: str, value: Any) -> Fault | None:
         raise ValueError(message) from None
 
 
+def _user_faults(value: Any) -> dict[str, Fault]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"user_faults must map a username to a Fault, not {value!r}")
+    faults: dict[str, Fault] = {}
+    for username, fault in value.items():
+        if not isinstance(username, str) or not username:
+            raise ValueError(
+                f"user_faults: a username must be a non-empty string, not {username!r}"
+            )
+        kind = _fault(f"user_faults[{username!r}]", fault)
+        if kind is None:
+            raise ValueError(f"user_faults[{username!r}] must be a Fault, not None")
+        faults[username] = kind
+    return faults
+
+
 def _field_names(name: str, value: Any) -> frozenset[str]:
     known = (*VIDEO_FIELDS, FAVOURITES_ALIAS)
     if isinstance(value, str) or not isinstance(value, Iterable):
@@ -175,6 +191,8 @@ def _checked(name: str, value: Any) -> Any:
         return _choice(name, value, get_args(OutageKind))
     if name == "persistent_fault":
         return _fault(name, value)
+    if name == "user_faults":
+        return _user_faults(value)
     if name == "rejected_fields":
         return _field_names(name, value)
     if name == "auth_failure":
@@ -263,6 +281,10 @@ class SimulatorConfig:
     #: A fault every research request that would otherwise be served gets while it is set;
     #: scripted faults wait, and no random one is drawn.
     persistent_fault: Fault | None = None
+    #: A fault that every research request for one of these users gets, while the API serves
+    #: everyone else (a user the API cannot serve); before `persistent_fault` and scripts.
+    #: Assign a new dict to change them.
+    user_faults: dict[str, Fault] = field(default_factory=dict)
     #: Video fields the API no longer accepts: a request naming any of them, spelled as here,
     #: gets 400 invalid_params "Invalid fields: <names>", comma-joined in the request's order.
     rejected_fields: frozenset[str] = frozenset()

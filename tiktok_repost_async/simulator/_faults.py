@@ -201,6 +201,9 @@ class _Faults:
         return _token_error(500, "internal_error", "")
 
     def _next_fault(self, username: str) -> Fault | None:
+        own = self.config.user_faults.get(username)
+        if own is not None:
+            return own
         persistent = self.config.persistent_fault
         if persistent is not None:
             return persistent
