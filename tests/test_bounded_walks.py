@@ -125,6 +125,44 @@ async def test_max_pages_leaves_users_pending_and_a_full_run_ends_exact(
     assert sim.stats.by_user["cap_n500"] == sim.pages_needed("cap_n500", 50)
 
 
+@pytest.mark.parametrize(
+    ("name", "guard"),
+    [("stall_n500", WalkGuard.REPEATED_CURSOR), ("endless_n150", WalkGuard.EMPTY_PAGES)],
+)
+async def test_a_guard_met_on_the_max_pages_page_is_named_and_never_walked_again(
+    sim: Simulator, tmp_path: Path, name: str, guard: WalkGuard
+) -> None:
+    # max_pages ends the walk on the very page where the API repeats a cursor (a stall user's
+    # second page) or completes a run of empty pages (an endless user's real pages and then
+    # the bound): the guard that says the API misbehaves is what the user's state tells.
+    cut_at = sim.pages_needed(name)
+    if guard is WalkGuard.EMPTY_PAGES:
+        cut_at += empty_page_bound(100)
+    db = tmp_path / "h.db"
+    async with make_client(sim) as client:
+        ends = [
+            event
+            async for event in client.walk_many([name], max_pages=cut_at)
+            if isinstance(event, UserDone)
+        ]
+        assert [(end.state, end.guard) for end in ends] == [(WalkState.INCOMPLETE, guard)]
+        sim.reset_stats()
+        [first] = await run(client, [name], db, max_pages=cut_at)
+        assert (first.state, first.incomplete) == (UserState.INCOMPLETE, True)
+        assert sim.stats.by_user[name] == cut_at
+        with Store(db, create=False) as store:
+            record = store.user(name)
+            assert record is not None
+            assert record.state is UserState.INCOMPLETE
+            assert (record.error or "").startswith(f"{guard}:")
+        # The same command again, and one without max_pages: the user is final, so no
+        # (user, cursor) is ever sent twice.
+        assert await run(client, [name], db, max_pages=cut_at) == []
+        assert await run(client, [name], db) == []
+    assert sim.stats.by_user[name] == cut_at
+    assert max(sim.stats.by_cursor.values()) == 1
+
+
 async def test_a_round_with_incomplete_users_is_complete_and_they_take_no_part_in_a_diff(
     sim: Simulator, tmp_path: Path
 ) -> None:

@@ -437,6 +437,48 @@ def test_an_interrupted_harvest_exits_75_consistent_and_resumes_exactly(
     assert sum(count - 1 for count in sim.stats.by_cursor.values()) <= 4
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_clean_stop_leaves_the_ledger_equal_to_what_the_api_received(
+    sim: Simulator, tmp_path: Path, signum: signal.Signals
+) -> None:
+    # Eight workers, each with its next request paid and booked ahead while a page is on the
+    # wire: the signal holds back what is not sent yet and gives its booking back, and lets the
+    # requests in flight be answered and stored. The simulator's count is the truth.
+    names = [f"led{i}_n1000" for i in range(40)]  # ten pages each
+    users = write_users(tmp_path / "users.txt", names)
+    db = tmp_path / "h.db"
+    sim.config.latency = 0.1
+    child = subprocess.Popen(
+        command("harvest", users, "--db", db, "--base-url", sim.base_url, "--rate", 200,
+                "--concurrency", 8),
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while videos_in(db) < 1500:
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the harvest made no progress"
+        time.sleep(0.01)
+    child.send_signal(signum)
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 75, stderr
+    received = sim.stats.requests
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        ledger = conn.execute("SELECT sum(count) FROM requests").fetchone()[0]
+        pages = conn.execute("SELECT count(*) FROM pages").fetchone()[0]
+    finally:
+        conn.close()
+    assert 0 < received < sum(sim.pages_needed(name) for name in names)
+    assert ledger == received
+    assert pages == received  # every answer in flight at the signal was stored
+    # So the same command again sends each (user, cursor) once, in all.
+    sim.config.latency = 0.0
+    resumed = harvest(sim, users, db)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sim.stats.requests == sum(sim.pages_needed(name) for name in names)
+    assert max(sim.stats.by_cursor.values()) == 1
+
+
 def videos_in(db: Path) -> int:
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:

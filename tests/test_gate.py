@@ -21,8 +21,9 @@ from tiktok_repost_async import (
     UserState,
     WalkStopped,
 )
-from tiktok_repost_async.engine import QUOTA_STREAK, RATE_PROBE_WAITS
+from tiktok_repost_async.engine import QUOTA_STREAK, RATE_PROBE_WAITS, Gate
 from tiktok_repost_async.harvester import Harvester, UserOutcome, harvest
+from tiktok_repost_async.quota import DailyQuota, utc_day
 from tiktok_repost_async.simulator import Fault, Simulator
 
 
@@ -178,3 +179,55 @@ async def test_two_harvests_on_one_client_each_keep_their_own_budget(
     assert sum(n for u, n in sim.stats.by_user.items() if u.startswith("bb")) == 11
     with Store(tmp_path / "a.db", create=False) as a, Store(tmp_path / "b.db", create=False) as b:
         assert (a.requests_on(), b.requests_on()) == (7, 11)
+
+
+async def test_a_request_booked_as_the_run_stops_is_held_back_and_given_back() -> None:
+    clock = support.FakeClock()
+    quota = DailyQuota(100, clock=clock)
+    refunds: list[tuple[str, str]] = []
+
+    async def book(username: str) -> None:
+        gate.stop()  # the stop lands while the booking commits
+
+    async def refund(username: str, day: str) -> None:
+        refunds.append((username, day))
+
+    gate = Gate(quota, clock=clock, book=book, refund=refund)
+    await gate.admit("a")
+    with pytest.raises(WalkStopped):
+        await gate.take("a")
+    assert refunds == [("a", utc_day(clock.now))]
+    assert (quota.spent, gate.sent) == (0, 0)
+
+
+def test_a_prepaid_request_never_sent_is_handed_back_once_its_booking_is_known() -> None:
+    clock = support.FakeClock()
+    quota = DailyQuota(100, clock=clock)
+    gate = Gate(quota, clock=clock)
+    assert gate.prepay("a")
+    assert gate.prepay("b")
+    gate.prepaid_booked("a")  # b's commit failed, or was never awaited: it may be booked
+    gate.release("a")
+    gate.release("b")
+    assert gate.unsent_bookings() == {utc_day(clock.now): {"a": 1}}
+    assert quota.spent == 1  # a's budget back; b's stays spent, like its booking
+    assert gate.unsent_bookings() == {}
+
+
+async def test_a_request_prepaid_yesterday_is_given_back_to_yesterday_and_booked_today() -> None:
+    clock = support.FakeClock(support.MIDNIGHT - 1)
+    yesterday = utc_day(clock.now)
+    quota = DailyQuota(100, clock=clock)
+    booked: list[tuple[str, str]] = []
+
+    async def book(username: str) -> None:
+        booked.append((username, utc_day(clock.now)))
+
+    gate = Gate(quota, clock=clock, book=book)
+    assert gate.prepay("a")
+    gate.prepaid_booked("a")
+    clock.now = support.MIDNIGHT + 3600
+    await gate.admit("a")
+    assert await gate.take("a")
+    assert booked == [("a", utc_day(clock.now))]
+    assert gate.unsent_bookings() == {yesterday: {"a": 1}}

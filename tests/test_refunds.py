@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,70 @@ async def test_refused_requests_are_given_back_and_the_ledger_matches_the_api(
         per_user = {row.username: row.requests for row in store.iter_users()}
     assert sum(per_user.values()) == sim.stats.requests
     assert per_user == {n: sim.stats.by_user[n] for n in NAMES}
+
+
+class Turnstile:
+    """Stand in for the client's limiter: let ``free`` requests through, then hold the rest.
+
+    Once ``crowd`` requests wait, ``on_crowd`` is called and they all go on.
+    """
+
+    def __init__(self, free: int, crowd: int, on_crowd: Callable[[], None]) -> None:
+        self.free = free
+        self.crowd = crowd
+        self.on_crowd = on_crowd
+        self.waiting = 0
+        self.opened = asyncio.Event()
+
+    async def acquire(self) -> None:
+        if self.free > 0:
+            self.free -= 1
+            return
+        self.waiting += 1
+        if self.waiting == self.crowd:
+            self.on_crowd()
+            self.opened.set()
+        await self.opened.wait()
+
+
+async def test_a_stopped_harvest_gives_back_what_it_paid_ahead_and_never_sent(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # Each user's next request is booked with its previous page. Four workers walk; the first
+    # page of each goes out, then the harvest stops while all four wait at the limiter: the
+    # three walking on hold a request paid and booked ahead, the one that moved to the next
+    # user a fresh one. None may go out, and the ledger ends equal to what the API received.
+    clock = FakeTime()
+    names = ["tiny_n50", *(f"stop{i}_n1000" for i in range(7))]
+    db = tmp_path / "h.db"
+    harvester: Harvester | None = None
+
+    def stop() -> None:
+        assert harvester is not None
+        harvester.stop()
+
+    turnstile = Turnstile(free=4, crowd=4, on_crowd=stop)
+    client = support_client(sim, clock=clock, retry=RetryPolicy(base_delay=0), limiter=turnstile)
+    async with client:
+        store = Store(db, fields=client.fields, max_count=100, clock=clock)
+        harvester = Harvester(client, store, clock=clock, sleep=clock.sleep, concurrency=4)
+        try:
+            with pytest.raises(HarvestStopped) as stopped:
+                await consume(harvester.run(names))
+        finally:
+            store.close()
+    assert stopped.value.reason is StopReason.REQUESTED
+    received = sim.stats.requests
+    assert received == 4  # the first page of each of the first four users
+    assert ledger(db) == received
+    assert harvester.quota.spent == harvester.progress.requests == received
+    with Store(db, create=False) as reader:
+        per_user = {row.username: row.requests for row in reader.iter_users()}
+        pages = reader._db.execute("SELECT count(*) FROM pages").fetchone()[0]
+    assert per_user == {name: sim.stats.by_user[name] for name in per_user}
+    assert pages == received
+
+
+async def consume(outcomes: AsyncIterator[UserOutcome]) -> None:
+    async for _ in outcomes:
+        pass

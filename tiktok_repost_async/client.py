@@ -491,10 +491,9 @@ class RepostClient:
             yield page
             if not page.has_more:
                 return
-            if max_pages is not None and fetched >= max_pages:
-                if tally is not None:
-                    tally.cut = "max_pages"
-                return
+            # The guards that say the API misbehaves come before max_pages: a walk cut by
+            # max_pages stays pending for the next run to continue from its cursor, which
+            # would re-fetch a repeated cursor's page, or cross the empty pages again.
             if empty >= empty_bound:
                 # Seen on sibling endpoints: has_more never turns false, and every later page
                 # is empty while the cursor advances. Following it would spend the day's quota.
@@ -521,6 +520,10 @@ class RepostClient:
                 )
                 if tally is not None:
                     tally.cut = "repeated_cursor"
+                return
+            if max_pages is not None and fetched >= max_pages:
+                if tally is not None:
+                    tally.cut = "max_pages"
                 return
             cursor = page.cursor
 

@@ -136,7 +136,8 @@ class Gate:
         ``book``: awaited with the username right before each request is sent (the harvest's
         write-ahead ledger). ``refund``: awaited with the username and the UTC day it was booked
         on when a booked request never reached the API (a refused connection, a failed token
-        fetch). ``on_wait``: told when a quota wait starts (its end) and ends.
+        fetch, a stop while it was being booked). ``on_wait``: told when a quota wait starts
+        (its end) and ends.
         ``on_probe``: told when the circuit breaker's next probe is due, and None when it closes.
         """
         self.quota = quota
@@ -157,7 +158,12 @@ class Gate:
         self._reset_lock = asyncio.Lock()
         self._listeners: list[Callable[[], None]] = []
         self._api_spent = False
+        # Each user's next request, paid ahead by `prepay` (and the UTC day); those whose
+        # booking is known to be in the ledger (`prepaid_booked`); and the booked ones that
+        # will never be sent, for `unsent_bookings` to give back.
         self._prepaid: dict[str, str] = {}
+        self._booked_ahead: set[str] = set()
+        self._unsent: list[tuple[str, str]] = []
         self.sent = 0
         # Until the API has answered one request of this walk, one request at a time goes out
         # (the trial, held by one user): a field it rejects, a missing scope or refused
@@ -256,21 +262,56 @@ class Gate:
         """
         if self._stopped is not None or username in self._prepaid:
             return False
-        if self.quota is not None:
-            if not self.quota.try_spend():
-                return False
-            self._prepaid[username] = self.quota.day
-        else:
-            self._prepaid[username] = ""
+        if self.quota is not None and not self.quota.try_spend():
+            return False
+        self._prepaid[username] = self._today()
         return True
+
+    def prepaid_booked(self, username: str) -> None:
+        """Note that the booking of ``username``'s prepaid request is committed to the ledger.
+
+        Only such a booking is given back if the request is never sent (`unsent_bookings`): one
+        whose commit failed, or was left unawaited, may or may not be in the ledger.
+        """
+        # A booking committed across midnight may sit on either day: it is not given back.
+        if self._prepaid.get(username) == self._today():
+            self._booked_ahead.add(username)
+
+    def _forfeit(self, username: str) -> None:
+        # The prepaid request of ``username`` will never be sent: today's budget gets it back
+        # at once, the ledger with `unsent_bookings`.
+        day = self._prepaid.pop(username, None)
+        if day is None or username not in self._booked_ahead:
+            return
+        self._booked_ahead.discard(username)
+        if self.quota is not None and day == self.quota.day:
+            self.quota.refund()
+        self._unsent.append((username, day))
+
+    def unsent_bookings(self) -> dict[str, dict[str, int]]:
+        """Hand over the booked requests that were paid ahead and never sent, once all walks end.
+
+        Return ``{UTC day: {username: requests}}`` for the caller to take off the ledger: each
+        was booked with its user's previous page, and the walk ended (a stop, an unforeseen
+        guard) or the day turned before it went out. The gate forgets them.
+        """
+        for username in list(self._prepaid):
+            self._forfeit(username)
+        days: dict[str, dict[str, int]] = {}
+        for username, day in self._unsent:
+            counts = days.setdefault(day, {})
+            counts[username] = counts.get(username, 0) + 1
+        self._unsent.clear()
+        return days
 
     def _paid(self, username: str) -> bool:
         day = self._prepaid.get(username)
         if day is None:
             return False
         if self.quota is not None and day != self.quota.day:
-            # Paid and booked yesterday: today's budget and ledger must count it again.
-            del self._prepaid[username]
+            # Paid and booked yesterday: today's budget and ledger must count it again, and
+            # yesterday's ledger gives its booking back.
+            self._forfeit(username)
             return False
         return True
 
@@ -591,6 +632,8 @@ class Gate:
         if self._lag_probe == username:
             self._free_lag_probe()
         self._taken.pop(username, None)
+        # The walk is over: a request paid ahead for it is never sent.
+        self._forfeit(username)
         if not self._answered and self._trial == username:
             self.answered(False)
 
@@ -634,20 +677,30 @@ class Gate:
                 return False
         if self._paid(username):
             self._check_paid()
-            self._taken[username] = self._prepaid.pop(username) or self._today()
+            self._taken[username] = self._prepaid.pop(username)
+            self._booked_ahead.discard(username)
             self.sent += 1
             return True
         self.check()
         if self.quota is not None and not self.quota.try_spend():
             # Others took the last of the budget while this one waited in the limiter.
             return False
+        day = self._today()
         if self._book is not None:
             await self._book(username)
-            if self._api_spent and self._stopped is not None:
-                # The API said the quota is spent while this one was booked: sending it would
-                # only fetch another 429. It stays booked, unsent: an over-count of one.
-                self.check()
-        self._taken[username] = self._today()
+            try:
+                # A stop came while this one was booked: it is held back like a prepaid one
+                # (a spent API quota would only answer another 429), and given back.
+                self._check_paid()
+            except WalkStopped:
+                # Booked across midnight, it may sit on either day: it stays booked.
+                if self._today() == day:
+                    if self.quota is not None:
+                        self.quota.refund()
+                    if self._refund is not None:
+                        await self._refund(username, day)
+                raise
+        self._taken[username] = day
         self.sent += 1
         return True
 

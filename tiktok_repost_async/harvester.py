@@ -380,15 +380,33 @@ class Harvester:
                 outcome = f"error: {type(error).__name__}"
             raise
         finally:
-            self._gate = None
+            run_gate, self._gate = self._gate, None
             writer = self._writer
+            # Every walk has ended (the engine awaits its workers). Requests paid ahead and
+            # booked with a page that never went out (a stop, a walk that ended unforeseen)
+            # are taken off the ledger: queued, not awaited, so that a cancel cannot skip them.
+            refunds = [] if run_gate is None else self._give_back(run_gate)
             # Whatever was handed to the writer finishes before the lock is let go; every
             # request sent is in the ledger already, booked before it left.
             ended = writer.call(self.store.end_run, outcome)
             last = writer.call(self.store.release_run_lock)
             await writer.close()
+            for failed in await asyncio.gather(*refunds, return_exceptions=True):
+                if isinstance(failed, BaseException):
+                    # Left booked: the ledger over-counts, which is safe.
+                    logger.warning("could not give back unsent requests: %s", failed)
             await asyncio.gather(ended, last)
             self._writer = None
+
+    def _give_back(self, gate: Gate) -> list[asyncio.Future[None]]:
+        # One writer call per UTC day that holds such bookings (one, but for a midnight).
+        assert self._writer is not None
+        refunds = []
+        for day, counts in gate.unsent_bookings().items():
+            self.progress.requests -= sum(counts.values())
+            refunds.append(self._writer.call(self.store.refund_requests, counts, day=day))
+        self.progress.quota_spent = self.quota.spent
+        return refunds
 
     def _outcome(self, done: UserDone) -> UserOutcome:
         error = None if done.error is None else f"{type(done.error).__name__}: {done.error}"
@@ -493,8 +511,8 @@ class _StoreSink(Sink):
         # This page's request was booked before it was sent. The user's next one, if the walk
         # goes on, is paid for and booked with this page: the same transaction, so it leaves
         # without waiting for one of its own. A walk that ends unforeseen (a stop other than
-        # the budget's, a cursor seen long before) leaves it booked and unsent: an over-count
-        # of one, never an under-count.
+        # the budget's, a cursor seen long before) never sends it: the run gives its booking
+        # back at the end (see `run`), once the commit is known to have booked it.
         gate = harvester._gate
         more = (
             gate is not None
@@ -520,6 +538,9 @@ class _StoreSink(Sink):
                 fetched_at=harvester._clock(),
             )
         )
+        if more:
+            assert gate is not None
+            gate.prepaid_booked(job.username)
         self._progress.pages += 1
         self._progress.videos += added
         return added

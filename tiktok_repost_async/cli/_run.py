@@ -240,10 +240,13 @@ async def run_harvest(
     def interrupt(signum: signal.Signals) -> None:
         interrupted.append(signum.name)
         console.line(
-            "stopping: finishing the writes in progress (press Ctrl-C again to quit at once;"
-            " the store stays consistent either way)"
+            "stopping: nothing new is sent, the requests in flight are answered and stored"
+            " (press Ctrl-C again to quit at once; the store stays consistent either way)"
         )
-        task.cancel()
+        # A stop of the gate, not a cancel: a request on the wire is quota spent, and its
+        # answer is kept rather than fetched again; a request paid ahead and not yet sent is
+        # held back and its booking given back, so the ledger ends equal to what the API got.
+        harvester.stop()
 
     signals = StopSignals(asyncio.get_running_loop(), interrupt)
     signals.install()
