@@ -120,8 +120,9 @@ def _row_to_record(row: tuple[str, str, int, int, int, int, str | None]) -> User
 class PageCommit:
     """Describe one fetched page to store: its videos as (id, JSON bytes), and where to go next.
 
-    ``cursor`` (the cursor the request sent), ``log_id`` (the answer's) and ``fetched_at`` (epoch
-    seconds; the store's clock when 0) are the page's provenance, stored with it.
+    ``cursor`` (the cursor the request sent), ``log_id`` (the answer's; None when it carried
+    none) and ``fetched_at`` (epoch seconds; the store's clock when 0) are the page's provenance,
+    stored with it.
     """
 
     username: str
@@ -130,7 +131,7 @@ class PageCommit:
     has_more: bool
     requests: int
     cursor: int = 0
-    log_id: str = ""
+    log_id: str | None = None
     fetched_at: float = 0.0
 
 
