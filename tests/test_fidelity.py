@@ -6,12 +6,17 @@ compares with the simulator's own ground truth or wire bytes, never with our mod
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
 import logging
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +25,20 @@ import pyarrow.parquet as pq
 import pytest
 from support import run_main
 
-from tiktok_repost_async import RepostClient, Store, UnknownListKeyError, UserState
+from tiktok_repost_async import RepostClient, Store, UnknownListKeyError, UserState, diff_rounds
+from tiktok_repost_async._jsontext import compact
 from tiktok_repost_async.export import export_csv, export_jsonl, export_parquet
-from tiktok_repost_async.harvester import harvest
+from tiktok_repost_async.harvester import Harvester, harvest
+from tiktok_repost_async.protocol import parse_reposted_response
 from tiktok_repost_async.simulator import (
     RESEARCH_PATH,
     TEST_CLIENT_KEY,
     TEST_CLIENT_SECRET,
     TOKEN_PATH,
     Simulator,
+    SimulatorConfig,
+    add_simulator_arguments,
+    config_from_args,
 )
 
 USERS = ["alice_n250", "hugeid_n120", "carol_n7", "empty_one", "bob_n99"]
@@ -295,3 +305,140 @@ async def test_has_more_with_a_null_cursor_is_said_as_it_is(
     said = " ".join(record.getMessage() for record in caplog.records)
     assert "cursor 0 again" not in said
     assert re.search(r"has_more true but no cursor", said), said
+
+
+# -- the pieces, on the simulator's own bytes -----------------------------------------------------
+
+
+async def test_the_raw_video_is_the_wire_object_and_only_the_view_is_mended() -> None:
+    async with Simulator(odd_values=0.3) as sim:
+        body = await wire_body(sim, "carol_n40")
+    page = parse_reposted_response(200, {}, body, username="carol_n40")
+    odd = [raw for raw in page.raw_videos if b"\\ud83d" in raw]
+    assert odd
+    for raw in page.raw_videos:
+        assert raw in body  # each video's bytes, exactly as they stand in the answer
+    for video, raw in zip(page.videos, page.raw_videos, strict=True):
+        sent = json.loads(raw).get("video_description")
+        assert video.video_description == sent.replace("\ud83d", "\ufffd")
+
+
+def test_invalid_utf8_is_mended_in_what_is_kept_a_surrogate_escape_is_not() -> None:
+    # Invalid UTF-8 is not JSON text: no JSONL line or JSON reader could take it as kept.
+    cut = b'{"id": 1, "username": "ab\xffc", "video_description": "x\\ud83dy"}'
+    body = b'{"data": {"reposted_videos": [' + cut + b"]}}"
+    (raw,) = parse_reposted_response(200, {}, body).raw_videos
+    assert raw == cut.replace(b"\xff", "\ufffd".encode())
+    (video,) = parse_reposted_response(200, {}, body).videos
+    assert video.video_description == "x\ufffdy"
+
+
+def test_a_stand_in_never_meets_a_private_escape_the_answer_holds() -> None:
+    sent = b'{"id": 2, "video_description": "\\ue000 \\uE001 \\\\ud83d \\ud83d\\ude02 \\udc00"}'
+    body = b'{"data": {"reposted_videos": [' + sent + b"]}}"
+    page = parse_reposted_response(200, {}, body)
+    assert page.raw_videos == [sent]
+    assert page.videos[0].video_description == "\ue000 \ue001 \\ud83d 😂 \ufffd"
+
+
+def test_compact_drops_whitespace_between_tokens_only() -> None:
+    sent = b'{\n  "a" : [ 1 ,\t2e3 ],\r\n  "b\\" c": " x \\\\ y ",\n  "d": {}\n}'
+    assert compact(sent) == b'{"a":[1,2e3],"b\\" c":" x \\\\ y ","d":{}}'
+    assert json.loads(compact(sent)) == json.loads(sent)
+
+
+@pytest.mark.parametrize("first", ["reposted_videos", "user_reposted_videos"])
+def test_both_lists_keep_the_answers_order_and_each_id_once(first: str) -> None:
+    second = "user_reposted_videos" if first == "reposted_videos" else "reposted_videos"
+    body = (
+        b'{"data": {"%s": [{"id": 1}, {"id": 2, "like_count": "x"}], "%s": [{"id": 2},'
+        b' {"id": 3, "like_count": "y"}, {"id": 1}], "cursor": 5, "has_more": true}}'
+        % (first.encode(), second.encode())
+    )
+    page = parse_reposted_response(200, {}, body)
+    assert [video.id for video in page.videos] == [1, 2, 3]
+    assert page.raw_videos == [
+        b'{"id": 1}',
+        b'{"id": 2, "like_count": "x"}',
+        b'{"id": 3, "like_count": "y"}',
+    ]
+    # Positions count through both lists; the duplicate's problem is not told twice.
+    assert [(p.position, p.video_id) for p in page.problems] == [(1, 2), (3, 3)]
+
+
+def test_a_list_of_non_objects_or_a_known_empty_list_is_no_drift() -> None:
+    for data in (b'"videos": [1, 2]', b'"videos": []', b'"reposted_videos": [], "videos": [{}]'):
+        page = parse_reposted_response(200, {}, b'{"data": {%s, "has_more": false}}' % data)
+        assert page.videos == []
+
+
+def test_serve_flags_set_the_new_knobs() -> None:
+    parser = argparse.ArgumentParser()
+    add_simulator_arguments(parser)
+    args = parser.parse_args(
+        [
+            *("--odd-values", "0.2", "--pretty-videos", "--both-list-keys", "duplicated"),
+            *("--unknown-list-key", "videos", "--no-error-object", "--null-cursor"),
+        ]
+    )
+    config = config_from_args(args)
+    assert (config.odd_values, config.pretty_videos, config.both_list_keys) == (
+        0.2,
+        True,
+        "duplicated",
+    )
+    assert (config.unknown_list_key, config.no_error_object, config.null_cursor) == (
+        "videos",
+        True,
+        True,
+    )
+    with pytest.raises(ValueError, match="unknown_list_key"):
+        config_from_args(parser.parse_args(["--unknown-list-key", "cursor"]))
+    with pytest.raises(ValueError, match="both_list_keys"):
+        SimulatorConfig(both_list_keys="both")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="odd_values"):
+        SimulatorConfig(odd_values=2)
+
+
+def test_a_served_renamed_list_stops_a_harvest_process_with_exit_2(tmp_path: Path) -> None:
+    env = {**os.environ, "TIKTOK_CLIENT_KEY": TEST_CLIENT_KEY}
+    env["TIKTOK_CLIENT_SECRET"] = TEST_CLIENT_SECRET
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tiktok_repost_async", "serve", "--port", "0",
+         "--unknown-list-key", "videos"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        base_url = server.stdout.readline().strip()
+        users = tmp_path / "users.txt"
+        users.write_text("alice_n250\nbob_n99\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "tiktok_repost_async", "harvest", str(users), "--db",
+             str(tmp_path / "h.db"), "--base-url", base_url],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "under the key 'videos'" in result.stderr
+
+
+async def test_a_diff_reads_the_counts_of_a_video_kept_with_a_lone_surrogate(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "panel.db"
+    async with Simulator(odd_values=0.3) as sim, client_for(sim) as client:
+        with Store(db, fields=client.fields, max_count=100) as store:
+            [o async for o in Harvester(client, store).run(["carol_n40"])]
+            sim.config.epoch = 1
+            [o async for o in Harvester(client, store, new_round=True).run(["carol_n40"])]
+            found = list(diff_rounds(store, 1, 2))
+        expected = sim.changes("carol_n40", 0, 1)
+    odd = {v["id"] for v in sim.ground_truth("carol_n40") if "\ud83d" in v["video_description"]}
+    changed = {c.video_id: {k: v for k, v in c.deltas.items() if v} for c in found}
+    assert odd & set(expected["counts"])
+    for video_id in odd & set(expected["counts"]):
+        assert changed[video_id] == expected["counts"][video_id]

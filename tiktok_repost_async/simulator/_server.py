@@ -313,6 +313,7 @@ class Simulator(_Faults):
             string_ids=config.string_ids,
             type_drift=config.type_drift,
             drifts=dict(self._drifts.get(username, ())),
+            odd_values=config.odd_values,
         )
 
     @staticmethod

@@ -467,6 +467,7 @@ def changes(
     string_ids: bool = False,
     type_drift: float = 0.0,
     drifts: Mapping[int, str | None] | None = None,
+    odd_values: float = 0.0,
 ) -> EpochChanges:
     """Return what changed in the user's list from one epoch to a later one, by video id.
 
@@ -491,6 +492,7 @@ def changes(
             type_drift=type_drift,
             drifts=drifts,
             epoch=epoch,
+            odd_values=odd_values,
         )
         return {video_id: video for video in videos if (video_id := _exact_id(video)) is not None}
 
