@@ -18,11 +18,14 @@ only in how much of it a typed table can hold:
   every number's spelling is as the API sent it, with ``reposted_by`` (and the provenance keys)
   spliced in front. Bytes that are not valid UTF-8 (never seen from the live API, but a string cut
   inside a character is possible) are written with U+FFFD in their place, so that every line is
-  valid JSON text.
+  valid JSON text; a lone surrogate escape (``"\\ud83d"``) is valid JSON and stays as sent. A video
+  sent pretty-printed loses the whitespace between its tokens (never inside a string), so that it
+  is one line; keys, values and spellings stay.
 - **CSV** has one column per requested field plus ``extra``. A JSON string is written as its text;
   a number, ``true``/``false``, a list or an object as its JSON text exactly as sent (so ids keep
   their digits, nested ids keep their quotes, nested unknown keys stay); null and a field the API
-  did not return are empty. A value of an unexpected JSON type is written the same way, as text.
+  did not return are empty. A value of an unexpected JSON type is written the same way, as text;
+  a string holding a lone surrogate escape, which no UTF-8 text holds, as its JSON literal as sent.
   ``extra`` holds the keys no column is named after, as one JSON object (empty when none). A
   string that is empty, starts with a double quote, or holds a control character (U+0000 to
   U+001F but tab, newline and carriage return, and U+007F: a NUL ends a field in many readers) is
@@ -37,8 +40,12 @@ only in how much of it a typed table can hold:
   A typed column cannot hold everything JSON can, so the string column ``extra`` holds, as one
   JSON object with the values exactly as sent, every key whose value a column does not hold
   exactly: unknown keys, a value of an unexpected JSON type (its column is then null), an id sent
-  as a JSON string (its column holds the number), and a nested object with keys its struct does
-  not have (the struct keeps the ones it knows). Columns plus ``extra`` lose nothing.
+  as a JSON string (its column holds the number), a nested object with keys its struct does not
+  have (the struct keeps the ones it knows) or without a key its struct has (so that a missing key
+  and a null stay apart), and a value that no column can take: valid JSON that msgspec cannot
+  read, such as ``1e400`` (its column is null) or a string with a lone surrogate escape (its
+  column holds the text with U+FFFD). Columns plus ``extra`` lose nothing, and an export never
+  fails on a value the harvest kept.
 """
 
 from __future__ import annotations
@@ -116,6 +123,8 @@ _SUFFIXES: Final = {
 # Wire spellings of a canonical field name (the API spells favourites_count both ways).
 _SPELLINGS: Final = {canonical: (canonical, alias) for alias, canonical in FIELD_ALIASES.items()}
 
+_LF: Final = ord("\n")
+_CR: Final = ord("\r")
 _FIELDS_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ANY_DECODER: Final = msgspec.json.Decoder()
 _STR_DECODER: Final = msgspec.json.Decoder(str)
@@ -300,9 +309,10 @@ def export_jsonl(
         # The stored bytes are the video's own JSON object as the API sent it; splicing the
         # user into it keeps every key, type and number spelling and costs no decode.
         body = _object_body(username, video_id, _valid_utf8(data))
-        if b"\n" in body or b"\r" in body:
+        if _LF in body or _CR in body:
             # Sent pretty-printed: one record per line needs the whitespace between its tokens
-            # gone (strings keep theirs). Compact objects, the common case, cost two scans.
+            # gone (strings keep theirs). A compact object, the common case, costs two memchr
+            # scans (an int needle: a bytes needle costs ten times more, measured).
             body = compact(body)
         sink.write(head + (b"," + body if body else b"") + b"}\n")
         count += 1

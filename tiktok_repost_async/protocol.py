@@ -327,8 +327,11 @@ def parse_reposted_response(
     Each video is kept as the raw bytes of its JSON object (``page.raw_videos``) beside its typed
     `Video`. A video whose value has another JSON type than documented does not fail the page:
     that field is None in the typed view, the raw bytes keep it, and ``page.problems`` names it.
-    A video without a usable id is left out and named in ``page.problems`` too. Only an answer
-    that is not the API's JSON at all raises ProtocolError.
+    A video without a usable id is left out and named in ``page.problems`` too. A lone surrogate
+    escape stays in the raw bytes and is U+FFFD in the typed view. An answer with both list keys
+    gives every video of both, each id once (the first occurrence in the answer wins), and logs a
+    warning. An answer that is not the API's JSON at all raises ProtocolError; one whose ``data``
+    holds a list of objects under an unknown key and neither list key raises UnknownListKeyError.
     """
     if 200 <= status < 300:
         answer, restore = _decode_page(body)

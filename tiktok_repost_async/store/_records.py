@@ -31,9 +31,9 @@ class UserState(enum.StrEnum):
     NOT_FOUND = "not_found"
     UNAVAILABLE = "unavailable"
     FAILED = "failed"
-    #: A guard (a cursor the API sent back again, a run of empty pages with ``has_more`` true)
-    #: cut the walk short; ``error`` says which. Final: a later run walks it again only when
-    #: asked to (``retry_incomplete``), from its saved cursor.
+    #: A guard (a cursor the API sent back again, ``has_more`` true without a cursor, a run of
+    #: empty pages with ``has_more`` true) cut the walk short; ``error`` says which. Final: a
+    #: later run walks it again only when asked to (``retry_incomplete``), from its saved cursor.
     INCOMPLETE = "incomplete"
 
 
