@@ -305,6 +305,12 @@ async def test_has_more_with_a_null_cursor_is_said_as_it_is(
     said = " ".join(record.getMessage() for record in caplog.records)
     assert "cursor 0 again" not in said
     assert re.search(r"has_more true but no cursor", said), said
+    with Store(db, create=False) as store:
+        user = store.user("alice_n250")
+        assert user is not None
+        assert (user.error or "").startswith("no_cursor: the API said has_more but sent no cursor")
+        # The page it came with is kept; a later --retry-incomplete asks that page again.
+        assert (user.videos, user.cursor) == (100, 0)
 
 
 # -- the pieces, on the simulator's own bytes -----------------------------------------------------
