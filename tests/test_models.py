@@ -376,7 +376,7 @@ def test_every_decoded_struct_is_frozen_and_outside_the_cycle_collector() -> Non
 
 def test_page_defaults_end_the_walk() -> None:
     page = RepostedVideosPage(videos=[])
-    assert (page.cursor, page.has_more, page.log_id) == (0, False, "")
+    assert (page.cursor, page.has_more, page.log_id) == (0, False, None)
 
 
 def test_the_decoders_are_built_once_for_their_types() -> None:

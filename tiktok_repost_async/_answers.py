@@ -8,13 +8,14 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import msgspec
 
+from ._jsontext import ESCAPE, hold_surrogates
 from .errors import (
     APIError,
     AuthError,
@@ -24,10 +25,18 @@ from .errors import (
     RateLimitError,
     ServerError,
     TokenExpiredError,
+    UnknownListKeyError,
     UserNotFoundError,
     UserUnavailableError,
 )
-from .models import APIErrorBody, RawRepostedVideosData
+from .models import (
+    DATA_KEYS,
+    DATA_MEMBERS_DECODER,
+    RAW_RESPONSE_DECODER,
+    APIErrorBody,
+    RawRepostedVideosData,
+    RawRepostedVideosResponse,
+)
 
 __all__ = ["parse_retry_after"]
 
@@ -172,20 +181,70 @@ def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T | str:
     return _reason(failure)
 
 
+def _decode_page(
+    body: bytes,
+) -> tuple[RawRepostedVideosResponse | str, Callable[[bytes], bytes] | None]:
+    """Return the decoded answer (or why it cannot be), and how to restore its raw videos.
+
+    A lone UTF-16 surrogate escape is valid JSON that msgspec refuses. Mending it (to U+FFFD)
+    would change the videos' raw bytes, which are what we keep: it is held aside instead
+    (`hold_surrogates`), and the function returned puts it back into each raw video.
+    """
+    try:
+        return RAW_RESPONSE_DECODER.decode(body), None
+    except _DECODE_ERRORS as exc:
+        failure: BaseException = exc
+    if not isinstance(failure, msgspec.ValidationError | RecursionError):
+        held = hold_surrogates(body)
+        if held is not None:
+            text, restore = held
+            answer = _decode(RAW_RESPONSE_DECODER, text)
+            if not isinstance(answer, str):
+                return answer, restore
+    return _decode(RAW_RESPONSE_DECODER, body), None
+
+
+def _list_drift(
+    body: bytes, status: int, headers: Mapping[str, str], username: str | None
+) -> UnknownListKeyError | None:
+    """Return the error for a list of objects under an unknown key of ``data``, if there is one.
+
+    Called only for an answer without either documented list key: a list of videos under
+    another key means the API renamed its list, and reading the answer as an empty page would
+    record every user as having no reposts.
+    """
+    text = hold_surrogates(body)
+    members = _decode(DATA_MEMBERS_DECODER, body if text is None else text[0])
+    if isinstance(members, str) or not members.data:
+        return None
+    for key, raw in members.data.items():
+        value = bytes(raw)
+        if key in DATA_KEYS or value[:1] != b"[" or value[1:].lstrip()[:1] != b"{":
+            continue
+        return UnknownListKeyError(
+            f"the answer's data holds a list of objects under the key {_clean(key)[:60]!r} and"
+            " neither reposted_videos nor user_reposted_videos: the API has renamed its video"
+            " list, which this version cannot read; the run stops so that no user is recorded"
+            " as having no reposts",
+            key=key,
+            status=status,
+            log_id=_header_log_id(headers),
+            username=username,
+        )
+    return None
+
+
 _BOM = b"\xef\xbb\xbf"
-# One JSON escape at a time, so that an escaped backslash is never read as starting another
-# escape: a surrogate pair, a lone surrogate, or any other escape.
-_ESCAPE = re.compile(
-    rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\\.",
-    re.DOTALL,
-)
 # Raw control bytes are invalid anywhere in JSON text but inside strings they are an easy fix.
 # Tab, newline and carriage return are left alone: outside strings they are whitespace.
 _RAW_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def _mend(body: bytes) -> bytes | None:
-    """Return ``body`` with invalid UTF-8, lone surrogates and raw control bytes mended."""
+def _mend(body: bytes, *, surrogates: bool = True) -> bytes | None:
+    """Return ``body`` with invalid UTF-8, lone surrogates and raw control bytes mended.
+
+    With ``surrogates`` False, lone surrogate escapes are left as they are: they are valid JSON.
+    """
     text = bytes(body)
     if text.startswith(_BOM):
         text = text[len(_BOM) :]
@@ -195,9 +254,26 @@ def _mend(body: bytes) -> bytes | None:
     # Invalid UTF-8 (a string cut inside a character) becomes U+FFFD.
     text = text.decode("utf-8", "replace").encode("utf-8")
     # A lone UTF-16 surrogate (a description cut inside an emoji) becomes U+FFFD.
-    text = _ESCAPE.sub(_mend_escape, text)
+    if surrogates:
+        text = ESCAPE.sub(_mend_escape, text)
     text = _RAW_CONTROL.sub(_escape_control, text)
     return None if text == body else text
+
+
+def _mend_video(raw: bytes) -> tuple[bytes, bytes] | None:
+    """Return a video's bytes to keep and the bytes its typed view is decoded from, or None.
+
+    What is kept is what was sent, with only what is not JSON text mended: invalid UTF-8
+    (U+FFFD in its place) and raw control bytes (escaped). Neither can be written as JSON, so
+    keeping them would hand every reader of the store, and every JSONL line, bytes that no
+    JSON reader takes; the replacement loses no character. A lone surrogate escape is valid
+    JSON that says exactly what was sent: it is kept, and mended in the typed view only.
+    """
+    kept = _mend(raw, surrogates=False) or raw
+    typed = _mend(kept) or kept
+    if kept is raw and typed is raw:
+        return None
+    return kept, typed
 
 
 def _mend_escape(match: re.Match[bytes]) -> bytes:

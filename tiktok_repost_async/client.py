@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import aiohttp
+import msgspec
 from aiolimiter import AsyncLimiter
 
 from ._walking import (
@@ -486,6 +487,9 @@ class RepostClient:
         while True:
             sent.add(cursor)
             page = await self._fetch_page(username, cursor, gate, tally)
+            if page.cursor_missing:
+                # Its stand-in 0 is no place to resume from; asking this page again is.
+                page = msgspec.structs.replace(page, cursor=cursor)
             fetched += 1
             empty = 0 if page.videos or page.raw_videos else empty + 1
             yield page
@@ -507,6 +511,19 @@ class RepostClient:
                 )
                 if tally is not None:
                     tally.cut = "empty_pages"
+                return
+            if page.cursor_missing:
+                # Seen on the video query endpoint: has_more true, cursor null. Guessing one
+                # (0, say) would walk the list again, or for ever.
+                logger.warning(
+                    "user %r: the API said has_more true but no cursor (null) after cursor %d;"
+                    " stopping this user's walk after %d pages",
+                    username,
+                    cursor,
+                    fetched,
+                )
+                if tally is not None:
+                    tally.cut = "no_cursor"
                 return
             if page.cursor in sent:
                 # Seen on sibling endpoints: has_more stays true while the cursor stops moving.

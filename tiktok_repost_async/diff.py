@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import msgspec
 
+from ._jsontext import mend_surrogates
 from .errors import TikTokError
 from .export import BinaryOutput, CsvOutput
 from .store import RoundRecord, Store, UserState
@@ -114,16 +115,45 @@ class _Counts(msgspec.Struct, frozen=True, gc=False):
 
 
 _COUNTS = msgspec.json.Decoder(_Counts)
+_FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ANY = msgspec.json.Decoder()
+_UNREADABLE = (msgspec.MsgspecError, ValueError, RecursionError)
 
 
 def _counts(data: bytes) -> dict[str, int]:
     try:
         counts = _COUNTS.decode(data)
-    except (msgspec.MsgspecError, ValueError, RecursionError):
-        return {}
+    except _UNREADABLE:
+        return _counts_one_by_one(data)
     values = {name: getattr(counts, name) for name in COUNT_FIELDS}
     if values["favorites_count"] is None:
         values["favorites_count"] = counts.favourites_count
+    return _ints(values)
+
+
+def _counts_one_by_one(data: bytes) -> dict[str, int]:
+    """Return the counts of a video that msgspec cannot read whole, each on its own."""
+    # Valid JSON kept as sent may hold what msgspec refuses: a lone surrogate escape (outside
+    # the counts, so mending it changes none) or a number beyond any float (that count only).
+    try:
+        fields = _FIELDS.decode(mend_surrogates(data))
+    except _UNREADABLE:
+        return {}
+    values: dict[str, Any] = {}
+    for name in (*COUNT_FIELDS, "favourites_count"):
+        raw = fields.get(name)
+        if raw is None:
+            continue
+        try:
+            values[name] = _ANY.decode(raw)
+        except _UNREADABLE:
+            continue
+    if values.get("favorites_count") is None:
+        values["favorites_count"] = values.get("favourites_count")
+    return _ints({name: values.get(name) for name in COUNT_FIELDS})
+
+
+def _ints(values: dict[str, Any]) -> dict[str, int]:
     # A count of another JSON type than an int (a drifted value) cannot be subtracted: left out.
     return {
         name: value

@@ -46,6 +46,7 @@ from .errors import (
     TikTokError,
     TokenExpiredError,
     TransportError,
+    UnknownListKeyError,
     UserNotFoundError,
     UserUnavailableError,
     WalkStopped,
@@ -429,8 +430,9 @@ class Engine:
                 except WalkStopped:
                     return None
                 continue  # after the reset: the same user, from the same cursor
-            except InvalidFieldsError:
-                # Every user would be refused alike: the run ends, at the cost of this request.
+            except (InvalidFieldsError, UnknownListKeyError):
+                # Every user would be refused (or misread) alike: the run ends, at the cost of
+                # this request.
                 raise
             except UserNotFoundError as error:
                 return self._done(job, tally, WalkState.NOT_FOUND, error)

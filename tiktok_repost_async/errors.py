@@ -24,6 +24,7 @@ __all__ = [
     "TikTokError",
     "TokenExpiredError",
     "TransportError",
+    "UnknownListKeyError",
     "UserNotFoundError",
     "UserUnavailableError",
     "WalkStopped",
@@ -175,6 +176,27 @@ class CertificateError(TransportError):
 
 class ProtocolError(APIError):
     """Report an answer whose body cannot be decoded as the API's JSON."""
+
+
+class UnknownListKeyError(ProtocolError):
+    """Report an answer whose videos sit under a key this version does not know: protocol drift.
+
+    ``key`` is the unknown key of the ``data`` object that holds a list of objects while neither
+    documented list key is there. Every user's answer would be misread as "no reposts" alike, so
+    no retry can cure it and a walk of many users ends at once.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str,
+        status: int | None = None,
+        log_id: str | None = None,
+        username: str | None = None,
+    ) -> None:
+        self.key = key
+        super().__init__(message, status=status, log_id=log_id, username=username)
 
 
 class ClientClosedError(TikTokError, RuntimeError):

@@ -48,6 +48,8 @@ class WalkGuard(enum.StrEnum):
     #: Too many empty pages in a row with ``has_more`` true (`client.empty_page_bound`: 3 at
     #: 100 videos a page): a ``has_more`` that never turns false.
     EMPTY_PAGES = "empty_pages"
+    #: The API said ``has_more`` but sent no cursor (null or absent): nowhere to continue from.
+    NO_CURSOR = "no_cursor"
 
     def describe(self, cursor: int) -> str:
         """Return one line that says how this guard cut a walk that stopped at ``cursor``."""
@@ -55,6 +57,7 @@ class WalkGuard(enum.StrEnum):
             WalkGuard.MAX_PAGES: "reached max_pages",
             WalkGuard.REPEATED_CURSOR: "the API sent back a cursor already sent",
             WalkGuard.EMPTY_PAGES: "empty pages in a row while the API said has_more",
+            WalkGuard.NO_CURSOR: "the API said has_more but sent no cursor",
         }[self]
         return f"{self.value}: {why}; cut at cursor {cursor}"
 

@@ -18,11 +18,14 @@ only in how much of it a typed table can hold:
   every number's spelling is as the API sent it, with ``reposted_by`` (and the provenance keys)
   spliced in front. Bytes that are not valid UTF-8 (never seen from the live API, but a string cut
   inside a character is possible) are written with U+FFFD in their place, so that every line is
-  valid JSON text.
+  valid JSON text; a lone surrogate escape (``"\\ud83d"``) is valid JSON and stays as sent. A video
+  sent pretty-printed loses the whitespace between its tokens (never inside a string), so that it
+  is one line; keys, values and spellings stay.
 - **CSV** has one column per requested field plus ``extra``. A JSON string is written as its text;
   a number, ``true``/``false``, a list or an object as its JSON text exactly as sent (so ids keep
   their digits, nested ids keep their quotes, nested unknown keys stay); null and a field the API
-  did not return are empty. A value of an unexpected JSON type is written the same way, as text.
+  did not return are empty. A value of an unexpected JSON type is written the same way, as text;
+  a string holding a lone surrogate escape, which no UTF-8 text holds, as its JSON literal as sent.
   ``extra`` holds the keys no column is named after, as one JSON object (empty when none). A
   string that is empty, starts with a double quote, or holds a control character (U+0000 to
   U+001F but tab, newline and carriage return, and U+007F: a NUL ends a field in many readers) is
@@ -37,8 +40,12 @@ only in how much of it a typed table can hold:
   A typed column cannot hold everything JSON can, so the string column ``extra`` holds, as one
   JSON object with the values exactly as sent, every key whose value a column does not hold
   exactly: unknown keys, a value of an unexpected JSON type (its column is then null), an id sent
-  as a JSON string (its column holds the number), and a nested object with keys its struct does
-  not have (the struct keeps the ones it knows). Columns plus ``extra`` lose nothing.
+  as a JSON string (its column holds the number), a nested object with keys its struct does not
+  have (the struct keeps the ones it knows) or without a key its struct has (so that a missing key
+  and a null stay apart), and a value that no column can take: valid JSON that msgspec cannot
+  read, such as ``1e400`` (its column is null) or a string with a lone surrogate escape (its
+  column holds the text with U+FFFD). Columns plus ``extra`` lose nothing, and an export never
+  fails on a value the harvest kept.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
+from ._jsontext import compact, hold_surrogates, mend_surrogates
 from .errors import ExportError
 from .models import FIELD_ALIASES
 from .store import Store
@@ -115,6 +123,8 @@ _SUFFIXES: Final = {
 # Wire spellings of a canonical field name (the API spells favourites_count both ways).
 _SPELLINGS: Final = {canonical: (canonical, alias) for alias, canonical in FIELD_ALIASES.items()}
 
+_LF: Final = ord("\n")
+_CR: Final = ord("\r")
 _FIELDS_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ANY_DECODER: Final = msgspec.json.Decoder()
 _STR_DECODER: Final = msgspec.json.Decoder(str)
@@ -299,6 +309,11 @@ def export_jsonl(
         # The stored bytes are the video's own JSON object as the API sent it; splicing the
         # user into it keeps every key, type and number spelling and costs no decode.
         body = _object_body(username, video_id, _valid_utf8(data))
+        if _LF in body or _CR in body:
+            # Sent pretty-printed: one record per line needs the whitespace between its tokens
+            # gone (strings keep theirs). A compact object, the common case, costs two memchr
+            # scans (an int needle: a bytes needle costs ten times more, measured).
+            body = compact(body)
         sink.write(head + (b"," + body if body else b"") + b"}\n")
         count += 1
     sink.flush()
@@ -308,10 +323,23 @@ def export_jsonl(
 def _fields_of(username: str, video_id: str, data: bytes) -> dict[str, msgspec.Raw]:
     # Mended first: the values are decoded one by one later, and a string cut inside a
     # character must not stop an export half-way.
+    text = _valid_utf8(data)
     try:
-        return _FIELDS_DECODER.decode(_valid_utf8(data))
+        return _FIELDS_DECODER.decode(text)
     except msgspec.DecodeError as exc:
-        raise ExportError(f"video {video_id} of {username!r}: {exc}") from None
+        failure = exc
+    # A lone surrogate escape is valid JSON that msgspec refuses: held aside while the object
+    # is split into its values, each value then has it back as sent.
+    held = hold_surrogates(text)
+    if held is not None:
+        stand_ins, restore = held
+        try:
+            fields = _FIELDS_DECODER.decode(stand_ins)
+        except msgspec.DecodeError:
+            pass
+        else:
+            return {key: msgspec.Raw(restore(bytes(raw))) for key, raw in fields.items()}
+    raise ExportError(f"video {video_id} of {username!r}: {failure}") from None
 
 
 def _pick(fields: dict[str, msgspec.Raw], name: str) -> tuple[str, msgspec.Raw] | None:
@@ -354,7 +382,12 @@ def _csv_cell(raw: msgspec.Raw) -> str:
     if first == b'"':
         # The wire's own literal when one is needed: valid JSON, so it holds no raw control
         # character, and its escapes are the API's.
-        return _csv_text(_STR_DECODER.decode(data), data)
+        try:
+            text = _STR_DECODER.decode(data)
+        except msgspec.DecodeError:
+            # A lone surrogate escape: no UTF-8 text holds it, its literal does.
+            return data.decode("utf-8", "replace")
+        return _csv_text(text, data)
     if first == b"n":
         return ""  # null
     # Numbers, booleans, lists and objects: their JSON text exactly as sent.
@@ -461,6 +494,9 @@ _KINDS: Final[dict[str, _Kind]] = {
     **_STRUCTS,
 }
 _INT64 = range(-(2**63), 2**63)
+# What msgspec raises for valid JSON it cannot read: a number beyond any float, a lone surrogate
+# escape, an integer of more than 4,300 digits (Python's int()), nesting beyond its limit.
+_UNREADABLE: Final = (msgspec.MsgspecError, ValueError, RecursionError)
 _DECIMAL38 = 10**38
 
 
@@ -511,12 +547,32 @@ def _fit(value: Any, kind: _Kind) -> tuple[Any, bool]:
         return None, False
     known = dict(kind[1])
     struct = {}
-    exact = value.keys() <= known.keys()
+    # A key missing from the object would read back as null, like a null sent: the object then
+    # goes to extra as sent, so that the two stay apart.
+    exact = value.keys() == known.keys()
     for key, sub in known.items():
         fitted, sub_exact = _fit(value.get(key), sub)
         struct[key] = fitted
         exact = exact and sub_exact
     return struct, exact
+
+
+def _typed(raw: msgspec.Raw, kind: _Kind) -> tuple[Any, bool]:
+    """Return a value as its column holds it, and whether that holds it exactly as sent.
+
+    A value the harvest kept never fails the export: one that no Python value holds (``1e400``)
+    gives a null column, one with a lone surrogate escape its text mended; either way the value
+    as sent goes to extra.
+    """
+    try:
+        return _fit(_ANY_DECODER.decode(raw), kind)
+    except _UNREADABLE:
+        pass
+    try:
+        value = _ANY_DECODER.decode(mend_surrogates(bytes(raw)))
+    except _UNREADABLE:
+        return None, False
+    return _fit(value, kind)[0], False
 
 
 def parquet_schema(fields: Iterable[str], *, provenance: bool = False) -> Any:
@@ -578,13 +634,13 @@ def export_parquet(
                     row.append(None)
                     continue
                 key, raw = found
-                value = _ANY_DECODER.decode(raw)
                 if kind is None:
                     # Not a documented field: its JSON text, whole.
-                    row.append(None if value is None else bytes(raw).decode("utf-8", "replace"))
+                    text = bytes(raw)
+                    row.append(None if text == b"null" else text.decode("utf-8", "replace"))
                     used.add(key)
                     continue
-                fitted, exact = _fit(value, kind)
+                fitted, exact = _typed(raw, kind)
                 row.append(fitted)
                 if exact:
                     used.add(key)

@@ -204,7 +204,9 @@ class RepostedVideosPage(_Record, frozen=True):
     # An answer without cursor/has_more ends the walk: there is nothing to continue from.
     cursor: int = 0
     has_more: bool = False
-    log_id: str = ""
+    #: The answer's log_id (its error object's, else the X-Tt-Logid header's); None when it
+    #: carried none.
+    log_id: str | None = None
     #: ``raw_videos[i]`` is the JSON object of ``videos[i]`` byte for byte as the API sent it:
     #: unknown keys, nested unknown keys, the wire's types and number spellings included. This
     #: is what a harvest stores and what the JSONL export writes. Empty for pages built by hand.
@@ -212,6 +214,9 @@ class RepostedVideosPage(_Record, frozen=True):
     #: Videos that did not fit the documented types: each kept (its odd fields None in
     #: ``videos``, the raw JSON whole), or skipped when it had no usable id.
     problems: list[VideoProblem] = field(default_factory=list)
+    #: True when the answer said ``has_more`` but sent no cursor (null or absent): ``cursor`` is
+    #: then 0, a stand-in, not a place to continue from.
+    cursor_missing: bool = False
 
 
 class APIErrorBody(_Sparse, frozen=True):
@@ -333,9 +338,22 @@ class RawRepostedVideosResponse(_Sparse, frozen=True):
     error: APIErrorBody | None = None
 
 
+class DataMembers(_Sparse, frozen=True):
+    """Hold every member of an answer's ``data`` object undecoded, unknown keys included."""
+
+    data: dict[str, msgspec.Raw] | None = None
+
+
+#: The keys of the ``data`` object that `RawRepostedVideosData` reads.
+DATA_KEYS: frozenset[str] = frozenset(
+    info.encode_name for info in msgspec.structs.fields(RawRepostedVideosData)
+)
+
+
 RAW_RESPONSE_DECODER: msgspec.json.Decoder[RawRepostedVideosResponse] = msgspec.json.Decoder(
     RawRepostedVideosResponse, strict=False
 )
+DATA_MEMBERS_DECODER: msgspec.json.Decoder[DataMembers] = msgspec.json.Decoder(DataMembers)
 VIDEO_DECODER: msgspec.json.Decoder[Video] = msgspec.json.Decoder(Video, strict=False)
 
 _EXCERPT = 200
@@ -405,18 +423,24 @@ def decode_video(raw: bytes, position: int = 0) -> tuple[Video | None, list[Vide
 
 
 def decode_videos(
-    raws: list[msgspec.Raw], mend: Callable[[bytes], bytes | None] | None = None
+    raws: list[msgspec.Raw],
+    mend: Callable[[bytes], tuple[bytes, bytes] | None] | None = None,
+    restore: Callable[[bytes], bytes] | None = None,
 ) -> tuple[list[Video], list[bytes], list[VideoProblem]]:
     """Decode a page's raw videos; return the videos, their raw bytes and what was odd.
 
-    ``mend`` is given a video's bytes when they are not valid JSON text (invalid UTF-8 inside a
-    string: the envelope's decoder skips over strings without checking them) and returns them
-    mended, or None; the mended bytes are then kept instead.
+    ``mend`` is given a video's bytes when msgspec cannot read them as JSON text (invalid UTF-8
+    inside a string, which the envelope's decoder skips over unchecked; a lone surrogate
+    escape) and returns the bytes to keep and the bytes to decode the typed view from, or None.
+    ``restore`` turns each raw video back into the bytes as sent, when the envelope could only
+    be decoded with stand-ins for its lone surrogate escapes (`_jsontext.hold_surrogates`).
     """
     decode = VIDEO_DECODER.decode
     # The common page is all good: two comprehensions cost about 15% less than the loop below,
     # a tenth of the client's own CPU per page. A page with any odd video takes the loop.
     copies = [bytes(raw) for raw in raws]
+    if restore is not None:
+        copies = [restore(data) for data in copies]
     try:
         return [decode(data) for data in copies], copies, []
     except _FAILURES:
@@ -427,13 +451,13 @@ def decode_videos(
     for position, data in enumerate(copies):
         try:
             video = decode(data)
-        except _FAILURES as error:
-            malformed = isinstance(error, msgspec.DecodeError) and not isinstance(
-                error, msgspec.ValidationError
-            )
-            if malformed and mend is not None:
-                data = mend(data) or data
-            lenient, found = decode_video(data, position)
+        except _FAILURES:
+            # Mended whatever the first failure: a value of another type (a ValidationError)
+            # may come before the text that msgspec cannot read at all.
+            typed = data
+            if mend is not None and (mended := mend(data)) is not None:
+                data, typed = mended
+            lenient, found = decode_video(typed, position)
             problems.extend(found)
             if lenient is None:
                 continue

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -17,10 +18,12 @@ from ._answers import (
     _clean,
     _clip,
     _decode,
+    _decode_page,
     _describe,
     _header_log_id,
     _is_failure,
-    _mend,
+    _list_drift,
+    _mend_video,
     parse_retry_after,
 )
 from .errors import (
@@ -32,14 +35,17 @@ from .models import (
     DEFAULT_FIELDS,
     ERROR_RESPONSE_DECODER,
     FIELD_ALIASES,
-    RAW_RESPONSE_DECODER,
     TOKEN_ANSWER_DECODER,
     VIDEO_FIELDS,
     APIErrorBody,
     RepostedVideosPage,
     TokenResponse,
+    Video,
+    VideoProblem,
     decode_videos,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -321,11 +327,14 @@ def parse_reposted_response(
     Each video is kept as the raw bytes of its JSON object (``page.raw_videos``) beside its typed
     `Video`. A video whose value has another JSON type than documented does not fail the page:
     that field is None in the typed view, the raw bytes keep it, and ``page.problems`` names it.
-    A video without a usable id is left out and named in ``page.problems`` too. Only an answer
-    that is not the API's JSON at all raises ProtocolError.
+    A video without a usable id is left out and named in ``page.problems`` too. A lone surrogate
+    escape stays in the raw bytes and is U+FFFD in the typed view. An answer with both list keys
+    gives every video of both, each id once (the first occurrence in the answer wins), and logs a
+    warning. An answer that is not the API's JSON at all raises ProtocolError; one whose ``data``
+    holds a list of objects under an unknown key and neither list key raises UnknownListKeyError.
     """
     if 200 <= status < 300:
-        answer = _decode(RAW_RESPONSE_DECODER, body)
+        answer, restore = _decode_page(body)
         if isinstance(answer, str):
             # The whole answer did not fit the page's shape; its error object may still say why.
             error_only = _decode(ERROR_RESPONSE_DECODER, body)
@@ -351,7 +360,7 @@ def parse_reposted_response(
                     username=username,
                 )
             data = _NO_DATA
-        log_id = (error.log_id if error is not None else None) or _header_log_id(headers) or ""
+        log_id = (error.log_id if error is not None else None) or _header_log_id(headers) or None
         has_more = bool(data.has_more)
         cursor = 0 if data.cursor is None else data.cursor
         if has_more and not 0 <= cursor <= MAX_CURSOR:
@@ -359,12 +368,22 @@ def parse_reposted_response(
             raise ProtocolError(
                 f"HTTP {status} with has_more true and an unusable cursor {_clip(str(cursor))}",
                 status=status,
-                log_id=log_id or None,
+                log_id=log_id,
                 username=username,
             )
-        # Whichever list key holds the videos; an answer without either is an empty page.
-        raws = data.reposted_videos or data.user_reposted_videos or []
-        videos, raw_videos, problems = decode_videos(raws, _mend)
+        first, second = data.reposted_videos, data.user_reposted_videos
+        if first and second:
+            videos, raw_videos, problems = _both_lists(body, first, second, restore, username)
+        else:
+            if (
+                first is None
+                and second is None
+                and (drift := _list_drift(body, status, headers, username))
+            ):
+                raise drift
+            # Whichever list key holds the videos; an answer without either is an empty page.
+            raws = first or second or []
+            videos, raw_videos, problems = decode_videos(raws, _mend_video, restore)
         return RepostedVideosPage(
             videos=videos,
             cursor=cursor,
@@ -372,6 +391,7 @@ def parse_reposted_response(
             log_id=log_id,
             raw_videos=raw_videos,
             problems=problems,
+            cursor_missing=has_more and data.cursor is None,
         )
     if 400 <= status < 600:
         decoded = _decode(ERROR_RESPONSE_DECODER, body)
@@ -383,6 +403,58 @@ def parse_reposted_response(
         log_id=_header_log_id(headers),
         username=username,
     )
+
+
+# Where each list key stands in an answer: a key, since only a key is followed by a colon.
+_LIST_KEY = re.compile(rb'"(user_)?reposted_videos"\s*:')
+
+
+def _both_lists(
+    body: bytes,
+    reposted: list[msgspec.Raw],
+    user_reposted: list[msgspec.Raw],
+    restore: Callable[[bytes], bytes] | None,
+    username: str | None,
+) -> tuple[list[Video], list[bytes], list[VideoProblem]]:
+    """Return the videos of an answer that holds both list keys: all of both, each id once.
+
+    The list that comes first in the answer comes first, and a video's first occurrence wins.
+    """
+    lists = {b"reposted_videos": reposted, b"user_reposted_videos": user_reposted}
+    found = _LIST_KEY.search(body)
+    if found is not None and found.group(1):
+        lists = dict(reversed(lists.items()))
+    (first_key, first), (second_key, second) = lists.items()
+    videos, raw_videos, problems = decode_videos(first, _mend_video, restore)
+    more, more_raw, more_problems = decode_videos(second, _mend_video, restore)
+    seen = {video.id for video in videos}
+    first_ids = frozenset(seen)
+    duplicates = 0
+    for video, raw in zip(more, more_raw, strict=True):
+        if video.id in seen:
+            duplicates += 1
+            continue
+        seen.add(video.id)
+        videos.append(video)
+        raw_videos.append(raw)
+    # Positions count through both lists, the first one's first.
+    offset = len(first)
+    problems += [
+        msgspec.structs.replace(problem, position=problem.position + offset)
+        for problem in more_problems
+        if problem.video_id is None or problem.video_id not in first_ids
+    ]
+    logger.warning(
+        "user %r: the answer holds both %s and %s (%d and %d videos, %d of them in both);"
+        " every video of both is kept, each id once",
+        username,
+        first_key.decode(),
+        second_key.decode(),
+        len(first),
+        len(second),
+        duplicates,
+    )
+    return videos, raw_videos, problems
 
 
 def parse_token_response(status: int, headers: Mapping[str, str], body: bytes) -> TokenResponse:

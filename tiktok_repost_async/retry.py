@@ -15,6 +15,7 @@ from .errors import (
     TikTokError,
     TokenExpiredError,
     TransportError,
+    UnknownListKeyError,
 )
 
 __all__ = ["RetryPolicy"]
@@ -53,9 +54,10 @@ class RetryPolicy:
 
     def is_retryable(self, error: BaseException) -> bool:
         """Tell whether repeating the same request may succeed."""
-        if isinstance(error, QuotaExhaustedError | CertificateError):
+        if isinstance(error, QuotaExhaustedError | CertificateError | UnknownListKeyError):
             # The daily quota comes back at midnight UTC, not after a backoff: the caller
-            # decides. A certificate that does not verify will not on a second try either.
+            # decides. A certificate that does not verify will not on a second try either, nor
+            # will an answer whose list sits under a key this version does not know.
             return False
         return isinstance(error, _RETRYABLE)
 

@@ -199,7 +199,7 @@ async def run_harvest(
     console: Console,
 ) -> int:
     """Harvest with progress, signals and a summary; return the exit status."""
-    from ..errors import AuthError, HarvestStopped, InvalidFieldsError
+    from ..errors import AuthError, HarvestStopped, InvalidFieldsError, UnknownListKeyError
     from ..harvester import Harvester
 
     harvester = Harvester(
@@ -266,6 +266,13 @@ async def run_harvest(
             f'the API rejects the field(s) {named} ("{exc.message}"), for every user alike:'
             f" pass --fields without {'them' if len(exc.fields) > 1 else 'it'} (a store keeps its"
             " fields: harvest into a new --db)"
+        ) from None
+    except UnknownListKeyError as exc:
+        # Drift, not a usage error, but like one it needs a person (a newer version) before
+        # another request is worth its quota: exit 2, one line naming the key.
+        raise UsageError(
+            f"{exc.message}; the store is consistent: {RESUME_HINT} with a version that reads"
+            f" {exc.key!r}"
         ) from None
     except AuthError as exc:
         raise UsageError(

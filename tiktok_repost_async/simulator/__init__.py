@@ -77,6 +77,24 @@ plain string, ``hashtag_info_list`` holding a string, ``sticker_info_list`` an o
 A drifted field is always one the request asked for: a kind whose field it did not ask for gives
 way to the next kind that it did. ``Simulator.drifted(username)`` tells which videos drift, how.
 
+More knobs send what is valid JSON but awkward, or answers laid out oddly (``ground_truth``
+follows ``odd_values``; the others change no video):
+
+``odd_values``
+    The probability that a video's video_description holds a lone UTF-16 surrogate escape
+    (``\\ud83d``, valid JSON that msgspec refuses), its like_count is spelled ``1e400`` (beyond
+    any float) and its video_tag lacks video_tag_number or holds it as null.
+``pretty_videos``
+    Video objects pretty-printed, newlines and indents between their tokens.
+``both_list_keys``
+    ``"split"``: the page's videos split between ``reposted_videos`` and
+    ``user_reposted_videos``; ``"duplicated"``: all of them under both.
+``unknown_list_key``
+    The list under an undocumented key (``"videos"``): the API renaming it.
+``no_error_object``, ``null_cursor``
+    Successful answers without an error object (so without a log_id); ``"cursor": null`` with
+    ``has_more`` true.
+
 Time passes between the rounds of a panel study with the ``epoch`` knob (``--epoch K``; an
 integer >= 0, settable at run time, 0 by default; a count of rounds, not epoch seconds). At
 epoch 0 every list is as described above, byte for byte. Each step from epoch k - 1 to k moves

@@ -18,6 +18,7 @@ from ._config import (
     TEST_CLIENT_SECRET,
     TOKEN_FAULTS,
     AuthFailure,
+    BothListKeys,
     Fault,
     FavoritesSpelling,
     ListKey,
@@ -212,6 +213,24 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of videos with one field of another JSON type than documented (0)",
     )
     knobs.add_argument(
+        "--odd-values",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="share of videos with a lone surrogate escape in video_description and like_count"
+        " 1e400 (0)",
+    )
+    knobs.add_argument(
+        "--pretty-videos",
+        action="store_true",
+        help="video objects pretty-printed: newlines and indents between their tokens",
+    )
+    knobs.add_argument(
+        "--both-list-keys",
+        choices=get_args(BothListKeys),
+        help="answers carry both list keys, the videos split between them or under both",
+    )
+    knobs.add_argument(
         "--epoch",
         type=_natural,
         default=0,
@@ -263,6 +282,21 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         "--auth-failure",
         choices=get_args(AuthFailure),
         help="refuse every research request for a missing scope or an unapproved application",
+    )
+    bad.add_argument(
+        "--unknown-list-key",
+        metavar="KEY",
+        help="serve the video list under this undocumented key (videos, say): a renamed list",
+    )
+    bad.add_argument(
+        "--no-error-object",
+        action="store_true",
+        help="successful answers without an error object, so without a log_id",
+    )
+    bad.add_argument(
+        "--null-cursor",
+        action="store_true",
+        help='pages with has_more true send "cursor": null',
     )
     bad.add_argument(
         "--quota-message",
@@ -324,6 +358,12 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         extra_keys=args.extra_keys,
         string_ids=args.string_ids,
         type_drift=args.type_drift,
+        odd_values=args.odd_values,
+        pretty_videos=args.pretty_videos,
+        both_list_keys=args.both_list_keys,
+        unknown_list_key=args.unknown_list_key,
+        no_error_object=args.no_error_object,
+        null_cursor=args.null_cursor,
         epoch=int(args.epoch),
         outage_start=outage_start,
         outage_seconds=args.outage_seconds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +22,7 @@ __all__ = [
     "TOKEN_FAULTS",
     "TOKEN_PATH",
     "AuthFailure",
+    "BothListKeys",
     "Fault",
     "FavoritesSpelling",
     "ListKey",
@@ -37,6 +39,7 @@ TOKEN_PATH: Final = "/v2/oauth/token/"
 RESEARCH_PATH: Final = "/v2/research/user/reposted_videos/"
 
 ListKey = Literal["reposted_videos", "user_reposted_videos"]
+BothListKeys = Literal["split", "duplicated"]
 FavoritesSpelling = Literal["favorites_count", "favourites_count"]
 OutageKind = Literal["server_error", "gateway", "drop"]
 AuthFailure = Literal["scope_permission_missed", "scope_not_authorized"]
@@ -181,6 +184,36 @@ def _field_names(name: str, value: Any) -> frozenset[str]:
     return names
 
 
+# What an answer's data object holds besides its list: a renamed list must not shadow them.
+_DATA_KEYS: Final = frozenset({"cursor", "has_more", "search_id", *get_args(ListKey)})
+_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+_FLAGS: Final = frozenset(
+    {
+        "huge_ids",
+        "omit_empty_list",
+        "extra_keys",
+        "string_ids",
+        "pretty_videos",
+        "no_error_object",
+        "null_cursor",
+    }
+)
+
+
+def _list_key_name(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _KEY.fullmatch(value) or value in _DATA_KEYS:
+        taken = ", ".join(sorted(_DATA_KEYS))
+        raise ValueError(
+            f"{name} must be None or a key of letters, digits and '_' other than {taken},"
+            f" not {value!r}"
+        )
+    return value
+
+
 def _checked(name: str, value: Any) -> Any:
     """Validate one knob's new value; return it normalised."""
     if name in ("latency", "jitter", "hang_seconds", "outage_seconds"):
@@ -197,8 +230,12 @@ def _checked(name: str, value: Any) -> Any:
         return _field_names(name, value)
     if name == "auth_failure":
         return None if value is None else _choice(name, value, get_args(AuthFailure))
-    if name == "type_drift":
+    if name in ("type_drift", "odd_values"):
         return _number(name, value, 1)
+    if name == "unknown_list_key":
+        return _list_key_name(name, value)
+    if name == "both_list_keys":
+        return None if value is None else _choice(name, value, get_args(BothListKeys))
     if name == "quota_reset_lag":
         return _number(name, value, _DAY)
     if name in ("quota_message", "rate_limit_message") and not isinstance(value, str):
@@ -212,7 +249,7 @@ def _checked(name: str, value: Any) -> Any:
     if name in ("client_key", "client_secret"):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string")
-    elif name in ("huge_ids", "omit_empty_list", "extra_keys", "string_ids"):
+    elif name in _FLAGS:
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be True or False, not {value!r}")
     elif name == "faults":
@@ -270,6 +307,29 @@ class SimulatorConfig:
     #: Probability that a video has one requested field of another JSON type than documented;
     #: drawn from the username and the video's position, so the same videos drift every time.
     type_drift: float = 0.0
+    #: Probability that a video carries JSON that is valid but that few decoders take whole: its
+    #: video_description holds a lone UTF-16 surrogate escape (``\ud83d``, an emoji cut in
+    #: half) and its like_count is spelled ``1e400`` (beyond any float), where the request asked
+    #: for them; its video_tag lacks video_tag_number or holds it as null. Drawn per video from
+    #: the username and the video (not from the fault seed), so the same videos carry them in
+    #: every run and at every epoch.
+    odd_values: float = 0.0
+    #: Video objects pretty-printed, as ``json.dumps(indent=2)`` sends them: a newline and
+    #: indents between their tokens (never inside a string), keys, values and spellings as ever.
+    pretty_videos: bool = False
+    #: Answers holding videos carry both list keys: `list_key` the first half of the page's
+    #: videos and the other key the rest (``"split"``), or both all of them (``"duplicated"``);
+    #: None sends one list.
+    both_list_keys: BothListKeys | None = None
+    #: Serve the video list under this key, which no documentation names (``"videos"``, say),
+    #: instead of `list_key`: the API renaming its list; None: `list_key`.
+    unknown_list_key: str | None = None
+    #: Successful answers carry no error object, so no log_id anywhere (the live API's
+    #: gateways and sibling endpoints have answered so).
+    no_error_object: bool = False
+    #: Pages with has_more true send ``"cursor": null`` instead of the next cursor (seen on the
+    #: video query endpoint).
+    null_cursor: bool = False
     #: Epoch seconds of `clock` at which an outage begins; None: no outage.
     outage_start: float | None = None
     #: How long the outage lasts: requests while outage_start <= clock() < outage_start +

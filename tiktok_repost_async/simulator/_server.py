@@ -44,6 +44,7 @@ from ._wire import (
     drift_plan,
     drifted,
     ground_truth,
+    pretty,
 )
 
 __all__ = ["Simulator"]
@@ -51,12 +52,18 @@ __all__ = ["Simulator"]
 _decode = msgspec.json.decode
 _TOKEN_ALPHABET: Final = string.ascii_letters + string.digits
 _PAGE: Final = (
-    b'{"data":{%s"cursor":%d,"has_more":%s},"error":{"code":"ok","message":"","log_id":"%s"}}'
+    b'{"data":{%s"cursor":%s,"has_more":%s},"error":{"code":"ok","message":"","log_id":"%s"}}'
 )
 # The answer's unknown keys: one in data, one in error, one at the top level.
 _EXTRA_PAGE: Final = (
-    b'{"data":{"search_id":"%s",%s"cursor":%d,"has_more":%s},'
+    b'{"data":{"search_id":"%s",%s"cursor":%s,"has_more":%s},'
     b'"error":{"code":"ok","message":"","log_id":"%s","http_status_code":200},'
+    b'"extra":{"now":%d,"fatal_item_ids":[]}}'
+)
+# The same without an error object (`no_error_object`): nothing in the answer names a log_id.
+_BARE_PAGE: Final = b'{"data":{%s"cursor":%s,"has_more":%s}}'
+_EXTRA_BARE_PAGE: Final = (
+    b'{"data":{"search_id":"%s",%s"cursor":%s,"has_more":%s},'
     b'"extra":{"now":%d,"fatal_item_ids":[]}}'
 )
 
@@ -279,6 +286,7 @@ class Simulator(_Faults):
             drifts=dict(self._drifts.get(username, ())),
             fields=fields,
             epoch=self._epoch(epoch),
+            odd_values=config.odd_values,
         )
 
     def changes(
@@ -305,6 +313,7 @@ class Simulator(_Faults):
             string_ids=config.string_ids,
             type_drift=config.type_drift,
             drifts=dict(self._drifts.get(username, ())),
+            odd_values=config.odd_values,
         )
 
     @staticmethod
@@ -330,9 +339,12 @@ class Simulator(_Faults):
     def _wire(self, username: str) -> Wire:
         config = self.config
         drifts = self._drifts.get(username, ())
-        if not (config.extra_keys or config.string_ids or config.type_drift or drifts):
+        odd = config.odd_values
+        if not (config.extra_keys or config.string_ids or config.type_drift or drifts or odd):
             return PLAIN
-        return Wire(config.extra_keys, config.string_ids, config.type_drift, drifts)
+        return Wire(
+            config.extra_keys, config.string_ids, config.type_drift, drifts, config.odd_values
+        )
 
     async def _delay(self) -> None:
         config = self.config
@@ -557,22 +569,50 @@ class Simulator(_Faults):
         else:
             next_cursor = cursor + max_count
             has_more = next_cursor < user.total
-        listed = (
-            b""
-            if count == 0 and config.omit_empty_list
-            else b'"%s":[%s],' % (config.list_key.encode(), videos)
-        )
+        if count == 0 and config.omit_empty_list:
+            listed = b""
+        elif config.pretty_videos or config.both_list_keys or config.unknown_list_key:
+            listed = self._lists(user.objects(cursor, cursor + max_count))
+        else:
+            listed = b'"%s":[%s],' % (config.list_key.encode(), videos)
         more = b"true" if has_more else b"false"
         log_id = _log_id().encode()
-        if config.extra_keys:
+        sent_cursor = b"null" if has_more and config.null_cursor else b"%d" % next_cursor
+        if config.no_error_object:
+            if config.extra_keys:
+                now = int(config.clock() * 1000)
+                body = _EXTRA_BARE_PAGE % (log_id, listed, sent_cursor, more, now)
+            else:
+                body = _BARE_PAGE % (listed, sent_cursor, more)
+        elif config.extra_keys:
             body = _EXTRA_PAGE % (
                 log_id,
                 listed,
-                next_cursor,
+                sent_cursor,
                 more,
                 log_id,
                 int(config.clock() * 1000),
             )
         else:
-            body = _PAGE % (listed, next_cursor, more, log_id)
+            body = _PAGE % (listed, sent_cursor, more, log_id)
         return web.Response(body=body, content_type="application/json")
+
+    def _lists(self, objects: list[bytes]) -> bytes:
+        """Return the data object's list member(s), as the list knobs lay them out."""
+        config = self.config
+        if config.pretty_videos:
+            objects = [pretty(video, level=2) for video in objects]
+        key = config.unknown_list_key or config.list_key
+        if not config.both_list_keys or not objects or config.unknown_list_key:
+            lists = [(key, objects)]
+        else:
+            other = "user_reposted_videos" if key == "reposted_videos" else "reposted_videos"
+            if config.both_list_keys == "duplicated":
+                lists = [(key, objects), (other, objects)]
+            else:
+                half = (len(objects) + 1) // 2
+                lists = [(key, objects[:half]), (other, objects[half:])]
+        glue = b",\n    " if config.pretty_videos else b","
+        return b"".join(
+            b'"%s":[%s],' % (name.encode(), glue.join(videos)) for name, videos in lists
+        )

@@ -6,7 +6,9 @@ JSON a request gets, and into the ground truth and changes that tests compare ag
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import time
 from array import array
 from collections import OrderedDict
@@ -50,6 +52,7 @@ __all__ = [
     "drifted",
     "fitted_kind",
     "ground_truth",
+    "pretty",
 ]
 
 
@@ -80,6 +83,8 @@ class Wire(NamedTuple):
     type_drift: float = 0.0
     #: (position, kind) pairs sorted by position; a kind of None is drawn for the position.
     drifts: tuple[tuple[int, str | None], ...] = ()
+    #: The share of videos carrying a lone surrogate escape and a number beyond any float.
+    odd_values: float = 0.0
 
 
 PLAIN: Final = Wire()
@@ -198,6 +203,77 @@ def _drift(
         raise AssertionError(f"drift kind {kind!r} has no value")
 
 
+# A high surrogate with no low one after it: the first half of U+1F602, as a string cut inside
+# an emoji by a UTF-16 based truncation sends it.
+_LONE_SURROGATE: Final = b"\\ud83d"
+# Valid JSON (the grammar bounds no exponent), beyond any IEEE double.
+_HUGE_NUMBER: Final = msgspec.Raw(b"1e400")
+
+
+def _is_odd(username: str, serial: int, rate: float) -> bool:
+    """Tell whether the video of this serial carries odd values; the same answer at every epoch."""
+    roll = int.from_bytes(_digest(b"odd:", f"{username}:{serial}")[:8]) / 2.0**64
+    return roll < rate
+
+
+def _make_odd(video: dict[str, Any], serial: int) -> None:
+    """Give the video a lone surrogate escape and a number beyond any float, in place.
+
+    Its video_tag, too, lacks video_tag_number (an even serial) or holds it as null (an odd
+    one): a typed column must tell the two apart.
+    """
+    description = video.get("video_description")
+    if isinstance(description, str):
+        half = len(description) // 2
+        encode = msgspec.json.encode
+        # Spliced as JSON text: no encoder writes a lone surrogate.
+        video["video_description"] = msgspec.Raw(
+            encode(description[:half])[:-1] + _LONE_SURROGATE + encode(description[half:])[1:]
+        )
+    if "like_count" in video:
+        video["like_count"] = _HUGE_NUMBER
+    tag = video.get("video_tag")
+    if isinstance(tag, dict) and "video_tag_number" in tag:
+        if serial % 2:
+            video["video_tag"] = tag | {"video_tag_number": None}
+        else:
+            video["video_tag"] = {k: v for k, v in tag.items() if k != "video_tag_number"}
+
+
+# A JSON string (escapes included) or one structural character: what `pretty` walks over.
+_TOKEN: Final = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\],:]', re.DOTALL)
+
+
+_EMPTY: Final = re.compile(rb"([\[{])\n *\n *([\]}])")
+
+
+def pretty(text: bytes, indent: int = 2, level: int = 0) -> bytes:
+    """Return compact JSON text laid out as ``json.dumps(indent=2)`` would: strings untouched."""
+    out = bytearray()
+    depth = level
+    at = 0
+    for match in _TOKEN.finditer(text):
+        out += text[at : match.start()]  # a number, true, false or null, as spelled
+        at = match.end()
+        token = match.group()
+        if token in (b"{", b"["):
+            depth += 1
+            out += token + b"\n" + b" " * (indent * depth)
+        elif token in (b"}", b"]"):
+            depth -= 1
+            out += b"\n" + b" " * (indent * depth) + token
+        elif token == b",":
+            out += b",\n" + b" " * (indent * depth)
+        elif token == b":":
+            out += b": "
+        else:
+            out += token
+    out += text[at:]
+    # An empty list or object stays on one line, as json.dumps writes it; no JSON string holds a
+    # raw newline, so this never reaches inside one.
+    return _EMPTY.sub(rb"\1\2", bytes(out))
+
+
 def _video_extras(index: int, values: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """Return the unknown top-level keys of one video; a quarter of the videos have none."""
     create_time, music_id = values["create_time"], values["music_id"]
@@ -224,6 +300,7 @@ def _wire_video(
     favourites: bool,
     wire: Wire,
     kind: str | None,
+    odd: bool = False,
 ) -> dict[str, Any]:
     """Build one video as the wire knobs send it for a request for `mask`."""
     order, content = _templates()[numbers[0]]
@@ -231,6 +308,8 @@ def _wire_video(
     video = {key: _wire_value(key, values[key], wire) for key in order if mask & _BITS[key]}
     if kind is not None:
         _drift(kind, video, values, index, wire)
+    if odd:
+        _make_odd(video, index)
     if favourites and "favorites_count" in video:
         video = {
             FAVOURITES_ALIAS if key == "favorites_count" else key: value
@@ -279,6 +358,7 @@ def _wire_videos(
             favourites,
             wire,
             fitted_kind(plan[position], mask) if position in plan else None,
+            bool(wire.odd_values) and _is_odd(username, serial, wire.odd_values),
         )
         for position, (serial, numbers) in enumerate(zip(line.serials, line.draws, strict=True))
     ]
@@ -313,6 +393,7 @@ def ground_truth(
     drifts: Mapping[int, str | None] | None = None,
     fields: Sequence[str] | None = None,
     epoch: int = 0,
+    odd_values: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Return every video a perfect client collects for the user, in API order, as sent.
 
@@ -320,11 +401,15 @@ def ground_truth(
     keys, ids as strings and drifted values included; `no_id` videos lack their id and `bad_id`
     ones carry ``"n/a"``, both kept as sent (a client is expected to skip them). Every field comes
     back unless `fields` names the fields of a request (drift then picks among those as the
-    request does); the favourites count is spelled favorites_count.
+    request does); the favourites count is spelled favorites_count. With `odd_values`, a lone
+    surrogate escape decodes to a str holding that surrogate and ``1e400`` to ``inf``, as
+    Python's json module reads them.
     """
     kind = user_kind(username)
     huge = huge_ids or kind == "hugeid"
-    wire = Wire(extra_keys, string_ids, type_drift, tuple(sorted((drifts or {}).items())))
+    wire = Wire(
+        extra_keys, string_ids, type_drift, tuple(sorted((drifts or {}).items())), odd_values
+    )
     line = timeline(username, huge, epoch)
     if wire == PLAIN and fields is None:
         videos = _videos(line.draws)
@@ -338,6 +423,10 @@ def ground_truth(
         videos = [video for video, gone in zip(videos, line.moderated, strict=True) if not gone]
     # A JSON round trip: the videos share their lists with the pool, callers may mutate theirs, and
     # what comes back holds exactly the JSON types of the wire.
+    if odd_values:
+        # msgspec refuses a lone surrogate and a number beyond any float; json reads both.
+        odd: list[dict[str, Any]] = json.loads(msgspec.json.encode(videos))
+        return odd
     result: list[dict[str, Any]] = msgspec.json.decode(msgspec.json.encode(videos))
     return result
 
@@ -378,6 +467,7 @@ def changes(
     string_ids: bool = False,
     type_drift: float = 0.0,
     drifts: Mapping[int, str | None] | None = None,
+    odd_values: float = 0.0,
 ) -> EpochChanges:
     """Return what changed in the user's list from one epoch to a later one, by video id.
 
@@ -402,6 +492,7 @@ def changes(
             type_drift=type_drift,
             drifts=drifts,
             epoch=epoch,
+            odd_values=odd_values,
         )
         return {video_id: video for video in videos if (video_id := _exact_id(video)) is not None}
 
@@ -457,6 +548,16 @@ class EncodedUser:
         # offsets[i] is where video i starts; one past the end stands in for a final comma.
         self.offsets = array("Q", accumulate((len(part) + 1 for part in parts), initial=0))
         self.blob = b",".join(parts)
+
+    def objects(self, start: int, stop: int) -> list[bytes]:
+        """Return videos [start, stop) as a list of JSON objects, moderated ones left out."""
+        stop = min(stop, self.total)
+        offsets, blob = self.offsets, self.blob
+        return [
+            blob[offsets[i] : offsets[i + 1] - 1]
+            for i in range(start, stop)
+            if self.kind != "short" or not self.moderated[i]
+        ]
 
     def page(self, start: int, stop: int) -> tuple[bytes, int]:
         """Return videos [start, stop) as comma-joined JSON objects, and how many there are."""

@@ -16,7 +16,8 @@ _VIDEOS_IN_ORDER = (
     "SELECT v.username, v.video_id, v.data{columns} FROM users AS u "
     "CROSS JOIN videos AS v ON v.username = u.username{join}{where} ORDER BY u.seq, v.rowid"
 )
-_PROVENANCE_COLUMNS = ", v.round, p.fetched_at, p.log_id"
+# An empty log_id is how the pages table (NOT NULL since schema 2) records "none sent".
+_PROVENANCE_COLUMNS = ", v.round, p.fetched_at, nullif(p.log_id, '')"
 _PROVENANCE_JOIN = " LEFT JOIN pages AS p ON p.id = v.page_id"
 # Each user's latest round in which its walk reached a final state and saw the whole list (not
 # partial: a stop-at-known walk saw only the head; not incomplete: a guard cut it short), else its
@@ -154,15 +155,15 @@ class _StoreReading(_StoreCore):
 
     def iter_pages(
         self, username: str | None = None
-    ) -> Iterator[tuple[str, int, int, bool, int, str, str, int | None]]:
+    ) -> Iterator[tuple[str, int, int, bool, int, str | None, str, int | None]]:
         """Stream the stored pages' provenance, for one user or all, in the order they were stored.
 
         Each is (username, cursor sent, next cursor, has_more, videos in the answer, log_id,
-        fetched_at, run id).
+        fetched_at, run id); log_id is None when the answer carried none.
         """
         sql = (
-            "SELECT username, cursor, next_cursor, has_more, videos, log_id, fetched_at, run_id"
-            " FROM pages"
+            "SELECT username, cursor, next_cursor, has_more, videos, nullif(log_id, ''),"
+            " fetched_at, run_id FROM pages"
         )
         params: tuple[str, ...] = ()
         if username is not None:

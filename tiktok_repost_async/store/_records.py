@@ -31,9 +31,9 @@ class UserState(enum.StrEnum):
     NOT_FOUND = "not_found"
     UNAVAILABLE = "unavailable"
     FAILED = "failed"
-    #: A guard (a cursor the API sent back again, a run of empty pages with ``has_more`` true)
-    #: cut the walk short; ``error`` says which. Final: a later run walks it again only when
-    #: asked to (``retry_incomplete``), from its saved cursor.
+    #: A guard (a cursor the API sent back again, ``has_more`` true without a cursor, a run of
+    #: empty pages with ``has_more`` true) cut the walk short; ``error`` says which. Final: a
+    #: later run walks it again only when asked to (``retry_incomplete``), from its saved cursor.
     INCOMPLETE = "incomplete"
 
 
@@ -120,8 +120,9 @@ def _row_to_record(row: tuple[str, str, int, int, int, int, str | None]) -> User
 class PageCommit:
     """Describe one fetched page to store: its videos as (id, JSON bytes), and where to go next.
 
-    ``cursor`` (the cursor the request sent), ``log_id`` (the answer's) and ``fetched_at`` (epoch
-    seconds; the store's clock when 0) are the page's provenance, stored with it.
+    ``cursor`` (the cursor the request sent), ``log_id`` (the answer's; None when it carried
+    none) and ``fetched_at`` (epoch seconds; the store's clock when 0) are the page's provenance,
+    stored with it.
     """
 
     username: str
@@ -130,7 +131,7 @@ class PageCommit:
     has_more: bool
     requests: int
     cursor: int = 0
-    log_id: str = ""
+    log_id: str | None = None
     fetched_at: float = 0.0
 
 

@@ -79,7 +79,8 @@ _SCHEMA: Final = (
         outcome     TEXT,  -- finished, stopped: <reason>, interrupted, error: <type>, killed
         round       INTEGER NOT NULL DEFAULT 1
     )""",
-    # One row per stored page: the provenance a citation needs.
+    # One row per stored page: the provenance a citation needs. log_id is '' when the answer
+    # carried none; the store reads it back as NULL (None).
     """CREATE TABLE pages (
         id          INTEGER PRIMARY KEY,
         run_id      INTEGER REFERENCES runs (id),

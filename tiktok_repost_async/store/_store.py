@@ -350,7 +350,9 @@ class Store(_StoreReading, _StoreRounds):
                         page.next_cursor,
                         int(page.has_more),
                         len(page.videos),
-                        page.log_id,
+                        # The column is NOT NULL in existing stores (schema 2), and SQLite cannot
+                        # relax that in place: "" stands for none, read back as None.
+                        page.log_id or "",
                         _utc_stamp_ms(page.fetched_at or now),
                         current,
                     ),
