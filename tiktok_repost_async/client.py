@@ -83,6 +83,9 @@ ENV_BASE_URL = "TIKTOK_API_BASE_URL"
 DEFAULT_REQUESTS_PER_SECOND = 10.0
 DEFAULT_CONCURRENCY = 8
 DEFAULT_TIMEOUT = 30.0
+#: In a walk, a request's 429s without Retry-After are not charged to its attempts while they
+#: number at most this many times ``max_attempts``: the walk's rate is at fault, and adapts.
+RATE_LIMITED_FREE = 4
 
 
 def make_limiter(requests_per_second: float) -> AsyncLimiter:
@@ -302,6 +305,8 @@ class RepostClient:
         limiter = self._limiter
         assert limiter is not None
         attempt = 0
+        # 429s without Retry-After on this request that were not charged to its attempts.
+        limited = 0
         while True:
             attempt += 1
             token: str | None = None
@@ -433,6 +438,13 @@ class RepostClient:
                         # limit from the daily quota: the run's wait, not this user's attempt.
                         attempt = 0
                         continue
+                    if not daily and error.retry_after is None:
+                        # Too fast for a short-term limit is the run's rate, not this user:
+                        # the gate has lowered the rate, and the attempt is not charged, up
+                        # to a bound of its own (the daily budget bounds them all besides).
+                        limited += 1
+                        if limited <= RATE_LIMITED_FREE * self.retry.max_attempts:
+                            attempt -= 1
                 elif isinstance(error, APIError):
                     gate.not_rate_limited()
                 if not self.retry.is_retryable(error) or attempt >= self.retry.max_attempts:

@@ -644,6 +644,8 @@ class Gate:
             await self._await_health(username)
         if self._paid(username):
             self._check_paid()
+            # The rate learned from 429s spaces every request, paid ahead or not.
+            await self._pace()
             return
         self.check()
         while not self._answered and self._trial not in (None, username):
