@@ -25,8 +25,16 @@ token. Goal: ``walk_many`` reaches >= 0.85 of the ideal (ideal / wall). Beside i
 pool of 32 workers over ``reposted_videos`` (what a programmer would write without the engine)
 and the harvest into SQLite.
 
+``--versus REV`` (repeatable) times only the hand-written pool of the mixed workload, beside the
+same pool of each git revision REV (``854dade`` is the last commit of version 0.1), on one
+simulator. Every way runs in a child process of its own (``_hand_pool.py``, with ``PYTHONPATH``
+at this tree or at the revision's package unpacked by ``git archive``), the ways take turns in
+each round, and each child times two runs after an untimed one. A ratio to this tree's runs of
+the same round holds where absolute times wander with the machine's load.
+
     pip install TikTokResearchApi
     python benchmarks/bench_wrapper.py [--users 150] [--rounds 2] [--json [FILE]]
+    python benchmarks/bench_wrapper.py --versus 854dade [--rounds 6]
 """
 
 from __future__ import annotations
@@ -34,8 +42,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import logging
 import math
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import aclosing
@@ -43,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import add_json_option, simulator, write_json
+from _hand_pool import hand_pool, mixed_names
 
 from tiktok_repost_async import PageEvent, RepostClient
 from tiktok_repost_async.harvester import harvest
@@ -145,17 +159,8 @@ async def via_walk_many(base_url: str, users: list[str]) -> Ids:
 
 async def via_hand_pool(base_url: str, users: list[str]) -> Ids:
     """Walk every user from 32 hand-written workers over reposted_videos (the reference)."""
-    found: Ids = {}
-    queue = list(reversed(users))
     async with client(base_url) as c:
-
-        async def worker() -> None:
-            while queue:
-                user = queue.pop()
-                found[user] = [video.id async for video in c.reposted_videos(user)]
-
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    return found
+        return await hand_pool(c, users, CONCURRENCY)
 
 
 def ideal_makespan(users: list[str]) -> float:
@@ -170,7 +175,7 @@ def ideal_makespan(users: list[str]) -> float:
 
 def mixed(users: int, rounds: int) -> dict[str, Any]:
     """Time the mixed workload: walk_many, the hand-written pool and the harvest vs ideal."""
-    names = [f"mx{i}_n{(i * 7919) % 400 + 1}" for i in range(users)]
+    names = mixed_names(users)
     ways = {"walk_many": via_walk_many, "hand_pool": via_hand_pool, "harvest": via_harvest}
     best = dict.fromkeys(ways, math.inf)
     with simulator("--latency", str(LATENCY)) as base_url:
@@ -191,6 +196,98 @@ def mixed(users: int, rounds: int) -> dict[str, Any]:
         "efficiency": {name: ideal / seconds for name, seconds in best.items()},
         "goal": MIXED_GOAL,
     }
+
+
+def versus(revisions: list[str], users: int, rounds: int) -> dict[str, Any]:
+    """Time the hand-written pool of this tree and of each revision side by side, in children."""
+    root = Path(__file__).resolve().parent.parent
+    names = mixed_names(users)
+    with tempfile.TemporaryDirectory() as folder:
+        trees = {"this tree": root}
+        for revision in revisions:
+            short = _git(root, "rev-parse", "--short", revision)
+            version = _git(root, "show", f"{revision}:pyproject.toml").split('version = "')[1]
+            target = Path(folder) / short
+            target.mkdir()
+            archive = subprocess.run(
+                ["git", "-C", str(root), "archive", revision, "tiktok_repost_async"],
+                capture_output=True,
+                check=True,
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+            trees[f"{short} ({version.split(chr(34))[0]})"] = target
+        seconds: dict[str, list[float]] = {label: [] for label in trees}
+        videos: set[int] = set()
+        with simulator("--latency", str(LATENCY)) as base_url:
+            for round_ in range(rounds):
+                # Each way goes first in turn, so that neither always meets a simulator that the
+                # other has just left busy.
+                order = list(trees) if round_ % 2 == 0 else list(reversed(trees))
+                for label in order:
+                    child = subprocess.run(
+                        [
+                            sys.executable,
+                            str(Path(__file__).with_name("_hand_pool.py")),
+                            base_url,
+                            *("--users", str(users), "--runs", "2"),
+                            *("--concurrency", str(CONCURRENCY), "--max-count", str(MAX_COUNT)),
+                        ],
+                        env={**os.environ, "PYTHONPATH": str(trees[label])},
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    answer = json.loads(child.stdout)
+                    if not Path(answer["package"]).is_relative_to(trees[label]):
+                        raise SystemExit(f"versus: {label} imported {answer['package']}")
+                    videos.update(answer["videos"])
+                    if len(videos) != 1:
+                        raise SystemExit(f"versus: {label} fetched another number of videos")
+                    seconds[label].extend(answer["seconds"])
+    base = seconds["this tree"]
+    return {
+        "users": users,
+        "pages": sum(Simulator.pages_needed(name, MAX_COUNT) for name in names),
+        "ideal_s": ideal_makespan(names),
+        "seconds": seconds,
+        # Each run beside this tree's run of the same round and place.
+        "vs_this_tree": {
+            label: statistics.median(t / b for t, b in zip(times, base, strict=True))
+            for label, times in seconds.items()
+        },
+    }
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def print_versus(v: dict[str, Any]) -> None:
+    """Print the side-by-side table of ``versus``."""
+    runs = len(v["seconds"]["this tree"])
+    print(
+        f"hand-written pool over reposted_videos(): {v['users']} users of 1 to 4 pages ="
+        f" {v['pages']} pages, {LATENCY * 1e3:.0f} ms, concurrency {CONCURRENCY};"
+        f" ideal {v['ideal_s']:.2f} s; {runs} runs each, interleaved"
+    )
+    rows = [["way", "min s", "median s", "max s", "ideal / median", "vs this tree"]]
+    for label, times in v["seconds"].items():
+        median = statistics.median(times)
+        rows.append(
+            [
+                label,
+                f"{min(times):.2f}",
+                f"{median:.2f}",
+                f"{max(times):.2f}",
+                f"{v['ideal_s'] / median:.2f}",
+                f"{v['vs_this_tree'][label]:.3f}x",
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
 
 
 def same_videos(expected: Ids, got: Ids) -> bool:
@@ -277,8 +374,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=150, help="users of 3 pages each (150)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (2)")
+    parser.add_argument(
+        "--versus",
+        action="append",
+        metavar="REV",
+        help="time only the mixed workload's hand-written pool, beside that of git revision REV"
+        " (repeatable; 854dade is version 0.1); --rounds + 1 rounds",
+    )
     add_json_option(parser)
     args = parser.parse_args()
+    if args.versus:
+        v = versus(args.versus, args.users, args.rounds + 1)
+        if not write_json({"raw": v}, args.json):
+            print_versus(v)
+        return
     if importlib.util.find_spec("tiktok_research_api") is None:
         raise SystemExit("needs TikTok's wrapper: pip install TikTokResearchApi")
     r = run(args.users, args.rounds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Mapping
 
 import msgspec
@@ -88,6 +89,41 @@ async def test_a_waiter_cancelled_leaves_the_refresh_to_the_others() -> None:
     await asyncio.sleep(0.01)
     assert server.calls == 2
     assert await manager.token(server) == "clt.token3"
+
+
+@pytest.mark.parametrize("failures", [0, 1])
+async def test_the_waiters_of_a_refresh_leave_it_one_at_a_time_in_order(failures: int) -> None:
+    # Woken in one turn of the loop, the workers of a walk would all send in the same instant
+    # and stay bunched for the rest of it (see auth.py): they leave as through a lock instead,
+    # each in a later turn than the one before it, in the order they came, sharing the outcome.
+    server = FlakyTokenServer(failures=failures)
+    manager = TokenManager(Credentials("key", "secret"), base_url="http://127.0.0.1:1", retry=RETRY)
+    turns = 0
+    left: list[tuple[int, int, str]] = []
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    async def waiter(number: int) -> None:
+        try:
+            outcome = await manager.token(server)
+        except ServerError as error:
+            outcome = type(error).__name__
+        left.append((number, turns, outcome))
+
+    counter = asyncio.ensure_future(count_turns())
+    try:
+        await asyncio.gather(*(waiter(number) for number in range(WORKERS)))
+    finally:
+        counter.cancel()
+    assert server.calls == 1
+    assert [number for number, _, _ in left] == list(range(WORKERS))
+    stamps = [turn for _, turn, _ in left]
+    assert all(later > earlier for earlier, later in itertools.pairwise(stamps))
+    assert {outcome for _, _, outcome in left} == {"ServerError" if failures else "clt.token1"}
 
 
 async def test_a_token_failure_mid_walk_costs_one_token_request_not_one_per_worker(
