@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import FakeTime
+from support import FakeTime, run_main
 from support import make_client as support_client
 
 from tiktok_repost_async import HarvestStopped, RepostClient, StopReason, Store, UserState
@@ -201,3 +201,25 @@ async def test_a_short_term_limit_lowers_the_rate_and_never_costs_the_day(
         assert refused <= sim.stats.requests / 5
         with Store(tmp_path / "h.db", create=False) as store:
             assert store.requests_on(utc_day(clock.now)) == sim.stats.requests
+
+
+@pytest.mark.slow
+def test_a_harvest_at_the_default_rate_against_5_a_second_finishes(tmp_path: Path) -> None:
+    # The reported case, on the real clock: an API that allows 5 requests a second and answers
+    # 429 without Retry-After; `harvest` at its default --rate 10 and --concurrency 8 stopped
+    # after 2 s as if the day's quota were spent. It must finish, most of its requests served.
+    from test_cli import cli_env, write_users
+
+    names = [f"five{i}_n250" for i in range(20)]
+    db = tmp_path / "h.db"
+    simulator = Simulator(rate_limit=5)
+    with simulator.run_in_thread() as base_url:
+        users = write_users(tmp_path / "users.txt", names)
+        ran = run_main("harvest", users, "--db", db, "--base-url", base_url, env=cli_env())
+        assert ran.returncode == 0, ran.stderr
+        assert "quota is spent" not in ran.stderr
+        assert stored(db, names) == truth(simulator, names)
+        refused = simulator.stats.by_status[429]
+        assert refused <= simulator.stats.requests / 5
+        with Store(db, create=False) as store:
+            assert store.requests_on() == simulator.stats.requests
