@@ -90,6 +90,7 @@ class TokenManager:
         "_not_before",
         "_refresh_task",
         "_retry",
+        "_span",
         "_token",
         "_turn",
         "_waiters",
@@ -124,6 +125,8 @@ class TokenManager:
         self._retry = retry if retry is not None else RetryPolicy()
         self._token: str | None = None
         self._expires_at = 0.0
+        # How long the current token is used for, from its fetch to its refresh.
+        self._span = 0.0
         # The refresh in flight, shared by every caller until it ends, how many wait on it, and
         # the lock that lets them leave it one at a time (made with the refresh, in its loop).
         self._refresh_task: asyncio.Future[str] | None = None
@@ -142,20 +145,31 @@ class TokenManager:
         state = "valid" if self._fresh() else "none"
         return f"TokenManager(client_key={self._credentials.client_key!r}, token={state})"
 
-    def _fresh(self) -> bool:
-        return self._token is not None and self._clock() < self._expires_at
+    def _fresh(self, ahead: float = 0.0) -> bool:
+        # Looking ahead at most half the token's span, so that a long look never refreshes
+        # every time.
+        ahead = min(ahead, self._span / 2)
+        return self._token is not None and self._clock() + ahead < self._expires_at
 
-    async def token(self, send: Send) -> str:
+    def fresh_for(self, seconds: float) -> bool:
+        """Tell whether `token` will return the token at hand, without a request, for ``seconds``.
+
+        ``seconds`` counts for at most half the time a token is used for.
+        """
+        return self._fresh(seconds)
+
+    async def token(self, send: Send, *, ahead: float = 0.0) -> str:
         """Return a valid access token, fetching a new one when none is fresh.
 
-        ``send``: sends the token request. Callers that arrive while a refresh is in flight wait
-        for it and share its outcome, a failure included, as do calls during the pause after a
-        failure (`retry_in`); the first call after it starts a new refresh.
+        ``send``: sends the token request. ``ahead``: refresh a token that goes stale within
+        this many seconds (at most half its span) too. Callers that arrive while a refresh is in
+        flight wait for it and share its outcome, a failure included, as do calls during the
+        pause after a failure (`retry_in`); the first call after it starts a new refresh.
         """
         token = self._token
-        now = self._clock()
-        if token is not None and now < self._expires_at:
+        if token is not None and self._fresh(ahead):
             return token
+        now = self._clock()
         failure = self._failure
         if failure is not None and now < self._not_before:
             # A fresh traceback each time: the one error object is raised in many tasks.
@@ -220,6 +234,7 @@ class TokenManager:
         margin = min(self.refresh_margin, lifetime / 2)
         self._token = answer.access_token
         self._expires_at = started + lifetime - margin
+        self._span = lifetime - margin
         self.refreshes += 1
         logger.debug("fetched an access token valid for %.0f s", lifetime)
         return answer.access_token

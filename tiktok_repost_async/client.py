@@ -161,6 +161,9 @@ class RepostClient:
         self._limiter = limiter
         self._auth = TokenManager(self._credentials, base_url=self.base_url, retry=self.retry)
         self._timeout = aiohttp.ClientTimeout(total=self.timeout)
+        # The longest a request waits in the limiter (every worker ahead of it), and a second
+        # more: a token must stay fresh that long past the check before it.
+        self._queue_time = concurrency / self.requests_per_second + 1.0
         self._proxy: str | None = None
 
     def __repr__(self) -> str:
@@ -316,16 +319,25 @@ class RepostClient:
             # request never left.
             fetching_token = False
             fresh = False
+            refreshes = self._auth.refreshes
             try:
                 # The order is the quota's: a request that may not go out (a stop, a spent
                 # budget) never queues in the limiter, one that waited there is checked again
                 # before it leaves, and the token is taken last, so that a long wait never
                 # sends a token that went stale meanwhile.
-                if gate is None:
-                    await limiter.acquire()
-                else:
+                if gate is not None:
                     await gate.admit(username)
-                    await limiter.acquire()
+                if not self._auth.fresh_for(self._queue_time):
+                    # A refresh awaited after the limiter would hold every request that passes
+                    # it meanwhile, and let them all go at once when the token comes: faster
+                    # than the rate. So a token that would go stale while this request waits
+                    # in the limiter is refreshed before it (one request for every waiter),
+                    # and taken again, from the cache, below.
+                    fetching_token = True
+                    await self._auth.token(self._send, ahead=self._queue_time)
+                    fetching_token = False
+                await limiter.acquire()
+                if gate is not None:
                     while not await gate.take(username):
                         await gate.admit(username)
                         await limiter.acquire()
@@ -333,7 +345,6 @@ class RepostClient:
                 # connection) is retried like a page, within the same bounded attempts.
                 booked = gate is not None
                 fetching_token = True
-                refreshes = self._auth.refreshes
                 token = await self._auth.token(self._send)
                 # Fetched while this request waited for it: a 401 on it is not staleness.
                 fresh = self._auth.refreshes != refreshes
