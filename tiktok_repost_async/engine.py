@@ -351,8 +351,8 @@ class Engine:
             await events.put(done)
 
     def _unpark(self) -> tuple[WalkJob, WalkTally] | None:
-        # A walk set aside goes on once it is no longer the suspect: proven at fault (it ends
-        # failed at once) or cleared (the API is down for everyone, or came back).
+        # A walk set aside goes on once it is no longer the suspect: shown at fault (it gets one
+        # more request, then ends failed) or cleared (the API is down for everyone, or back).
         suspect = self.gate.suspect
         for _ in range(len(self._parked)):
             job, tally = self._parked.popleft()

@@ -70,7 +70,9 @@ logger = logging.getLogger("tiktok_repost_async.engine")
 # - a 429 when the ledger is within QUOTA_NEAR_FRACTION of its budget (10 requests of 1,000; at
 #   least the last one) is the daily quota at once, whatever it says.
 # A 429 with Retry-After is a short-term limit: the server says when to come back, the daily
-# quota never does. Only a 429 that the hold takes is not charged to its user's attempts.
+# quota never does. A 429 without Retry-After is the run's rate at fault, not its user's: it is
+# not charged to the user's attempts (up to `client.RATE_LIMITED_FREE` times them; the hold's
+# never), while one with Retry-After is.
 # A daily-quota verdict in a UTC day before any request of that day was served is a lagging
 # reset, not a spent day (see `Gate.quota_exhausted`): one probe at a time goes out after each of
 # the growing waits of `quota.RESET_LAG_WAITS`, and while it lags any 429 without Retry-After is
@@ -138,7 +140,8 @@ class Gate:
         on when a booked request never reached the API (a refused connection, a failed token
         fetch, a stop while it was being booked). ``on_wait``: told when a quota wait starts
         (its end) and ends.
-        ``on_probe``: told when the circuit breaker's next probe is due, and None when it closes.
+        ``on_probe``: told when the next probe of a hold (the circuit breaker, or a streak of
+        429s: see `holding`) is due, and None when it closes.
         """
         self.quota = quota
         self.on_quota = QuotaPolicy(on_quota)
