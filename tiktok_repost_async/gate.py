@@ -174,6 +174,7 @@ class Gate:
         self._answered = False
         self._trial: str | None = None
         self._answer = asyncio.Event()
+        self._release = asyncio.Lock()
         # The run of 429s without Retry-After since the last other answer.
         self._limited = 0
         #: The client's own rate (requests per second), the most the adaptive rate goes back up
@@ -651,10 +652,18 @@ class Gate:
             await self._pace()
             return
         self.check()
+        waited = False
         while not self._answered and self._trial not in (None, username):
             await self._wait_for(self._answer)
+            waited = True
         if not self._answered:
             self._trial = username
+        elif waited:
+            # The trial's answer frees every worker at once: they leave one a turn of the loop,
+            # in the order they came (as a token refresh's waiters do), so that their first
+            # requests, and then their answers, do not all come in one burst.
+            async with self._release:
+                await asyncio.sleep(0)
         quota = self.quota
         while True:
             while quota is not None and quota.remaining <= 0:
