@@ -725,6 +725,7 @@ def test_research_only_faults_cannot_be_given_to_the_token_endpoint(fault: Any) 
         Fault.QUOTA,
         Fault.INVALID_CURSOR,
         Fault.TOKEN_INVALID,
+        Fault.SILENT_EMPTY,
     }
 
 

@@ -221,6 +221,9 @@ class StopReason(enum.StrEnum):
     #: The API stayed unhealthy (5xx, gateway pages, timeouts, no connection) for longer than
     #: the circuit breaker waits (`engine.BREAKER_GIVE_UP`).
     UNHEALTHY = "unhealthy"
+    #: In a repeat round of a panel, users who had reposts before kept coming back with none and
+    #: no error (the API's silent empty; see `harvester.EMPTY_ALARM_SEEN`): nothing was recorded.
+    EMPTY = "empty"
 
 
 class WalkStopped(TikTokError):

@@ -15,20 +15,39 @@ from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
 from . import __version__
 from .client import RepostClient, empty_page_bound
-from .engine import Engine, Gate, NameSkipped, PageEvent, Sink, UserDone, WalkGuard, WalkJob
+from .engine import (
+    Engine,
+    Gate,
+    NameSkipped,
+    PageEvent,
+    Sink,
+    UserDone,
+    WalkGuard,
+    WalkJob,
+    WalkState,
+)
 from .errors import HarvestStopped, StopReason, WalkStopped
 from .models import RepostedVideosPage
 from .protocol import validate_positive_int
 from .quota import DailyQuota, QuotaPolicy, utc_day
 from .store import FINAL_STATES, PageCommit, Store, StoreMismatchError, UserState
 
-__all__ = ["HarvestProgress", "HarvestStopped", "Harvester", "UserOutcome", "harvest"]
+__all__ = [
+    "EMPTY_ALARM_COUNT",
+    "EMPTY_ALARM_END",
+    "EMPTY_ALARM_SEEN",
+    "HarvestProgress",
+    "HarvestStopped",
+    "Harvester",
+    "UserOutcome",
+    "harvest",
+]
 
 logger = logging.getLogger("tiktok_repost_async.harvester")
 
@@ -36,6 +55,18 @@ T = TypeVar("T")
 
 # Pages committed in one transaction at most (see _Writer._run).
 _PAGES_PER_COMMIT = 4
+
+# The silent empty: the Research API has answered empty lists with no error for days (a sibling
+# endpoint, 2026-03). In a repeat round of a panel that would record every repost as removed.
+# So the empty first-and-last page of a user who had videos in an earlier round is held back,
+# the user left pending, and the run stops (`StopReason.EMPTY`, resumable) once such users are
+# at least half of the EMPTY_ALARM_SEEN or more of them seen in this run, or EMPTY_ALARM_COUNT
+# in all; at the end of the input, once they are at least half and EMPTY_ALARM_END or more.
+# Otherwise the held pages are committed at the end of the run: those users are done, empty.
+# ``accept_empty`` turns the alarm off, for a researcher who knows the emptiness is real.
+EMPTY_ALARM_SEEN: Final = 10
+EMPTY_ALARM_COUNT: Final = 20
+EMPTY_ALARM_END: Final = 3
 _ENCODE = msgspec.json.Encoder().encode
 
 
@@ -244,6 +275,7 @@ class Harvester:
         max_pages: int | None = None,
         new_round: bool = False,
         stop_at_known: bool = False,
+        accept_empty: bool = False,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
@@ -262,7 +294,9 @@ class Harvester:
         walked is resumed instead).
         ``stop_at_known`` (with ``new_round``): end each walk of that round at the first page
         holding a video seen in the user's previous round; a resumed round keeps the choice it
-        was started with. ``clock`` and ``sleep``: wall clock and quota-wait sleep.
+        was started with. ``accept_empty``: in a repeat round, take users who had videos before
+        and now come back empty at their word, without the silent-empty alarm (see
+        `EMPTY_ALARM_SEEN`). ``clock`` and ``sleep``: wall clock and quota-wait sleep.
         """
         if stop_at_known and not new_round:
             raise ValueError("stop_at_known applies to a new round: pass new_round=True too")
@@ -287,6 +321,7 @@ class Harvester:
         self.max_pages = max_pages
         self.new_round = new_round
         self.stop_at_known = stop_at_known
+        self.accept_empty = accept_empty
         #: The round this run walks, and whether this run started it (set by `run`).
         self.round = 0
         self.round_started = False
@@ -366,10 +401,14 @@ class Harvester:
                 skip_events=False,
             )
             try:
+                sink = self._sink
                 async with contextlib.aclosing(engine.run(usernames)) as events:
                     async for event in events:
-                        if isinstance(event, UserDone):
+                        if isinstance(event, UserDone) and not sink.holds(event.username):
                             yield self._outcome(event)
+                # The input is done: the held empty pages are the truth, or the API's silence.
+                for done in await sink.settle_empties(gate):
+                    yield self._outcome(done)
             except WalkStopped as stop:
                 self.progress.stopped = stop.reason
                 outcome = f"stopped: {stop.reason}"
@@ -460,6 +499,13 @@ class _StoreSink(Sink):
         # The video ids of each queued user's previous round, for stop_at_known: as many as
         # users are queued (bounded by the engine), each until its walk ends.
         self._known: dict[str, set[str]] = {}
+        # The silent-empty alarm (see EMPTY_ALARM_SEEN): the queued users who had videos in an
+        # earlier round; of those ended in this run, how many, and how many came back empty;
+        # and the empty pages held back with their users' ends, until the run decides.
+        self._expect: set[str] = set()
+        self._heard = 0
+        self._silent = 0
+        self._held: dict[str, tuple[PageCommit, UserDone | None]] = {}
 
     async def claim(self, names: list[str], lines: list[int]) -> list[WalkJob | NameSkipped]:
         """Claim the names in the store; skip duplicates and users already final."""
@@ -482,6 +528,14 @@ class _StoreSink(Sink):
                 continue
             progress.queued += 1
             self.starts[username] = cursor
+            harvester = self._harvester
+            if (
+                harvester.round > 1
+                and not harvester.accept_empty
+                and cursor == 0
+                and await harvester._write(self._store.had_videos_before, username)
+            ):
+                self._expect.add(username)
             if self._harvester.stop_at_known:
                 self._known[username] = await self._harvester._write(
                     self._store.known_video_ids, username
@@ -526,18 +580,23 @@ class _StoreSink(Sink):
         if more:
             harvester.progress.requests += 1
             harvester.progress.quota_spent = harvester.quota.spent
-        added = await writer.commit(
-            PageCommit(
-                job.username,
-                rows,
-                page.cursor,
-                page.has_more,
-                1 if more else 0,
-                cursor=event.cursor,
-                log_id=page.log_id,
-                fetched_at=harvester._clock(),
-            )
+        commit = PageCommit(
+            job.username,
+            rows,
+            page.cursor,
+            page.has_more,
+            1 if more else 0,
+            cursor=event.cursor,
+            log_id=page.log_id,
+            fetched_at=harvester._clock(),
         )
+        if job.username in self._expect and job.pages == 0 and not rows and not page.has_more:
+            # Nothing at all from a user who had videos: the truth, or the API's silence.
+            # Held back, the user stays pending until the run can tell (see settle_empties).
+            self._held[job.username] = (commit, None)
+            self._progress.pages += 1
+            return 0
+        added = await writer.commit(commit)
         if more:
             assert gate is not None
             gate.prepaid_booked(job.username)
@@ -545,8 +604,25 @@ class _StoreSink(Sink):
         self._progress.videos += added
         return added
 
+    def holds(self, username: str) -> bool:
+        """Tell whether ``username``'s empty answer is held back by the silent-empty alarm."""
+        return username in self._held
+
     async def finish(self, job: WalkJob, done: UserDone) -> None:
         """Give the user its final state in the store (a finished walk's last page did)."""
+        if job.username in self._expect:
+            self._expect.discard(job.username)
+            held = self._held.get(job.username)
+            if held is not None or done.state is WalkState.DONE:
+                self._heard += 1
+            if held is not None:
+                self._held[job.username] = (held[0], done)
+                self._silent += 1
+                self._sound_alarm(
+                    (self._heard >= EMPTY_ALARM_SEEN and 2 * self._silent >= self._heard)
+                    or self._silent >= EMPTY_ALARM_COUNT
+                )
+                return
         state = _user_state(done)
         self._progress.finished[state] += 1
         self._known.pop(job.username, None)
@@ -566,6 +642,39 @@ class _StoreSink(Sink):
     def input_done(self) -> None:
         """Let the progress show a total."""
         self._progress.input_done = True
+
+    def _sound_alarm(self, now: bool) -> None:
+        gate = self._harvester._gate
+        if not now or gate is None:
+            return
+        logger.warning(
+            "%d of %d users who had reposts in an earlier round came back with none",
+            self._silent,
+            self._heard,
+        )
+        gate.stop(
+            StopReason.EMPTY,
+            f"the API keeps answering empty lists: {self._silent} of {self._heard} users who"
+            " had reposts in an earlier round came back with none and no error; they stay"
+            " pending and nothing was recorded as removed",
+        )
+
+    async def settle_empties(self, gate: Gate) -> list[UserDone]:
+        """Decide the held empty answers once the input is done: stop, or commit them as done."""
+        if not self._held:
+            return []
+        self._sound_alarm(self._silent >= EMPTY_ALARM_END and 2 * self._silent >= self._heard)
+        gate.check()
+        writer = self._harvester._writer
+        assert writer is not None
+        ends: list[UserDone] = []
+        for username, (commit, done) in list(self._held.items()):
+            del self._held[username]
+            await writer.commit(commit)
+            if done is not None:
+                self._progress.finished[UserState.DONE] += 1
+                ends.append(done)
+        return ends
 
 
 def _user_state(done: UserDone) -> UserState:

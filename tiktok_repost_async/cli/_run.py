@@ -61,6 +61,8 @@ class HarvestSettings:
     progress: bool
     log_interval: float
     resume_hint: str
+    #: Take repeat-round users who come back empty at the API's word (no silent-empty alarm).
+    accept_empty: bool = False
 
 
 def credentials() -> tuple[str, str]:
@@ -213,6 +215,7 @@ async def run_harvest(
         max_pages=settings.max_pages,
         new_round=settings.new_round,
         stop_at_known=settings.stop_at_known,
+        accept_empty=settings.accept_empty,
     )
 
     async def consume() -> None:
@@ -313,6 +316,11 @@ def _stop_line(stopped: HarvestStopped, resume_hint: str) -> str:
         if when[1]:
             return f"stopped: {when[0]}; {resume_hint} after {when[2]}, or pass --on-quota wait"
         return f"stopped: {why}; {resume_hint} later, or pass --on-quota wait"
+    if stopped.reason == "empty":
+        return (
+            f"stopped: {stopped.detail or 'the API keeps answering empty lists'}:"
+            f" {resume_hint} once the API is well, or pass --accept-empty if the emptiness is real"
+        )
     if stopped.reason == "unhealthy":
         return (
             f"stopped: the API answered nothing but outage failures (5xx, gateway pages,"

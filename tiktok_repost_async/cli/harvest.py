@@ -94,6 +94,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " previous round (assumes newest first; such users are marked partial)",
     )
     parser.add_argument(
+        "--accept-empty",
+        action="store_true",
+        help="in a repeat round, take users who had reposts before and now come back with none"
+        " at the API's word (by default, when many do, the run stops resumable: the API has"
+        " been seen answering empty lists with no error for days)",
+    )
+    parser.add_argument(
         "--base-url", help=f"API base URL ({ENV_BASE_URL}, else {DEFAULT_BASE_URL})"
     )
     add_progress(parser)
@@ -132,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         settings = HarvestSettings(
             new_round=args.new_round,
             stop_at_known=args.stop_at_known,
+            accept_empty=args.accept_empty,
             concurrency=args.concurrency,
             daily_quota=args.daily_quota,
             on_quota=args.on_quota,

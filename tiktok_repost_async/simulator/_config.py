@@ -84,6 +84,9 @@ class Fault(enum.StrEnum):
     TOKEN_INVALID = "token_invalid"
     #: The normal answer's status and headers, then half its body, then the connection closes.
     TRUNCATED = "truncated"
+    #: The API's silent empty (seen for days in 2026): a 200 answer like any other, with an
+    #: empty list, has_more false and no error, whatever the user holds.
+    SILENT_EMPTY = "silent_empty"
 
 
 #: The faults the token endpoint can be given, by `token_faults` or `Simulator.script_token`.

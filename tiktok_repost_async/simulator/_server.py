@@ -462,6 +462,8 @@ class Simulator(_Faults):
             return None
         if fault is Fault.TRUNCATED:
             return await self._truncate(request, self._answer(query))
+        if fault is Fault.SILENT_EMPTY:
+            return self._answer(query, empty=True)
         return self._fault_response(fault)
 
     def _refusal(self, request: web.Request, now: float, lagging: bool) -> web.Response | None:
@@ -541,7 +543,7 @@ class Simulator(_Faults):
         self._fields[raw] = result
         return result
 
-    def _answer(self, query: _Query) -> web.Response:
+    def _answer(self, query: _Query, *, empty: bool = False) -> web.Response:
         username, max_count, cursor = query.username, query.max_count, query.cursor
         assert username is not None
         kind = user_kind(username)
@@ -561,7 +563,10 @@ class Simulator(_Faults):
             config.epoch,
         )
         videos, count = user.page(cursor, cursor + max_count)
-        if kind == "stall":
+        if empty:
+            # The API's silent empty: an answer like any other, that holds nothing at all.
+            videos, count, next_cursor, has_more = b"", 0, cursor, False
+        elif kind == "stall":
             next_cursor, has_more = cursor or max_count, True
         elif kind == "endless":
             # Past its real videos the walk goes on: empty pages, the cursor still advancing.
@@ -572,7 +577,7 @@ class Simulator(_Faults):
         if count == 0 and config.omit_empty_list:
             listed = b""
         elif config.pretty_videos or config.both_list_keys or config.unknown_list_key:
-            listed = self._lists(user.objects(cursor, cursor + max_count))
+            listed = self._lists([] if empty else user.objects(cursor, cursor + max_count))
         else:
             listed = b'"%s":[%s],' % (config.list_key.encode(), videos)
         more = b"true" if has_more else b"false"

@@ -153,6 +153,14 @@ class _StoreRounds(_StoreCore):
         )
         return [(str(video_id), bytes(data)) for video_id, data in rows]
 
+    def had_videos_before(self, username: str, round: int | None = None) -> bool:
+        """Tell whether a user had any video in a round before ``round`` (the current one)."""
+        limit = self.current_round if round is None else round
+        row = self._db.execute(
+            "SELECT 1 FROM videos WHERE username = ? AND round < ? LIMIT 1", (username, limit)
+        ).fetchone()
+        return row is not None
+
     def known_video_ids(self, username: str, before: int | None = None) -> set[str]:
         """Return the ids of the videos seen of a user in its latest round before ``before``.
 
