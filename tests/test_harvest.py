@@ -13,6 +13,7 @@ from support import FakeTime, make_client
 
 from tiktok_repost_async import RepostClient, RetryPolicy, Store, UserState
 from tiktok_repost_async.engine import QUOTA_STREAK, RATE_PROBE_WAITS
+from tiktok_repost_async.gate import WAIT_SLICE
 from tiktok_repost_async.harvester import Harvester, HarvestStopped, UserOutcome, harvest
 from tiktok_repost_async.simulator import Fault, Simulator
 
@@ -149,9 +150,38 @@ async def test_quota_wait_sleeps_until_after_utc_midnight_and_carries_on(
         )
     assert len(outcomes) == 8
     midnight = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()
-    # It waited past midnight plus the margin, in one stretch of about an hour, not by polling.
+    # It waited past midnight plus the margin: an hour in slices of a minute, no request between.
     assert midnight + 60 <= clock.now < midnight + 120
     assert sim.stats.requests == 8
+
+
+async def test_a_quota_wait_goes_on_within_a_slice_after_a_suspend(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # A laptop suspended at 23:10 for three hours: a sleep's own clock stands still meanwhile,
+    # so a sleep to 00:01 would wake at about 03:01 wall time plus what was left of it. The
+    # wait sleeps in slices and reads the wall clock after each: it goes on at once.
+    clock = FakeTime(dt.datetime(2026, 3, 1, 23, 0, tzinfo=dt.UTC).timestamp())
+    midnight = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()
+    slept: list[tuple[float, float]] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append((clock.now, seconds))
+        await clock.sleep(seconds)
+        if not any(at >= midnight for at, _ in slept) and clock.now > midnight - 50 * 60:
+            clock.now += 3 * 3600  # the lid closes during this slice
+
+    names = [f"sus{i}_n100" for i in range(8)]
+    async with make_client(sim) as client:
+        outcomes = await run(
+            client, names, tmp_path / "h.db", daily_quota=5, on_quota="wait", clock=clock,
+            sleep=sleep,
+        )  # fmt: skip
+    assert len(outcomes) == 8
+    assert sim.stats.requests == 8
+    # Every sleep of the wait was a slice of a minute at most, none after the wake-up.
+    assert max(seconds for _, seconds in slept) <= WAIT_SLICE
+    assert all(at < midnight for at, _ in slept)
 
 
 async def test_api_daily_quota_answer_stops_cleanly(sim: Simulator, tmp_path: Path) -> None:

@@ -61,6 +61,7 @@ async def harvest(
 ) -> tuple[list[UserOutcome], HarvestStopped | None, list[float]]:
     """Harvest NAMES; return the outcomes, the stop if any, and the quota waits taken."""
     waits: list[float] = []
+    seen: list[int] = []
     client = make_client(sim, clock)
 
     async def sleep(seconds: float) -> None:
@@ -72,7 +73,13 @@ async def harvest(
             await asyncio.sleep(0.002)
         if seconds >= 1.0:
             # Not the spacing of the rate learned from 429s: a wait of the quota or its hold.
-            waits.append(seconds)
+            # A long wait sleeps in slices (WAIT_SLICE): those with no request in between are
+            # one wait.
+            if waits and seen[-1] == sim.stats.requests:
+                waits[-1] += seconds
+            else:
+                waits.append(seconds)
+                seen.append(sim.stats.requests)
         await clock.sleep(seconds)
 
     outcomes: list[UserOutcome] = []

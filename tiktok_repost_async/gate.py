@@ -49,6 +49,7 @@ __all__ = [
     "RATE_FLOOR",
     "RATE_PROBE_WAITS",
     "RATE_RECOVERY",
+    "WAIT_SLICE",
     "Gate",
     "StepAside",
 ]
@@ -85,6 +86,9 @@ RATE_FLOOR: Final = 0.1
 RATE_JITTER: Final = 0.8
 # The rate the learned one falls from when the engine did not say the client's (a gate alone).
 DEFAULT_CEILING: Final = 10.0
+# The longest one sleep of a quota wait (hours, to the reset) lasts before the wall clock is read
+# again: a run that waits through a laptop's suspend or a clock jump goes on within this long.
+WAIT_SLICE: Final = 60.0
 QUOTA_NEAR_FRACTION: Final = 0.01
 
 # The run-wide circuit breaker. BREAKER_THRESHOLD outage failures in a row across the run (a 5xx
@@ -646,11 +650,13 @@ class Gate:
         if self._stopped is None:
             # Before the prepaid ones too: the breaker holds every request, paid or not.
             await self._await_health(username)
-        if self._paid(username):
+        if self._paid(username) and not self._api_spent:
             self._check_paid()
             # The rate learned from 429s spaces every request, paid ahead or not.
             await self._pace()
             return
+        # After the API said the day is spent, a request paid ahead waits for the reset like
+        # the rest (it would only fetch another 429); a new day's pays it again.
         self.check()
         waited = False
         while not self._answered and self._trial not in (None, username):
@@ -689,7 +695,7 @@ class Gate:
                 self._lag_probe = username
             elif self._lag_probe != username:
                 return False
-        if self._paid(username):
+        if self._paid(username) and not self._api_spent:
             self._check_paid()
             self._taken[username] = self._prepaid.pop(username)
             self._booked_ahead.discard(username)
@@ -797,7 +803,9 @@ class Gate:
                 self._on_wait(until)
             try:
                 while (wait := until - self._clock()) > 0:
-                    await self._sleep_unless_stopped(wait, self._sleep)
+                    # In slices, each followed by a look at the wall clock: a sleep's clock
+                    # stands still while a laptop is suspended, and the wall clock may jump.
+                    await self._sleep_unless_stopped(min(wait, WAIT_SLICE), self._sleep)
                 self._api_spent = False
                 if self._served_day != int(self._clock() // DAY_SECONDS):
                     # A new day that has served nothing yet: its reset may lag, so one probe
