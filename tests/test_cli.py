@@ -6,6 +6,7 @@ terminal and the installed script run a real process."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
@@ -481,7 +482,7 @@ def test_a_clean_stop_leaves_the_ledger_equal_to_what_the_api_received(
 
 def videos_in(db: Path) -> int:
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn, conn:
             return int(conn.execute("SELECT count(*) FROM videos").fetchone()[0])
     except sqlite3.Error:
         return 0  # not created yet

@@ -6,6 +6,7 @@ The commands run in this process (`support.run_main`) against a simulator on a t
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import http.server
 import io
@@ -301,7 +302,7 @@ def test_a_store_of_a_newer_version_asks_for_an_upgrade(
     db = tmp_path / "h.db"
     with Store(db, fields=("id",), max_count=100):
         pass
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     conn.close()
     users = write_users(tmp_path / "users.txt", ["alice_n5"])

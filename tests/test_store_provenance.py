@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import sqlite3
@@ -106,7 +107,7 @@ def test_a_version_1_store_is_migrated_once_in_place(tmp_path: Path) -> None:
             ("a", "1", 1, None, None),
             ("a", "2", 1, None, None),
         ]
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         assert meta["schema_version"] == str(SCHEMA_VERSION)
         assert "migrated_at" in meta
@@ -120,7 +121,7 @@ def test_a_version_1_store_is_migrated_once_in_place(tmp_path: Path) -> None:
         assert store.users_in(UserState.INCOMPLETE)[0].error == "empty_pages: cut at cursor 300"
         with pytest.raises(StoreError):
             store.commit_page("nobody", [(1, b"{}")], next_cursor=0, has_more=False, requests=1)
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
@@ -135,7 +136,7 @@ def test_a_failed_migration_leaves_version_1_whole(
     monkeypatch.setattr(store_schema, "_MIGRATE_V1", broken)
     with pytest.raises(Exception, match="nowhere"):
         Store(db, create=False)
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
             "1",
         )
@@ -261,7 +262,7 @@ async def test_a_version_1_store_resumes_after_the_upgrade(sim: Simulator, tmp_p
 def test_a_store_from_a_newer_version_is_refused_with_the_way_out(tmp_path: Path) -> None:
     db = tmp_path / "new.db"
     Store(db, fields=FIELDS, max_count=100).close()
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
     with pytest.raises(StoreMismatchError, match="newer version of tiktok_repost_async"):
         Store(db, create=False)

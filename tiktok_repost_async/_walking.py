@@ -75,8 +75,8 @@ class RequestGate(Protocol):
     async def pause(self, seconds: float, sleep: Sleep) -> None:
         """Sleep before a retry, cut short (with `WalkStopped`) by a stop."""
 
-    def answered(self, reached: bool) -> None:
-        """Note that a request got an answer (``reached``) or none (a transport failure)."""
+    def answered(self, reached: bool, username: str | None = None) -> None:
+        """Note that ``username``'s request got an answer (``reached``) or none (no answer)."""
 
     def rate_limited(self, username: str, error: RateLimitError) -> bool:
         """Note a 429 for ``username``; tell whether it means the daily quota is spent."""

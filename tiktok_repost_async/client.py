@@ -364,7 +364,7 @@ class RepostClient:
                     status, headers, body = await self._send(request)
                 except TransportError as failure:
                     if gate is not None:
-                        gate.answered(False)
+                        gate.answered(False, username)
                     if not failure.sent:
                         # Never reached the API: it costs no quota, so it is not counted.
                         self.stats.requests -= 1
@@ -375,7 +375,7 @@ class RepostClient:
                     raise
                 booked = False
                 if gate is not None:
-                    gate.answered(True)
+                    gate.answered(True, username)
                 self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
                 page = parse_reposted_response(status, headers, body, username=username)
                 if gate is not None:

@@ -133,6 +133,7 @@ class Gate:
         refund: Callable[[str, str], Awaitable[None]] | None = None,
         on_wait: Callable[[float | None], None] | None = None,
         on_probe: Callable[[float | None], None] | None = None,
+        on_send: Callable[[int], None] | None = None,
     ) -> None:
         """Make a gate.
 
@@ -145,7 +146,8 @@ class Gate:
         fetch, a stop while it was being booked). ``on_wait``: told when a quota wait starts
         (its end) and ends.
         ``on_probe``: told when the next probe of a hold (the circuit breaker, or a streak of
-        429s: see `holding`) is due, and None when it closes.
+        429s: see `holding`) is due, and None when it closes. ``on_send``: told +1 for each
+        request let out to be sent, and -1 for one given back as never sent (`refund`).
         """
         self.quota = quota
         self.on_quota = QuotaPolicy(on_quota)
@@ -157,6 +159,7 @@ class Gate:
         self._taken: dict[str, str] = {}
         self._on_wait = on_wait
         self._on_probe = on_probe
+        self._on_send = on_send
         self._stopped: StopReason | None = None
         # What a stop tells the researcher (a quota stop: why, and when to try again).
         self._detail: str | None = None
@@ -179,8 +182,14 @@ class Gate:
         self._trial: str | None = None
         self._answer = asyncio.Event()
         self._release = asyncio.Lock()
-        # The run of 429s without Retry-After since the last other answer.
+        # The run of 429s without Retry-After since the last other answer; the users whose
+        # request is out (sent and not answered), and the event that tells one landed: while a
+        # streak runs, a request goes out only when no other is out, so that the streak and the
+        # hold's probes, not a pool of requests in flight, tell a short-term limit from the
+        # daily quota (a dozen requests at most after the first 429).
         self._limited = 0
+        self._flying: set[str] = set()
+        self._landed = asyncio.Event()
         #: The client's own rate (requests per second), the most the adaptive rate goes back up
         #: to; the engine sets it from its client.
         self.ceiling: float | None = None
@@ -330,8 +339,10 @@ class Gate:
         if self._stopped is not None and (self._stopped is not StopReason.QUOTA or self._api_spent):
             raise WalkStopped(self._stopped, self._detail, self._retry_at)
 
-    def answered(self, reached: bool) -> None:
-        """Note that a request got an answer (``reached``) or none (a transport failure)."""
+    def answered(self, reached: bool, username: str | None = None) -> None:
+        """Note that ``username``'s request got an answer (``reached``) or none (no answer)."""
+        if username is not None:
+            self._land(username)
         if self._answered:
             return
         if reached:
@@ -640,6 +651,7 @@ class Gate:
         if self._lag_probe == username:
             self._free_lag_probe()
         self._taken.pop(username, None)
+        self._land(username)
         # The walk is over: a request paid ahead for it is never sent.
         self._forfeit(username)
         if not self._answered and self._trial == username:
@@ -650,6 +662,9 @@ class Gate:
         if self._stopped is None:
             # Before the prepaid ones too: the breaker holds every request, paid or not.
             await self._await_health(username)
+        self._land(username)  # its previous request, if any, is over
+        while self._single_file(username):
+            await self._wait_for(self._landed)
         if self._paid(username) and not self._api_spent:
             self._check_paid()
             # The rate learned from 429s spaces every request, paid ahead or not.
@@ -686,6 +701,8 @@ class Gate:
         """Spend and book one request that is about to be sent; False: back to `admit`."""
         if username == self.canary and self._suspect is None:
             raise StepAside(username)  # the probe it was meant to be is no longer needed
+        if self._single_file(username) and self._stopped is None:
+            return False  # a 429 came while this one waited in the limiter: one at a time
         if self._paused_at is not None and self._probe != username and self._stopped is None:
             # The breaker opened while this one waited in the limiter: only the probe goes.
             return False
@@ -699,7 +716,7 @@ class Gate:
             self._check_paid()
             self._taken[username] = self._prepaid.pop(username)
             self._booked_ahead.discard(username)
-            self.sent += 1
+            self._count_sent(1, username)
             return True
         self.check()
         if self.quota is not None and not self.quota.try_spend():
@@ -721,8 +738,27 @@ class Gate:
                         await self._refund(username, day)
                 raise
         self._taken[username] = day
-        self.sent += 1
+        self._count_sent(1, username)
         return True
+
+    def _single_file(self, username: str) -> bool:
+        # A streak of 429s runs and another request is out: this one waits for it to land.
+        return bool(self._limited and self._hold is None and self._flying - {username})
+
+    def _land(self, username: str) -> None:
+        if username in self._flying:
+            self._flying.discard(username)
+            self._landed.set()
+            self._landed = asyncio.Event()
+
+    def _count_sent(self, delta: int, username: str) -> None:
+        if delta > 0:
+            self._flying.add(username)
+        else:
+            self._land(username)
+        self.sent += delta
+        if self._on_send is not None:
+            self._on_send(delta)
 
     def _today(self) -> str:
         return self.quota.day if self.quota is not None else utc_day(self._clock())
@@ -736,7 +772,7 @@ class Gate:
         day = self._taken.pop(username, None)
         if day is None:
             return
-        self.sent -= 1
+        self._count_sent(-1, username)
         if self.quota is not None and day == self.quota.day:
             self.quota.refund()
         if self._refund is not None:

@@ -105,6 +105,9 @@ class HarvestProgress:
     videos: int = 0
     pages: int = 0
     requests: int = 0
+    #: Requests let out to be sent (what the rate limiter bounds), as `requests` counts those
+    #: booked (some ahead of their turn, with the page before).
+    sent: int = 0
     quota_limit: int = 0
     quota_spent: int = 0
     waiting_until: float | None = None
@@ -386,6 +389,7 @@ class Harvester:
                 refund=self._refund,
                 on_wait=self._on_wait,
                 on_probe=self._on_probe,
+                on_send=self._on_send,
             )
             self._gate = gate
             if self._stop_asked:
@@ -480,6 +484,9 @@ class Harvester:
 
     def _on_wait(self, until: float | None) -> None:
         self.progress.waiting_until = until
+
+    def _on_send(self, delta: int) -> None:
+        self.progress.sent += delta
 
     def _on_probe(self, at: float | None) -> None:
         self.progress.probe_at = at

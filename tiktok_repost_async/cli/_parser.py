@@ -172,8 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Exit status: 0 every user reached a final state; 1 some users failed (run again to"
-            " retry them) or the API was unreachable; 2 usage or configuration error; 75 stopped"
-            " early on the quota or Ctrl-C (run the same command again to resume)."
+            " retry them); 2 usage or configuration error, or an answer this version cannot"
+            " read; 75 stopped early, resumable: on the daily quota, an API that is down or"
+            " unreachable, a repeat round's users coming back empty, or Ctrl-C (run the same"
+            " command again)."
         ),
         allow_abbrev=False,
     )
