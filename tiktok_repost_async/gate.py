@@ -79,7 +79,7 @@ logger = logging.getLogger("tiktok_repost_async.engine")
 # the growing waits of `quota.RESET_LAG_WAITS`, and while it lags any 429 without Retry-After is
 # the quota still.
 QUOTA_STREAK: Final = 3
-RATE_PROBE_WAITS: Final = (5.0, 60.0, 180.0)
+RATE_PROBE_WAITS: Final = (2.0, 60.0, 180.0)
 RATE_DECREASE: Final = 0.7
 RATE_RECOVERY: Final = 0.05
 RATE_FLOOR: Final = 0.1
