@@ -26,7 +26,7 @@ from .errors import HarvestStopped, StopReason, WalkStopped
 from .models import RepostedVideosPage
 from .protocol import validate_positive_int
 from .quota import DailyQuota, QuotaPolicy, utc_day
-from .store import FINAL_STATES, PageCommit, Store, StoreMismatchError, UserState
+from .store import FINAL_STATES, PageCommit, RoundRecord, Store, StoreMismatchError, UserState
 
 __all__ = ["HarvestProgress", "HarvestStopped", "Harvester", "UserOutcome", "harvest"]
 
@@ -244,6 +244,7 @@ class Harvester:
         max_pages: int | None = None,
         new_round: bool = False,
         stop_at_known: bool = False,
+        on_round: Callable[[RoundRecord, bool], None] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
@@ -258,11 +259,13 @@ class Harvester:
         walk users that a guard cut short in an earlier run again, from their saved cursor (by
         default they are final). ``max_pages``: pages per user and run at most; a user cut by it
         stays ``pending`` with its cursor, for the next run to continue. ``new_round``: start
-        the next round of a panel, every name walked again from cursor 0 (a round still being
-        walked is resumed instead).
-        ``stop_at_known`` (with ``new_round``): end each walk of that round at the first page
-        holding a video seen in the user's previous round; a resumed round keeps the choice it
-        was started with. ``clock`` and ``sleep``: wall clock and quota-wait sleep.
+        the next round of a panel, every name walked again from cursor 0; a round that is not
+        finished (users pending, or failed ones that ``retry_failed`` walks again) is resumed
+        instead. ``stop_at_known`` (with ``new_round``): end each walk of that round at the
+        first page holding a video seen in the user's previous round; a resumed round keeps the
+        choice it was started with. ``on_round``: called once the run has taken its round,
+        with the round's record as it stood then and whether this run started it.
+        ``clock`` and ``sleep``: wall clock and quota-wait sleep.
         """
         if stop_at_known and not new_round:
             raise ValueError("stop_at_known applies to a new round: pass new_round=True too")
@@ -287,6 +290,7 @@ class Harvester:
         self.max_pages = max_pages
         self.new_round = new_round
         self.stop_at_known = stop_at_known
+        self.on_round = on_round
         #: The round this run walks, and whether this run started it (set by `run`).
         self.round = 0
         self.round_started = False
@@ -327,12 +331,18 @@ class Harvester:
             if self.new_round:
                 # Under the run lock: a harvest running on the store meanwhile is refused above.
                 self.round, self.round_started = await self._write(
-                    self.store.start_round, stop_at_known=self.stop_at_known
+                    self.store.start_round,
+                    stop_at_known=self.stop_at_known,
+                    retry_failed=self.retry_failed,
                 )
             else:
                 self.round = await self._write(lambda: self.store.current_round)
             # A resumed round keeps the choice it was started with.
             self.stop_at_known = await self._write(self.store.round_stops_at_known, self.round)
+            if self.on_round is not None:
+                self.on_round(
+                    await self._write(self.store.round_record, self.round), self.round_started
+                )
             await self._write(self.store.begin_run, __version__)
             await self._write(self.store.clear_skipped)
             spent = await self._write(self.store.requests_on, utc_day(self._clock()))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import DEFAULT_BASE_URL
-from ..store import Store, StoreLockedError, UserState
+from ..store import RoundRecord, Store, StoreLockedError, UserState
 from ._common import (
     ENV_CLIENT_KEY,
     ENV_CLIENT_SECRET,
@@ -213,6 +213,7 @@ async def run_harvest(
         max_pages=settings.max_pages,
         new_round=settings.new_round,
         stop_at_known=settings.stop_at_known,
+        on_round=lambda record, started: _say_round(console, settings, record, started),
     )
 
     async def consume() -> None:
@@ -300,6 +301,24 @@ async def run_harvest(
         )
         status = EXIT_FAILED
     return status
+
+
+def _say_round(
+    console: Console, settings: HarvestSettings, record: RoundRecord, started: bool
+) -> None:
+    """Say in one line that a --new-round run resumes an unfinished round, and why."""
+    if started or not settings.new_round or record.number < 2:
+        return
+    users = record.users
+    failed = users[UserState.FAILED] if settings.retry_failed else 0
+    left = users[UserState.PENDING] + failed
+    why = [f"{left:,} user{'s' if left != 1 else ''} left"]
+    if failed:
+        why.append(f"{failed:,} failed")
+    console.line(
+        f"resuming round {record.number}: {', '.join(why)} (a round is finished before the"
+        " next one starts)"
+    )
 
 
 def _stop_line(stopped: HarvestStopped, resume_hint: str) -> str:

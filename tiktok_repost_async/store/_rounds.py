@@ -75,18 +75,26 @@ class _StoreRounds(_StoreCore):
 
     # -- rounds ------------------------------------------------------------------------------
 
-    def start_round(self, *, stop_at_known: bool = False) -> tuple[int, bool]:
-        """Start the next round of a panel, unless the current one is still being walked.
+    def start_round(
+        self, *, stop_at_known: bool = False, retry_failed: bool = True
+    ) -> tuple[int, bool]:
+        """Start the next round of a panel, unless the current one is not finished yet.
 
-        Return ``(round, started)``. A round whose users are not all walked yet (some pending:
-        a harvest was interrupted) is resumed instead, so that running the same command again
-        after a kill never starts a round twice; so is a store that has no user yet. The names
-        of a round join it as a harvest claims them (`add_users`).
+        Return ``(round, started)``. A round that some of its users still wait in (pending: a
+        harvest was interrupted; failed, when ``retry_failed``: the run walks them again) is
+        resumed instead, so that running the same command again after a kill or a failure
+        never starts a round twice; so is a store that has no user yet. With ``retry_failed``
+        false the failed users of the current round are left as they are (the round stays
+        incomplete) and the next round starts. The names of a round join it as a harvest
+        claims them (`add_users`).
         """
         with self._transaction() as conn:
             current = _current_round(conn)
+            waiting_states = ("pending", "failed") if retry_failed else ("pending",)
+            marks = ",".join("?" * len(waiting_states))
             waiting = conn.execute(
-                "SELECT 1 FROM users WHERE round = ? AND state = 'pending' LIMIT 1", (current,)
+                f"SELECT 1 FROM users WHERE round = ? AND state IN ({marks}) LIMIT 1",
+                (current, *waiting_states),
             ).fetchone()
             walked = conn.execute("SELECT 1 FROM users LIMIT 1").fetchone()
             if waiting is not None or walked is None:
@@ -133,6 +141,14 @@ class _StoreRounds(_StoreCore):
                 "SELECT number, started_at, stop_at_known FROM rounds ORDER BY number"
             )
         ]
+
+    def round_record(self, number: int | None = None) -> RoundRecord:
+        """Return one round's record (the current round by default), as `rounds` gives it."""
+        wanted = self.current_round if number is None else number
+        for record in self.rounds():
+            if record.number == wanted:
+                return record
+        raise ValueError(f"{str(self._path)!r} has no round {wanted}")
 
     def iter_round_users(self, number: int) -> Iterator[tuple[str, UserState, bool]]:
         """Stream (username, state, partial) of every user of a round, in input order."""

@@ -1,0 +1,100 @@
+"""An unfinished round is resumed by the same ``--new-round`` command, whatever left it so.
+
+Issue 21: a round with failed users (item 1), a round whose input was not read to the end
+(item 2), a round whose pending members the panel's list no longer names (item 3). Expected
+values come from the simulator's ground truth and `Simulator.changes` at each epoch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from test_cli import cli, cli_env, write_users
+from test_rounds import changes_by_user
+
+from tiktok_repost_async.simulator import Fault, Simulator
+from tiktok_repost_async.store import Store, UserState
+
+PANEL = ["panelist0", "panelist1", "panelist2", "big_panelist"]
+EMPTY: dict[str, Any] = {"added": [], "removed": [], "counts": {}}
+
+
+def harvest(sim: Simulator, users: Path | str, db: Path, *options: object, stdin: str = "") -> Any:
+    return cli(
+        "harvest", users, "--db", db, "--base-url", sim.base_url, "--rate", 1000, *options,
+        env=cli_env(), stdin=stdin,
+    )  # fmt: skip
+
+
+def round_ids(store: Store, name: str, number: int) -> list[int]:
+    return [int(video_id) for video_id, _ in store.round_videos(name, number)]
+
+
+def truth_ids(sim: Simulator, name: str, epoch: int) -> list[int]:
+    return [video["id"] for video in sim.ground_truth(name, epoch=epoch)]
+
+
+def assert_round_two_exact(sim: Simulator, db: Path, names: list[str]) -> None:
+    """Round 2 holds each name's list as served at epoch 1, and diffs with round 1 exactly."""
+    with Store(db, create=False) as store:
+        second = store.round_record(2)
+        assert second.complete, second
+        for name in names:
+            assert round_ids(store, name, 2) == truth_ids(sim, name, 1), name
+        found = changes_by_user(store, 1, 2)
+    for name in names:
+        assert found.get(name, EMPTY) == sim.changes(name, 0, 1), name
+
+
+def test_a_round_with_a_failed_user_is_resumed_by_the_same_new_round_command(
+    tmp_path: Path,
+) -> None:
+    users = write_users(tmp_path / "panel.txt", PANEL)
+    db = tmp_path / "panel.db"
+    sim = Simulator()
+    with sim.run_in_thread():
+        assert harvest(sim, users, db).returncode == 0
+        sim.config.epoch = 1
+        # A refused token five times in a row: the user fails without a wait.
+        sim.script("panelist1", [Fault.TOKEN_INVALID] * 5)
+        failed = harvest(sim, users, db, "--new-round")
+        assert failed.returncode == 1, failed.stderr
+        assert "1 user failed" in failed.stderr
+        before = dict(sim.stats.by_user)
+        again = harvest(sim, users, db, "--new-round")
+        assert again.returncode == 0, again.stderr
+        assert "resuming round 2: 1 user left, 1 failed" in again.stderr
+        assert "round 2 (resumed)" in again.stderr
+        # Only the failed user is walked again, and from where it stood (its first page).
+        walked = {n: c - before.get(n, 0) for n, c in sim.stats.by_user.items()}
+        assert {n for n, c in walked.items() if c} == {"panelist1"}
+        assert walked["panelist1"] == sim.pages_needed("panelist1")
+        assert_round_two_exact(sim, db, PANEL)
+        # The default diff now compares rounds 1 and 2; a third run starts round 3.
+        diff = cli("diff", "--db", db, "--output", "-")
+        assert diff.returncode == 0, diff.stderr
+        assert "from round 1 to round 2" in diff.stderr
+        third = harvest(sim, users, db, "--new-round")
+        assert third.returncode == 0, third.stderr
+        assert "round 3 (started)" in third.stderr
+
+
+def test_no_retry_failed_leaves_the_failed_users_and_starts_the_next_round(
+    tmp_path: Path,
+) -> None:
+    users = write_users(tmp_path / "panel.txt", PANEL[:2])
+    db = tmp_path / "panel.db"
+    sim = Simulator()
+    with sim.run_in_thread():
+        assert harvest(sim, users, db).returncode == 0
+        sim.script("panelist1", [Fault.TOKEN_INVALID] * 5)
+        assert harvest(sim, users, db, "--new-round").returncode == 1
+        # The researcher gives up on the failed user for this round, knowingly.
+        third = harvest(sim, users, db, "--new-round", "--no-retry-failed")
+        assert third.returncode == 0, third.stderr
+        assert "round 3 (started)" in third.stderr
+    with Store(db, create=False) as store:
+        rounds = store.rounds()
+    assert [r.users[UserState.FAILED] for r in rounds] == [0, 1, 0]
+    assert [r.complete for r in rounds] == [True, False, True]
