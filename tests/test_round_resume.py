@@ -7,10 +7,15 @@ values come from the simulator's ground truth and `Simulator.changes` at each ep
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from test_cli import cli, cli_env, write_users
+from test_cli import cli, cli_env, command, write_users
+from test_input_pipe import within
 from test_rounds import changes_by_user
 
 from tiktok_repost_async.simulator import Fault, Simulator
@@ -98,3 +103,106 @@ def test_no_retry_failed_leaves_the_failed_users_and_starts_the_next_round(
         rounds = store.rounds()
     assert [r.users[UserState.FAILED] for r in rounds] == [0, 1, 0]
     assert [r.complete for r in rounds] == [True, False, True]
+
+
+# -- item 2: a round is complete only once its whole input was read ---------------------------
+
+
+def new_round_from_pipe(sim: Simulator, db: Path) -> subprocess.Popen[bytes]:
+    """Start ``harvest - --new-round`` as a process reading names from a pipe."""
+    return subprocess.Popen(
+        command(
+            "harvest", "-", "--db", db, "--base-url", sim.base_url, "--rate", 1000,
+            "--new-round", "--no-progress", "-q",
+        ),
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=cli_env(),
+    )  # fmt: skip
+
+
+def kill(child: subprocess.Popen[bytes]) -> None:
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.stdin is not None
+    child.stdin.close()
+
+
+def round_two_users(db: Path) -> dict[str, UserState]:
+    with Store(db, create=False) as store:
+        if store.current_round < 2:
+            return {}
+        return {name: state for name, state, _ in store.iter_round_users(2)}
+
+
+def started_round_two(db: Path) -> bool:
+    with Store(db, create=False) as store:
+        return store.current_round == 2 and store.run_count() == 2
+
+
+def test_a_new_round_killed_before_its_first_name_is_resumed_not_left_empty(
+    tmp_path: Path,
+) -> None:
+    users = write_users(tmp_path / "panel.txt", PANEL)
+    db = tmp_path / "panel.db"
+    sim = Simulator()
+    with sim.run_in_thread():
+        assert harvest(sim, users, db).returncode == 0
+        sim.config.epoch = 1
+        child = new_round_from_pipe(sim, db)
+        try:
+            assert within(30, lambda: started_round_two(db)) is not None
+        finally:
+            kill(child)
+        assert round_two_users(db) == {}
+        again = harvest(sim, "-", db, "--new-round", stdin="\n".join(PANEL) + "\n")
+        assert again.returncode == 0, again.stderr
+        assert "round 2 (resumed)" in again.stderr
+        with Store(db, create=False) as store:
+            assert [r.number for r in store.rounds()] == [1, 2]
+        assert_round_two_exact(sim, db, PANEL)
+
+
+def test_a_new_round_killed_half_way_through_its_input_is_not_complete_until_resumed(
+    tmp_path: Path,
+) -> None:
+    users = write_users(tmp_path / "panel.txt", PANEL)
+    db = tmp_path / "panel.db"
+    sim = Simulator()
+    with sim.run_in_thread():
+        assert harvest(sim, users, db).returncode == 0
+        sim.config.epoch = 1
+        child = new_round_from_pipe(sim, db)
+        assert child.stdin is not None
+        try:
+            child.stdin.write(("\n".join(PANEL[:2]) + "\n").encode())
+            child.stdin.flush()
+            # Both names walked to the end; the other two never arrive.
+            done = dict.fromkeys(PANEL[:2], UserState.DONE)
+            assert within(30, lambda: round_two_users(db) == done) is not None
+        finally:
+            kill(child)
+        with Store(db, create=False) as store:
+            second = store.round_record(2)
+            assert (second.input_read, second.complete, second.in_progress) == (False, False, True)
+        # Round 2 is not one of "the last two complete rounds".
+        early = cli("diff", "--db", db, "--output", "-")
+        assert early.returncode == 2
+        assert "round 2 in progress" in early.stderr
+        status = json.loads(cli("status", "--db", db, "--json").stdout)
+        assert status["rounds"][1]["complete"] is False
+        assert status["rounds"][1]["input_read"] is False
+        # The same command, with the whole list this time, finishes round 2.
+        again = harvest(sim, "-", db, "--new-round", stdin="\n".join(PANEL) + "\n")
+        assert again.returncode == 0, again.stderr
+        assert "resuming round 2: 0 users left, its input was not read to the end" in again.stderr
+        assert_round_two_exact(sim, db, PANEL)
+        sim.config.epoch = 2
+        third = harvest(sim, users, db, "--new-round")
+        assert third.returncode == 0, third.stderr
+        assert "round 3 (started)" in third.stderr
+        with Store(db, create=False) as store:
+            found = {pair: changes_by_user(store, *pair) for pair in ((2, 3), (1, 3))}
+    for (first, second), by_user in found.items():
+        for name in PANEL:
+            assert by_user.get(name, EMPTY) == sim.changes(name, first - 1, second - 1), name
+    assert any(sim.changes(name, 1, 2)["added"] for name in PANEL)

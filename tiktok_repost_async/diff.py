@@ -213,6 +213,11 @@ def _progress(record: RoundRecord) -> str:
     pending = record.users[UserState.PENDING]
     if not sum(record.users.values()):
         return "still in progress: no user has been walked in it yet"
+    if not pending:
+        return (
+            "still in progress: the input of its last run was not read to the end (run the"
+            " harvest again)"
+        )
     return f"still in progress: {pending:,} of its users are not walked yet (run the harvest again)"
 
 

@@ -323,6 +323,7 @@ class Harvester:
     ) -> AsyncGenerator[UserOutcome, None]:
         """Harvest every name and yield each user's outcome as its walk ends."""
         self._writer = _Writer(self.store)
+        self._sink = None
         # How the run ends, for its record in the store: anything that leaves before the end
         # (a consumer that stops iterating, a cancel, an exception) is said below.
         outcome = "interrupted"
@@ -344,6 +345,8 @@ class Harvester:
                     await self._write(self.store.round_record, self.round), self.round_started
                 )
             await self._write(self.store.begin_run, __version__)
+            # The round is unfinished until this run has read its whole input (`input_done`).
+            await self._write(self.store.begin_round_input)
             await self._write(self.store.clear_skipped)
             spent = await self._write(self.store.requests_on, utc_day(self._clock()))
             self.quota = DailyQuota(
@@ -395,16 +398,19 @@ class Harvester:
             # Every walk has ended (the engine awaits its workers). Requests paid ahead and
             # booked with a page that never went out (a stop, a walk that ended unforeseen)
             # are taken off the ledger: queued, not awaited, so that a cancel cannot skip them.
-            refunds = [] if run_gate is None else self._give_back(run_gate)
+            writes = [] if run_gate is None else self._give_back(run_gate)
             # Whatever was handed to the writer finishes before the lock is let go; every
             # request sent is in the ledger already, booked before it left.
+            if self._sink is not None and self._sink.input_end is not None:
+                writes.append(self._sink.input_end)
             ended = writer.call(self.store.end_run, outcome)
             last = writer.call(self.store.release_run_lock)
             await writer.close()
-            for failed in await asyncio.gather(*refunds, return_exceptions=True):
+            for failed in await asyncio.gather(*writes, return_exceptions=True):
                 if isinstance(failed, BaseException):
-                    # Left booked: the ledger over-counts, which is safe.
-                    logger.warning("could not give back unsent requests: %s", failed)
+                    # Left booked: the ledger over-counts, which is safe. Or the end of the
+                    # input left unrecorded: the round stays unfinished, which is safe too.
+                    logger.warning("could not update the store at the end of the run: %s", failed)
             await asyncio.gather(ended, last)
             self._writer = None
 
@@ -470,6 +476,8 @@ class _StoreSink(Sink):
         # The video ids of each queued user's previous round, for stop_at_known: as many as
         # users are queued (bounded by the engine), each until its walk ends.
         self._known: dict[str, set[str]] = {}
+        #: The writer's record that the whole input was read, once it was.
+        self.input_end: asyncio.Future[None] | None = None
 
     async def claim(self, names: list[str], lines: list[int]) -> list[WalkJob | NameSkipped]:
         """Claim the names in the store; skip duplicates and users already final."""
@@ -574,8 +582,13 @@ class _StoreSink(Sink):
             logger.warning("user %r failed: %s", job.username, text)
 
     def input_done(self) -> None:
-        """Let the progress show a total."""
+        """Let the progress show a total, and the store know the round's users are all named."""
         self._progress.input_done = True
+        writer = self._harvester._writer
+        if writer is not None:
+            # After every claim (each was awaited before the input went on): the round holds
+            # every name of the input once this commits.
+            self.input_end = writer.call(self._store.end_round_input)
 
 
 def _user_state(done: UserDone) -> UserState:

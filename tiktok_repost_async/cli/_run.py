@@ -315,6 +315,8 @@ def _say_round(
     why = [f"{left:,} user{'s' if left != 1 else ''} left"]
     if failed:
         why.append(f"{failed:,} failed")
+    if not record.input_read:
+        why.append("its input was not read to the end")
     console.line(
         f"resuming round {record.number}: {', '.join(why)} (a round is finished before the"
         " next one starts)"

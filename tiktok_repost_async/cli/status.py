@@ -87,6 +87,8 @@ class RoundRow(msgspec.Struct, frozen=True):
     partial: int
     videos: int
     requests: int
+    #: False while a run on the round has not read its input to the end.
+    input_read: bool
 
 
 class RunRow(msgspec.Struct, frozen=True):
@@ -221,6 +223,7 @@ def status_report(
                 r.partial,
                 r.videos,
                 r.requests,
+                r.input_read,
             )
             for r in store.rounds()
         ],
@@ -295,6 +298,8 @@ def _table_lines(report: StatusReport) -> list[str]:
         for panel in report.rounds:
             users = panel.users
             how = "complete" if panel.complete else "in progress"
+            if not panel.input_read:
+                how += " (its input not read to the end)"
             if panel.stop_at_known:
                 how += f", stop-at-known ({panel.partial:,} partial)"
             lines.append(

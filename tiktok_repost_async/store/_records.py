@@ -152,17 +152,27 @@ class RoundRecord:
     videos: int
     #: Research requests of the runs of this round.
     requests: int
+    #: False while a run on the round has not read its input to the end (killed, or stopped,
+    #: before the last name arrived): the round may hold more users than it shows.
+    input_read: bool = True
 
     @property
     def complete(self) -> bool:
-        """Tell whether every user of the round has a final state (none pending or failed)."""
+        """Tell whether the round's whole input was read and each of its users has a final state.
+
+        None is pending or failed, and the round has at least one user.
+        """
         waiting = self.users[UserState.PENDING] + self.users[UserState.FAILED]
-        return sum(self.users.values()) > 0 and waiting == 0
+        return self.input_read and sum(self.users.values()) > 0 and waiting == 0
 
     @property
     def in_progress(self) -> bool:
-        """Tell whether some user of the round is still to be walked (pending)."""
-        return self.users[UserState.PENDING] > 0 or sum(self.users.values()) == 0
+        """Tell whether the round has more to walk: users pending, its input not read, or none."""
+        return (
+            self.users[UserState.PENDING] > 0
+            or sum(self.users.values()) == 0
+            or not self.input_read
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 
 from ..errors import StoreError
@@ -80,30 +81,42 @@ class _StoreRounds(_StoreCore):
     ) -> tuple[int, bool]:
         """Start the next round of a panel, unless the current one is not finished yet.
 
-        Return ``(round, started)``. A round that some of its users still wait in (pending: a
-        harvest was interrupted; failed, when ``retry_failed``: the run walks them again) is
-        resumed instead, so that running the same command again after a kill or a failure
-        never starts a round twice; so is a store that has no user yet. With ``retry_failed``
-        false the failed users of the current round are left as they are (the round stays
-        incomplete) and the next round starts. The names of a round join it as a harvest
-        claims them (`add_users`).
+        Return ``(round, started)``. A round that is not finished is resumed instead: one whose
+        input a run has not read to the end (`begin_round_input`), one with no user yet, or one
+        that some of its users still wait in (pending: a harvest was interrupted; failed, when
+        ``retry_failed``: the run walks them again), so that running the same command again
+        after a kill or a failure never starts a round twice. With ``retry_failed`` false the
+        failed users of the current round are left as they are (the round stays incomplete)
+        and the next round starts. The names of a round join it as a harvest claims them
+        (`add_users`).
         """
         with self._transaction() as conn:
             current = _current_round(conn)
-            waiting_states = ("pending", "failed") if retry_failed else ("pending",)
-            marks = ",".join("?" * len(waiting_states))
-            waiting = conn.execute(
-                f"SELECT 1 FROM users WHERE round = ? AND state IN ({marks}) LIMIT 1",
-                (current, *waiting_states),
-            ).fetchone()
-            walked = conn.execute("SELECT 1 FROM users LIMIT 1").fetchone()
-            if waiting is not None or walked is None:
+            if not _finished(conn, current, retry_failed):
                 return current, False
             conn.execute(
                 "INSERT INTO rounds (number, started_at, stop_at_known) VALUES (?, ?, ?)",
                 (current + 1, _utc_stamp(self._clock()), int(stop_at_known)),
             )
         return current + 1, True
+
+    def begin_round_input(self) -> None:
+        """Note that a run starts reading its input into the current round.
+
+        Until `end_round_input`, the round is not finished: a run killed or stopped before the
+        end of its input (a slow pipe, say) has not told which users the round holds.
+        """
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE rounds SET input_open = 1 WHERE number = ?", (_current_round(conn),)
+            )
+
+    def end_round_input(self) -> None:
+        """Note that the run has read its whole input: the current round's users are all known."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE rounds SET input_open = 0 WHERE number = ?", (_current_round(conn),)
+            )
 
     def round_stops_at_known(self, number: int | None = None) -> bool:
         """Tell whether a round (the current one by default) stops walks at known videos."""
@@ -136,9 +149,10 @@ class _StoreRounds(_StoreCore):
                 partial.get(number, 0),
                 int(videos.get(number, 0)),
                 int(requests.get(number) or 0),
+                not open_,
             )
-            for number, started, stop in conn.execute(
-                "SELECT number, started_at, stop_at_known FROM rounds ORDER BY number"
+            for number, started, stop, open_ in conn.execute(
+                "SELECT number, started_at, stop_at_known, input_open FROM rounds ORDER BY number"
             )
         ]
 
@@ -186,3 +200,19 @@ class _StoreRounds(_StoreCore):
                 "SELECT video_id FROM videos WHERE username = ? AND round = ?", (username, row[0])
             )
         }
+
+
+def _finished(conn: sqlite3.Connection, number: int, retry_failed: bool) -> bool:
+    """Tell whether a round is finished enough for the next one to start."""
+    row = conn.execute("SELECT input_open FROM rounds WHERE number = ?", (number,)).fetchone()
+    if row is not None and row[0]:
+        return False  # a run has not read its whole input: more users may belong to the round
+    waiting_states = ("pending", "failed") if retry_failed else ("pending",)
+    marks = ",".join("?" * len(waiting_states))
+    waiting = conn.execute(
+        f"SELECT 1 FROM users WHERE round = ? AND state IN ({marks}) LIMIT 1",
+        (number, *waiting_states),
+    ).fetchone()
+    # A round with no user at all (a run killed before its first name) is walked, not skipped.
+    members = conn.execute("SELECT 1 FROM users WHERE round = ? LIMIT 1", (number,)).fetchone()
+    return waiting is None and members is not None

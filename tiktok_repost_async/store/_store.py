@@ -38,7 +38,7 @@ from ._schema import (
     _configure,
     _create_schema,
     _current_round,
-    _migrate_v1,
+    _migrate,
 )
 
 # A kept bad line is cut to this many characters; one megabyte of garbage on one line is not
@@ -142,10 +142,11 @@ class Store(_StoreReading, _StoreRounds):
                     "use another --db"
                 )
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if meta.get("schema_version") == "1":
+            if meta.get("schema_version") in ("1", "2"):
                 # Inside the transaction that read the version: two processes opening the same
-                # old store at once migrate it once, and a crash mid-way leaves version 1 whole.
-                _migrate_v1(conn, self._clock)
+                # old store at once migrate it once, and a crash mid-way leaves the old version
+                # whole.
+                _migrate(conn, meta["schema_version"], self._clock)
                 meta["schema_version"] = str(SCHEMA_VERSION)
         return _check_meta(self._path, meta, fields, max_count)
 
