@@ -206,3 +206,58 @@ def test_a_new_round_killed_half_way_through_its_input_is_not_complete_until_res
         for name in PANEL:
             assert by_user.get(name, EMPTY) == sim.changes(name, first - 1, second - 1), name
     assert any(sim.changes(name, 1, 2)["added"] for name in PANEL)
+
+
+# -- item 3: members the panel's list no longer names ----------------------------------------
+
+
+def test_members_left_pending_and_then_dropped_from_the_list_never_block_the_next_round(
+    tmp_path: Path,
+) -> None:
+    users = write_users(tmp_path / "panel.txt", PANEL)
+    db = tmp_path / "panel.db"
+    sim = Simulator()
+    with sim.run_in_thread():
+        assert harvest(sim, users, db).returncode == 0
+        first_round = sum(sim.pages_needed(name, epoch=0) for name in PANEL)
+        sim.config.epoch = 1
+        # Round 2 stops on the quota once the first two users are walked, one at a time.
+        quota = first_round + sum(sim.pages_needed(name) for name in PANEL[:2]) + 2
+        stopped = harvest(sim, users, db, "--new-round", "--concurrency", 1, "--daily-quota", quota)
+        assert stopped.returncode == 75, stopped.stderr
+        assert round_two_users(db) == {
+            "panelist0": UserState.DONE,
+            "panelist1": UserState.DONE,
+            "panelist2": UserState.PENDING,
+            "big_panelist": UserState.PENDING,
+        }
+        # The panel shrinks: the two unfinished members leave it.
+        kept = write_users(tmp_path / "kept.txt", PANEL[:2])
+        before = sim.stats.requests
+        week = harvest(sim, kept, db, "--new-round")
+        assert week.returncode == 0, week.stderr
+        assert "resuming round 2: 2 users left" in week.stderr
+        assert "2 members of round 2 not in this input are dropped from it" in week.stderr
+        assert sim.stats.requests == before  # nobody was left to walk
+        with Store(db, create=False) as store:
+            second = store.round_record(2)
+            assert second.complete
+            assert second.users[UserState.DROPPED] == 2
+        # The next week's run starts round 3, with the panel's list as it stands.
+        sim.config.epoch = 2
+        next_week = harvest(sim, kept, db, "--new-round")
+        assert next_week.returncode == 0, next_week.stderr
+        assert "round 3 (started)" in next_week.stderr
+        diff = cli("diff", "--db", db, "--from", 1, "--to", 2, "--output", "-")
+        assert diff.returncode == 0, diff.stderr
+        records = [json.loads(line) for line in diff.stdout.splitlines()]
+        with Store(db, create=False) as store:
+            assert round_two_users(db)["panelist2"] is UserState.DROPPED
+            assert [r.number for r in store.rounds()] == [1, 2, 3]
+            found = {pair: changes_by_user(store, *pair) for pair in ((1, 2), (2, 3))}
+    # A dropped member is in no change: its stored videos are never called removed.
+    assert {record["username"] for record in records} <= set(PANEL[:2])
+    for (first, second), by_user in found.items():
+        assert set(by_user) <= set(PANEL[:2])
+        for name in PANEL[:2]:
+            assert by_user.get(name, EMPTY) == sim.changes(name, first - 1, second - 1), name

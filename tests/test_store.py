@@ -392,6 +392,7 @@ def test_finish_user_and_reset_failed(store: Store) -> None:
         UserState.UNAVAILABLE: 1,
         UserState.FAILED: 2,
         UserState.INCOMPLETE: 0,
+        UserState.DROPPED: 0,
     }
     assert [u.username for u in store.failed_users()] == ["b", "d"]
     assert [u.username for u in store.failed_users(limit=1)] == ["b"]

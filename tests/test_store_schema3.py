@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tiktok_repost_async.store import SCHEMA_VERSION, PageCommit, Store
+from tiktok_repost_async.store import SCHEMA_VERSION, PageCommit, Store, UserState
 
 # The tables of schema version 2 exactly as tiktok_repost_async wrote them before rounds recorded
 # whether their input was read (taken with sqlite_master from a store it made).
@@ -126,14 +126,21 @@ def test_a_version_2_store_is_migrated_in_place_and_its_rounds_keep_their_standi
         assert (first.complete, first.input_read) == (True, True)
         assert (second.complete, second.in_progress, second.input_read) == (False, True, True)
         assert store.round_videos("a", 1) == [("1", b'{"id":1}')]
-        # It keeps working: round 2 is resumed, finished, and the next one starts.
+        assert list(store.iter_round_users(1)) == [
+            ("a", UserState.DONE, False),
+            ("b", UserState.DONE, False),
+        ]
+        # It keeps working: round 2 is resumed, and a --new-round run whose list no longer
+        # names b drops b (a state the rebuilt tables accept); the next round starts.
         assert store.start_round() == (2, False)
+        store.acquire_run_lock()
         store.begin_round_input()
         assert not store.round_record(2).input_read
-        store.add_users(["a", "b"])
-        store.commit_pages([PageCommit("b", [(2, b'{"id":2}')], 100, False, 1)])
-        store.end_round_input()
-        assert store.round_record(2).complete
+        store.claim_users(["a"])
+        assert store.end_round_input(drop_unnamed=True) == 1
+        store.release_run_lock()
+        second = store.round_record(2)
+        assert (second.complete, second.users[UserState.DROPPED]) == (True, 1)
         assert store.start_round() == (3, True)
     with sqlite3.connect(db) as conn:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
@@ -178,3 +185,30 @@ def test_a_round_with_its_input_unread_is_resumed_and_not_complete(tmp_path: Pat
         assert store.start_round() == (2, False)
         store.end_round_input()
         assert store.start_round() == (2, False)
+
+
+def test_a_dropped_member_named_again_is_walked_on_from_its_cursor(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db", fields=("id",), max_count=100) as store:
+        store.add_users(["a", "b"])
+        store.commit_pages([PageCommit("a", [(1, b'{"id":1}')], 100, False, 1)])
+        store.commit_pages([PageCommit("b", [(1, b'{"id":1}')], 100, False, 1)])
+        assert store.start_round() == (2, True)
+        store.begin_round_input()
+        store.claim_users(["a", "b"])
+        store.commit_pages([PageCommit("b", [(2, b'{"id":2}')], 100, True, 1)])
+        store.finish_user("a", UserState.NOT_FOUND)
+        # Killed; the list then omits both: a keeps its final state, b (unfinished) is dropped.
+        store.acquire_run_lock()  # a new run claims afresh
+        store.begin_round_input()
+        assert store.end_round_input(drop_unnamed=True) == 1
+        store.release_run_lock()
+        assert list(store.iter_round_users(2)) == [
+            ("a", UserState.NOT_FOUND, False),
+            ("b", UserState.DROPPED, False),
+        ]
+        # A run without --new-round drops nobody.
+        assert store.end_round_input() == 0
+        # Named again: back in the round, pending at its cursor, its page of round 2 kept.
+        assert store.add_users(["b"]) == [("b", UserState.PENDING, 100)]
+        assert store.round_videos("b", 2) == [("2", b'{"id":2}')]
+        assert not store.round_record(2).complete

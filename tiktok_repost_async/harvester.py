@@ -77,6 +77,9 @@ class HarvestProgress:
     quota_limit: int = 0
     quota_spent: int = 0
     waiting_until: float | None = None
+    #: Unfinished members of the round that a ``new_round`` run's whole input did not name:
+    #: dropped from the round (`UserState.DROPPED`), known once the run has ended.
+    dropped: int = 0
     #: While the circuit breaker pauses the run (the API seems down), or a streak of 429s does
     #: (a short-term limit or the daily quota?): when its next probe goes, and which pause.
     probe_at: float | None = None
@@ -398,19 +401,23 @@ class Harvester:
             # Every walk has ended (the engine awaits its workers). Requests paid ahead and
             # booked with a page that never went out (a stop, a walk that ended unforeseen)
             # are taken off the ledger: queued, not awaited, so that a cancel cannot skip them.
-            writes = [] if run_gate is None else self._give_back(run_gate)
+            refunds = [] if run_gate is None else self._give_back(run_gate)
             # Whatever was handed to the writer finishes before the lock is let go; every
             # request sent is in the ledger already, booked before it left.
-            if self._sink is not None and self._sink.input_end is not None:
-                writes.append(self._sink.input_end)
             ended = writer.call(self.store.end_run, outcome)
             last = writer.call(self.store.release_run_lock)
             await writer.close()
-            for failed in await asyncio.gather(*writes, return_exceptions=True):
+            for failed in await asyncio.gather(*refunds, return_exceptions=True):
                 if isinstance(failed, BaseException):
-                    # Left booked: the ledger over-counts, which is safe. Or the end of the
-                    # input left unrecorded: the round stays unfinished, which is safe too.
-                    logger.warning("could not update the store at the end of the run: %s", failed)
+                    # Left booked: the ledger over-counts, which is safe.
+                    logger.warning("could not give back unsent requests: %s", failed)
+            input_end = None if self._sink is None else self._sink.input_end
+            if input_end is not None:
+                try:
+                    self.progress.dropped = await input_end
+                except Exception as error:
+                    # The round stays unfinished (its input unread): safe, and said.
+                    logger.warning("could not record the end of the input: %s", error)
             await asyncio.gather(ended, last)
             self._writer = None
 
@@ -476,8 +483,9 @@ class _StoreSink(Sink):
         # The video ids of each queued user's previous round, for stop_at_known: as many as
         # users are queued (bounded by the engine), each until its walk ends.
         self._known: dict[str, set[str]] = {}
-        #: The writer's record that the whole input was read, once it was.
-        self.input_end: asyncio.Future[None] | None = None
+        #: The writer's record that the whole input was read, once it was: the number of
+        #: unfinished members the input no longer names, dropped from the round.
+        self.input_end: asyncio.Future[int] | None = None
 
     async def claim(self, names: list[str], lines: list[int]) -> list[WalkJob | NameSkipped]:
         """Claim the names in the store; skip duplicates and users already final."""
@@ -588,7 +596,9 @@ class _StoreSink(Sink):
         if writer is not None:
             # After every claim (each was awaited before the input went on): the round holds
             # every name of the input once this commits.
-            self.input_end = writer.call(self._store.end_round_input)
+            self.input_end = writer.call(
+                self._store.end_round_input, drop_unnamed=self._harvester.new_round
+            )
 
 
 def _user_state(done: UserDone) -> UserState:

@@ -355,6 +355,13 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: Harves
         started = "started" if harvester.round_started else "resumed"
         known = ", stopping at known videos" if harvester.stop_at_known else ""
         console.line(f"round {harvester.round} ({started}{known})")
+    if p.dropped:
+        many = p.dropped > 1
+        console.line(
+            f"{p.dropped:,} member{'s' if many else ''} of round {harvester.round} not in this"
+            f" input {'are' if many else 'is'} dropped from it (unfinished walks; the round"
+            " completes without them, and a run of the round that names them walks them on)"
+        )
     console.line(
         f"{p.done:,} users in {duration(elapsed)}{': ' + states if states else ''};"
         f" {p.videos:,} new videos; {p.requests:,} requests"

@@ -155,6 +155,8 @@ def _plan(
         if record.state in FINAL_STATES:
             finished += 1
             finished_requests += pages_seen(record.pages)
+        elif record.state is UserState.DROPPED:
+            continue  # out of its round: no run walks it unless its input names it again
         else:
             users_left += 1
             fetched_left += record.pages
@@ -293,7 +295,7 @@ def _table_lines(report: StatusReport) -> list[str]:
         lines += [
             "",
             "rounds    started               done  not_found  unavailable  failed"
-            "  incomplete  pending   videos  requests",
+            "  incomplete  pending  dropped   videos  requests",
         ]
         for panel in report.rounds:
             users = panel.users
@@ -305,7 +307,8 @@ def _table_lines(report: StatusReport) -> list[str]:
             lines.append(
                 f"  {panel.round:>3}   {panel.started_at}  {users['done']:>5,}"
                 f" {users['not_found']:>10,} {users['unavailable']:>12,} {users['failed']:>7,}"
-                f" {users['incomplete']:>11,} {users['pending']:>8,} {panel.videos:>8,}"
+                f" {users['incomplete']:>11,} {users['pending']:>8,} {users['dropped']:>8,}"
+                f" {panel.videos:>8,}"
                 f" {panel.requests:>9,}  {how}"
             )
     if report.runs:

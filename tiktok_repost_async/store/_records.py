@@ -35,9 +35,16 @@ class UserState(enum.StrEnum):
     #: empty pages with ``has_more`` true) cut the walk short; ``error`` says which. Final: a
     #: later run walks it again only when asked to (``retry_incomplete``), from its saved cursor.
     INCOMPLETE = "incomplete"
+    #: A member of a round that a ``--new-round`` run resumed, whose input (the panel's list as
+    #: it then stood) no longer named it, while its walk was unfinished (pending or failed): it
+    #: is left out of the round. Not final, not waited for: the round completes without it, and
+    #: a diff never calls its videos removed; a later run of the round that names it again
+    #: walks it on from its saved cursor.
+    DROPPED = "dropped"
 
 
 # FAILED is final for one run only: the next run retries it unless told not to (`reset_failed`).
+# DROPPED is no walk's end: the user is out of its round (see UserState.DROPPED).
 FINAL_STATES: Final[frozenset[UserState]] = frozenset(
     {UserState.DONE, UserState.NOT_FOUND, UserState.UNAVAILABLE, UserState.INCOMPLETE}
 )

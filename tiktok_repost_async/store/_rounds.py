@@ -111,12 +111,28 @@ class _StoreRounds(_StoreCore):
                 "UPDATE rounds SET input_open = 1 WHERE number = ?", (_current_round(conn),)
             )
 
-    def end_round_input(self) -> None:
-        """Note that the run has read its whole input: the current round's users are all known."""
+    def end_round_input(self, *, drop_unnamed: bool = False) -> int:
+        """Note that the run has read its whole input: the current round's users are all known.
+
+        With ``drop_unnamed`` (a ``--new-round`` run: its input is the panel's list), a member of
+        the round that this run did not claim (`claim_users`) and whose walk is unfinished
+        (pending or failed) becomes ``dropped``: out of the round, which then completes without
+        it. A member already walked to a final state keeps it: that observation is whole and
+        true. Return how many were dropped.
+        """
         with self._transaction() as conn:
-            conn.execute(
-                "UPDATE rounds SET input_open = 0 WHERE number = ?", (_current_round(conn),)
-            )
+            current = _current_round(conn)
+            dropped = 0
+            if drop_unnamed:
+                conn.execute("CREATE TEMP TABLE IF NOT EXISTS claimed (username TEXT PRIMARY KEY)")
+                dropped = conn.execute(
+                    "UPDATE users SET state = 'dropped', updated_at = ? WHERE round = ?"
+                    " AND state IN ('pending', 'failed')"
+                    " AND username NOT IN (SELECT username FROM temp.claimed)",
+                    (_utc_stamp(self._clock()), current),
+                ).rowcount
+            conn.execute("UPDATE rounds SET input_open = 0 WHERE number = ?", (current,))
+        return dropped
 
     def round_stops_at_known(self, number: int | None = None) -> bool:
         """Tell whether a round (the current one by default) stops walks at known videos."""

@@ -43,12 +43,8 @@ _USERS_TABLE: Final = f"""CREATE TABLE {{name}} (
     partial    INTEGER NOT NULL DEFAULT 0  -- done, but the walk stopped at a known video
     )"""
 
-# The tables of schema version 3, one statement each: executescript() would COMMIT the
-# surrounding transaction first.
-_SCHEMA: Final = (
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    _USERS_TABLE.format(name="users"),
-    f"""CREATE TABLE user_rounds (
+# Each user's state in the earlier rounds it took part in.
+_USER_ROUNDS_TABLE: Final = f"""CREATE TABLE {{name}} (
         username TEXT NOT NULL REFERENCES users (username),
         round    INTEGER NOT NULL,
         state    TEXT NOT NULL CHECK (state IN ({_STATE_CHECK})),
@@ -58,7 +54,14 @@ _SCHEMA: Final = (
         error    TEXT,
         partial  INTEGER NOT NULL,
         PRIMARY KEY (username, round)
-    ) WITHOUT ROWID""",
+    ) WITHOUT ROWID"""
+
+# The tables of schema version 3, one statement each: executescript() would COMMIT the
+# surrounding transaction first.
+_SCHEMA: Final = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    _USERS_TABLE.format(name="users"),
+    _USER_ROUNDS_TABLE.format(name="user_rounds"),
     # One row per round of a panel: round 1 is the first harvest of the store. input_open is 1
     # from the start of a run on the round until that run has read its whole input (a list, a
     # file, a pipe): a run killed or stopped before then leaves the round's membership unknown,
@@ -137,8 +140,24 @@ _MIGRATE_V1: Final = (
 )
 
 # Schema version 2 to 3, in one transaction: rounds record whether a run's input was read to its
-# end. A round of an older store counts as read (as version 2 assumed).
-_MIGRATE_V2: Final = ("ALTER TABLE rounds ADD COLUMN input_open INTEGER NOT NULL DEFAULT 0",)
+# end (a round of an older store counts as read, as version 2 assumed), and a user may be
+# 'dropped' from a round. The CHECK of the states cannot be altered in place: users and
+# user_rounds are rebuilt, with foreign keys off as for version 1.
+_MIGRATE_V2: Final = (
+    _USERS_TABLE.format(name="users_v3"),
+    "INSERT INTO users_v3 (username, seq, state, cursor, pages, videos, requests, error,"
+    " updated_at, round, partial) SELECT username, seq, state, cursor, pages, videos, requests,"
+    " error, updated_at, round, partial FROM users",
+    "DROP TABLE users",
+    "ALTER TABLE users_v3 RENAME TO users",
+    _USER_ROUNDS_TABLE.format(name="user_rounds_v3"),
+    "INSERT INTO user_rounds_v3 (username, round, state, pages, videos, requests, error,"
+    " partial) SELECT username, round, state, pages, videos, requests, error, partial"
+    " FROM user_rounds",
+    "DROP TABLE user_rounds",
+    "ALTER TABLE user_rounds_v3 RENAME TO user_rounds",
+    "ALTER TABLE rounds ADD COLUMN input_open INTEGER NOT NULL DEFAULT 0",
+)
 
 
 def _current_round(conn: sqlite3.Connection) -> int:
