@@ -11,9 +11,11 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_cli import cli, cli_env, command, write_users
 from test_input_pipe import within
 from test_rounds import changes_by_user
@@ -261,3 +263,44 @@ def test_members_left_pending_and_then_dropped_from_the_list_never_block_the_nex
         assert set(by_user) <= set(PANEL[:2])
         for name in PANEL[:2]:
             assert by_user.get(name, EMPTY) == sim.changes(name, first - 1, second - 1), name
+
+
+# -- a kill at any instant -------------------------------------------------------------------
+
+SLOW_PANEL = [f"panelist{i}" for i in range(6)] + ["big_panelist", "short_panelist"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after", [0.0, 0.15, 0.4, 0.8, 1.2, 2.0])
+def test_a_new_round_over_a_slow_pipe_killed_at_any_instant_ends_complete_and_exact(
+    tmp_path: Path, kill_after: float
+) -> None:
+    users = write_users(tmp_path / "panel.txt", SLOW_PANEL)
+    db = tmp_path / "panel.db"
+    sim = Simulator()
+    with sim.run_in_thread():
+        assert harvest(sim, users, db).returncode == 0
+        sim.config.epoch = 1
+        sim.config.latency = 0.02
+        tokens = sim.stats.tokens_issued
+        child = new_round_from_pipe(sim, db)
+        assert child.stdin is not None
+        try:
+            assert within(30, lambda: sim.stats.tokens_issued > tokens) is not None
+            start = time.monotonic()
+            for name in SLOW_PANEL:
+                if time.monotonic() - start >= kill_after:
+                    break
+                child.stdin.write(f"{name}\n".encode())
+                child.stdin.flush()
+                time.sleep(0.2)
+            time.sleep(max(kill_after - (time.monotonic() - start), 0.0))
+        finally:
+            kill(child)
+        sim.config.latency = 0.0
+        again = harvest(sim, "-", db, "--new-round", stdin="\n".join(SLOW_PANEL) + "\n")
+        assert again.returncode == 0, again.stderr
+        assert "round 2 (" in again.stderr
+        with Store(db, create=False) as store:
+            assert [r.number for r in store.rounds()] == [1, 2]
+        assert_round_two_exact(sim, db, SLOW_PANEL)
