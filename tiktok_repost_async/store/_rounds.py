@@ -134,6 +134,25 @@ class _StoreRounds(_StoreCore):
             conn.execute("UPDATE rounds SET input_open = 0 WHERE number = ?", (current,))
         return dropped
 
+    def awaited_users(self) -> int:
+        """Return the users the current round's input may still name: none once it was read.
+
+        While a run on a round after the first has not read its input to the end, the users of
+        earlier rounds that have not joined it yet (and are not left to walk there) are
+        expected to: a panel's list mostly names the same users round after round.
+        """
+        conn = self._db
+        current = _current_round(conn)
+        row = conn.execute("SELECT input_open FROM rounds WHERE number = ?", (current,)).fetchone()
+        if current < 2 or row is None or not row[0]:
+            return 0
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM users WHERE round < ? AND state NOT IN ('pending', 'failed')",
+                (current,),
+            ).fetchone()[0]
+        )
+
     def round_stops_at_known(self, number: int | None = None) -> bool:
         """Tell whether a round (the current one by default) stops walks at known videos."""
         row = self._db.execute(
