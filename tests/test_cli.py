@@ -192,6 +192,7 @@ def test_status_json_counts_states_requests_and_skipped_lines(
         "unavailable": 1,
         "failed": 0,
         "incomplete": 1,  # the stall user: the API sent its cursor back
+        "dropped": 0,
         "total": 9,
     }
     assert report["videos"] == sum(len(ids) for ids in truth(sim, NAMES).values())

@@ -131,9 +131,13 @@ def test_other_max_count_is_refused(db: Path) -> None:
 def test_a_newer_schema_version_is_refused_asking_for_an_upgrade(db: Path) -> None:
     Store(db, fields=FIELDS, max_count=100).close()
     with raw(db) as conn:
-        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
+        )
     with pytest.raises(
-        StoreMismatchError, match=r"newer version.*schema 3.*reads schema 2.*upgrade.*another --db"
+        StoreMismatchError,
+        match=rf"newer version.*schema {SCHEMA_VERSION + 1}.*reads schema {SCHEMA_VERSION}"
+        r".*upgrade.*another --db",
     ):
         Store(db, create=False)
 
@@ -143,7 +147,9 @@ def test_an_unknown_schema_version_is_refused(db: Path, version: str) -> None:
     Store(db, fields=FIELDS, max_count=100).close()
     with raw(db) as conn:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
-    with pytest.raises(StoreMismatchError, match=r"cannot read.*schema 1 to 2.*another --db"):
+    with pytest.raises(
+        StoreMismatchError, match=rf"cannot read.*schema 1 to {SCHEMA_VERSION}.*another --db"
+    ):
         Store(db, create=False)
 
 
@@ -386,6 +392,7 @@ def test_finish_user_and_reset_failed(store: Store) -> None:
         UserState.UNAVAILABLE: 1,
         UserState.FAILED: 2,
         UserState.INCOMPLETE: 0,
+        UserState.DROPPED: 0,
     }
     assert [u.username for u in store.failed_users()] == ["b", "d"]
     assert [u.username for u in store.failed_users(limit=1)] == ["b"]

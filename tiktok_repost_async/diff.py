@@ -9,8 +9,9 @@ A round is one walk over a panel's users (`Store.start_round`). For every user w
 - ``changed``: in both, with at least one count field (`COUNT_FIELDS`) that moved; ``deltas``
   holds later minus earlier for each count that both rounds hold as an integer.
 
-Users ``not_found``, ``unavailable``, ``failed`` or still ``pending`` in either round take no part:
-a user that could not be walked never shows as "all removed". A user whose later walk stopped at a
+Users ``not_found``, ``unavailable``, ``failed``, still ``pending``, or ``dropped`` (left out of a
+round by the panel's list) in either round take no part: a user that could not be walked never shows
+as "all removed". A user whose later walk stopped at a
 known video (``partial``: a repeat round with ``stop_at_known``) saw only the head of its list, so
 its records are flagged ``partial`` and it gets no ``removed`` records: whatever lies past the
 known video was not looked at. Likewise an earlier walk that was partial may make an old video look
@@ -213,6 +214,11 @@ def _progress(record: RoundRecord) -> str:
     pending = record.users[UserState.PENDING]
     if not sum(record.users.values()):
         return "still in progress: no user has been walked in it yet"
+    if not pending:
+        return (
+            "still in progress: the input of its last run was not read to the end (run the"
+            " harvest again)"
+        )
     return f"still in progress: {pending:,} of its users are not walked yet (run the harvest again)"
 
 

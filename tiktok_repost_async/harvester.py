@@ -36,7 +36,7 @@ from .errors import HarvestStopped, StopReason, WalkStopped
 from .models import RepostedVideosPage
 from .protocol import validate_positive_int
 from .quota import DailyQuota, QuotaPolicy, utc_day
-from .store import FINAL_STATES, PageCommit, Store, StoreMismatchError, UserState
+from .store import FINAL_STATES, PageCommit, RoundRecord, Store, StoreMismatchError, UserState
 
 __all__ = [
     "EMPTY_ALARM_COUNT",
@@ -111,6 +111,9 @@ class HarvestProgress:
     quota_limit: int = 0
     quota_spent: int = 0
     waiting_until: float | None = None
+    #: Unfinished members of the round that a ``new_round`` run's whole input did not name:
+    #: dropped from the round (`UserState.DROPPED`), known once the run has ended.
+    dropped: int = 0
     #: While the circuit breaker pauses the run (the API seems down), or a streak of 429s does
     #: (a short-term limit or the daily quota?): when its next probe goes, and which pause.
     probe_at: float | None = None
@@ -279,6 +282,7 @@ class Harvester:
         new_round: bool = False,
         stop_at_known: bool = False,
         accept_empty: bool = False,
+        on_round: Callable[[RoundRecord, bool], None] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
@@ -293,13 +297,15 @@ class Harvester:
         walk users that a guard cut short in an earlier run again, from their saved cursor (by
         default they are final). ``max_pages``: pages per user and run at most; a user cut by it
         stays ``pending`` with its cursor, for the next run to continue. ``new_round``: start
-        the next round of a panel, every name walked again from cursor 0 (a round still being
-        walked is resumed instead).
-        ``stop_at_known`` (with ``new_round``): end each walk of that round at the first page
-        holding a video seen in the user's previous round; a resumed round keeps the choice it
-        was started with. ``accept_empty``: in a repeat round, take users who had videos before
-        and now come back empty at their word, without the silent-empty alarm (see
-        `EMPTY_ALARM_SEEN`). ``clock`` and ``sleep``: wall clock and quota-wait sleep.
+        the next round of a panel, every name walked again from cursor 0; a round that is not
+        finished (users pending, or failed ones that ``retry_failed`` walks again) is resumed
+        instead. ``stop_at_known`` (with ``new_round``): end each walk of that round at the
+        first page holding a video seen in the user's previous round; a resumed round keeps the
+        choice it was started with. ``on_round``: called once the run has taken its round,
+        with the round's record as it stood then and whether this run started it.
+        ``accept_empty``: in a repeat round, take users who had videos before and now come back
+        empty at their word, without the silent-empty alarm (see `EMPTY_ALARM_SEEN`).
+        ``clock`` and ``sleep``: wall clock and quota-wait sleep.
         """
         if stop_at_known and not new_round:
             raise ValueError("stop_at_known applies to a new round: pass new_round=True too")
@@ -325,6 +331,7 @@ class Harvester:
         self.new_round = new_round
         self.stop_at_known = stop_at_known
         self.accept_empty = accept_empty
+        self.on_round = on_round
         #: The round this run walks, and whether this run started it (set by `run`).
         self.round = 0
         self.round_started = False
@@ -357,6 +364,7 @@ class Harvester:
     ) -> AsyncGenerator[UserOutcome, None]:
         """Harvest every name and yield each user's outcome as its walk ends."""
         self._writer = _Writer(self.store)
+        self._sink = None
         # How the run ends, for its record in the store: anything that leaves before the end
         # (a consumer that stops iterating, a cancel, an exception) is said below.
         outcome = "interrupted"
@@ -365,13 +373,21 @@ class Harvester:
             if self.new_round:
                 # Under the run lock: a harvest running on the store meanwhile is refused above.
                 self.round, self.round_started = await self._write(
-                    self.store.start_round, stop_at_known=self.stop_at_known
+                    self.store.start_round,
+                    stop_at_known=self.stop_at_known,
+                    retry_failed=self.retry_failed,
                 )
             else:
                 self.round = await self._write(lambda: self.store.current_round)
             # A resumed round keeps the choice it was started with.
             self.stop_at_known = await self._write(self.store.round_stops_at_known, self.round)
+            if self.on_round is not None:
+                self.on_round(
+                    await self._write(self.store.round_record, self.round), self.round_started
+                )
             await self._write(self.store.begin_run, __version__)
+            # The round is unfinished until this run has read its whole input (`input_done`).
+            await self._write(self.store.begin_round_input)
             await self._write(self.store.clear_skipped)
             spent = await self._write(self.store.requests_on, utc_day(self._clock()))
             self.quota = DailyQuota(
@@ -438,6 +454,13 @@ class Harvester:
                 if isinstance(failed, BaseException):
                     # Left booked: the ledger over-counts, which is safe.
                     logger.warning("could not give back unsent requests: %s", failed)
+            input_end = None if self._sink is None else self._sink.input_end
+            if input_end is not None:
+                try:
+                    self.progress.dropped = await input_end
+                except Exception as error:
+                    # The round stays unfinished (its input unread): safe, and said.
+                    logger.warning("could not record the end of the input: %s", error)
             await asyncio.gather(ended, last)
             self._writer = None
 
@@ -513,6 +536,9 @@ class _StoreSink(Sink):
         self._heard = 0
         self._silent = 0
         self._held: dict[str, tuple[PageCommit, UserDone | None]] = {}
+        #: The writer's record that the whole input was read, once it was: the number of
+        #: unfinished members the input no longer names, dropped from the round.
+        self.input_end: asyncio.Future[int] | None = None
 
     async def claim(self, names: list[str], lines: list[int]) -> list[WalkJob | NameSkipped]:
         """Claim the names in the store; skip duplicates and users already final."""
@@ -647,8 +673,15 @@ class _StoreSink(Sink):
             logger.warning("user %r failed: %s", job.username, text)
 
     def input_done(self) -> None:
-        """Let the progress show a total."""
+        """Let the progress show a total, and the store know the round's users are all named."""
         self._progress.input_done = True
+        writer = self._harvester._writer
+        if writer is not None:
+            # After every claim (each was awaited before the input went on): the round holds
+            # every name of the input once this commits.
+            self.input_end = writer.call(
+                self._store.end_round_input, drop_unnamed=self._harvester.new_round
+            )
 
     def _sound_alarm(self, now: bool) -> None:
         gate = self._harvester._gate

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import DEFAULT_BASE_URL
-from ..store import Store, StoreLockedError, UserState
+from ..store import RoundRecord, Store, StoreLockedError, UserState
 from ._common import (
     ENV_CLIENT_KEY,
     ENV_CLIENT_SECRET,
@@ -216,6 +216,7 @@ async def run_harvest(
         new_round=settings.new_round,
         stop_at_known=settings.stop_at_known,
         accept_empty=settings.accept_empty,
+        on_round=lambda record, started: _say_round(console, settings, record, started),
     )
 
     async def consume() -> None:
@@ -305,6 +306,26 @@ async def run_harvest(
     return status
 
 
+def _say_round(
+    console: Console, settings: HarvestSettings, record: RoundRecord, started: bool
+) -> None:
+    """Say in one line that a --new-round run resumes an unfinished round, and why."""
+    if started or not settings.new_round or record.number < 2:
+        return
+    users = record.users
+    failed = users[UserState.FAILED] if settings.retry_failed else 0
+    left = users[UserState.PENDING] + failed
+    why = [f"{left:,} user{'s' if left != 1 else ''} left"]
+    if failed:
+        why.append(f"{failed:,} failed")
+    if not record.input_read:
+        why.append("its input was not read to the end")
+    console.line(
+        f"resuming round {record.number}: {', '.join(why)} (a round is finished before the"
+        " next one starts)"
+    )
+
+
 def _stop_line(stopped: HarvestStopped, resume_hint: str) -> str:
     from ..engine import BREAKER_GIVE_UP
 
@@ -342,6 +363,13 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: Harves
         started = "started" if harvester.round_started else "resumed"
         known = ", stopping at known videos" if harvester.stop_at_known else ""
         console.line(f"round {harvester.round} ({started}{known})")
+    if p.dropped:
+        many = p.dropped > 1
+        console.line(
+            f"{p.dropped:,} member{'s' if many else ''} of round {harvester.round} not in this"
+            f" input {'are' if many else 'is'} dropped from it (unfinished walks; the round"
+            " completes without them, and a run of the round that names them walks them on)"
+        )
     console.line(
         f"{p.done:,} users in {duration(elapsed)}{': ' + states if states else ''};"
         f" {p.videos:,} new videos; {p.requests:,} requests"

@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--new-round",
         action="store_true",
         help="start the next round of a panel: walk every listed user again from the start"
-        " (a round still in progress is resumed instead)",
+        " (an unfinished round, with users pending or failed, is resumed instead)",
     )
     parser.add_argument(
         "--stop-at-known",

@@ -68,12 +68,17 @@ class IncompleteUser(msgspec.Struct, frozen=True):
 
 
 class RequestsToday(msgspec.Struct, frozen=True):
-    """Today's (UTC) research requests, as the store's ledger counts them."""
+    """Today's (UTC) research requests: what this store sent, and what the quota leaves."""
 
     day: str
+    #: Requests this store's ledger counts for today.
     spent: int
+    #: What today's quota leaves: 0 once the API said it is spent (collaborators on the same
+    #: project draw on it too), else the quota less ``spent``. The plan's ``left_today``.
     left: int
     daily_quota: int
+    #: True when the last run today was stopped by the API's word that the quota is spent.
+    quota_spent_by_api: bool = False
 
 
 class RoundRow(msgspec.Struct, frozen=True):
@@ -87,6 +92,8 @@ class RoundRow(msgspec.Struct, frozen=True):
     partial: int
     videos: int
     requests: int
+    #: False while a run on the round has not read its input to the end.
+    input_read: bool
 
 
 class RunRow(msgspec.Struct, frozen=True):
@@ -128,7 +135,10 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     max_count: int
     #: Users per state (every state's value), and "total".
     users: dict[str, int]
+    #: Videos of each user's latest whole list: what ``export`` writes without ``--round``.
     videos: int
+    #: Observations of videos stored over every round (one per video and round).
+    observations: int
     requests: RequestsToday
     failed: list[FailedUser]
     incomplete: list[IncompleteUser]
@@ -144,34 +154,37 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
         return built
 
 
-def _plan(
-    store: Store, *, last_run: RunRecord | None, daily_quota: int, spent: int, now: float
-) -> QuotaPlan:
+def _plan(store: Store, *, daily_quota: int, left_today: int, now: float) -> QuotaPlan:
     finished = finished_requests = users_left = fetched_left = 0
     # One pass over the users: the store has no aggregate of pages by state.
     for record in store.iter_users():
         if record.state in FINAL_STATES:
             finished += 1
             finished_requests += pages_seen(record.pages)
+        elif record.state is UserState.DROPPED:
+            continue  # out of its round: no run walks it unless its input names it again
         else:
             users_left += 1
             fetched_left += record.pages
-    if (
-        last_run is not None
-        and last_run.outcome == "stopped: quota"
-        and (last_run.ended_at or "")[:10] == utc_day(now)
-    ):
-        # The API said today's quota is spent: collaborators on the same project draw on it too,
-        # so the ledger of this store may read less than the budget while nothing is left.
-        spent = max(spent, daily_quota)
     return estimate_plan(
-        users_left=users_left,
+        # A round whose input is not read to the end will name more users than it holds yet.
+        users_left=users_left + store.awaited_users(),
         finished_users=finished,
         finished_requests=finished_requests,
         fetched_left=fetched_left,
         daily_quota=daily_quota,
-        spent_today=spent,
+        spent_today=daily_quota - left_today,
         now=now,
+    )
+
+
+def _spent_by_api(last_run: RunRecord | None, day: str) -> bool:
+    # The API said today's quota is spent: collaborators on the same project draw on it too, so
+    # the ledger of this store may read less than the budget while nothing is left.
+    return (
+        last_run is not None
+        and last_run.outcome == "stopped: quota"
+        and (last_run.ended_at or "")[:10] == day
     )
 
 
@@ -191,6 +204,8 @@ def status_report(
     spent = store.requests_on(day)
     skipped = store.skipped_counts()
     runs = store.runs(_RUNS_SHOWN if limit is None else max(limit, _RUNS_SHOWN))
+    by_api = _spent_by_api(runs[0] if runs else None, day)
+    left = 0 if by_api else max(daily_quota - spent, 0)
     return StatusReport(
         store=str(store.path),
         fields=list(store.fields),
@@ -199,9 +214,10 @@ def status_report(
             **{state.value: counts[state] for state in UserState},
             "total": sum(counts.values()),
         },
-        videos=store.video_count(),
+        videos=store.latest_video_count(),
+        observations=store.video_count(),
         requests=RequestsToday(
-            day=day, spent=spent, left=max(daily_quota - spent, 0), daily_quota=daily_quota
+            day=day, spent=spent, left=left, daily_quota=daily_quota, quota_spent_by_api=by_api
         ),
         failed=[
             FailedUser(r.username, r.error, r.cursor, r.videos, r.requests)
@@ -221,6 +237,7 @@ def status_report(
                 r.partial,
                 r.videos,
                 r.requests,
+                r.input_read,
             )
             for r in store.rounds()
         ],
@@ -248,13 +265,7 @@ def status_report(
                 for line, raw, reason in store.skipped(_SKIPPED_ALL if limit is None else limit)
             ],
         ),
-        plan=_plan(
-            store,
-            last_run=runs[0] if runs else None,
-            daily_quota=daily_quota,
-            spent=spent,
-            now=now,
-        ),
+        plan=_plan(store, daily_quota=daily_quota, left_today=left, now=now),
     )
 
 
@@ -290,17 +301,20 @@ def _table_lines(report: StatusReport) -> list[str]:
         lines += [
             "",
             "rounds    started               done  not_found  unavailable  failed"
-            "  incomplete  pending   videos  requests",
+            "  incomplete  pending  dropped   videos  requests",
         ]
         for panel in report.rounds:
             users = panel.users
             how = "complete" if panel.complete else "in progress"
+            if not panel.input_read:
+                how += " (its input not read to the end)"
             if panel.stop_at_known:
                 how += f", stop-at-known ({panel.partial:,} partial)"
             lines.append(
                 f"  {panel.round:>3}   {panel.started_at}  {users['done']:>5,}"
                 f" {users['not_found']:>10,} {users['unavailable']:>12,} {users['failed']:>7,}"
-                f" {users['incomplete']:>11,} {users['pending']:>8,} {panel.videos:>8,}"
+                f" {users['incomplete']:>11,} {users['pending']:>8,} {users['dropped']:>8,}"
+                f" {panel.videos:>8,}"
                 f" {panel.requests:>9,}  {how}"
             )
     if report.runs:
@@ -354,6 +368,15 @@ def _problem_lines(report: StatusReport) -> list[str]:
     return lines
 
 
+def _videos_line(report: StatusReport) -> str:
+    if len(report.rounds) < 2:
+        return f"videos    {report.videos:,}"
+    return (
+        f"videos    {report.videos:,} (each user's latest whole list; {report.observations:,}"
+        f" observations in {len(report.rounds):,} rounds)"
+    )
+
+
 def status_text(report: StatusReport) -> str:
     """Return the report as the text table ``status`` prints."""
     users = report.users
@@ -370,9 +393,10 @@ def status_text(report: StatusReport) -> str:
     lines += [
         f"{'total':<12} {users['total']:>7,}",
         "",
-        f"videos    {report.videos:,}",
+        _videos_line(report),
         f"requests  {requests.spent:,} spent today ({requests.day} UTC),"
-        f" {requests.left:,} left of {requests.daily_quota:,}",
+        f" {requests.left:,} left of {requests.daily_quota:,}"
+        + (" (the API said today's quota is spent)" if requests.quota_spent_by_api else ""),
         *_plan_lines(report.plan),
     ]
     return "\n".join(lines + _table_lines(report) + _problem_lines(report))

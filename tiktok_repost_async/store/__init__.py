@@ -17,9 +17,11 @@ takes `Store.run_lock` first: an OS lock on the sidecar file ``<db>.lock`` (``fl
 ``msvcrt.locking`` on Windows; see `_lock`), which the OS drops when its process dies, even by
 SIGKILL, so that no stale lock survives a crash.
 
-Schema version 1 (stores made before page provenance) is migrated to version 2 in place, once,
-in one transaction, the first time a newer version opens it: its videos keep their bytes and get
-no provenance (their pages were not recorded). A store of a newer schema is refused.
+Schema version 1 (stores made before page provenance) is migrated to the current version (3) in
+place, once, in one transaction, the first time a newer version opens it: its videos keep their
+bytes and get no provenance (their pages were not recorded). Version 2 (stores made before rounds
+recorded whether a run read its whole input) is migrated likewise; its rounds count as read. A
+store of a newer schema is refused.
 
 Bad input lines (`Store.add_skipped`) accumulate across runs; a run that re-reads the same input
 calls `Store.clear_skipped` first so that its lines are not counted twice.

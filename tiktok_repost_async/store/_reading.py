@@ -61,8 +61,17 @@ class _StoreReading(_StoreCore):
         return counts
 
     def video_count(self) -> int:
-        """Return the number of videos stored."""
+        """Return the observations of videos stored, every round's (one per video and round)."""
         return int(self._db.execute("SELECT count(*) FROM videos").fetchone()[0])
+
+    def latest_video_count(self) -> int:
+        """Return the videos of each user's latest whole list: what `iter_videos` gives."""
+        where = _LATEST_OBSERVATION if self.current_round > 1 else ""
+        sql = (
+            "SELECT count(*) FROM users AS u CROSS JOIN videos AS v ON v.username = u.username"
+            + where
+        )
+        return int(self._db.execute(sql).fetchone()[0])
 
     def user(self, username: str) -> UserRecord | None:
         """Return one user's record, or None if the store does not know the name."""

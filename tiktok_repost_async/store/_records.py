@@ -35,9 +35,16 @@ class UserState(enum.StrEnum):
     #: empty pages with ``has_more`` true) cut the walk short; ``error`` says which. Final: a
     #: later run walks it again only when asked to (``retry_incomplete``), from its saved cursor.
     INCOMPLETE = "incomplete"
+    #: A member of a round that a ``--new-round`` run resumed, whose input (the panel's list as
+    #: it then stood) no longer named it, while its walk was unfinished (pending or failed): it
+    #: is left out of the round. Not final, not waited for: the round completes without it, and
+    #: a diff never calls its videos removed; a later run of the round that names it again
+    #: walks it on from its saved cursor.
+    DROPPED = "dropped"
 
 
 # FAILED is final for one run only: the next run retries it unless told not to (`reset_failed`).
+# DROPPED is no walk's end: the user is out of its round (see UserState.DROPPED).
 FINAL_STATES: Final[frozenset[UserState]] = frozenset(
     {UserState.DONE, UserState.NOT_FOUND, UserState.UNAVAILABLE, UserState.INCOMPLETE}
 )
@@ -152,17 +159,27 @@ class RoundRecord:
     videos: int
     #: Research requests of the runs of this round.
     requests: int
+    #: False while a run on the round has not read its input to the end (killed, or stopped,
+    #: before the last name arrived): the round may hold more users than it shows.
+    input_read: bool = True
 
     @property
     def complete(self) -> bool:
-        """Tell whether every user of the round has a final state (none pending or failed)."""
+        """Tell whether the round's whole input was read and each of its users has a final state.
+
+        None is pending or failed, and the round has at least one user.
+        """
         waiting = self.users[UserState.PENDING] + self.users[UserState.FAILED]
-        return sum(self.users.values()) > 0 and waiting == 0
+        return self.input_read and sum(self.users.values()) > 0 and waiting == 0
 
     @property
     def in_progress(self) -> bool:
-        """Tell whether some user of the round is still to be walked (pending)."""
-        return self.users[UserState.PENDING] > 0 or sum(self.users.values()) == 0
+        """Tell whether the round has more to walk: users pending, its input not read, or none."""
+        return (
+            self.users[UserState.PENDING] > 0
+            or sum(self.users.values()) == 0
+            or not self.input_read
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

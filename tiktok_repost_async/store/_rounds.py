@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 
 from ..errors import StoreError
@@ -75,27 +76,82 @@ class _StoreRounds(_StoreCore):
 
     # -- rounds ------------------------------------------------------------------------------
 
-    def start_round(self, *, stop_at_known: bool = False) -> tuple[int, bool]:
-        """Start the next round of a panel, unless the current one is still being walked.
+    def start_round(
+        self, *, stop_at_known: bool = False, retry_failed: bool = True
+    ) -> tuple[int, bool]:
+        """Start the next round of a panel, unless the current one is not finished yet.
 
-        Return ``(round, started)``. A round whose users are not all walked yet (some pending:
-        a harvest was interrupted) is resumed instead, so that running the same command again
-        after a kill never starts a round twice; so is a store that has no user yet. The names
-        of a round join it as a harvest claims them (`add_users`).
+        Return ``(round, started)``. A round that is not finished is resumed instead: one whose
+        input a run has not read to the end (`begin_round_input`), one with no user yet, or one
+        that some of its users still wait in (pending: a harvest was interrupted; failed, when
+        ``retry_failed``: the run walks them again), so that running the same command again
+        after a kill or a failure never starts a round twice. With ``retry_failed`` false the
+        failed users of the current round are left as they are (the round stays incomplete)
+        and the next round starts. The names of a round join it as a harvest claims them
+        (`add_users`).
         """
         with self._transaction() as conn:
             current = _current_round(conn)
-            waiting = conn.execute(
-                "SELECT 1 FROM users WHERE round = ? AND state = 'pending' LIMIT 1", (current,)
-            ).fetchone()
-            walked = conn.execute("SELECT 1 FROM users LIMIT 1").fetchone()
-            if waiting is not None or walked is None:
+            if not _finished(conn, current, retry_failed):
                 return current, False
             conn.execute(
                 "INSERT INTO rounds (number, started_at, stop_at_known) VALUES (?, ?, ?)",
                 (current + 1, _utc_stamp(self._clock()), int(stop_at_known)),
             )
         return current + 1, True
+
+    def begin_round_input(self) -> None:
+        """Note that a run starts reading its input into the current round.
+
+        Until `end_round_input`, the round is not finished: a run killed or stopped before the
+        end of its input (a slow pipe, say) has not told which users the round holds.
+        """
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE rounds SET input_open = 1 WHERE number = ?", (_current_round(conn),)
+            )
+
+    def end_round_input(self, *, drop_unnamed: bool = False) -> int:
+        """Note that the run has read its whole input: the current round's users are all known.
+
+        With ``drop_unnamed`` (a ``--new-round`` run: its input is the panel's list), a member of
+        the round that this run did not claim (`claim_users`) and whose walk is unfinished
+        (pending or failed) becomes ``dropped``: out of the round, which then completes without
+        it. A member already walked to a final state keeps it: that observation is whole and
+        true. Return how many were dropped.
+        """
+        with self._transaction() as conn:
+            current = _current_round(conn)
+            dropped = 0
+            if drop_unnamed:
+                conn.execute("CREATE TEMP TABLE IF NOT EXISTS claimed (username TEXT PRIMARY KEY)")
+                dropped = conn.execute(
+                    "UPDATE users SET state = 'dropped', updated_at = ? WHERE round = ?"
+                    " AND state IN ('pending', 'failed')"
+                    " AND username NOT IN (SELECT username FROM temp.claimed)",
+                    (_utc_stamp(self._clock()), current),
+                ).rowcount
+            conn.execute("UPDATE rounds SET input_open = 0 WHERE number = ?", (current,))
+        return dropped
+
+    def awaited_users(self) -> int:
+        """Return the users the current round's input may still name: none once it was read.
+
+        While a run on a round after the first has not read its input to the end, the users of
+        earlier rounds that have not joined it yet (and are not left to walk there) are
+        expected to: a panel's list mostly names the same users round after round.
+        """
+        conn = self._db
+        current = _current_round(conn)
+        row = conn.execute("SELECT input_open FROM rounds WHERE number = ?", (current,)).fetchone()
+        if current < 2 or row is None or not row[0]:
+            return 0
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM users WHERE round < ? AND state NOT IN ('pending', 'failed')",
+                (current,),
+            ).fetchone()[0]
+        )
 
     def round_stops_at_known(self, number: int | None = None) -> bool:
         """Tell whether a round (the current one by default) stops walks at known videos."""
@@ -128,11 +184,20 @@ class _StoreRounds(_StoreCore):
                 partial.get(number, 0),
                 int(videos.get(number, 0)),
                 int(requests.get(number) or 0),
+                not open_,
             )
-            for number, started, stop in conn.execute(
-                "SELECT number, started_at, stop_at_known FROM rounds ORDER BY number"
+            for number, started, stop, open_ in conn.execute(
+                "SELECT number, started_at, stop_at_known, input_open FROM rounds ORDER BY number"
             )
         ]
+
+    def round_record(self, number: int | None = None) -> RoundRecord:
+        """Return one round's record (the current round by default), as `rounds` gives it."""
+        wanted = self.current_round if number is None else number
+        for record in self.rounds():
+            if record.number == wanted:
+                return record
+        raise ValueError(f"{str(self._path)!r} has no round {wanted}")
 
     def iter_round_users(self, number: int) -> Iterator[tuple[str, UserState, bool]]:
         """Stream (username, state, partial) of every user of a round, in input order."""
@@ -178,3 +243,19 @@ class _StoreRounds(_StoreCore):
                 "SELECT video_id FROM videos WHERE username = ? AND round = ?", (username, row[0])
             )
         }
+
+
+def _finished(conn: sqlite3.Connection, number: int, retry_failed: bool) -> bool:
+    """Tell whether a round is finished enough for the next one to start."""
+    row = conn.execute("SELECT input_open FROM rounds WHERE number = ?", (number,)).fetchone()
+    if row is not None and row[0]:
+        return False  # a run has not read its whole input: more users may belong to the round
+    waiting_states = ("pending", "failed") if retry_failed else ("pending",)
+    marks = ",".join("?" * len(waiting_states))
+    waiting = conn.execute(
+        f"SELECT 1 FROM users WHERE round = ? AND state IN ({marks}) LIMIT 1",
+        (number, *waiting_states),
+    ).fetchone()
+    # A round with no user at all (a run killed before its first name) is walked, not skipped.
+    members = conn.execute("SELECT 1 FROM users WHERE round = ? LIMIT 1", (number,)).fetchone()
+    return waiting is None and members is not None

@@ -1,4 +1,4 @@
-"""The store's SQL schema, its migration from version 1, and the checks of a store's meta."""
+"""The store's SQL schema, its migrations from versions 1 and 2, and the checks of its meta."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ._records import StoreMismatchError, UserState, _utc_stamp
 
 __all__ = ["SCHEMA_VERSION"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _STATE_CHECK = ", ".join(f"'{s.value}'" for s in UserState)
 
@@ -43,12 +43,8 @@ _USERS_TABLE: Final = f"""CREATE TABLE {{name}} (
     partial    INTEGER NOT NULL DEFAULT 0  -- done, but the walk stopped at a known video
     )"""
 
-# The tables of schema version 2, one statement each: executescript() would COMMIT the
-# surrounding transaction first.
-_SCHEMA: Final = (
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    _USERS_TABLE.format(name="users"),
-    f"""CREATE TABLE user_rounds (
+# Each user's state in the earlier rounds it took part in.
+_USER_ROUNDS_TABLE: Final = f"""CREATE TABLE {{name}} (
         username TEXT NOT NULL REFERENCES users (username),
         round    INTEGER NOT NULL,
         state    TEXT NOT NULL CHECK (state IN ({_STATE_CHECK})),
@@ -58,12 +54,23 @@ _SCHEMA: Final = (
         error    TEXT,
         partial  INTEGER NOT NULL,
         PRIMARY KEY (username, round)
-    ) WITHOUT ROWID""",
-    # One row per round of a panel: round 1 is the first harvest of the store.
+    ) WITHOUT ROWID"""
+
+# The tables of schema version 3, one statement each: executescript() would COMMIT the
+# surrounding transaction first.
+_SCHEMA: Final = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    _USERS_TABLE.format(name="users"),
+    _USER_ROUNDS_TABLE.format(name="user_rounds"),
+    # One row per round of a panel: round 1 is the first harvest of the store. input_open is 1
+    # from the start of a run on the round until that run has read its whole input (a list, a
+    # file, a pipe): a run killed or stopped before then leaves the round's membership unknown,
+    # and the round unfinished, until a run reads its input to the end.
     """CREATE TABLE rounds (
         number        INTEGER PRIMARY KEY,
         started_at    TEXT NOT NULL,
-        stop_at_known INTEGER NOT NULL DEFAULT 0
+        stop_at_known INTEGER NOT NULL DEFAULT 0,
+        input_open    INTEGER NOT NULL DEFAULT 0
     )""",
     # One row per harvest run: how the data was asked for, by which version, and what it cost.
     """CREATE TABLE runs (
@@ -100,8 +107,8 @@ _SCHEMA: Final = (
     "CREATE TABLE skipped_counts (reason TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
 )
 
-# Schema version 1 to 2, in one transaction. The videos table is rebuilt (its unique key gains
-# the round), keeping each row's rowid and so the API's order.
+# Schema version 1 to the current one, in one transaction. The videos table is rebuilt (its
+# unique key gains the round), keeping each row's rowid and so the API's order.
 # The users table is rebuilt too: its CHECK of the states (v1 knew no 'incomplete') cannot be
 # altered in place. It runs with foreign keys off (see Store._configure), so that dropping the
 # old users table does not trip the videos that reference it by name.
@@ -130,6 +137,26 @@ _MIGRATE_V1: Final = (
     "DROP TABLE videos",
     "ALTER TABLE videos_v2 RENAME TO videos",
     "INSERT INTO rounds (number, started_at) SELECT 1, value FROM meta WHERE key = 'created_at'",
+)
+
+# Schema version 2 to 3, in one transaction: rounds record whether a run's input was read to its
+# end (a round of an older store counts as read, as version 2 assumed), and a user may be
+# 'dropped' from a round. The CHECK of the states cannot be altered in place: users and
+# user_rounds are rebuilt, with foreign keys off as for version 1.
+_MIGRATE_V2: Final = (
+    _USERS_TABLE.format(name="users_v3"),
+    "INSERT INTO users_v3 (username, seq, state, cursor, pages, videos, requests, error,"
+    " updated_at, round, partial) SELECT username, seq, state, cursor, pages, videos, requests,"
+    " error, updated_at, round, partial FROM users",
+    "DROP TABLE users",
+    "ALTER TABLE users_v3 RENAME TO users",
+    _USER_ROUNDS_TABLE.format(name="user_rounds_v3"),
+    "INSERT INTO user_rounds_v3 (username, round, state, pages, videos, requests, error,"
+    " partial) SELECT username, round, state, pages, videos, requests, error, partial"
+    " FROM user_rounds",
+    "DROP TABLE user_rounds",
+    "ALTER TABLE user_rounds_v3 RENAME TO user_rounds",
+    "ALTER TABLE rounds ADD COLUMN input_open INTEGER NOT NULL DEFAULT 0",
 )
 
 
@@ -193,8 +220,9 @@ def _create_schema(
     )
 
 
-def _migrate_v1(conn: sqlite3.Connection, clock: Callable[[], float]) -> None:
-    for statement in _MIGRATE_V1:
+def _migrate(conn: sqlite3.Connection, version: str, clock: Callable[[], float]) -> None:
+    """Bring a store of schema ``version`` (1 or 2) to the current one, in the open transaction."""
+    for statement in _MIGRATE_V1 if version == "1" else _MIGRATE_V2:
         conn.execute(statement)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
     conn.execute(

@@ -38,7 +38,7 @@ from ._schema import (
     _configure,
     _create_schema,
     _current_round,
-    _migrate_v1,
+    _migrate,
 )
 
 # A kept bad line is cut to this many characters; one megabyte of garbage on one line is not
@@ -142,10 +142,11 @@ class Store(_StoreReading, _StoreRounds):
                     "use another --db"
                 )
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if meta.get("schema_version") == "1":
+            if meta.get("schema_version") in ("1", "2"):
                 # Inside the transaction that read the version: two processes opening the same
-                # old store at once migrate it once, and a crash mid-way leaves version 1 whole.
-                _migrate_v1(conn, self._clock)
+                # old store at once migrate it once, and a crash mid-way leaves the old version
+                # whole.
+                _migrate(conn, meta["schema_version"], self._clock)
                 meta["schema_version"] = str(SCHEMA_VERSION)
         return _check_meta(self._path, meta, fields, max_count)
 
@@ -244,7 +245,11 @@ class Store(_StoreReading, _StoreRounds):
     # -- writing -----------------------------------------------------------------------------
 
     def add_users(self, usernames: Iterable[str]) -> list[tuple[str, UserState, int]]:
-        """Add new usernames as pending and return each given name's (username, state, cursor)."""
+        """Add new usernames as pending and return each given name's (username, state, cursor).
+
+        A name of an earlier round joins the current one from cursor 0; a name dropped from the
+        current round (`end_round_input`) is back in it, pending at its cursor.
+        """
         names = list(usernames)
         for name in names:
             if not isinstance(name, str) or not name:
@@ -279,6 +284,13 @@ class Store(_StoreReading, _StoreRounds):
                         f" WHERE round < ? AND username IN ({marks})",
                         (current, stamp, current, *chunk),
                     )
+                # A member dropped from this round (an earlier run's input left it out) that an
+                # input names again is back in it, walked on from its cursor.
+                conn.execute(
+                    "UPDATE users SET state = 'pending', updated_at = ? WHERE round = ?"
+                    f" AND state = 'dropped' AND username IN ({marks})",
+                    (stamp, current, *chunk),
+                )
                 for username, state, cursor in conn.execute(
                     f"SELECT username, state, cursor FROM users WHERE username IN ({marks})",
                     chunk,
@@ -454,8 +466,9 @@ class Store(_StoreReading, _StoreRounds):
         previous round (a repeat round's ``stop_at_known``).
         """
         state = UserState(state)
-        if state is UserState.PENDING:
-            raise ValueError("finish_user needs a final state or FAILED, not pending")
+        if state in (UserState.PENDING, UserState.DROPPED):
+            # Dropping is the round's to decide, once a run has read its input (end_round_input).
+            raise ValueError(f"finish_user needs a final state or FAILED, not {state.value}")
         if partial and state is not UserState.DONE:
             raise ValueError(f"only a done walk can be partial, not a {state.value} one")
         _check_count("requests", requests)
