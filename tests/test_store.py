@@ -74,9 +74,11 @@ def store(db: Path, clock: FakeClock) -> Iterator[Store]:
         yield s
 
 
-def raw(db: Path) -> sqlite3.Connection:
-    """Open the file with plain sqlite3, to see what really reached the disk."""
-    return sqlite3.connect(db)
+@contextlib.contextmanager
+def raw(db: Path) -> Iterator[sqlite3.Connection]:
+    """Open the file with plain sqlite3, to see what really reached the disk; close it after."""
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        yield conn
 
 
 def child_env() -> dict[str, str]:

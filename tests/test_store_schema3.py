@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -142,7 +143,7 @@ def test_a_version_2_store_is_migrated_in_place_and_its_rounds_keep_their_standi
         second = store.round_record(2)
         assert (second.complete, second.users[UserState.DROPPED]) == (True, 1)
         assert store.start_round() == (3, True)
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         assert meta["schema_version"] == str(SCHEMA_VERSION) == "3"
         assert "migrated_at" in meta
@@ -161,7 +162,7 @@ def test_a_failed_migration_leaves_version_2_whole(
     monkeypatch.setattr(store_schema, "_MIGRATE_V2", broken)
     with pytest.raises(Exception, match="nowhere"):
         Store(db, create=False)
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
             "2",
         )
