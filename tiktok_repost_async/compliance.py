@@ -32,6 +32,7 @@ __all__ = [
     "parse_create_task_response",
     "parse_download_task_response",
     "parse_task_status_response",
+    "validate_category",
     "validate_task_id",
     "validate_video_ids",
 ]
@@ -117,7 +118,8 @@ def validate_task_id(task_id: int | str) -> int:
     return _exact_id("task_id", task_id)
 
 
-def _check_category(category: str) -> str:
+def validate_category(category: str) -> str:
+    """Return ``category`` if a task can check it (``video`` or ``comment``); raise ValueError."""
     if category not in COMPLIANCE_CATEGORIES:
         raise ValueError(
             f"category must be one of {', '.join(COMPLIANCE_CATEGORIES)}, got {category!r}"
@@ -162,7 +164,7 @@ def build_create_task_request(
     ``category``. ``boundary`` fixes the multipart boundary (tests); a random one otherwise.
     """
     checked = validate_video_ids(ids)
-    kind = _check_category(category)
+    kind = validate_category(category)
     token = _check_token(access_token)
     if boundary is None:
         boundary = "tiktok-repost-async-" + secrets.token_hex(16)
