@@ -199,7 +199,9 @@ lists them):
 from __future__ import annotations
 
 from ._cli import add_simulator_arguments, config_from_args, main
+from ._compliance import Task
 from ._config import (
+    COMPLIANCE_FAULTS,
     INVALID_CURSOR_MESSAGE,
     QUOTA_MESSAGE,
     RATE_LIMIT_MESSAGE,
@@ -219,6 +221,7 @@ from ._wire import EpochChanges
 from .scenarios import DEMO_INPUT, DEMO_NOTES, demo_faults, script_demo_faults
 
 __all__ = [
+    "COMPLIANCE_FAULTS",
     "COUNT_FIELDS",
     "DEMO_INPUT",
     "DEMO_NOTES",
@@ -239,6 +242,7 @@ __all__ = [
     "SimulatorConfig",
     "SimulatorStats",
     "SimulatorThread",
+    "Task",
     "add_simulator_arguments",
     "config_from_args",
     "demo_faults",
