@@ -754,8 +754,11 @@ class Simulator(_Faults):
                 )
             try:
                 form = await request.post()
-            except (ValueError, AssertionError, RuntimeError) as exc:
-                raise Refusal("invalid_file_upload", f"Malformed multipart body: {exc}") from None
+            except Exception as exc:
+                # Whatever aiohttp's reader stumbles on (a bad part header, a cut body) is a
+                # malformed upload, not the server's fault.
+                shown = " ".join(str(exc).split())[:200]
+                raise Refusal("invalid_file_upload", f"Malformed multipart body: {shown}") from None
             upload = form.get("file_data")
             if not isinstance(upload, web.FileField):
                 raise Refusal("invalid_file_upload", "The form field file_data must be a file")
