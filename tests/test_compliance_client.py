@@ -379,3 +379,29 @@ async def _raw_create(sim: Simulator, body: bytes, content_type: str) -> tuple[i
             sim.base_url + CREATE_TASK_PATH, data=body, headers=headers
         ) as response:
             return response.status, await response.json()
+
+
+def test_the_command_line_sets_the_compliance_knobs() -> None:
+    import argparse
+
+    from tiktok_repost_async.simulator import Fault, add_simulator_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_simulator_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--task-processing-seconds=30",
+            "--task-processing-polls=2",
+            "--task-failure-rate=0.1",
+            "--compliance-fault=server_error=0.2",
+            "--download-format=html",
+        ]
+    )
+    config = config_from_args(args)
+    assert config.task_processing_seconds == 30.0
+    assert config.task_processing_polls == 2
+    assert config.task_failure_rate == 0.1
+    assert config.compliance_faults == {Fault.SERVER_ERROR: 0.2}
+    assert config.download_format == "html"
+    with pytest.raises(ValueError, match="not a fault of this endpoint"):
+        Simulator(compliance_faults={Fault.SILENT_EMPTY: 0.1})

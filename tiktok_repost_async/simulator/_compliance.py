@@ -144,7 +144,8 @@ class TaskBook:
 
     def serve(self, username: str, huge: bool) -> None:
         """Note that a user's list was served: its videos exist for compliance tasks."""
-        key = (username, huge or user_kind(username) == "hugeid")
+        # Called for every page served: one dict lookup; the kind is resolved in `existing`.
+        key = (username, huge)
         if key not in self.served:
             self.served[key] = None
 
@@ -153,7 +154,7 @@ class TaskBook:
         count, ids = self._exists.get(epoch, (0, set()))
         if count < len(self.served):
             for username, huge in list(self.served)[count:]:
-                line = timeline(username, huge, epoch)
+                line = timeline(username, huge or user_kind(username) == "hugeid", epoch)
                 ids.update(
                     numbers[1]
                     for numbers, gone in zip(line.draws, line.moderated, strict=True)
