@@ -9,6 +9,7 @@ from ._lazy import lazy_exports
 if TYPE_CHECKING:
     from .auth import Credentials
     from .client import ClientStats, RepostClient, make_limiter
+    from .compliance import MAX_TASK_IDS, TaskStatus
     from .diff import DiffError, VideoChange, diff_rounds
     from .engine import NameSkipped, PageEvent, UserDone, WalkEvent, WalkGuard, WalkState
     from .errors import (
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
         HarvestStopped,
         InvalidCursorError,
         InvalidFieldsError,
+        InvalidFileUploadError,
         ProtocolError,
         QuotaExhaustedError,
         RateLimitError,
@@ -83,6 +85,8 @@ _LAZY: dict[str, str] = {
     "ClientStats": "client",
     "RepostClient": "client",
     "make_limiter": "client",
+    "MAX_TASK_IDS": "compliance",
+    "TaskStatus": "compliance",
     "APIError": "errors",
     "AuthError": "errors",
     "CertificateError": "errors",
@@ -92,6 +96,7 @@ _LAZY: dict[str, str] = {
     "HarvestStopped": "errors",
     "InvalidCursorError": "errors",
     "InvalidFieldsError": "errors",
+    "InvalidFileUploadError": "errors",
     "ProtocolError": "errors",
     "QuotaExhaustedError": "errors",
     "RateLimitError": "errors",
@@ -142,6 +147,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_FIELDS",
+    "MAX_TASK_IDS",
     "VIDEO_FIELDS",
     "APIError",
     "AuthError",
@@ -160,6 +166,7 @@ __all__ = [
     "HashtagInfo",
     "InvalidCursorError",
     "InvalidFieldsError",
+    "InvalidFileUploadError",
     "NameSkipped",
     "PageEvent",
     "ProtocolError",
@@ -179,6 +186,7 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "StoreMismatchError",
+    "TaskStatus",
     "TikTokError",
     "TokenExpiredError",
     "TransportError",

@@ -10,9 +10,9 @@ import math
 import os
 import urllib.request
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, TypeVar
 
 import aiohttp
 import msgspec
@@ -32,6 +32,18 @@ from ._walking import (
     is_outage,
 )
 from .auth import Credentials, TokenManager
+from .compliance import (
+    TaskStatus,
+    build_create_task_request,
+    build_download_task_request,
+    build_task_status_request,
+    parse_create_task_response,
+    parse_download_task_response,
+    parse_task_status_response,
+    validate_category,
+    validate_task_id,
+    validate_video_ids,
+)
 from .errors import (
     APIError,
     CertificateError,
@@ -63,6 +75,7 @@ if TYPE_CHECKING:
     from .engine import WalkEvent
 
 __all__ = [
+    "COMPLIANCE_REQUEST",
     "EMPTY_RUN_POSITIONS",
     "ENV_BASE_URL",
     "MIN_EMPTY_PAGES",
@@ -76,6 +89,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("tiktok_repost_async.client")
+
+_T = TypeVar("_T")
+
+#: The name compliance requests go by before a gate (`RequestGate` methods take a username).
+COMPLIANCE_REQUEST = "<compliance task>"
 
 ENV_BASE_URL = "TIKTOK_API_BASE_URL"
 
@@ -477,6 +495,158 @@ class RepostClient:
                 )
                 if gate is not None:
                     # A stop cuts the backoff (and a server's Retry-After) short.
+                    await gate.pause(wait, self._sleep)
+                elif wait > 0:
+                    await self._sleep(wait)
+
+    # --- Batch Compliance API ------------------------------------------------------------
+
+    async def create_compliance_task(
+        self, ids: Iterable[int | str], *, category: str = "video"
+    ) -> int:
+        """Create a compliance task that checks up to 10,000 video ids; return its task id.
+
+        ``ids``: positive ints or strs of digits, none repeated (checked here, before any
+        request). The task id is an int above int64, as the API sends it.
+        """
+        checked = validate_video_ids(ids)
+        return await self._create_compliance_task(checked, validate_category(category))
+
+    async def compliance_task_status(self, task_id: int | str) -> TaskStatus:
+        """Return a compliance task's status: Processing, Completed or Failed."""
+        return await self._compliance_task_status(validate_task_id(task_id))
+
+    async def download_compliance_task(self, task_id: int | str) -> frozenset[int]:
+        """Return the ids a completed compliance task found still valid.
+
+        An id sent and missing here is no longer available from TikTok. An answer that is not
+        a text file of ids raises (`ProtocolError`): it is never read as "no id is valid".
+        """
+        return await self._download_compliance_task(validate_task_id(task_id))
+
+    async def _create_compliance_task(
+        self, ids: tuple[int, ...], category: str = "video", gate: RequestGate | None = None
+    ) -> int:
+        # Not idempotent: an answer lost after the task was made (a dropped connection, a cut
+        # answer) makes the retry create a second task. It costs one request and leaves a task
+        # nobody downloads; each task's answer is as good as the other's.
+        def build(token: str) -> Request:
+            return build_create_task_request(
+                ids, access_token=token, category=category, base_url=self.base_url
+            )
+
+        return await self._compliance_call(
+            f"create a compliance task of {len(ids)} ids", build, parse_create_task_response, gate
+        )
+
+    async def _compliance_task_status(
+        self, task_id: int, gate: RequestGate | None = None
+    ) -> TaskStatus:
+        def build(token: str) -> Request:
+            return build_task_status_request(task_id, access_token=token, base_url=self.base_url)
+
+        return await self._compliance_call(
+            f"status of compliance task {task_id}", build, parse_task_status_response, gate
+        )
+
+    async def _download_compliance_task(
+        self, task_id: int, gate: RequestGate | None = None
+    ) -> frozenset[int]:
+        def build(token: str) -> Request:
+            return build_download_task_request(task_id, access_token=token, base_url=self.base_url)
+
+        return await self._compliance_call(
+            f"download of compliance task {task_id}", build, parse_download_task_response, gate
+        )
+
+    async def _compliance_call(
+        self,
+        what: str,
+        build: Callable[[str], Request],
+        parse: Callable[[int, Mapping[str, str], bytes], _T],
+        gate: RequestGate | None,
+    ) -> _T:
+        """Send one compliance request through the gate, the limiter and the token; retry it.
+
+        The same order and the same bounded retry as a page fetch (`_fetch_page`), in a loop of
+        its own: the page fetch's loop also tells a user's fault from the run's (the circuit
+        breaker, the rate-limit hold, a 429's verdict), which means nothing for a compliance
+        call, and sharing it would change the page fetch. So a gate is asked to admit, take
+        (book) and refund, and cuts waits short; its health and 429 bookkeeping are left out,
+        and a 429 is the daily quota when its words say so (`QuotaExhaustedError`, not
+        retried). A gate sees the name `COMPLIANCE_REQUEST`.
+        """
+        if self._limiter is None or self._session is None:
+            await self.open()
+        limiter = self._limiter
+        assert limiter is not None
+        name = COMPLIANCE_REQUEST
+        attempt = 0
+        while True:
+            attempt += 1
+            token: str | None = None
+            booked = False
+            fetching_token = False
+            try:
+                if gate is not None:
+                    await gate.admit(name)
+                if not self._auth.fresh_for(self._queue_time):
+                    fetching_token = True
+                    await self._auth.token(self._send, ahead=self._queue_time)
+                    fetching_token = False
+                await limiter.acquire()
+                if gate is not None:
+                    while not await gate.take(name):
+                        await gate.admit(name)
+                        await limiter.acquire()
+                booked = gate is not None
+                fetching_token = True
+                token = await self._auth.token(self._send)
+                fetching_token = False
+                request = build(token)
+                self.stats.requests += 1
+                try:
+                    status, headers, body = await self._send(request)
+                except TransportError as failure:
+                    if gate is not None:
+                        gate.answered(False)
+                    if not failure.sent:
+                        # Never reached the API: no quota spent; the refund below books it back.
+                        self.stats.requests -= 1
+                    else:
+                        booked = False
+                    raise
+                booked = False
+                if gate is not None:
+                    gate.answered(True)
+                self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
+                return parse(status, headers, body)
+            except (WalkStopped, StepAside):
+                raise
+            except TikTokError as caught:
+                error = caught
+                if booked and gate is not None:
+                    booked = False
+                    await gate.refund(name)
+                if fetching_token:
+                    error = _token_failure(caught)
+                if isinstance(error, TokenExpiredError) and token is not None:
+                    self._auth.invalidate(token)
+                if not self.retry.is_retryable(error) or attempt >= self.retry.max_attempts:
+                    if error is caught:
+                        raise
+                    raise error from caught
+                wait = self._auth.retry_in() if fetching_token else self.retry.delay(attempt, error)
+                self.stats.retries += 1
+                logger.warning(
+                    "%s: %s; retry %d of %d in %.1f s",
+                    what,
+                    error,
+                    attempt,
+                    self.retry.max_attempts - 1,
+                    wait,
+                )
+                if gate is not None:
                     await gate.pause(wait, self._sleep)
                 elif wait > 0:
                     await self._sleep(wait)

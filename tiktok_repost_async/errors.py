@@ -14,6 +14,7 @@ __all__ = [
     "HarvestStopped",
     "InvalidCursorError",
     "InvalidFieldsError",
+    "InvalidFileUploadError",
     "ProtocolError",
     "QuotaExhaustedError",
     "RateLimitError",
@@ -143,6 +144,13 @@ class InvalidFieldsError(APIError):
     ) -> None:
         self.fields = fields
         super().__init__(message, status=status, code=code, log_id=log_id, username=username)
+
+
+class InvalidFileUploadError(APIError):
+    """Report a file of ids the compliance endpoint refused (400 ``invalid_file_upload``).
+
+    The same file would be refused again: it is never retried.
+    """
 
 
 class ServerError(APIError):

@@ -194,12 +194,37 @@ lists them):
     flat, with or without ``Retry-After``), ``bad_gateway`` and ``gateway_timeout`` (HTML),
     ``drop``, ``hang`` and ``truncated`` (a token issued but cut off). ``stats.token_requests``
     counts every token request, ``stats.token_faults`` the faults given.
+
+The Batch Compliance endpoints (``POST /v2/research/validation_task/create/``,
+``/v2/research/validation_task_status/get/``, ``/v2/research/validation_task/download/``) are
+served as documented: create takes a ``multipart/form-data`` form with ``file_data`` (one id per
+line) and ``category`` (``video`` or ``comment``) and answers ``{"data": {"task_id": N}}`` with a
+task id above int64 (a string with ``string_ids``); status and download take JSON
+``{"task_id": N}`` (an integer, or a string of its digits) and answer ``Processing``,
+``Completed`` or ``Failed``, and a ``text/plain`` file of the valid ids, one a line, in the order
+sent. A task finds valid the ids of videos that exist at the epoch it was created in: the videos
+of every user whose list was served (at any epoch), moderated ones left out. A video an epoch
+removed, and an id never served, are invalid; ``comment`` ids are all invalid. Each call is billed
+against ``daily_quota`` and the ``rate_limit`` window and refused like a research request (token,
+``auth_failure``, quota, outage), but counted in ``stats.compliance_requests``, not
+``stats.requests``. Refusals: a body that is not multipart, a part that is not a file, a line that
+is not an id, no id, more than 10,000 ids or a file that is not UTF-8 get 400
+``invalid_file_upload``; a bad category, a bad or unknown ``task_id``, a download of a task still
+processing or failed get 400 ``invalid_params``. Knobs: ``task_processing_seconds`` (of ``clock``)
+and ``task_processing_polls`` (Processing answers first) keep a task Processing;
+``task_failure_rate`` and ``Simulator.fail_tasks(n)`` make tasks fail; ``compliance_faults`` and
+``Simulator.script_compliance(faults)`` inject ``COMPLIANCE_FAULTS`` (5xx, gateway pages, 429s,
+the daily quota, 401, drops, hangs, cut answers; a cut create answer still made its task);
+``download_format`` ``"html"`` or ``"json"`` answers a download with a 200 page or envelope and no
+file. ``Simulator.tasks`` and ``Simulator.task(task_id)`` show what each task was sent and found.
 """
 
 from __future__ import annotations
 
 from ._cli import add_simulator_arguments, config_from_args, main
+from ._compliance import Task
 from ._config import (
+    COMPLIANCE_FAULTS,
     INVALID_CURSOR_MESSAGE,
     QUOTA_MESSAGE,
     RATE_LIMIT_MESSAGE,
@@ -219,6 +244,7 @@ from ._wire import EpochChanges
 from .scenarios import DEMO_INPUT, DEMO_NOTES, demo_faults, script_demo_faults
 
 __all__ = [
+    "COMPLIANCE_FAULTS",
     "COUNT_FIELDS",
     "DEMO_INPUT",
     "DEMO_NOTES",
@@ -239,6 +265,7 @@ __all__ = [
     "SimulatorConfig",
     "SimulatorStats",
     "SimulatorThread",
+    "Task",
     "add_simulator_arguments",
     "config_from_args",
     "demo_faults",

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import get_args
 
 from ._config import (
+    COMPLIANCE_FAULTS,
     QUOTA_MESSAGE,
     RATE_LIMIT_MESSAGE,
     TEST_CLIENT_KEY,
@@ -19,6 +20,7 @@ from ._config import (
     TOKEN_FAULTS,
     AuthFailure,
     BothListKeys,
+    DownloadFormat,
     Fault,
     FavoritesSpelling,
     ListKey,
@@ -96,6 +98,10 @@ def _user_fault(text: str) -> tuple[str, Fault]:
 
 def _token_fault(text: str) -> tuple[Fault, float]:
     return _fault(text, TOKEN_FAULTS)
+
+
+def _compliance_fault(text: str) -> tuple[Fault, float]:
+    return _fault(text, COMPLIANCE_FAULTS)
 
 
 def _outage_start(text: str) -> tuple[bool, float]:
@@ -324,6 +330,41 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KIND=RATE",
         help=f"inject a fault into token requests; kinds: {', '.join(TOKEN_FAULTS)}",
     )
+    tasks = parser.add_argument_group("compliance tasks")
+    tasks.add_argument(
+        "--task-processing-seconds",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long a compliance task stays Processing (0)",
+    )
+    tasks.add_argument(
+        "--task-processing-polls",
+        type=_natural,
+        default=0,
+        metavar="N",
+        help="status answers of Processing each compliance task gives first (0)",
+    )
+    tasks.add_argument(
+        "--task-failure-rate",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="probability that a compliance task ends Failed (0)",
+    )
+    tasks.add_argument(
+        "--compliance-fault",
+        type=_compliance_fault,
+        action="append",
+        metavar="KIND=RATE",
+        help=f"inject a fault into compliance requests; kinds: {', '.join(COMPLIANCE_FAULTS)}",
+    )
+    tasks.add_argument(
+        "--download-format",
+        choices=get_args(DownloadFormat),
+        default="text",
+        help="what a download answers: the text file of ids, or drift (an HTML page, JSON)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
@@ -376,6 +417,11 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         rate_limit_message=args.rate_limit_message,
         quota_reset_lag=args.quota_reset_lag,
         token_faults=dict(args.token_fault or ()),
+        task_processing_seconds=args.task_processing_seconds,
+        task_processing_polls=args.task_processing_polls,
+        task_failure_rate=args.task_failure_rate,
+        compliance_faults=dict(args.compliance_fault or ()),
+        download_format=args.download_format,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, Final, Literal, get_args
 from ._data import FAVOURITES_ALIAS, VIDEO_FIELDS
 
 __all__ = [
+    "COMPLIANCE_FAULTS",
     "INVALID_CURSOR_MESSAGE",
     "QUOTA_MESSAGE",
     "RATE_LIMIT_MESSAGE",
@@ -23,6 +24,7 @@ __all__ = [
     "TOKEN_PATH",
     "AuthFailure",
     "BothListKeys",
+    "DownloadFormat",
     "Fault",
     "FavoritesSpelling",
     "ListKey",
@@ -43,6 +45,7 @@ BothListKeys = Literal["split", "duplicated"]
 FavoritesSpelling = Literal["favorites_count", "favourites_count"]
 OutageKind = Literal["server_error", "gateway", "drop"]
 AuthFailure = Literal["scope_permission_missed", "scope_not_authorized"]
+DownloadFormat = Literal["text", "html", "json"]
 
 QUOTA_MESSAGE: Final = (
     "Rate limit exceeded: the daily quota of research API requests is used up; "
@@ -98,6 +101,21 @@ TOKEN_FAULTS: Final = (
     Fault.HANG,
     Fault.RATE_LIMIT,
     Fault.RATE_LIMIT_NO_RETRY_AFTER,
+    Fault.TRUNCATED,
+)
+
+#: The faults the compliance endpoints can be given, by `compliance_faults` or
+#: `Simulator.script_compliance`.
+COMPLIANCE_FAULTS: Final = (
+    Fault.SERVER_ERROR,
+    Fault.BAD_GATEWAY,
+    Fault.GATEWAY_TIMEOUT,
+    Fault.DROP,
+    Fault.HANG,
+    Fault.RATE_LIMIT,
+    Fault.RATE_LIMIT_NO_RETRY_AFTER,
+    Fault.QUOTA,
+    Fault.TOKEN_INVALID,
     Fault.TRUNCATED,
 )
 
@@ -233,12 +251,20 @@ def _checked(name: str, value: Any) -> Any:
         return _field_names(name, value)
     if name == "auth_failure":
         return None if value is None else _choice(name, value, get_args(AuthFailure))
-    if name in ("type_drift", "odd_values"):
+    if name in ("type_drift", "odd_values", "task_failure_rate"):
         return _number(name, value, 1)
     if name == "unknown_list_key":
         return _list_key_name(name, value)
     if name == "both_list_keys":
         return None if value is None else _choice(name, value, get_args(BothListKeys))
+    if name == "task_processing_seconds":
+        return _number(name, value)
+    if name == "task_processing_polls":
+        return _count(name, value, 0, optional=False)
+    if name == "download_format":
+        return _choice(name, value, get_args(DownloadFormat))
+    if name == "compliance_faults":
+        return _fault_rates(value, name, COMPLIANCE_FAULTS)
     if name == "quota_reset_lag":
         return _number(name, value, _DAY)
     if name in ("quota_message", "rate_limit_message") and not isinstance(value, str):
@@ -372,6 +398,20 @@ class SimulatorConfig:
     #: makes it; each step on adds new reposts at the head, removes a few for good and grows
     #: counts, the same way in every run. A panel's round N is harvested at epoch N - 1.
     epoch: int = 0
+    #: Seconds of `clock` a compliance task stays Processing after it is created.
+    task_processing_seconds: float = 0.0
+    #: Status answers of Processing each compliance task gives before its final state.
+    task_processing_polls: int = 0
+    #: Probability that a compliance task ends Failed (drawn from the compliance stream).
+    task_failure_rate: float = 0.0
+    #: Probability of each fault (one of COMPLIANCE_FAULTS) per compliance request, drawn from a
+    #: stream of its own; assign a new dict.
+    compliance_faults: dict[Fault, float] = field(default_factory=dict)
+    #: What the download endpoint answers for a completed task: the documented text file of
+    #: valid ids (``"text"``), a 200 text/html page (``"html"``), or a 200 JSON answer in the
+    #: research envelope with no file at all (``"json"``): drift a client must not read as
+    #: "no id is valid".
+    download_format: DownloadFormat = "text"
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Checked on every assignment, so that a bad value set at run time fails where it is set,
@@ -414,3 +454,14 @@ class SimulatorStats:
     outage_failures: int = 0
     #: Daily-quota 429s sent during a lagging reset (in `requests`, not in the quota).
     quota_lag_refusals: int = 0
+    #: Compliance requests (create, status, download) received, whatever became of them; they
+    #: count against the daily quota (`quota_used`) but not in `requests`.
+    compliance_requests: int = 0
+    #: Compliance requests per path.
+    compliance_by_path: Counter[str] = field(default_factory=Counter)
+    #: Statuses of compliance answers; dropped requests have none.
+    compliance_by_status: Counter[int] = field(default_factory=Counter)
+    #: Faults injected into compliance requests, scripted or random.
+    compliance_faults: Counter[Fault] = field(default_factory=Counter)
+    #: Compliance tasks created.
+    tasks_created: int = 0

@@ -18,8 +18,22 @@ from typing import Any, Final, NamedTuple, Protocol
 import msgspec
 from aiohttp import web
 
+from ._compliance import (
+    CREATE_TASK_PATH,
+    DOWNLOAD_TASK_PATH,
+    TASK_STATUS_PATH,
+    Refusal,
+    Task,
+    TaskBook,
+    check_category,
+    ok_answer,
+    processing,
+    read_ids,
+    read_task_id,
+)
 from ._config import (
     _DAY,
+    COMPLIANCE_FAULTS,
     NOT_APPROVED_MESSAGE,
     RESEARCH_PATH,
     SCOPE_MISSING_MESSAGE,
@@ -33,7 +47,17 @@ from ._config import (
     _count,
 )
 from ._data import DRIFT_KINDS, FAVOURITES_ALIAS, field_mask, pages_needed, repost_count, user_kind
-from ._faults import _errors, _failure, _Faults, _json, _log_id, _token_error, _token_seed
+from ._faults import (
+    _draw,
+    _errors,
+    _failure,
+    _Faults,
+    _gateway,
+    _json,
+    _log_id,
+    _token_error,
+    _token_seed,
+)
 from ._thread import SimulatorThread
 from ._wire import (
     PLAIN,
@@ -127,6 +151,8 @@ class Simulator(_Faults):
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
         self._base_url: str | None = None
+        self._tasks = TaskBook(self.config.seed)
+        self._compliance_script: deque[Fault] = deque()
 
     # -- running -------------------------------------------------------------------------------
 
@@ -137,6 +163,8 @@ class Simulator(_Faults):
         app = web.Application(middlewares=[_errors])
         app.router.add_post(TOKEN_PATH, self._token)
         app.router.add_post(RESEARCH_PATH, self._research)
+        for path in (CREATE_TASK_PATH, TASK_STATUS_PATH, DOWNLOAD_TASK_PATH):
+            app.router.add_post(path, self._compliance)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -211,6 +239,33 @@ class Simulator(_Faults):
                 kinds = ", ".join(TOKEN_FAULTS)
                 raise ValueError(f"{fault.value!r} is not a token endpoint fault; kinds: {kinds}")
         self._token_script.extend(added)
+
+    def script_compliance(self, faults: Iterable[Fault | str]) -> None:
+        """Give the next compliance requests these faults, in order, then normal service.
+
+        Each is one of COMPLIANCE_FAULTS; scripted faults come before random `compliance_faults`.
+        """
+        added = [Fault(fault) for fault in faults]
+        for fault in added:
+            if fault not in COMPLIANCE_FAULTS:
+                kinds = ", ".join(COMPLIANCE_FAULTS)
+                raise ValueError(f"{fault.value!r} is not a compliance fault; kinds: {kinds}")
+        self._compliance_script.extend(added)
+
+    def fail_tasks(self, count: int = 1) -> None:
+        """Make the next `count` compliance tasks end Failed, whatever `task_failure_rate` says."""
+        checked = _count("count", count, 1, optional=False)
+        assert checked is not None
+        self._tasks.failures_scripted += checked
+
+    def task(self, task_id: int) -> Task:
+        """Return the compliance task of this id (its ids, epoch, and the ids it found valid)."""
+        return self._tasks.tasks[task_id]
+
+    @property
+    def tasks(self) -> list[Task]:
+        """Return every compliance task created so far, oldest first."""
+        return list(self._tasks.tasks.values())
 
     def expire_tokens(self) -> None:
         """Invalidate every access token issued so far."""
@@ -412,9 +467,9 @@ class Simulator(_Faults):
         self.stats.by_status[response.status] += 1
         return response
 
-    async def _serve(self, request: web.Request) -> web.StreamResponse | None:
+    def _bill(self, now: float) -> bool:
+        """Count a request in the quota day and the rate window; True during a lagging reset."""
         config = self.config
-        now = config.clock()
         day = int(now // _DAY)
         if day != self._quota_day:
             # A quota used up on the day just ended may keep refusing past midnight.
@@ -434,6 +489,12 @@ class Simulator(_Faults):
             window.append(now)
             while window[0] <= now - 1.0:
                 window.popleft()
+        return lagging
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse | None:
+        config = self.config
+        now = config.clock()
+        lagging = self._bill(now)
         query = await self._parse(request)
         if query.username is not None:
             self.stats.by_user[query.username] += 1
@@ -554,6 +615,8 @@ class Simulator(_Faults):
             message = f"API cannot return this user's information: {username} is not public"
             return self._error(400, "invalid_params", message)
         config = self.config
+        # Its videos now exist for compliance tasks (see `_compliance`).
+        self._tasks.serve(username, config.huge_ids)
         user = self._cache.get(
             username,
             config.huge_ids,
@@ -621,3 +684,114 @@ class Simulator(_Faults):
         return b"".join(
             b'"%s":[%s],' % (name.encode(), glue.join(videos)) for name, videos in lists
         )
+
+    # -- the Batch Compliance endpoints -----------------------------------------------------------
+
+    async def _compliance(self, request: web.Request) -> web.StreamResponse:
+        stats = self.stats
+        stats.compliance_requests += 1
+        stats.compliance_by_path[request.path] += 1
+        try:
+            response = await self._serve_compliance(request)
+        except Exception as exc:
+            response = _failure(request, exc)
+        if response is None:
+            return web.Response()
+        stats.compliance_by_status[response.status] += 1
+        return response
+
+    async def _serve_compliance(self, request: web.Request) -> web.StreamResponse | None:
+        """Serve a compliance request: billed, limited and refused like a research request."""
+        config = self.config
+        now = config.clock()
+        # Whether TikTok counts these calls is undocumented: the simulator assumes it does.
+        lagging = self._bill(now)
+        await self._delay()
+        if self._in_outage(now):
+            kind = config.outage_kind
+            if kind == "drop":
+                self._drop(request, research=False)
+                return None
+            return _gateway(504) if kind == "gateway" else self._error(500, "internal_error", "")
+        if (refusal := self._refusal(request, now, lagging)) is not None:
+            return refusal
+        fault = self._next_compliance_fault()
+        if fault is not None:
+            self.stats.compliance_faults[fault] += 1
+            if fault is Fault.DROP:
+                # Before the request is read: a created task never comes of it.
+                self._drop(request, research=False)
+                return None
+            if fault is Fault.HANG and not await self._hang():
+                self._drop(request, research=False)
+                return None
+            if fault not in (Fault.HANG, Fault.TRUNCATED):
+                return self._fault_response(fault)
+        try:
+            answer = await self._compliance_answer(request, now)
+        except Refusal as refused:
+            return self._error(400, refused.code, refused.message)
+        if fault is Fault.TRUNCATED:
+            # Served (a task may have been created), and the answer cut short.
+            return await self._truncate(request, answer)
+        return answer
+
+    def _next_compliance_fault(self) -> Fault | None:
+        if self._compliance_script:
+            return self._compliance_script.popleft()
+        faults = self.config.compliance_faults
+        return _draw(faults, self._tasks.random()) if faults else None
+
+    async def _compliance_answer(self, request: web.Request, now: float) -> web.Response:
+        config = self.config
+        if request.path == CREATE_TASK_PATH:
+            if request.content_type != "multipart/form-data":
+                # The documentation's curl says application/json while it sends a form.
+                raise Refusal(
+                    "invalid_file_upload",
+                    f"The request holds no file: a multipart/form-data body is expected, not"
+                    f" {request.content_type}",
+                )
+            try:
+                form = await request.post()
+            except Exception as exc:
+                # Whatever aiohttp's reader stumbles on (a bad part header, a cut body) is a
+                # malformed upload, not the server's fault.
+                shown = " ".join(str(exc).split())[:200]
+                raise Refusal("invalid_file_upload", f"Malformed multipart body: {shown}") from None
+            upload = form.get("file_data")
+            if not isinstance(upload, web.FileField):
+                raise Refusal("invalid_file_upload", "The form field file_data must be a file")
+            category = check_category(form.get("category"))
+            ids = read_ids(upload.file.read())
+            task = self._tasks.create(ids, category, config.epoch, now, config.task_failure_rate)
+            self.stats.tasks_created += 1
+            task_id: int | str = str(task.task_id) if config.string_ids else task.task_id
+            return self._ok({"task_id": task_id})
+        task = self._tasks.find(read_task_id(await request.read(), request.content_type))
+        busy = processing(task, now, config.task_processing_seconds, config.task_processing_polls)
+        if request.path == TASK_STATUS_PATH:
+            if busy:
+                task.processing_answers += 1
+                return self._ok({"task_status": "Processing"})
+            return self._ok({"task_status": "Failed" if task.fails else "Completed"})
+        if busy:
+            raise Refusal(
+                "invalid_params",
+                f"Task {task.task_id} is still processing: download it once it is Completed",
+            )
+        if task.fails:
+            raise Refusal("invalid_params", f"Task {task.task_id} failed: it has no result")
+        if config.download_format == "html":
+            page = "<!DOCTYPE html><html><head><title>TikTok for Developers</title></head>"
+            return web.Response(text=page + "<body>Log in</body></html>", content_type="text/html")
+        if config.download_format == "json":
+            return self._ok({})
+        return web.Response(
+            body=b"".join(b"%d\n" % video_id for video_id in task.valid),
+            content_type="text/plain",
+            headers={"Content-Disposition": f'attachment; filename="{task.task_id}.txt"'},
+        )
+
+    def _ok(self, data: dict[str, Any]) -> web.Response:
+        return web.Response(body=ok_answer(data, _log_id()), content_type="application/json")
