@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +83,13 @@ def expected_rows() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    made = Store(tmp_path / "s.db", fields=VIDEO_FIELDS, max_count=100)
-    made.add_users(list(VIDEOS))
-    for user, videos in VIDEOS.items():
-        rows = [(video.id, msgspec.json.encode(video)) for video in videos]
-        made.commit_page(user, rows, next_cursor=100, has_more=False, requests=1)
-    return made
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "s.db", fields=VIDEO_FIELDS, max_count=100) as made:
+        made.add_users(list(VIDEOS))
+        for user, videos in VIDEOS.items():
+            rows = [(video.id, msgspec.json.encode(video)) for video in videos]
+            made.commit_page(user, rows, next_cursor=100, has_more=False, requests=1)
+        yield made
 
 
 def test_jsonl_keeps_every_field_and_id_exactly(store: Store) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,9 @@ def walk(store: Store, username: str, *pages: list[bytes], partial: bool = False
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "panel.db", fields=FIELDS, max_count=100)
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "panel.db", fields=FIELDS, max_count=100) as made:
+        yield made
 
 
 def test_a_new_store_is_round_one_and_a_new_round_needs_a_walked_one(store: Store) -> None:

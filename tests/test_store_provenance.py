@@ -206,8 +206,11 @@ def test_a_run_cannot_begin_twice_and_ending_none_is_harmless(tmp_path: Path) ->
         store.begin_run("1")
         with pytest.raises(Exception, match="has not ended"):
             store.begin_run("1")
-        with pytest.raises(ValueError, match="version"):
-            Store(tmp_path / "t.db", fields=FIELDS, max_count=100).begin_run("")
+        with (
+            Store(tmp_path / "t.db", fields=FIELDS, max_count=100) as other,
+            pytest.raises(ValueError, match="version"),
+        ):
+            other.begin_run("")
 
 
 def client_for(sim: Simulator) -> RepostClient:
