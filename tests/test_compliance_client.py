@@ -292,7 +292,7 @@ class RecordingGate:
         self.calls.append(("pause", f"{seconds:g}"))
         await sleep(seconds)
 
-    def answered(self, reached: bool) -> None:
+    def answered(self, reached: bool, username: str | None = None) -> None:
         self.calls.append(("answered", str(reached)))
 
     def rate_limited(self, username: str, error: Any) -> bool:  # pragma: no cover

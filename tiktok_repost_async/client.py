@@ -609,7 +609,7 @@ class RepostClient:
                     status, headers, body = await self._send(request)
                 except TransportError as failure:
                     if gate is not None:
-                        gate.answered(False)
+                        gate.answered(False, name)
                     if not failure.sent:
                         # Never reached the API: no quota spent; the refund below books it back.
                         self.stats.requests -= 1
@@ -618,7 +618,7 @@ class RepostClient:
                     raise
                 booked = False
                 if gate is not None:
-                    gate.answered(True)
+                    gate.answered(True, name)
                 self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
                 return parse(status, headers, body)
             except (WalkStopped, StepAside):
