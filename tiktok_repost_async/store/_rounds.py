@@ -203,11 +203,13 @@ class _StoreRounds(_StoreCore):
         """Stream (username, state, partial) of every user of a round, in input order."""
         sql = (
             "SELECT o.username, o.state, o.partial FROM users AS u CROSS JOIN ("
-            " SELECT username, state, partial FROM user_rounds WHERE round = ?1"
-            " UNION ALL SELECT username, state, partial FROM users WHERE round = ?1"
+            " SELECT username, state, partial FROM user_rounds WHERE round = ?"
+            " UNION ALL SELECT username, state, partial FROM users WHERE round = ?"
             ") AS o ON o.username = u.username ORDER BY u.seq"
         )
-        for username, state, parts in self._stream(sql, (number,), 1000):
+        # Plain placeholders, the number twice: Python 3.12 deprecates numbered ones bound to a
+        # sequence (an error from 3.14).
+        for username, state, parts in self._stream(sql, (number, number), 1000):
             yield username, UserState(state), bool(parts)
 
     def round_videos(self, username: str, number: int) -> list[tuple[str, bytes]]:
