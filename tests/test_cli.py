@@ -587,6 +587,29 @@ def test_parquet_export_without_pyarrow_names_the_extra(
     assert out.read_bytes() == b"keep me"
 
 
+def test_parquet_into_a_terminal_is_refused_before_anything_is_read(
+    harvested: tuple[Simulator, Path, Ran],
+) -> None:
+    _, db, _ = harvested
+    leader, follower = pty.openpty()
+    try:
+        child = subprocess.run(
+            command("export", "--db", db, "--format", "parquet"),
+            env=cli_env(), stdout=follower, stderr=subprocess.PIPE, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(follower)
+    written = b""
+    ready, _, _ = select.select([leader], [], [], 0.1)
+    if ready:
+        with contextlib.suppress(OSError):  # EIO: the terminal's other side closed, unwritten
+            written = os.read(leader, 65536)
+    os.close(leader)
+    assert child.returncode == 2, child.stderr
+    assert "-o FILE.parquet" in child.stderr
+    assert written == b""
+
+
 # -- the display -----------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ import random
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -310,3 +311,15 @@ async def test_more_names_in_a_list_than_a_chunk_are_each_walked_once(sim: Simul
     assert sorted(ends) == sorted(names)
     assert len(skipped) == 3
     assert sim.stats.requests == len(names)
+
+
+async def test_a_bad_line_of_a_file_is_named_without_its_line_ending(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    listing = tmp_path / "users.csv"
+    listing.write_bytes(b"fine_n10\r\nbad,line\nalso bad\r\n")
+    async with make_client(sim) as client:
+        with listing.open(newline="") as lines:
+            _, ends, skipped = await collect(client, lines)
+    assert set(ends) == {"fine_n10"}
+    assert [(s.line, s.name) for s in skipped] == [(2, "bad,line"), (3, "also bad")]

@@ -288,7 +288,8 @@ class Engine:
                     lines.append(line)
                 except (ValueError, TypeError) as error:
                     # A bad name is reported, never fatal: one typo must not sink 50,000 names.
-                    text = raw if isinstance(raw, str) else repr(raw)
+                    # A line read from a file keeps its line ending: the name is what is on it.
+                    text = raw.rstrip("\r\n") if isinstance(raw, str) else repr(raw)
                     bad.append(NameSkipped(line, text, _reason(error, raw)))
             if bad:
                 await self.sink.skipped(bad)

@@ -66,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
         require_format(fmt)
     except MissingExtraError as exc:
         raise UsageError(str(exc)) from None
+    if fmt == "parquet" and output == "-" and sys.stdout.isatty():
+        # Binary in a terminal garbles it and is lost: ask for a file before anything is read.
+        raise UsageError(
+            "--format parquet writes binary: give a file with -o FILE.parquet (or pipe it)"
+        )
     with open_existing(args.db) as store:
         if args.round is not None and args.round > store.current_round:
             raise UsageError(
