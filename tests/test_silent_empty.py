@@ -10,7 +10,7 @@ from support import make_client, run_main
 from test_cli import cli_env, write_users
 from test_rounds import changes_by_user
 
-from tiktok_repost_async import HarvestStopped, StopReason, Store, UserState
+from tiktok_repost_async import HarvestStopped, RetryPolicy, StopReason, Store, UserState
 from tiktok_repost_async.diff import DiffError, diff_rounds
 from tiktok_repost_async.harvester import EMPTY_ALARM_SEEN, UserOutcome, harvest
 from tiktok_repost_async.simulator import Fault, Simulator
@@ -141,3 +141,34 @@ def test_the_command_exits_75_with_one_line_saying_why(tmp_path: Path) -> None:
         again = run_main(*base, "--new-round", env=cli_env())
         assert again.returncode == 0, again.stderr
         assert "round 2 (resumed)" in again.stderr
+
+
+@pytest.mark.usefixtures("short_holds")
+def test_status_check_tells_a_monitoring_job_when_a_person_is_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A panel run from a timer: the check is quiet while all is well, and exits 1 with a line
+    # after a silent-empty stop and while a user stays failed (its retries' backoff aside).
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt, error=None: 0.0)
+    db = tmp_path / "panel.db"
+    users = write_users(tmp_path / "panel.txt", PANEL[:12])
+    sim = Simulator()
+    with sim.run_in_thread() as base_url:
+        base = ["harvest", users, "--db", db, "--base-url", base_url, "--rate", 500]
+        assert run_main(*base, env=cli_env()).returncode == 0
+        well = run_main("status", "--db", db, "--check", env=cli_env())
+        assert well.returncode == 0, well.stderr
+        assert "needs a person" not in well.stderr
+        sim.config.epoch = 1
+        sim.config.persistent_fault = Fault.SILENT_EMPTY
+        assert run_main(*base, "--new-round", env=cli_env()).returncode == 75
+        silent = run_main("status", "--db", db, "--check", "--json", env=cli_env())
+        assert silent.returncode == 1
+        assert "needs a person: run 2 stopped: empty" in silent.stderr
+        sim.config.persistent_fault = None
+        sim.config.user_faults = {PANEL[0]: Fault.SERVER_ERROR}
+        assert run_main(*base, "--new-round", "--concurrency", 2, env=cli_env()).returncode == 1
+        failed = run_main("status", "--db", db, "--check", env=cli_env())
+        assert failed.returncode == 1
+        lines = [line for line in failed.stderr.splitlines() if "needs a person" in line]
+        assert lines == ["needs a person: 1 failed user (status lists them with the error)"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any, Final
 
@@ -15,7 +16,7 @@ import msgspec
 from ..models import VIDEO_FIELDS
 from ..quota import DEFAULT_DAILY_LIMIT, utc_day
 from ..store import FINAL_STATES, RunRecord, Store, UserState
-from ._common import DEFAULT_DB, EXIT_OK, stdout
+from ._common import DEFAULT_DB, EXIT_FAILED, EXIT_OK, stdout
 from ._parser import int_in
 from ._stores import open_existing
 from .plan import QuotaPlan, estimate_plan, pages_seen
@@ -31,6 +32,7 @@ __all__ = [
     "SkippedLines",
     "StatusReport",
     "add_arguments",
+    "needs_a_person",
     "run",
     "status_report",
     "status_text",
@@ -414,6 +416,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the daily quota that 'left today' and the plan count with ({DEFAULT_DAILY_LIMIT:,})",
     )
     parser.add_argument(
+        "--check",
+        action="store_true",
+        help="for a monitoring job: exit 1, with one line each on standard error, when something"
+        " needs a person (failed users; a last run stopped by an API that stayed down, by a"
+        " repeat round coming back empty, or by an error)",
+    )
+    parser.add_argument(
         "--limit",
         type=int_in(0),
         default=20,
@@ -434,4 +443,33 @@ def run(args: argparse.Namespace) -> int:
     else:
         out.write(status_text(report) + "\n")
     out.flush()
+    if args.check and (problems := needs_a_person(report)):
+        for problem in problems:
+            print(f"needs a person: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
+
+
+# How a last run may end that no later run of the same command cures by itself.
+_ALARMING_STOPS: Final = {
+    "stopped: unhealthy": "the API answered nothing but outage failures for an hour",
+    "stopped: empty": "a repeat round's users kept coming back empty (the API's silent empty?)",
+}
+
+
+def needs_a_person(report: StatusReport) -> list[str]:
+    """Return one line for each thing in ``report`` that a person should look at, if any."""
+    problems: list[str] = []
+    failed = report.users.get(UserState.FAILED.value, 0)
+    if failed:
+        problems.append(
+            f"{failed:,} failed user{'s' if failed > 1 else ''} (status lists them with the error)"
+        )
+    if report.runs:
+        last = report.runs[0]
+        outcome = last.outcome or ""
+        if outcome in _ALARMING_STOPS:
+            problems.append(f"run {last.run} {outcome}: {_ALARMING_STOPS[outcome]}")
+        elif outcome.startswith("error"):
+            problems.append(f"run {last.run} ended in an {outcome}")
+    return problems
