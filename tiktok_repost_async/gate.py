@@ -413,7 +413,7 @@ class Gate:
                 "the API answers again after %.0f s: a short-term limit; resuming at %.2f"
                 " requests a second",
                 self._clock() - self._paused_at,
-                self._rate or self.ceiling or DEFAULT_CEILING,
+                self._rate or self._top,
             )
             self._close_hold()
 
@@ -422,12 +422,16 @@ class Gate:
         """Return the send rate learned from 429s, or None while the client's own rate holds."""
         return self._rate
 
+    @property
+    def _top(self) -> float:
+        # The client's own rate: what the learned rate falls from and grows back to.
+        return self.ceiling if self.ceiling is not None else DEFAULT_CEILING
+
     def _slow_down(self) -> None:
         now = self._clock()
         if self._slowed_at is not None and 0 <= now - self._slowed_at < 1.0:
             return  # one burst of 429s is one step down
-        ceiling = self.ceiling if self.ceiling is not None else DEFAULT_CEILING
-        current = self._rate if self._rate is not None else ceiling
+        current = self._rate if self._rate is not None else self._top
         self._rate = max(RATE_FLOOR, current * RATE_DECREASE)
         self._slowed_at = self._grown_at = now
         logger.warning(
@@ -440,7 +444,7 @@ class Gate:
         if rate is None:
             return
         now = self._clock()
-        ceiling = self.ceiling if self.ceiling is not None else DEFAULT_CEILING
+        ceiling = self._top
         # Only time in which answers come counts: a pause (a hold, a quota wait, a quiet
         # caller) earns at most a second's growth, so the rate never jumps back after one.
         rate += RATE_RECOVERY * min(1.0, max(0.0, now - self._grown_at))
@@ -453,10 +457,10 @@ class Gate:
 
     async def _pace(self) -> None:
         # The learned rate spaces requests on top of the client's limiter: each takes the next
-        # free slot, so that concurrent workers together keep to it.
+        # free slot, so that concurrent workers together keep to it. Awaited only while a rate
+        # is learned: the common request pays no coroutine for it.
         rate = self._rate
-        if rate is None:
-            return
+        assert rate is not None
         now = self._clock()
         slot = max(now, self._next_slot)
         self._next_slot = slot + 1.0 / rate
@@ -620,7 +624,9 @@ class Gate:
             if self._hold == _LIMIT:
                 ceiling = RATE_PROBE_WAITS[min(self._probes, len(RATE_PROBE_WAITS) - 1)]
                 wait = self._rng.uniform(RATE_JITTER * ceiling, ceiling)
+                why = "429s in a streak"
             else:
+                why = "API unhealthy"
                 ceiling = min(BREAKER_MAX_WAIT, BREAKER_FIRST_WAIT * 2.0**self._probes)
                 wait = self._rng.uniform(BREAKER_JITTER * ceiling, ceiling)
                 if self._clock() + wait - self._paused_at > BREAKER_GIVE_UP:
@@ -631,10 +637,7 @@ class Gate:
                     self.stop(StopReason.UNHEALTHY)
                     self.check()
             self._probes += 1
-            if self._hold == _LIMIT:
-                logger.warning("429s in a streak: pausing, next probe in %.0f s", wait)
-            else:
-                logger.warning("API unhealthy: pausing, next probe in %.0f s", wait)
+            logger.warning("%s: pausing, next probe in %.0f s", why, wait)
             if self._on_probe is not None:
                 self._on_probe(self._clock() + wait)
             try:
@@ -668,7 +671,8 @@ class Gate:
         if self._paid(username) and not self._api_spent:
             self._check_paid()
             # The rate learned from 429s spaces every request, paid ahead or not.
-            await self._pace()
+            if self._rate is not None:
+                await self._pace()
             return
         # After the API said the day is spent, a request paid ahead waits for the reset like
         # the rest (it would only fetch another 429); a new day's pays it again.
@@ -695,7 +699,8 @@ class Gate:
             await self._wait_for(self._lag_event)
         if self._lagging:
             self._lag_probe = username
-        await self._pace()
+        if self._rate is not None:
+            await self._pace()
 
     async def take(self, username: str) -> bool:
         """Spend and book one request that is about to be sent; False: back to `admit`."""
