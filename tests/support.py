@@ -9,10 +9,14 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
-from tiktok_repost_async import RepostClient
+import pytest
+
+from tiktok_repost_async import HarvestStopped, RepostClient, Store
+from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
 
 
@@ -72,6 +76,65 @@ class FakeTime:
         self.sleeps.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
+
+
+@pytest.fixture(name="clock")
+async def fake_time_clock() -> FakeTime:
+    """Give a test a `FakeTime` as its ``clock``: import this fixture into a module to use it."""
+    return FakeTime()
+
+
+@pytest.fixture(name="sim")
+async def sim_on_fake_time(clock: FakeTime) -> AsyncIterator[Simulator]:
+    """Serve a simulator whose clock is the test's `FakeTime` (import beside `fake_time_clock`)."""
+    async with Simulator(clock=clock) as simulator:
+        yield simulator
+
+
+async def harvest_on_fake_time(
+    client: RepostClient,
+    clock: FakeTime,
+    db: Path,
+    names: list[str],
+    *,
+    built: list[Harvester] | None = None,
+    **options: Any,
+) -> tuple[list[UserOutcome], HarvestStopped | None]:
+    """Harvest ``names`` into a new store at ``db`` on the fake clock; return outcomes and stop.
+
+    :param client: the client, entered and closed here.
+    :param clock: the store's and the harvester's clock; it sleeps on it unless ``sleep`` is given.
+    :param db: where the store is created.
+    :param names: the users, in order.
+    :param built: a list that gets the harvester once it is built (for a ``sleep`` that reads it).
+    :param options: the Harvester's own keyword arguments.
+    """
+    options.setdefault("sleep", clock.sleep)
+    outcomes: list[UserOutcome] = []
+    async with client:
+        store = Store(db, fields=client.fields, max_count=100, clock=clock)
+        harvester = Harvester(client, store, clock=clock, **options)
+        if built is not None:
+            built.append(harvester)
+        try:
+            async for outcome in harvester.run(names):
+                outcomes.append(outcome)
+        except HarvestStopped as stopped:
+            return outcomes, stopped
+        finally:
+            store.close()
+    return outcomes, None
+
+
+def stored_ids(db: Path, names: list[str], round_no: int = 1) -> dict[str, list[int]]:
+    """Return each user's video ids as a round of the store at ``db`` holds them, in order."""
+    with Store(db, create=False) as store:
+        return {name: [int(v) for v, _ in store.round_videos(name, round_no)] for name in names}
+
+
+def truth_ids(sim: Simulator, names: list[str]) -> dict[str, list[int]]:
+    """Return each user's video ids as the simulator's ground truth holds them, in order."""
+    return {name: [v["id"] for v in sim.ground_truth(name)] for name in names}
 
 
 def other_tasks() -> set[asyncio.Task[object]]:

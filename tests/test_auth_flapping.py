@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from support import NOON, FakeTime
+from support import (  # noqa: F401 (fixtures: the clock and simulator on fake time)
+    NOON,
+    FakeTime,
+    fake_time_clock,
+    harvest_on_fake_time,
+    sim_on_fake_time,
+    stored_ids,
+    truth_ids,
+)
 from support import make_client as support_client
 
 from tiktok_repost_async import (
@@ -24,17 +30,6 @@ from tiktok_repost_async.simulator import Fault, Simulator
 NAMES = [f"flap{i}_n250" for i in range(10)]
 
 
-@pytest.fixture
-async def clock() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-async def sim(clock: FakeTime) -> AsyncIterator[Simulator]:
-    async with Simulator(clock=clock) as simulator:
-        yield simulator
-
-
 def make_client(sim: Simulator, clock: FakeTime) -> RepostClient:
     return support_client(sim, clock=clock)
 
@@ -42,27 +37,7 @@ def make_client(sim: Simulator, clock: FakeTime) -> RepostClient:
 async def harvest(
     sim: Simulator, clock: FakeTime, db: Path
 ) -> tuple[list[UserOutcome], HarvestStopped | None]:
-    outcomes: list[UserOutcome] = []
-    async with make_client(sim, clock) as client:
-        store = Store(db, fields=client.fields, max_count=100, clock=clock)
-        harvester = Harvester(client, store, clock=clock, sleep=clock.sleep)
-        try:
-            async for outcome in harvester.run(NAMES):
-                outcomes.append(outcome)
-        except HarvestStopped as stopped:
-            return outcomes, stopped
-        finally:
-            store.close()
-    return outcomes, None
-
-
-def stored(db: Path) -> dict[str, list[int]]:
-    with Store(db, create=False) as store:
-        return {name: [int(v) for v, _ in store.round_videos(name, 1)] for name in NAMES}
-
-
-def truth(sim: Simulator) -> dict[str, list[int]]:
-    return {name: [v["id"] for v in sim.ground_truth(name)] for name in NAMES}
+    return await harvest_on_fake_time(make_client(sim, clock), clock, db, NAMES)
 
 
 async def test_persistent_401s_after_fresh_tokens_stop_the_run_unhealthy_and_fail_nobody(
@@ -88,7 +63,7 @@ async def test_persistent_401s_after_fresh_tokens_stop_the_run_unhealthy_and_fai
     outcomes, stopped = await harvest(sim, clock, tmp_path / "h.db")
     assert stopped is None
     assert {o.state for o in outcomes} == {UserState.DONE}
-    assert stored(tmp_path / "h.db") == truth(sim)
+    assert stored_ids(tmp_path / "h.db", NAMES) == truth_ids(sim, NAMES)
 
 
 async def test_a_401_on_an_older_token_is_refreshed_and_resent_without_a_pause(
@@ -112,7 +87,7 @@ async def test_a_401_on_an_older_token_is_refreshed_and_resent_without_a_pause(
     assert sim.stats.by_status[401] == 1  # the trial's, then the fresh token serves all
     assert sim.stats.token_requests == 2
     assert clock.sleeps == []  # no breaker wait
-    assert stored(db) == truth(sim)
+    assert stored_ids(db, NAMES) == truth_ids(sim, NAMES)
 
 
 async def test_a_lone_401_after_a_fresh_token_is_retried_and_costs_the_user_nothing(
@@ -122,5 +97,5 @@ async def test_a_lone_401_after_a_fresh_token_is_retried_and_costs_the_user_noth
     outcomes, stopped = await harvest(sim, clock, tmp_path / "h.db")
     assert stopped is None
     assert {o.state for o in outcomes} == {UserState.DONE}
-    assert stored(tmp_path / "h.db") == truth(sim)
+    assert stored_ids(tmp_path / "h.db", NAMES) == truth_ids(sim, NAMES)
     assert sim.stats.by_status[401] == 2

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support import NOON, FakeTime
+from support import (  # noqa: F401 (fixtures: the clock and simulator on fake time)
+    NOON,
+    FakeTime,
+    fake_time_clock,
+    harvest_on_fake_time,
+    sim_on_fake_time,
+    stored_ids,
+    truth_ids,
+)
 from support import make_client as support_client
 
 from tiktok_repost_async import (
@@ -33,17 +40,6 @@ from tiktok_repost_async.simulator import Simulator
 NAMES = [f"out{i}_n250" for i in range(20)]
 
 
-@pytest.fixture
-async def clock() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-async def sim(clock: FakeTime) -> AsyncIterator[Simulator]:
-    async with Simulator(clock=clock) as simulator:
-        yield simulator
-
-
 def make_client(sim: Simulator, clock: FakeTime) -> RepostClient:
     return support_client(sim, clock=clock, concurrency=8)
 
@@ -52,36 +48,19 @@ async def harvest(
     sim: Simulator, clock: FakeTime, db: Path, probes: list[float | None] | None = None
 ) -> tuple[list[UserOutcome], HarvestStopped | None]:
     """Harvest NAMES; ``probes`` gets the progress's next probe time at each of its sleeps."""
-    outcomes: list[UserOutcome] = []
-    harvester: Harvester
+    built: list[Harvester] = []
 
     async def sleep(seconds: float) -> None:
         if probes is not None:
-            probes.append(harvester.progress.probe_at)
+            probes.append(built[0].progress.probe_at)
         await clock.sleep(seconds)
 
-    async with make_client(sim, clock) as client:
-        store = Store(db, fields=client.fields, max_count=100, clock=clock)
-        harvester = Harvester(client, store, clock=clock, sleep=sleep)
-        try:
-            async for outcome in harvester.run(NAMES):
-                outcomes.append(outcome)
-        except HarvestStopped as stopped:
-            return outcomes, stopped
-        finally:
-            store.close()
-    if probes is not None:
-        probes.append(harvester.progress.probe_at)
-    return outcomes, None
-
-
-def stored(db: Path) -> dict[str, list[int]]:
-    with Store(db, create=False) as store:
-        return {name: [int(v) for v, _ in store.round_videos(name, 1)] for name in NAMES}
-
-
-def truth(sim: Simulator) -> dict[str, list[int]]:
-    return {name: [v["id"] for v in sim.ground_truth(name)] for name in NAMES}
+    result = await harvest_on_fake_time(
+        make_client(sim, clock), clock, db, NAMES, built=built, sleep=sleep
+    )
+    if probes is not None and result[1] is None:
+        probes.append(built[0].progress.probe_at)
+    return result
 
 
 def test_outage_failures_are_5xx_timeouts_and_lost_connections_only() -> None:
@@ -152,7 +131,7 @@ async def test_an_outage_fails_no_user_and_the_run_ends_exact(
     assert stopped is None
     assert {o.state for o in outcomes} == {UserState.DONE}
     assert len(outcomes) == len(NAMES)
-    assert stored(tmp_path / "h.db") == truth(sim)
+    assert stored_ids(tmp_path / "h.db", NAMES) == truth_ids(sim, NAMES)
     assert 0 < sim.stats.outage_failures <= 30
     assert "API unhealthy: pausing, next probe in" in caplog.text
     assert "API answers again" in caplog.text
@@ -179,4 +158,4 @@ async def test_an_outage_that_never_ends_stops_the_run_resumable(
     sim.config.outage_start = None
     outcomes, stopped = await harvest(sim, clock, tmp_path / "h.db")
     assert stopped is None
-    assert stored(tmp_path / "h.db") == truth(sim)
+    assert stored_ids(tmp_path / "h.db", NAMES) == truth_ids(sim, NAMES)

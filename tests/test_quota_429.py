@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support import FakeTime
+from support import (  # noqa: F401 (fixtures: the clock and simulator on fake time)
+    FakeTime,
+    fake_time_clock,
+    sim_on_fake_time,
+)
 from support import make_client as support_client
 
 from tiktok_repost_async import (
@@ -22,17 +25,6 @@ from tiktok_repost_async.errors import QuotaExhaustedError, RateLimitError
 from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.quota import DailyQuota
 from tiktok_repost_async.simulator import Fault, Simulator
-
-
-@pytest.fixture
-async def clock() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-async def sim(clock: FakeTime) -> AsyncIterator[Simulator]:
-    async with Simulator(clock=clock) as simulator:
-        yield simulator
 
 
 def make_client(sim: Simulator, clock: FakeTime, **kwargs: object) -> RepostClient:

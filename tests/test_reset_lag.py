@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support import FakeTime
+from support import FakeTime, harvest_on_fake_time, stored_ids, truth_ids
 from support import make_client as support_client
 
 from tiktok_repost_async import (
@@ -23,7 +23,7 @@ from tiktok_repost_async import (
     WalkStopped,
 )
 from tiktok_repost_async.engine import QUOTA_STREAK, RATE_PROBE_WAITS
-from tiktok_repost_async.harvester import Harvester, UserOutcome
+from tiktok_repost_async.harvester import UserOutcome
 from tiktok_repost_async.quota import RESET_LAG_WAITS, reset_lag_wait
 from tiktok_repost_async.simulator import Simulator
 
@@ -82,29 +82,10 @@ async def harvest(
                 seen.append(sim.stats.requests)
         await clock.sleep(seconds)
 
-    outcomes: list[UserOutcome] = []
-    async with client:
-        store = Store(db, fields=client.fields, max_count=100, clock=clock)
-        harvester = Harvester(
-            client, store, on_quota=on_quota, clock=clock, sleep=sleep, concurrency=CONCURRENCY
-        )
-        try:
-            async for outcome in harvester.run(NAMES):
-                outcomes.append(outcome)
-        except HarvestStopped as stopped:
-            return outcomes, stopped, waits
-        finally:
-            store.close()
-    return outcomes, None, waits
-
-
-def stored(db: Path) -> dict[str, list[int]]:
-    with Store(db, create=False) as store:
-        return {name: [int(v) for v, _ in store.round_videos(name, 1)] for name in NAMES}
-
-
-def truth(sim: Simulator) -> dict[str, list[int]]:
-    return {name: [v["id"] for v in sim.ground_truth(name)] for name in NAMES}
+    outcomes, stopped = await harvest_on_fake_time(
+        client, clock, db, NAMES, on_quota=on_quota, sleep=sleep, concurrency=CONCURRENCY
+    )
+    return outcomes, stopped, waits
 
 
 def test_the_lag_waits_grow_from_five_minutes_to_hourly() -> None:
@@ -120,7 +101,7 @@ async def test_a_lagging_reset_is_probed_after_growing_waits_not_slept_to_the_ne
     outcomes, stopped, waits = await harvest(sim, clock, tmp_path / "h.db", "wait")
     assert stopped is None
     assert {o.state for o in outcomes} == {UserState.DONE}
-    assert stored(tmp_path / "h.db") == truth(sim)
+    assert stored_ids(tmp_path / "h.db", NAMES) == truth_ids(sim, NAMES)
     # Day one ends on the project's quota, and the wait ends a minute past midnight; then the
     # reset lags 40 minutes: probes at 00:06, 00:21 and 00:51, the last one served.
     # First the rate-limit hold's probes (minutes) tell the 429s for the daily quota.
@@ -141,7 +122,7 @@ async def test_once_a_request_of_the_new_day_is_served_a_429_is_the_daily_quota_
     outcomes, stopped, waits = await harvest(sim, clock, tmp_path / "h.db", "wait")
     assert stopped is None
     assert {o.state for o in outcomes} == {UserState.DONE}
-    assert stored(tmp_path / "h.db") == truth(sim)
+    assert stored_ids(tmp_path / "h.db", NAMES) == truth_ids(sim, NAMES)
     # Each new day lags ten minutes: probes at 00:06 and 00:21. The second day's spent quota
     # is a real one: after its hold's probes, its wait runs to 00:01 of the third day, never in
     # lag steps. Each day's end is told by the rate-limit hold's probes first.
@@ -159,7 +140,7 @@ async def test_a_lag_that_lasts_the_day_ends_at_the_next_reset(
     sim.config.quota_reset_lag = 86_399.0
     _, stopped, waits = await harvest(sim, clock, tmp_path / "h.db", "wait")
     assert stopped is None
-    assert stored(tmp_path / "h.db") == truth(sim)
+    assert stored_ids(tmp_path / "h.db", NAMES) == truth_ids(sim, NAMES)
     # 5, 15, 30 minutes, then hourly from 00:51 to 23:51, then the ten minutes to 00:01.
     expected = [300.0, 900.0, 1800.0] + [3600.0] * 23 + [600.0]
     assert waits[HOLD + 1 :] == pytest.approx(expected, abs=1)
@@ -197,7 +178,7 @@ async def test_a_stopped_run_says_when_to_try_again_on_a_spent_day_and_on_a_lagg
     clock.now = MIDNIGHT + 41 * 60
     _, stopped, _ = await harvest(sim, clock, db, "stop")
     assert stopped is None
-    assert stored(db) == truth(sim)
+    assert stored_ids(db, NAMES) == truth_ids(sim, NAMES)
     with Store(db, create=False) as store:
         assert store.state_counts().get(UserState.FAILED, 0) == 0
 

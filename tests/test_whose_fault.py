@@ -3,17 +3,22 @@ is a short-term limit until it persists for minutes (issue 20)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support import FakeTime, run_main
+from support import (  # noqa: F401 (fixtures: the clock and simulator on fake time)
+    FakeTime,
+    fake_time_clock,
+    harvest_on_fake_time,
+    run_main,
+    sim_on_fake_time,
+    stored_ids,
+    truth_ids,
+)
 from support import make_client as support_client
 
-from tiktok_repost_async import HarvestStopped, RepostClient, StopReason, Store, UserState
+from tiktok_repost_async import StopReason, Store, UserState
 from tiktok_repost_async.engine import BREAKER_MAX_WAIT, BREAKER_THRESHOLD
-from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.quota import utc_day
 from tiktok_repost_async.simulator import Fault, Simulator
 
@@ -24,17 +29,6 @@ PLACES = {
     "middle": [*OTHERS[:2], BROKEN, *OTHERS[2:]],
     "tail": [*OTHERS, BROKEN],
 }
-
-
-@pytest.fixture
-async def clock() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-async def sim(clock: FakeTime) -> AsyncIterator[Simulator]:
-    async with Simulator(clock=clock) as simulator:
-        yield simulator
 
 
 class ClockLimiter:
@@ -52,34 +46,8 @@ class ClockLimiter:
         await self.clock.sleep(slot - now)
 
 
-async def harvest(
-    client: RepostClient, clock: FakeTime, db: Path, names: list[str], **options: Any
-) -> tuple[list[UserOutcome], HarvestStopped | None]:
-    outcomes: list[UserOutcome] = []
-    async with client:
-        store = Store(db, fields=client.fields, max_count=100, clock=clock)
-        harvester = Harvester(client, store, clock=clock, sleep=clock.sleep, **options)
-        try:
-            async for outcome in harvester.run(names):
-                outcomes.append(outcome)
-        except HarvestStopped as stopped:
-            return outcomes, stopped
-        finally:
-            store.close()
-    return outcomes, None
-
-
-def stored(db: Path, names: list[str]) -> dict[str, list[int]]:
-    with Store(db, create=False) as store:
-        return {name: [int(v) for v, _ in store.round_videos(name, 1)] for name in names}
-
-
 def states_of(store: Store) -> dict[UserState, int]:
     return {state: count for state, count in store.state_counts().items() if count}
-
-
-def truth(sim: Simulator, names: list[str]) -> dict[str, list[int]]:
-    return {name: [v["id"] for v in sim.ground_truth(name)] for name in names}
 
 
 @pytest.mark.parametrize("fault", [Fault.SERVER_ERROR, Fault.INVALID_CURSOR])
@@ -93,7 +61,7 @@ async def test_a_user_the_api_never_serves_ends_failed_and_the_run_goes_on(
     names = PLACES[where]
     started = clock.now
     client = support_client(sim, clock=clock, concurrency=1)
-    outcomes, stopped = await harvest(client, clock, tmp_path / "h.db", names)
+    outcomes, stopped = await harvest_on_fake_time(client, clock, tmp_path / "h.db", names)
     assert stopped is None
     states = {o.username: o.state for o in outcomes}
     assert states == {**dict.fromkeys(OTHERS, UserState.DONE), BROKEN: UserState.FAILED}
@@ -112,7 +80,7 @@ async def test_a_user_the_api_never_serves_ends_failed_and_the_run_goes_on(
         )
     # A probe's wait, not the breaker's hour.
     assert clock.now - started < BREAKER_MAX_WAIT
-    assert stored(tmp_path / "h.db", OTHERS) == truth(sim, OTHERS)
+    assert stored_ids(tmp_path / "h.db", OTHERS) == truth_ids(sim, OTHERS)
     with Store(tmp_path / "h.db", create=False) as store:
         assert states_of(store) == {UserState.DONE: 4, UserState.FAILED: 1}
 
@@ -123,14 +91,14 @@ async def test_a_failing_user_among_many_workers_is_failed_alone(
     sim.config.user_faults = {BROKEN: Fault.SERVER_ERROR}
     names = [*OTHERS, BROKEN, *(f"more{i}_n150" for i in range(6))]
     client = support_client(sim, clock=clock, concurrency=4)
-    outcomes, stopped = await harvest(client, clock, tmp_path / "h.db", names)
+    outcomes, stopped = await harvest_on_fake_time(client, clock, tmp_path / "h.db", names)
     assert stopped is None
     states = {o.username: o.state for o in outcomes}
     assert states.pop(BROKEN) is UserState.FAILED
     assert set(states.values()) == {UserState.DONE}
     assert sim.stats.by_user[BROKEN] <= BREAKER_THRESHOLD + 1
     fine = [n for n in names if n != BROKEN]
-    assert stored(tmp_path / "h.db", fine) == truth(sim, fine)
+    assert stored_ids(tmp_path / "h.db", fine) == truth_ids(sim, fine)
 
 
 async def test_a_run_of_one_failing_user_cannot_tell_and_stops_resumable(
@@ -139,7 +107,7 @@ async def test_a_run_of_one_failing_user_cannot_tell_and_stops_resumable(
     # Nobody else to ask: the failures may be an outage, so the user is held, never failed.
     sim.config.user_faults = {BROKEN: Fault.SERVER_ERROR}
     client = support_client(sim, clock=clock, concurrency=1)
-    outcomes, stopped = await harvest(client, clock, tmp_path / "h.db", [BROKEN])
+    outcomes, stopped = await harvest_on_fake_time(client, clock, tmp_path / "h.db", [BROKEN])
     assert outcomes == []
     assert stopped is not None
     assert stopped.reason is StopReason.UNHEALTHY
@@ -155,7 +123,7 @@ async def test_invalid_count_or_cursor_for_every_user_is_the_runs_outage(
     sim.config.persistent_fault = Fault.INVALID_CURSOR
     names = [f"ic{i}_n150" for i in range(40)]
     db = tmp_path / "h.db"
-    outcomes, stopped = await harvest(
+    outcomes, stopped = await harvest_on_fake_time(
         support_client(sim, clock=clock, concurrency=8), clock, db, names
     )
     assert outcomes == []
@@ -167,12 +135,12 @@ async def test_invalid_count_or_cursor_for_every_user_is_the_runs_outage(
     with Store(db, create=False) as store:
         assert states_of(store) == {UserState.PENDING: 40}
     sim.config.persistent_fault = None
-    outcomes, stopped = await harvest(
+    outcomes, stopped = await harvest_on_fake_time(
         support_client(sim, clock=clock, concurrency=8), clock, db, names
     )
     assert stopped is None
     assert {o.state for o in outcomes} == {UserState.DONE}
-    assert stored(db, names) == truth(sim, names)
+    assert stored_ids(db, names) == truth_ids(sim, names)
     assert sim.stats.requests - refused == sum(sim.pages_needed(n) for n in names)
 
 
@@ -191,10 +159,10 @@ async def test_a_short_term_limit_lowers_the_rate_and_never_costs_the_day(
             requests_per_second=10.0,
             limiter=ClockLimiter(clock, 9.9),
         )
-        outcomes, stopped = await harvest(client, clock, tmp_path / "h.db", names)
+        outcomes, stopped = await harvest_on_fake_time(client, clock, tmp_path / "h.db", names)
         assert stopped is None
         assert {o.state for o in outcomes} == {UserState.DONE}
-        assert stored(tmp_path / "h.db", names) == truth(sim, names)
+        assert stored_ids(tmp_path / "h.db", names) == truth_ids(sim, names)
         refused = sim.stats.by_status[429]
         assert refused >= 1
         # Every 429 costs quota: at most a fifth of the requests.
@@ -218,7 +186,7 @@ def test_a_harvest_at_the_default_rate_against_5_a_second_finishes(tmp_path: Pat
         ran = run_main("harvest", users, "--db", db, "--base-url", base_url, env=cli_env())
         assert ran.returncode == 0, ran.stderr
         assert "quota is spent" not in ran.stderr
-        assert stored(db, names) == truth(simulator, names)
+        assert stored_ids(db, names) == truth_ids(simulator, names)
         refused = simulator.stats.by_status[429]
         assert refused <= simulator.stats.requests / 5
         with Store(db, create=False) as store:
