@@ -19,6 +19,7 @@ import msgspec
 
 from ..errors import StoreError
 from . import _lock
+from ._frames import _StoreFrames
 from ._reading import _StoreReading
 from ._records import (
     PageCommit,
@@ -56,7 +57,7 @@ _BUSY_TIMEOUT_S: Final = 30.0
 _ROWS_ENCODER = msgspec.json.Encoder()
 
 
-class Store(_StoreReading, _StoreRounds):
+class Store(_StoreReading, _StoreRounds, _StoreFrames):
     """Open (or create) a harvest store: users, their cursors, videos and the request ledger."""
 
     def __init__(
