@@ -19,7 +19,7 @@ def install_hint(extra: str) -> str:
 
     The requirements themselves, not ``tiktok-repost-async[extra]``: that spelling works only
     where an index serves the distribution, and this one works in any environment, a checkout's
-    included (where ``pip install -e '.[extra]'`` does the same).
+    included (where an editable install of the extra does the same).
 
     :param extra: the extra's name, a key of `EXTRAS`.
     """
