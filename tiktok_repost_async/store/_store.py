@@ -69,6 +69,20 @@ class Store(_StoreReading, _StoreRounds, _StoreFrames):
         create: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """Open the store at ``path``, creating it (with ``fields`` and ``max_count``) if allowed.
+
+        :param path: the SQLite file (and its ``-wal``, ``-shm`` and ``.lock`` sidecars beside it).
+        :param fields: the video fields a new store is made for; an existing store must match
+            (None: take the store's own).
+        :param max_count: the page size a new store is made for; an existing store must match
+            (None: take the store's own).
+        :param create: make the file when it does not exist (False: a missing file is a
+            `StoreError`, never an empty new store).
+        :param clock: the wall clock whose UTC day the request ledger counts.
+        :raises StoreError: no store there (and not allowed to create one), or the file is not
+            a harvest store.
+        :raises StoreMismatchError: the store was made for other fields or max_count.
+        """
         self._path = Path(path)
         self._clock = clock
         self._skipped_buffer: list[tuple[int, str, str]] = []
