@@ -6,6 +6,7 @@ import csv
 import decimal
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -187,7 +188,7 @@ def test_parquet_without_pyarrow_names_the_extra(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "pyarrow", None)
-    with pytest.raises(MissingExtraError, match=PARQUET_EXTRA.replace("[", r"\[")):
+    with pytest.raises(MissingExtraError, match=re.escape(PARQUET_EXTRA)):
         require_format("parquet")
     with pytest.raises(ImportError, match="pyarrow"):
         export_parquet(store, io.BytesIO())
@@ -291,6 +292,55 @@ def test_an_id_beyond_38_digits_is_kept_in_extra_not_rounded(tmp_path: Path) -> 
     assert json.loads(row["extra"]) == {"id": huge}
     assert f'"id":{huge}' in row["extra"]
     assert text.getvalue().decode().splitlines()[1] == f"u,{huge},"
+
+
+def test_string_ids_keep_the_extra_rules_and_leave_odd_values_as_sent(tmp_path: Path) -> None:
+    fields = ("id", "music_id", "hashtag_info_list", "sticker_info_list")
+    huge = 10**40
+    videos = [
+        # Ids as numbers, as the API sends id, music_id and hashtag_id.
+        b'{"id":73207681965695992750,"music_id":9223372036854775813,'
+        b'"hashtag_info_list":[{"hashtag_id":1600000000000000001,"hashtag_name":"x"}],'
+        b'"sticker_info_list":[{"sticker_id":"277994419946979","sticker_name":"s"}]}',
+        # An id sent as a string, one beyond 38 digits, and a list no decoder takes whole.
+        b'{"id":"12","music_id":%d,"hashtag_info_list":[{"hashtag_id":1e400}]}' % huge,
+    ]
+    with Store(tmp_path / "s.db", fields=fields, max_count=100) as store:
+        store.add_users(["u"])
+        rows = [(73207681965695992750, videos[0]), (12, videos[1])]
+        store.commit_pages([PageCommit("u", rows, 0, False, 1)])
+        parquet, text = io.BytesIO(), io.BytesIO()
+        export(store, parquet, "parquet", id_type="string")
+        export(store, text, "csv", id_type="string")
+        with pytest.raises(ValueError, match="--id-type string applies to csv and parquet"):
+            export(store, io.BytesIO(), "jsonl", id_type="string")
+        with pytest.raises(ValueError, match="unknown id type"):
+            export(store, io.BytesIO(), "csv", id_type="int")
+    first, second = pq.read_table(parquet).to_pylist()
+    assert first["id"] == "73207681965695992750"
+    assert first["music_id"] == "9223372036854775813"
+    assert first["hashtag_info_list"] == [
+        {"hashtag_id": "1600000000000000001", "hashtag_description": None}
+    ]
+    assert first["sticker_info_list"] == [{"sticker_id": "277994419946979", "sticker_name": "s"}]
+    # The same rules as with decimal ids: the string spelling, the 41 digits and the nested
+    # object with keys its struct lacks go to extra exactly as sent.
+    assert second["id"] == "12"
+    assert second["music_id"] is None
+    extra = json.loads(second["extra"])
+    assert extra["id"] == "12"
+    assert extra["music_id"] == huge
+    records = list(csv.DictReader(io.StringIO(text.getvalue().decode(), newline="")))
+    assert records[0]["id"] == "73207681965695992750"
+    assert json.loads(records[0]["hashtag_info_list"]) == [
+        {"hashtag_id": "1600000000000000001", "hashtag_name": "x"}
+    ]
+    # Already strings on the wire: the cell is the wire's text.
+    assert records[0]["sticker_info_list"] == (
+        '[{"sticker_id":"277994419946979","sticker_name":"s"}]'
+    )
+    # 1e400 is beyond any float: the cell keeps the value as sent rather than failing.
+    assert records[1]["hashtag_info_list"] == '[{"hashtag_id":1e400}]'
 
 
 def test_bytes_that_are_not_utf8_never_stop_an_export(tmp_path: Path) -> None:

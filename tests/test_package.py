@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import inspect
+import pydoc
 import subprocess
 import sys
 
+import msgspec
 import pytest
 
 import tiktok_repost_async
@@ -48,3 +53,68 @@ def test_harvest_is_the_function_whatever_was_imported_first() -> None:
         "assert not mods & set(p.__all__), mods & set(p.__all__)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _constructor(cls: type) -> tuple[list[str], str | None, str]:
+    """Return a class's constructor parameters, the docstring that must document them, and
+    where that docstring lives."""
+    if dataclasses.is_dataclass(cls) or issubclass(cls, msgspec.Struct):
+        # A generated __init__: the class's own docstring is what help() shows for it.
+        fields = [name for name in inspect.signature(cls).parameters if not name.startswith("_")]
+        return fields, cls.__doc__, f"{cls.__name__} (class docstring)"
+    owner = next(klass for klass in cls.__mro__ if "__init__" in klass.__dict__)
+    if not owner.__module__.startswith("tiktok_repost_async"):
+        return [], "", f"{cls.__name__} (inherits {owner.__name__}.__init__)"
+    init = owner.__dict__["__init__"]
+    params = [name for name in inspect.signature(init).parameters if name != "self"]
+    return params, init.__doc__, f"{owner.__name__}.__init__"
+
+
+def _public_callables() -> list[tuple[str, list[str], str | None]]:
+    found = []
+    for name in tiktok_repost_async.__all__:
+        obj = getattr(tiktok_repost_async, name)
+        if inspect.isclass(obj):
+            if issubclass(obj, enum.Enum):
+                continue  # made from a value, not constructed with parameters
+            params, doc, where = _constructor(obj)
+            found.append((where, params, doc))
+        elif inspect.isfunction(obj):
+            found.append((name, list(inspect.signature(obj).parameters), obj.__doc__))
+    return found
+
+
+def test_every_public_constructor_and_function_documents_its_parameters() -> None:
+    found = _public_callables()
+    assert len(found) > 40
+    missing = [
+        f"{where}: {param}"
+        for where, params, doc in found
+        for param in params
+        if f":param {param}:" not in (doc or "")
+    ]
+    assert missing == []
+    undocumented = [where for where, _, doc in found if not (doc or "").strip()]
+    assert undocumented == [] or all("inherits" in where for where in undocumented)
+
+
+def test_help_on_a_constructor_never_says_initialize_self() -> None:
+    for name in ("RepostClient", "Store", "Harvester", "DailyQuota", "Credentials", "APIError"):
+        init = getattr(tiktok_repost_async, name).__init__
+        assert init.__doc__
+        assert "Initialize self" not in init.__doc__
+        assert pydoc.render_doc(init).count(":param ") >= 1
+
+
+def test_harvest_takes_the_harvesters_options_by_name() -> None:
+    from tiktok_repost_async import Harvester, harvest
+
+    options = dict(inspect.signature(Harvester.__init__).parameters)
+    given = dict(inspect.signature(harvest).parameters)
+    for name in ("self", "client", "store"):
+        options.pop(name)
+    assert not any(p.kind is p.VAR_KEYWORD for p in given.values())
+    for name, param in options.items():
+        assert given[name].kind is param.KEYWORD_ONLY, name
+        assert given[name].default == param.default, name
+        assert given[name].annotation == param.annotation, name

@@ -44,6 +44,12 @@ class Credentials:
     __slots__ = ("_secret", "client_key")
 
     def __init__(self, client_key: str, client_secret: str) -> None:
+        """Hold the credentials, stripped of surrounding whitespace.
+
+        :param client_key: the research client's key.
+        :param client_secret: its secret; kept out of every repr and message.
+        :raises ValueError: either is empty.
+        """
         for name, value in (("client_key", client_key), ("client_secret", client_secret)):
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, not {type(value).__name__}")
@@ -54,7 +60,11 @@ class Credentials:
 
     @classmethod
     def resolve(cls, client_key: str | None, client_secret: str | None) -> Credentials:
-        """Take credentials from the arguments, else from the environment."""
+        """Take credentials from the arguments, else from the environment.
+
+        :param client_key: the key, or None for ``TIKTOK_CLIENT_KEY``.
+        :param client_secret: the secret, or None for ``TIKTOK_CLIENT_SECRET``.
+        """
         key = client_key if client_key is not None else os.environ.get(ENV_CLIENT_KEY)
         secret = client_secret if client_secret is not None else os.environ.get(ENV_CLIENT_SECRET)
         missing = [

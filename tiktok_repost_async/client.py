@@ -107,7 +107,10 @@ RATE_LIMITED_FREE = 4
 
 
 def make_limiter(requests_per_second: float) -> AsyncLimiter:
-    """Return a limiter that starts at most ``requests_per_second`` requests in any second."""
+    """Return a limiter that starts at most ``requests_per_second`` requests in any second.
+
+    :param requests_per_second: the rate, a positive number (a fraction is allowed).
+    """
     if isinstance(requests_per_second, bool) or not isinstance(requests_per_second, int | float):
         raise TypeError("requests_per_second must be a number")
     if not math.isfinite(requests_per_second) or requests_per_second <= 0:
@@ -130,6 +133,7 @@ class ClientStats:
     __slots__ = ("requests", "retries", "statuses")
 
     def __init__(self) -> None:
+        """Start every count at zero."""
         self.requests = 0
         self.retries = 0
         self.statuses: dict[int, int] = {}
@@ -157,6 +161,28 @@ class RepostClient:
         retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
     ) -> None:
+        """Make a client; it opens its session on first use or in ``async with``.
+
+        :param client_key: the research client's key (None: ``TIKTOK_CLIENT_KEY``).
+        :param client_secret: its secret (None: ``TIKTOK_CLIENT_SECRET``); it never appears in
+            a repr, a log line or an error.
+        :param base_url: the API's base URL (None: ``TIKTOK_API_BASE_URL``, else TikTok's own);
+            a simulator's ``base_url`` in tests.
+        :param fields: the video fields to ask for, as names or one comma-separated string
+            (None: every documented field).
+        :param max_count: videos per request, 1 to 100 (each request costs one of the day's
+            quota, whatever its size).
+        :param requests_per_second: the most requests started in any one-second window.
+        :param concurrency: users walked at once by `walk_many` and a harvest.
+        :param timeout: seconds a request may take in all before it fails (and is retried).
+        :param session: an aiohttp session of the caller's to use (and leave open); None: the
+            client makes and closes its own.
+        :param limiter: an ``aiolimiter.AsyncLimiter`` to share with other clients (one shared
+            rate); None: one of its own, from ``requests_per_second``.
+        :param retry: the retry policy of each request (None: `RetryPolicy`'s defaults).
+        :param sleep: the coroutine every wait sleeps on (backoff, quota); tests pass a fake.
+        :raises ValueError: an argument is out of range, or credentials are missing.
+        """
         # Every argument is checked here, before anything is sent: a typo must not cost quota.
         self._credentials = Credentials.resolve(client_key, client_secret)
         self.base_url = _resolve_base_url(base_url)

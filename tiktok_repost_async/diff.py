@@ -77,17 +77,24 @@ class DiffError(TikTokError, ValueError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class VideoChange:
-    """Describe one difference between two rounds of one user's reposts."""
+    """Describe one difference between two rounds of one user's reposts.
+
+    :param username: the user whose repost list changed.
+    :param video_id: the video.
+    :param change: ``added``, ``removed`` or ``changed``.
+    :param from_round: the earlier round.
+    :param to_round: the later round.
+    :param partial: either round's walk of this user stopped at a known video (see the module).
+    :param deltas: for ``changed``: later minus earlier, per count field both rounds hold as an
+        int.
+    """
 
     username: str
     video_id: int
-    #: ``added``, ``removed`` or ``changed``.
     change: str
     from_round: int
     to_round: int
-    #: True when either round's walk of this user stopped at a known video (see the module).
     partial: bool
-    #: For ``changed``: later minus earlier, per count field both rounds hold as an int.
     deltas: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def as_row(self) -> dict[str, Any]:

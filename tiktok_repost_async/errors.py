@@ -48,6 +48,14 @@ class APIError(TikTokError):
         log_id: str | None = None,
         username: str | None = None,
     ) -> None:
+        """Describe an error answer.
+
+        :param message: the API's message (or ours, for an answer it could not be read from).
+        :param status: the HTTP status, when there was an answer.
+        :param code: the API's error code (``invalid_params``, ``rate_limit_exceeded``...).
+        :param log_id: the answer's ``log_id``, to quote to TikTok's support.
+        :param username: the user whose request failed, when it was about one.
+        """
         self.message = message
         self.status = status
         self.code = code
@@ -105,6 +113,15 @@ class RateLimitError(APIError):
         username: str | None = None,
         retry_after: float | None = None,
     ) -> None:
+        """Describe a 429 answer.
+
+        :param message: the API's message (or ours, for an answer it could not be read from).
+        :param status: the HTTP status, when there was an answer.
+        :param code: the API's error code (``invalid_params``, ``rate_limit_exceeded``...).
+        :param log_id: the answer's ``log_id``, to quote to TikTok's support.
+        :param username: the user whose request failed, when it was about one.
+        :param retry_after: the seconds its ``Retry-After`` header asked to wait, if any.
+        """
         self.retry_after = retry_after
         super().__init__(message, status=status, code=code, log_id=log_id, username=username)
 
@@ -142,6 +159,15 @@ class InvalidFieldsError(APIError):
         username: str | None = None,
         fields: tuple[str, ...] = (),
     ) -> None:
+        """Describe a refusal of the requested fields.
+
+        :param message: the API's message (or ours, for an answer it could not be read from).
+        :param status: the HTTP status, when there was an answer.
+        :param code: the API's error code (``invalid_params``, ``rate_limit_exceeded``...).
+        :param log_id: the answer's ``log_id``, to quote to TikTok's support.
+        :param username: the user whose request failed, when it was about one.
+        :param fields: the field names the API refused, in its order.
+        """
         self.fields = fields
         super().__init__(message, status=status, code=code, log_id=log_id, username=username)
 
@@ -203,6 +229,14 @@ class UnknownListKeyError(ProtocolError):
         log_id: str | None = None,
         username: str | None = None,
     ) -> None:
+        """Describe an answer whose list of videos sits under an unknown key.
+
+        :param message: one line saying what was found.
+        :param key: the unknown key of the ``data`` object that holds a list of objects.
+        :param status: the HTTP status of the answer.
+        :param log_id: the answer's ``log_id``.
+        :param username: the user whose answer it was.
+        """
         self.key = key
         super().__init__(message, status=status, log_id=log_id, username=username)
 
@@ -245,6 +279,12 @@ class WalkStopped(TikTokError):
     def __init__(
         self, reason: StopReason | str, detail: str | None = None, retry_at: float | None = None
     ) -> None:
+        """Describe why the walk stopped.
+
+        :param reason: the run-wide `StopReason` (or its value).
+        :param detail: one line for the researcher: why, and what to do.
+        :param retry_at: epoch seconds after which running again may succeed, when known.
+        """
         self.reason = StopReason(reason)
         self.detail = detail
         self.retry_at = retry_at

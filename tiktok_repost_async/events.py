@@ -64,32 +64,42 @@ class WalkGuard(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PageEvent:
-    """Carry one page of one user's walk, as it arrives."""
+    """Carry one page of one user's walk, as it arrives.
+
+    :param username: the user whose list the page is of.
+    :param cursor: the cursor this page was asked for.
+    :param page: the page, with its videos (typed and raw) and the next cursor.
+    """
 
     username: str
-    #: The cursor this page was asked for.
     cursor: int
     page: RepostedVideosPage
 
 
 @dataclass(frozen=True, slots=True)
 class UserDone:
-    """Tell how one user's walk ended, with what it took."""
+    """Tell how one user's walk ended, with what it took.
+
+    :param username: the user.
+    :param state: how the walk ended (`WalkState`).
+    :param pages: pages walked.
+    :param videos: videos on the pages walked (the harvest counts the new ones it stored).
+    :param requests: research requests sent for this user, retries included.
+    :param error: the error that ended the user (a `TikTokError`), for every state but ``done``.
+    :param guard: the guard that cut the walk short, if one did; ``state`` is then ``incomplete``.
+    :param cursor: the cursor a later walk would continue from.
+    :param partial: the sink ended the walk early by choice (a panel's stop_at_known), not a
+        guard.
+    """
 
     username: str
     state: WalkState
     pages: int
-    #: Videos on the pages walked (the harvest counts the new ones it stored).
     videos: int
-    #: Research requests sent for this user, retries included.
     requests: int
-    #: The error that ended the user (a `TikTokError`), for every state but ``done``.
     error: TikTokError | None = None
-    #: The guard that cut the walk short, if one did; ``state`` is then ``incomplete``.
     guard: WalkGuard | None = None
-    #: The cursor a later walk would continue from.
     cursor: int = 0
-    #: The sink ended the walk early by choice (a panel's stop_at_known), not a guard.
     partial: bool = False
 
     @property
@@ -100,13 +110,15 @@ class UserDone:
 
 @dataclass(frozen=True, slots=True)
 class NameSkipped:
-    """Report an input name that was not walked: unusable, or seen before."""
+    """Report an input name that was not walked: unusable, or seen before.
 
-    #: The name's position in the input, from 1.
+    :param line: the name's position in the input, from 1.
+    :param name: the name as given (``repr`` of anything that is not a str).
+    :param reason: why: "blank line", "not a TikTok username", "duplicate", ...
+    """
+
     line: int
-    #: The name as given (``repr`` of anything that is not a str).
     name: str
-    #: Why: "blank line", "not a TikTok username", "duplicate", ...
     reason: str
 
 

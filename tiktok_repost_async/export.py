@@ -63,6 +63,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
+from ._extras import install_hint
 from ._jsontext import compact, hold_surrogates, mend_surrogates
 from .errors import ExportError
 from .models import FIELD_ALIASES
@@ -71,6 +72,8 @@ from .store import Store
 __all__ = [
     "EXTRA",
     "FORMATS",
+    "IDS_ONLY_COLUMNS",
+    "ID_TYPES",
     "PARQUET_EXTRA",
     "PROVENANCE_COLUMNS",
     "REPOSTED_BY",
@@ -78,13 +81,17 @@ __all__ = [
     "CsvOutput",
     "ExportError",
     "MissingExtraError",
+    "arrow_batches",
+    "check_options",
     "export",
     "export_csv",
     "export_jsonl",
     "export_parquet",
     "export_to_path",
     "format_for_path",
+    "ids_schema",
     "parquet_schema",
+    "pyarrow_modules",
     "require_format",
     "write_atomically",
 ]
@@ -94,7 +101,12 @@ _T = TypeVar("_T")
 #: The export formats, by name.
 FORMATS: Final = ("jsonl", "csv", "parquet")
 #: What to install for Parquet.
-PARQUET_EXTRA: Final = "pip install 'tiktok-repost-async[parquet]'"
+PARQUET_EXTRA: Final = install_hint("parquet")
+#: How ids can be written: ``number`` (Parquet decimal128(38, 0); CSV and JSONL as sent) or
+#: ``string`` (every id column, nested ones included, as the text of its decimal digits).
+ID_TYPES: Final = ("number", "string")
+#: The columns of a dehydrated export (``ids_only``): who reposted which video, in which round.
+IDS_ONLY_COLUMNS: Final = ("reposted_by", "id", "round")
 
 REPOSTED_BY: Final = "reposted_by"
 #: The CSV and Parquet column holding what no other column holds, as a JSON object.
@@ -152,7 +164,28 @@ def require_format(format: str) -> None:
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
     if format == "parquet":
-        _pyarrow()
+        pyarrow_modules()
+
+
+def check_options(format: str, *, id_type: str = "number", ids_only: bool = False) -> None:
+    """Raise ValueError for options that do not go together, before anything is read.
+
+    :param format: ``jsonl``, ``csv`` or ``parquet``.
+    :param id_type: ``number`` or ``string`` (see `ID_TYPES`).
+    :param ids_only: a dehydrated export (see `export`).
+    """
+    require_format(format)
+    if id_type not in ID_TYPES:
+        raise ValueError(f"unknown id type {id_type!r}; choose from {', '.join(ID_TYPES)}")
+    if format == "jsonl" and id_type == "string" and not ids_only:
+        # The JSONL export is the API's own bytes; rewriting its ids would make it a copy of
+        # something TikTok never sent. The typed formats are where a reader's types are chosen.
+        raise ValueError(
+            "--id-type string applies to csv and parquet (and to --ids-only): the JSONL export"
+            " keeps every video's JSON exactly as the API sent it, ids included; read it with a"
+            " reader that keeps big integers (see the docs' data frames page) or export csv or"
+            " parquet"
+        )
 
 
 def export(
@@ -162,6 +195,8 @@ def export(
     *,
     provenance: bool = False,
     round: int | None = None,
+    id_type: str = "number",
+    ids_only: bool = False,
 ) -> int:
     """Write every video of the store to ``out`` in ``format``; return how many.
 
@@ -171,16 +206,21 @@ def export(
     :param provenance: add each video's ``round``, and ``fetched_at`` and ``log_id`` of its page.
     :param round: export the videos as observed in this round (default: each user's latest
         complete observation).
+    :param id_type: ``number`` (Parquet ids as decimal128(38, 0), CSV and JSONL as sent) or
+        ``string`` (Parquet and CSV: every id as the text of its digits, for R, Excel and other
+        readers that cannot hold 20 digits; JSONL only with ``ids_only``).
+    :param ids_only: write a dehydrated dataset, for sharing under TikTok's terms: only
+        ``reposted_by``, ``id`` and ``round`` (plus ``fetched_at`` and ``log_id`` with
+        ``provenance``), no content.
     """
-    writers: dict[str, Callable[..., int]] = {
-        "jsonl": export_jsonl,
-        "csv": export_csv,
-        "parquet": export_parquet,
-    }
-    writer = writers.get(format)
-    if writer is None:
-        raise ValueError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
-    return writer(store, out, provenance=provenance, round=round)
+    check_options(format, id_type=id_type, ids_only=ids_only)
+    if ids_only:
+        return _export_ids(store, out, format, provenance=provenance, round=round, id_type=id_type)
+    if format == "jsonl":
+        return export_jsonl(store, out, provenance=provenance, round=round)
+    if format == "csv":
+        return export_csv(store, out, provenance=provenance, round=round, id_type=id_type)
+    return export_parquet(store, out, provenance=provenance, round=round, id_type=id_type)
 
 
 def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryOutput], _T]) -> _T:
@@ -220,6 +260,8 @@ def export_to_path(
     *,
     provenance: bool = False,
     round: int | None = None,
+    id_type: str = "number",
+    ids_only: bool = False,
 ) -> int:
     """Export every video of the store to the file ``path``, atomically; return how many.
 
@@ -229,11 +271,22 @@ def export_to_path(
     :param provenance: add each video's ``round``, and ``fetched_at`` and ``log_id`` of its page.
     :param round: export the videos as observed in this round (default: each user's latest
         complete observation).
+    :param id_type: ``number`` or ``string``, as `export` takes it.
+    :param ids_only: a dehydrated dataset, as `export` writes it.
     """
     chosen = format or format_for_path(os.fspath(path)) or "jsonl"
-    require_format(chosen)
+    check_options(chosen, id_type=id_type, ids_only=ids_only)
     return write_atomically(
-        path, lambda out: export(store, out, chosen, provenance=provenance, round=round)
+        path,
+        lambda out: export(
+            store,
+            out,
+            chosen,
+            provenance=provenance,
+            round=round,
+            id_type=id_type,
+            ids_only=ids_only,
+        ),
     )
 
 
@@ -420,10 +473,21 @@ class CsvOutput:
 
 
 def export_csv(
-    store: Store, out: BinaryOutput, *, provenance: bool = False, round: int | None = None
+    store: Store,
+    out: BinaryOutput,
+    *,
+    provenance: bool = False,
+    round: int | None = None,
+    id_type: str = "number",
 ) -> int:
-    """Write a header and one row per video, values as sent, ``extra`` last; return the count."""
+    """Write a header and one row per video, values as sent, ``extra`` last; return the count.
+
+    With ``id_type="string"`` the ids inside the hashtag, sticker and effect lists are written
+    as JSON strings of their digits, so that a JSON reader that turns big numbers into floats
+    (R's jsonlite, pandas) keeps them; top-level ids are their digits either way.
+    """
     fields = store.fields
+    nested = _STRUCTS if id_type == "string" else {}
     columns = (REPOSTED_BY, *(PROVENANCE_COLUMNS if provenance else ()), *fields, EXTRA)
     writer = CsvOutput(out, columns)
     count = 0
@@ -439,7 +503,8 @@ def export_csv(
                 row.append("")
                 continue
             used.add(found[0])
-            row.append(_csv_cell(found[1]))
+            kind = nested.get(name)
+            row.append(_csv_cell(found[1] if kind is None else _with_text_ids(found[1], kind)))
         row.append(_extra(values, [key for key in values if key not in used]))
         writer.writerow(row)
         count += 1
@@ -447,14 +512,54 @@ def export_csv(
     return count
 
 
-def _pyarrow() -> tuple[Any, Any]:
+def _with_text_ids(raw: msgspec.Raw, kind: _Kind) -> msgspec.Raw:
+    """Return a list or object with the ids its kind names as JSON strings, else as sent."""
+    try:
+        value = _ANY_DECODER.decode(raw)
+    except _UNREADABLE:
+        return raw  # a value the decoder cannot take whole stays exactly as sent
+    return msgspec.Raw(_ENCODE(value)) if _ids_to_text(value, kind) else raw
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ids_to_text(value: Any, kind: _Kind) -> bool:
+    """Turn the integer ids inside ``value`` into their digits, in place; return whether any."""
+    if not isinstance(kind, tuple):
+        return False
+    changed = False
+    if kind[0] == "list" and isinstance(value, list):
+        for index, item in enumerate(value):
+            if kind[1] == "id" and _is_int(item):
+                value[index] = str(item)
+                changed = True
+            elif _ids_to_text(item, kind[1]):
+                changed = True
+    elif kind[0] == "struct" and isinstance(value, dict):
+        for key, sub in kind[1]:
+            item = value.get(key)
+            if sub == "id" and _is_int(item):
+                value[key] = str(item)
+                changed = True
+            elif _ids_to_text(item, sub):
+                changed = True
+    return changed
+
+
+def pyarrow_modules(purpose: str = "writing Parquet") -> tuple[Any, Any]:
+    """Return the modules ``pyarrow`` and ``pyarrow.parquet``, or raise MissingExtraError.
+
+    :param purpose: what needs them, for the error's message.
+    """
     # Imported on first use: pyarrow is an optional extra, and a large import that JSONL and CSV
     # exports have no use for. importlib also keeps its untyped modules away from mypy.
     try:
         return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.parquet")
     except ImportError as exc:
         raise MissingExtraError(
-            f"writing Parquet needs pyarrow, which is not installed: {PARQUET_EXTRA}"
+            f"{purpose} needs pyarrow, which is not installed: {PARQUET_EXTRA}"
         ) from exc
 
 
@@ -500,9 +605,9 @@ _UNREADABLE: Final = (msgspec.MsgspecError, ValueError, RecursionError)
 _DECIMAL38 = 10**38
 
 
-def _arrow_type(pa: Any, kind: _Kind) -> Any:
+def _arrow_type(pa: Any, kind: _Kind, id_type: str = "number") -> Any:
     if kind == "id":
-        return pa.decimal128(38, 0)
+        return pa.string() if id_type == "string" else pa.decimal128(38, 0)
     if kind == "int":
         return pa.int64()
     if kind == "str":
@@ -510,19 +615,26 @@ def _arrow_type(pa: Any, kind: _Kind) -> Any:
     if kind == "bool":
         return pa.bool_()
     if kind[0] == "list":
-        return pa.list_(_arrow_type(pa, kind[1]))
-    return pa.struct([(key, _arrow_type(pa, sub)) for key, sub in kind[1]])
+        return pa.list_(_arrow_type(pa, kind[1], id_type))
+    return pa.struct([(key, _arrow_type(pa, sub, id_type)) for key, sub in kind[1]])
 
 
-def _fit(value: Any, kind: _Kind) -> tuple[Any, bool]:
-    """Return ``value`` as its column holds it, and whether that holds it exactly as sent."""
+def _fit(value: Any, kind: _Kind, text_ids: bool = False) -> tuple[Any, bool]:
+    """Return ``value`` as its column holds it, and whether that holds it exactly as sent.
+
+    With ``text_ids`` an id is held as the text of its digits (a string column), else as an int.
+    """
     if value is None:
         return None, True
     if kind == "id":
         if isinstance(value, int) and not isinstance(value, bool):
-            return (value, True) if abs(value) < _DECIMAL38 else (None, False)
+            if abs(value) >= _DECIMAL38:
+                return None, False
+            return (str(value) if text_ids else value), True
         if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 38:
-            return int(value), False  # the number fits; its spelling lives in extra
+            # The number fits; its spelling (a JSON string) lives in extra. int() drops
+            # leading zeros, which no id has, so the text column holds the same digits.
+            return (str(int(value)) if text_ids else int(value)), False
         return None, False
     if kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool) and value in _INT64
@@ -537,7 +649,7 @@ def _fit(value: Any, kind: _Kind) -> tuple[Any, bool]:
         items = []
         exact = True
         for item in value:
-            fitted, item_exact = _fit(item, kind[1])
+            fitted, item_exact = _fit(item, kind[1], text_ids)
             if fitted is None and item is not None:
                 return None, False  # an item of another type: the list cannot be typed
             items.append(fitted)
@@ -551,13 +663,13 @@ def _fit(value: Any, kind: _Kind) -> tuple[Any, bool]:
     # goes to extra as sent, so that the two stay apart.
     exact = value.keys() == known.keys()
     for key, sub in known.items():
-        fitted, sub_exact = _fit(value.get(key), sub)
+        fitted, sub_exact = _fit(value.get(key), sub, text_ids)
         struct[key] = fitted
         exact = exact and sub_exact
     return struct, exact
 
 
-def _typed(raw: msgspec.Raw, kind: _Kind) -> tuple[Any, bool]:
+def _typed(raw: msgspec.Raw, kind: _Kind, text_ids: bool = False) -> tuple[Any, bool]:
     """Return a value as its column holds it, and whether that holds it exactly as sent.
 
     A value the harvest kept never fails the export: one that no Python value holds (``1e400``)
@@ -565,39 +677,184 @@ def _typed(raw: msgspec.Raw, kind: _Kind) -> tuple[Any, bool]:
     as sent goes to extra.
     """
     try:
-        return _fit(_ANY_DECODER.decode(raw), kind)
+        return _fit(_ANY_DECODER.decode(raw), kind, text_ids)
     except _UNREADABLE:
         pass
     try:
         value = _ANY_DECODER.decode(mend_surrogates(bytes(raw)))
     except _UNREADABLE:
         return None, False
-    return _fit(value, kind)[0], False
+    return _fit(value, kind, text_ids)[0], False
 
 
-def parquet_schema(fields: Iterable[str], *, provenance: bool = False) -> Any:
-    """Return the Parquet schema of an export of these video fields, ``reposted_by`` first."""
-    pa, _ = _pyarrow()
+def parquet_schema(
+    fields: Iterable[str], *, provenance: bool = False, id_type: str = "number"
+) -> Any:
+    """Return the Parquet schema of an export of these video fields, ``reposted_by`` first.
+
+    :param fields: the store's video fields, in its order.
+    :param provenance: add the ``round``, ``fetched_at`` and ``log_id`` columns.
+    :param id_type: ids as ``decimal128(38, 0)`` (``number``) or as ``string``.
+    """
+    pa, _ = pyarrow_modules()
     string = pa.string()
-    columns = [(REPOSTED_BY, string)]
-    if provenance:
-        columns += [
-            ("round", pa.int32()),
-            ("fetched_at", pa.timestamp("ms", tz="UTC")),
-            ("log_id", string),
-        ]
+    columns = [(REPOSTED_BY, string), *_provenance_columns(pa, provenance)]
     # A field this module does not know yet (the API grows) is kept as JSON text, not dropped.
     columns += [
-        (name, _arrow_type(pa, _KINDS[name]) if name in _KINDS else string) for name in fields
+        (name, _arrow_type(pa, _KINDS[name], id_type) if name in _KINDS else string)
+        for name in fields
     ]
     columns.append((EXTRA, string))
     return pa.schema(columns)
+
+
+def ids_schema(*, provenance: bool = False, id_type: str = "number") -> Any:
+    """Return the schema of a dehydrated export: ``reposted_by``, ``id``, ``round``.
+
+    :param provenance: add the ``fetched_at`` and ``log_id`` columns.
+    :param id_type: the id as ``decimal128(38, 0)`` (``number``) or as ``string``.
+    """
+    pa, _ = pyarrow_modules()
+    columns = [
+        (REPOSTED_BY, pa.string()),
+        ("id", _arrow_type(pa, "id", id_type)),
+        ("round", pa.int32()),
+    ]
+    if provenance:
+        columns += _provenance_columns(pa, True)[1:]
+    return pa.schema(columns)
+
+
+def _provenance_columns(pa: Any, provenance: bool) -> list[tuple[str, Any]]:
+    if not provenance:
+        return []
+    return [
+        ("round", pa.int32()),
+        ("fetched_at", pa.timestamp("ms", tz="UTC")),
+        ("log_id", pa.string()),
+    ]
 
 
 def _timestamp(stamp: str | None) -> datetime.datetime | None:
     if stamp is None:
         return None
     return datetime.datetime.fromisoformat(stamp)
+
+
+def _check_row_group_size(row_group_size: int) -> None:
+    if isinstance(row_group_size, bool) or not isinstance(row_group_size, int):
+        raise TypeError(f"row_group_size must be an int, not {row_group_size!r}")
+    if row_group_size < 1:
+        raise ValueError(f"row_group_size must be positive, not {row_group_size}")
+
+
+def arrow_batches(
+    store: Store,
+    *,
+    provenance: bool = False,
+    round: int | None = None,
+    id_type: str = "number",
+    rows: int = _ROW_GROUP,
+) -> tuple[Any, Iterator[Any]]:
+    """Return the schema of the store's videos as Arrow, and their record batches, streamed.
+
+    The columns are the Parquet export's (`parquet_schema`), made by the same code, so that a
+    table in memory and a Parquet file hold the same values.
+
+    :param store: the harvest store to read.
+    :param provenance: add the ``round``, ``fetched_at`` and ``log_id`` columns.
+    :param round: the videos as observed in this round (default: each user's latest complete
+        observation).
+    :param id_type: ids as ``decimal128(38, 0)`` (``number``) or as ``string``.
+    :param rows: videos per batch at most.
+    """
+    _check_row_group_size(rows)
+    if id_type not in ID_TYPES:
+        raise ValueError(f"unknown id type {id_type!r}; choose from {', '.join(ID_TYPES)}")
+    pa, _ = pyarrow_modules()
+    fields = store.fields
+    schema = parquet_schema(fields, provenance=provenance, id_type=id_type)
+    return schema, _video_batches(pa, store, schema, provenance, round, id_type, rows)
+
+
+def _video_batches(
+    pa: Any,
+    store: Store,
+    schema: Any,
+    provenance: bool,
+    round: int | None,
+    id_type: str,
+    rows: int,
+) -> Iterator[Any]:
+    fields = store.fields
+    kinds = [_KINDS.get(name) for name in fields]
+    text_ids = id_type == "string"
+    columns: list[list[Any]] = [[] for _ in schema.names]
+    for username, video_id, data, observed, fetched_at, log_id in _rows(store, provenance, round):
+        values = _fields_of(username, video_id, data)
+        row: list[Any] = [username]
+        if provenance:
+            row += [observed, _timestamp(fetched_at), log_id]
+        used: set[str] = set()
+        for name, kind in zip(fields, kinds, strict=True):
+            found = _pick(values, name)
+            if found is None:
+                row.append(None)
+                continue
+            key, raw = found
+            if kind is None:
+                # Not a documented field: its JSON text, whole.
+                text = bytes(raw)
+                row.append(None if text == b"null" else text.decode("utf-8", "replace"))
+                used.add(key)
+                continue
+            fitted, exact = _typed(raw, kind, text_ids)
+            row.append(fitted)
+            if exact:
+                used.add(key)
+        row.append(_extra(values, [key for key in values if key not in used]) or None)
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+        if len(columns[0]) >= rows:
+            # The rows' Python objects go before the batch is handed on: one batch's worth of
+            # memory at a time, however large the store.
+            batch = _batch(pa, schema, columns)
+            columns = [[] for _ in schema.names]
+            yield batch
+            del batch
+    if columns[0]:
+        yield _batch(pa, schema, columns)
+
+
+def _id_batches(
+    pa: Any,
+    store: Store,
+    schema: Any,
+    provenance: bool,
+    round: int | None,
+    id_type: str,
+    rows: int,
+) -> Iterator[Any]:
+    # The store's video_id is the decimal text of the id the API sent: no video is decoded.
+    text_ids = id_type == "string"
+    columns: list[list[Any]] = [[] for _ in schema.names]
+    for username, video_id, _, observed, fetched_at, log_id in store.iter_videos_with_provenance(
+        _BATCH, round=round
+    ):
+        row: list[Any] = [username, video_id if text_ids else int(video_id), observed]
+        if provenance:
+            row += [_timestamp(fetched_at), log_id]
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+        if len(columns[0]) >= rows:
+            # The rows' Python objects go before the batch is handed on: one batch's worth of
+            # memory at a time, however large the store.
+            batch = _batch(pa, schema, columns)
+            columns = [[] for _ in schema.names]
+            yield batch
+            del batch
+    if columns[0]:
+        yield _batch(pa, schema, columns)
 
 
 def export_parquet(
@@ -607,56 +864,36 @@ def export_parquet(
     row_group_size: int = _ROW_GROUP,
     provenance: bool = False,
     round: int | None = None,
+    id_type: str = "number",
 ) -> int:
-    """Write a typed Parquet file, ids as decimal128(38, 0), in row groups; return the count."""
-    if isinstance(row_group_size, bool) or not isinstance(row_group_size, int):
-        raise TypeError(f"row_group_size must be an int, not {row_group_size!r}")
-    if row_group_size < 1:
-        raise ValueError(f"row_group_size must be positive, not {row_group_size}")
-    pa, pq = _pyarrow()
-    fields = store.fields
-    schema = parquet_schema(fields, provenance=provenance)
-    kinds = [_KINDS.get(name) for name in fields]
+    """Write a typed Parquet file in row groups, ids as decimal128(38, 0) or text; return the count.
+
+    :param store: the harvest store to read.
+    :param out: a binary file, or a path.
+    :param row_group_size: videos per row group.
+    :param provenance: add the ``round``, ``fetched_at`` and ``log_id`` columns.
+    :param round: the videos as observed in this round (default: each user's latest complete
+        observation).
+    :param id_type: ids as ``decimal128(38, 0)`` (``number``) or as ``string``.
+    """
+    schema, batches = arrow_batches(
+        store, provenance=provenance, round=round, id_type=id_type, rows=row_group_size
+    )
+    return _write_parquet(out, schema, batches)
+
+
+def _write_parquet(out: BinaryOutput | str | os.PathLike[str], schema: Any, batches: Any) -> int:
+    _, pq = pyarrow_modules()
     count = 0
     with pq.ParquetWriter(out, schema) as writer:
-        columns: list[list[Any]] = [[] for _ in schema.names]
-        for username, video_id, data, observed, fetched_at, log_id in _rows(
-            store, provenance, round
-        ):
-            values = _fields_of(username, video_id, data)
-            row: list[Any] = [username]
-            if provenance:
-                row += [observed, _timestamp(fetched_at), log_id]
-            used: set[str] = set()
-            for name, kind in zip(fields, kinds, strict=True):
-                found = _pick(values, name)
-                if found is None:
-                    row.append(None)
-                    continue
-                key, raw = found
-                if kind is None:
-                    # Not a documented field: its JSON text, whole.
-                    text = bytes(raw)
-                    row.append(None if text == b"null" else text.decode("utf-8", "replace"))
-                    used.add(key)
-                    continue
-                fitted, exact = _typed(raw, kind)
-                row.append(fitted)
-                if exact:
-                    used.add(key)
-            row.append(_extra(values, [key for key in values if key not in used]) or None)
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-            count += 1
-            if len(columns[0]) >= row_group_size:
-                _write_group(pa, writer, schema, columns)
-                columns = [[] for _ in schema.names]
-        if columns[0]:
-            _write_group(pa, writer, schema, columns)
+        for batch in batches:
+            writer.write_batch(batch)
+            count += batch.num_rows
+            del batch  # not held while the next one is made
     return count
 
 
-def _write_group(pa: Any, writer: Any, schema: Any, columns: list[list[Any]]) -> None:
+def _batch(pa: Any, schema: Any, columns: list[list[Any]]) -> Any:
     arrays = []
     for field, values in zip(schema, columns, strict=True):
         try:
@@ -665,4 +902,49 @@ def _write_group(pa: Any, writer: Any, schema: Any, columns: list[list[Any]]) ->
             raise ExportError(
                 f"column {field.name!r} does not fit its Parquet type {field.type}: {exc}"
             ) from None
-    writer.write_batch(pa.record_batch(arrays, schema=schema))
+    return pa.record_batch(arrays, schema=schema)
+
+
+def _export_ids(
+    store: Store,
+    out: BinaryOutput,
+    format: str,
+    *,
+    provenance: bool,
+    round: int | None,
+    id_type: str,
+) -> int:
+    """Write who reposted which video in which round, and nothing of the videos themselves."""
+    if format == "parquet":
+        pa, _ = pyarrow_modules()
+        schema = ids_schema(provenance=provenance, id_type=id_type)
+        return _write_parquet(
+            out, schema, _id_batches(pa, store, schema, provenance, round, id_type, _ROW_GROUP)
+        )
+    columns = list(IDS_ONLY_COLUMNS) + (["fetched_at", "log_id"] if provenance else [])
+    csv_out = CsvOutput(out, columns) if format == "csv" else None
+    sink = _Buffered(out)
+    count = 0
+    for username, video_id, _, observed, fetched_at, log_id in store.iter_videos_with_provenance(
+        _BATCH, round=round
+    ):
+        count += 1
+        if csv_out is not None:
+            row = [username, video_id, str(observed)]
+            if provenance:
+                row += [fetched_at or "", "" if log_id is None else _csv_text(log_id)]
+            csv_out.writerow(row)
+            continue
+        # video_id is the decimal text of the id: a JSON number by default, as the API sends ids.
+        line = b'{"reposted_by":%s,"id":%s,"round":%d' % (
+            _ENCODE(username),
+            _ENCODE(video_id) if id_type == "string" else video_id.encode(),
+            observed,
+        )
+        if provenance:
+            line += b',"fetched_at":%s,"log_id":%s' % (_ENCODE(fetched_at), _ENCODE(log_id))
+        sink.write(line + b"}\n")
+    if csv_out is not None:
+        csv_out.flush()
+    sink.flush()
+    return count

@@ -72,7 +72,21 @@ _ENCODE = msgspec.json.Encoder().encode
 
 @dataclass(frozen=True, slots=True)
 class UserOutcome:
-    """Tell how one user's walk ended in this run."""
+    """Tell how one user's walk ended in this run.
+
+    :param username: the user.
+    :param state: the user's state in the store now.
+    :param videos: new videos stored in this run.
+    :param pages: pages fetched in this run.
+    :param requests: research requests sent for the user in this run, retries included.
+    :param error: the last error, for a failed (or not found, unavailable) user.
+    :param resumed_from: the cursor the walk started from (0: from the start).
+    :param incomplete: a guard (max_pages, a repeated cursor, a run of empty pages) cut the walk
+        short while the API had more: ``state`` is ``incomplete``, or ``pending`` after
+        ``max_pages`` (the next run continues from the saved cursor).
+    :param partial: the walk stopped at a video known from the user's previous round (a repeat
+        round with ``stop_at_known``): only the new head of its list was fetched.
+    """
 
     username: str
     state: UserState
@@ -81,18 +95,38 @@ class UserOutcome:
     requests: int
     error: str | None = None
     resumed_from: int = 0
-    #: A guard (max_pages, a repeated cursor, a run of empty pages) cut the walk short while
-    #: the API had more: ``state`` is ``incomplete``, or ``pending`` after ``max_pages`` (the
-    #: next run continues from the saved cursor).
     incomplete: bool = False
-    #: The walk stopped at a video known from the user's previous round (a repeat round with
-    #: ``stop_at_known``): only the new head of its list was fetched.
     partial: bool = False
 
 
 @dataclass(slots=True)
 class HarvestProgress:
-    """Hold the live counters of a harvest, for progress displays and summaries."""
+    """Hold the live counters of a harvest, for progress displays and summaries.
+
+    :param started_at: when the run started (epoch seconds).
+    :param input_done: whether the whole input has been read.
+    :param read: input lines read so far.
+    :param invalid: lines skipped as unusable (blank, not a TikTok username...).
+    :param duplicates: names seen earlier in the input.
+    :param already_final: names whose users an earlier run finished (not walked again).
+    :param queued: users handed to the walk.
+    :param finished: users ended in this run, per state.
+    :param videos: new videos stored.
+    :param pages: pages stored.
+    :param requests: research requests booked in the ledger (some ahead of their turn, with the
+        page before).
+    :param sent: requests let out to be sent (what the rate limiter bounds).
+    :param quota_limit: requests allowed per UTC day.
+    :param quota_spent: requests spent today, this store's ledger's count.
+    :param waiting_until: while the run waits for the daily quota's reset: until when (epoch
+        seconds); else None.
+    :param dropped: unfinished members of the round that a ``new_round`` run's whole input did not
+        name: dropped from the round (`UserState.DROPPED`), known once the run has ended.
+    :param probe_at: while the circuit breaker pauses the run (the API seems down), or a streak of
+        429s does (a short-term limit or the daily quota?): when its next probe goes.
+    :param probe_for: which of those pauses it is.
+    :param stopped: the `StopReason` the run stopped for, if it stopped early.
+    """
 
     started_at: float = 0.0
     input_done: bool = False
@@ -105,17 +139,11 @@ class HarvestProgress:
     videos: int = 0
     pages: int = 0
     requests: int = 0
-    #: Requests let out to be sent (what the rate limiter bounds), as `requests` counts those
-    #: booked (some ahead of their turn, with the page before).
     sent: int = 0
     quota_limit: int = 0
     quota_spent: int = 0
     waiting_until: float | None = None
-    #: Unfinished members of the round that a ``new_round`` run's whole input did not name:
-    #: dropped from the round (`UserState.DROPPED`), known once the run has ended.
     dropped: int = 0
-    #: While the circuit breaker pauses the run (the API seems down), or a streak of 429s does
-    #: (a short-term limit or the daily quota?): when its next probe goes, and which pause.
     probe_at: float | None = None
     probe_for: str | None = None
     stopped: str | None = None
@@ -288,24 +316,30 @@ class Harvester:
     ) -> None:
         """Make a harvester; `run` does the work.
 
-        ``client``: the client whose session, limiter and token the walk shares.
-        ``store``: where users, pages and the ledger go (made with the client's fields and
-        max_count). ``concurrency``: users walked at once (the client's by default).
-        ``daily_quota``: research requests allowed per UTC day, shared with the store's ledger.
-        ``on_quota``: "stop" (resumable `HarvestStopped`) or "wait" for the UTC reset.
-        ``retry_failed``: walk users that failed in an earlier run again. ``retry_incomplete``:
-        walk users that a guard cut short in an earlier run again, from their saved cursor (by
-        default they are final). ``max_pages``: pages per user and run at most; a user cut by it
-        stays ``pending`` with its cursor, for the next run to continue. ``new_round``: start
-        the next round of a panel, every name walked again from cursor 0; a round that is not
-        finished (users pending, or failed ones that ``retry_failed`` walks again) is resumed
-        instead. ``stop_at_known`` (with ``new_round``): end each walk of that round at the
-        first page holding a video seen in the user's previous round; a resumed round keeps the
-        choice it was started with. ``on_round``: called once the run has taken its round,
-        with the round's record as it stood then and whether this run started it.
-        ``accept_empty``: in a repeat round, take users who had videos before and now come back
-        empty at their word, without the silent-empty alarm (see `EMPTY_ALARM_SEEN`).
-        ``clock`` and ``sleep``: wall clock and quota-wait sleep.
+        :param client: the client whose session, limiter and token the walk shares.
+        :param store: where users, pages and the ledger go (made with the client's fields and
+            max_count).
+        :param concurrency: users walked at once (the client's by default).
+        :param daily_quota: research requests allowed per UTC day, shared with the store's ledger.
+        :param on_quota: ``"stop"`` (a resumable `HarvestStopped`) or ``"wait"`` for the UTC reset.
+        :param retry_failed: walk users that failed in an earlier run again.
+        :param retry_incomplete: walk users that a guard cut short in an earlier run again, from
+            their saved cursor (by default they are final).
+        :param max_pages: pages per user and run at most; a user cut by it stays ``pending`` with
+            its cursor, for the next run to continue.
+        :param new_round: start the next round of a panel, every name walked again from cursor 0;
+            a round that is not finished (users pending, or failed ones that ``retry_failed``
+            walks again) is resumed instead.
+        :param stop_at_known: (with ``new_round``) end each walk of that round at the first page
+            holding a video seen in the user's previous round; a resumed round keeps the choice
+            it was started with.
+        :param accept_empty: in a repeat round, take users who had videos before and now come
+            back empty at their word, without the silent-empty alarm (see `EMPTY_ALARM_SEEN`).
+        :param on_round: called once the run has taken its round, with the round's record as it
+            stood then and whether this run started it.
+        :param clock: the wall clock (epoch seconds) of the quota's UTC day and the ledger.
+        :param sleep: the quota wait's sleep (the client's by default: one switch removes every
+            wait, in tests or a caller's own scheduler).
         """
         if stop_at_known and not new_round:
             raise ValueError("stop_at_known applies to a new round: pass new_round=True too")
@@ -742,20 +776,76 @@ async def harvest(
     usernames: Iterable[str] | AsyncIterable[str],
     *,
     store: Store | str | Path | None = None,
-    **options: Any,
+    concurrency: int | None = None,
+    daily_quota: int = 1000,
+    on_quota: QuotaPolicy | str = QuotaPolicy.STOP,
+    retry_failed: bool = True,
+    retry_incomplete: bool = False,
+    max_pages: int | None = None,
+    new_round: bool = False,
+    stop_at_known: bool = False,
+    accept_empty: bool = False,
+    on_round: Callable[[RoundRecord, bool], None] | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> AsyncGenerator[UserOutcome, None]:
-    """Harvest every name into ``store`` (a path, a Store or, if None, a temporary one)."""
+    """Harvest every name into a store, yielding each user's outcome as it ends.
+
+    A `Harvester` run over a store that this function opens (and closes) when given a path; the
+    same command again resumes where a killed or stopped run left off.
+
+    :param client: the client whose session, limiter and token the walk shares.
+    :param usernames: the names, from any iterable or async iterable (read as the walk goes).
+    :param store: a `Store`, the path of one (made with the client's fields and max_count if it
+        does not exist), or None for a temporary one that is deleted at the end.
+    :param concurrency: users walked at once (the client's by default).
+    :param daily_quota: research requests allowed per UTC day, shared with the store's ledger.
+    :param on_quota: ``"stop"`` (a resumable `HarvestStopped`) or ``"wait"`` for the UTC reset.
+    :param retry_failed: walk users that failed in an earlier run again.
+    :param retry_incomplete: walk users that a guard cut short in an earlier run again, from
+        their saved cursor (by default they are final).
+    :param max_pages: pages per user and run at most; a user cut by it stays ``pending`` with
+        its cursor, for the next run to continue.
+    :param new_round: start the next round of a panel, every name walked again from cursor 0;
+        a round that is not finished (users pending, or failed ones that ``retry_failed``
+        walks again) is resumed instead.
+    :param stop_at_known: (with ``new_round``) end each walk of that round at the first page
+        holding a video seen in the user's previous round; a resumed round keeps the choice
+        it was started with.
+    :param accept_empty: in a repeat round, take users who had videos before and now come
+        back empty at their word, without the silent-empty alarm (see `EMPTY_ALARM_SEEN`).
+    :param on_round: called once the run has taken its round, with the round's record as it
+        stood then and whether this run started it.
+    :param clock: the wall clock (epoch seconds) of the quota's UTC day and the ledger.
+    :param sleep: the quota wait's sleep (the client's by default: one switch removes every
+        wait, in tests or a caller's own scheduler).
+    """
     with contextlib.ExitStack() as stack:
         if store is None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="tiktok-harvest-"))
             store = Path(folder) / "harvest.db"
         if not isinstance(store, Store):
             # The ledger's days follow the same clock as the quota.
-            clock = options.get("clock", time.time)
             store = stack.enter_context(
                 Store(store, fields=client.fields, max_count=client.max_count, clock=clock)
             )
+        harvester = Harvester(
+            client,
+            store,
+            concurrency=concurrency,
+            daily_quota=daily_quota,
+            on_quota=on_quota,
+            retry_failed=retry_failed,
+            retry_incomplete=retry_incomplete,
+            max_pages=max_pages,
+            new_round=new_round,
+            stop_at_known=stop_at_known,
+            accept_empty=accept_empty,
+            on_round=on_round,
+            clock=clock,
+            sleep=sleep,
+        )
         # Closed here, before the store: its cleanup still writes to the store.
-        async with contextlib.aclosing(Harvester(client, store, **options).run(usernames)) as run:
+        async with contextlib.aclosing(harvester.run(usernames)) as run:
             async for outcome in run:
                 yield outcome

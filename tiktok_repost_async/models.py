@@ -93,21 +93,34 @@ WireId = int | str
 
 
 class HashtagInfo(_Sparse, frozen=True):
-    """Describe one hashtag of a video."""
+    """Describe one hashtag of a video.
+
+    :param hashtag_id: the hashtag's id.
+    :param hashtag_description: its description (often empty).
+    """
 
     hashtag_id: WireId | None = None
     hashtag_description: str | None = None
 
 
 class StickerInfo(_Sparse, frozen=True):
-    """Describe one sticker of a video."""
+    """Describe one sticker of a video.
+
+    :param sticker_id: the sticker's id.
+    :param sticker_name: its name.
+    """
 
     sticker_id: WireId | None = None
     sticker_name: str | None = None
 
 
 class EffectInfo(_Sparse, frozen=True):
-    """Describe one effect of a video."""
+    """Describe one effect of a video.
+
+    :param effect_id: the effect's id.
+    :param effect_name: its name.
+    :param effect_photo_uri: its picture's URL (``effect_photo_URI`` on the wire).
+    """
 
     effect_id: WireId | None = None
     effect_name: str | None = None
@@ -115,20 +128,53 @@ class EffectInfo(_Sparse, frozen=True):
 
 
 class VideoLabel(_Sparse, frozen=True):
-    """Hold the label TikTok attached to a video (e.g. an election notice)."""
+    """Hold the label TikTok attached to a video (e.g. an election notice).
+
+    :param content: the label's text.
+    """
 
     content: str | None = None
 
 
 class VideoTag(_Sparse, frozen=True):
-    """Hold a video's tag."""
+    """Hold a video's tag.
+
+    :param video_tag_type: the kind of tag (``ai_generated``, say).
+    :param video_tag_number: its number.
+    """
 
     video_tag_type: str | None = None
     video_tag_number: int | None = None
 
 
 class Video(_Sparse, frozen=True):
-    """Hold one reposted video; fields the API did not return are None."""
+    """Hold one reposted video; fields the API did not return are None.
+
+    Every id is a Python int of any size: real ids exceed uint64 (e.g. 73207681965695992750).
+
+    :param id: the video's id, the key it is stored and de-duplicated under (a numeric string is
+        read as its number; the raw JSON keeps the spelling as sent).
+    :param create_time: when it was posted (epoch seconds, UTC).
+    :param username: its author's username.
+    :param region_code: the author's region (ISO 3166-1 alpha-2).
+    :param video_description: its description.
+    :param music_id: the id of its sound.
+    :param like_count: its likes.
+    :param comment_count: its comments.
+    :param share_count: its shares.
+    :param view_count: its views.
+    :param hashtag_names: the names of its hashtags.
+    :param hashtag_info_list: its hashtags, with ids and descriptions.
+    :param sticker_info_list: its stickers.
+    :param effect_info_list: its effects.
+    :param video_mention_list: the usernames it mentions.
+    :param video_label: the label TikTok attached to it.
+    :param video_duration: its length in seconds.
+    :param is_stem_verified: whether it is verified as STEM content.
+    :param favorites_count: how often it was saved as a favourite (the API spells the field both
+        ways; ``favourites_count`` lands here too).
+    :param video_tag: its tag.
+    """
 
     # A Python int of any size: real ids exceed uint64 (e.g. 73207681965695992750). The video's
     # own id is the key it is stored and de-duplicated under, so a numeric string is read as its
@@ -180,42 +226,51 @@ class Video(_Sparse, frozen=True):
 
 
 class VideoProblem(_Record, frozen=True):
-    """Tell what was odd about one video of a page: a field of another JSON type, or no id."""
+    """Tell what was odd about one video of a page: a field of another JSON type, or no id.
 
-    #: The video's 0-based position in the page's list, as sent.
+    :param position: the video's 0-based position in the page's list, as sent.
+    :param video_id: the video's id, or None when it had no usable id (the video was then skipped).
+    :param field: the wire name of the field whose value has another JSON type than documented;
+        None when the whole video is unusable.
+    :param reason: why, in a few words (msgspec's message, with the path inside the field).
+    :param skipped: the video was left out of ``videos`` (no usable id, or not a JSON object).
+    :param excerpt: the start of the video's raw JSON text, for skipped videos (at most 200
+        characters).
+    """
+
     position: int
-    #: The video's id, or None when it had no usable id (the video was then skipped).
     video_id: int | None
-    #: The wire name of the field whose value has another JSON type than documented; None when
-    #: the whole video is unusable.
     field: str | None
-    #: Why, in a few words (msgspec's message, with the path inside the field).
     reason: str
-    #: True when the video was left out of ``videos`` (no usable id, or not a JSON object).
     skipped: bool = False
-    #: The start of the video's raw JSON text, for skipped videos (at most 200 characters).
     excerpt: str = ""
 
 
 class RepostedVideosPage(_Record, frozen=True):
-    """Hold one decoded page: its videos, their raw JSON, the next cursor, whether more follow."""
+    """Hold one decoded page: its videos, their raw JSON, the next cursor, whether more follow.
+
+    :param videos: the videos, typed.
+    :param cursor: the cursor of the next page.
+    :param has_more: whether the API says more videos follow.
+    :param log_id: the answer's log_id (its error object's, else the X-Tt-Logid header's); None
+        when it carried none.
+    :param raw_videos: ``raw_videos[i]`` is the JSON object of ``videos[i]`` byte for byte as the
+        API sent it: unknown keys, nested unknown keys, the wire's types and number spellings
+        included. This is what a harvest stores and what the JSONL export writes. Empty for pages
+        built by hand.
+    :param problems: videos that did not fit the documented types: each kept (its odd fields None
+        in ``videos``, the raw JSON whole), or skipped when it had no usable id.
+    :param cursor_missing: the answer said ``has_more`` but sent no cursor (null or absent):
+        ``cursor`` is then 0, a stand-in, not a place to continue from.
+    """
 
     videos: list[Video]
     # An answer without cursor/has_more ends the walk: there is nothing to continue from.
     cursor: int = 0
     has_more: bool = False
-    #: The answer's log_id (its error object's, else the X-Tt-Logid header's); None when it
-    #: carried none.
     log_id: str | None = None
-    #: ``raw_videos[i]`` is the JSON object of ``videos[i]`` byte for byte as the API sent it:
-    #: unknown keys, nested unknown keys, the wire's types and number spellings included. This
-    #: is what a harvest stores and what the JSONL export writes. Empty for pages built by hand.
     raw_videos: list[bytes] = field(default_factory=list)
-    #: Videos that did not fit the documented types: each kept (its odd fields None in
-    #: ``videos``, the raw JSON whole), or skipped when it had no usable id.
     problems: list[VideoProblem] = field(default_factory=list)
-    #: True when the answer said ``has_more`` but sent no cursor (null or absent): ``cursor`` is
-    #: then 0, a stand-in, not a place to continue from.
     cursor_missing: bool = False
 
 
@@ -386,7 +441,11 @@ def _reason(error: Exception) -> str:
 
 
 def decode_video(raw: bytes, position: int = 0) -> tuple[Video | None, list[VideoProblem]]:
-    """Decode one video's raw JSON object, leniently; return it (None if unusable) and problems."""
+    """Decode one video's raw JSON object, leniently; return it (None if unusable) and problems.
+
+    :param raw: the video's JSON object, as bytes (a stored video's data, say).
+    :param position: its position in its page, for the problems' ``position``.
+    """
     try:
         return VIDEO_DECODER.decode(raw), []
     except _FAILURES:

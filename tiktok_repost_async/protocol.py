@@ -125,7 +125,10 @@ _PLAIN_USERNAME = re.compile(f"[A-Za-z0-9_.]{{1,{MAX_USERNAME_LENGTH}}}")
 
 
 def normalize_username(name: str) -> str:
-    """Return a username trimmed and without its leading ``@``; raise ValueError if unusable."""
+    """Return a username trimmed and without its leading ``@``; raise ValueError if unusable.
+
+    :param name: the name as given (``" @someone "`` gives ``"someone"``).
+    """
     if not isinstance(name, str):
         raise ValueError(f"username must be a str, got {type(name).__name__}")
     if _PLAIN_USERNAME.fullmatch(name):
@@ -157,7 +160,11 @@ def normalize_username(name: str) -> str:
 
 
 def normalize_fields(fields: Iterable[str] | str | None) -> tuple[str, ...]:
-    """Return the requested field names, canonical, de-duplicated, in order, ``id`` included."""
+    """Return the requested field names, canonical, de-duplicated, in order, ``id`` included.
+
+    :param fields: names, or one comma-separated string of them; None for every documented field.
+    :raises ValueError: a name the API does not document.
+    """
     if fields is None:
         return DEFAULT_FIELDS
     if isinstance(fields, str):

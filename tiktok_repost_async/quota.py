@@ -137,6 +137,15 @@ class DailyQuota:
         clock: Callable[[], float] = time.time,
         margin: float = DEFAULT_RESET_MARGIN,
     ) -> None:
+        """Make a budget of ``limit`` requests a UTC day.
+
+        :param limit: research requests allowed per UTC day (1,000 by TikTok's terms).
+        :param spent_today: requests already spent today (the store's ledger, say); may exceed
+            the limit, since collaborators share the quota.
+        :param clock: the wall clock, in epoch seconds, whose UTC day is counted.
+        :param margin: seconds past UTC midnight to wait before counting on the reset, since
+            the API's own reset lags a little.
+        """
         if not isinstance(limit, int) or isinstance(limit, bool):
             raise TypeError(f"limit must be an int, not {type(limit).__name__}")
         if limit < 1:

@@ -35,7 +35,15 @@ _RETRYABLE: tuple[type[TikTokError], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Bound the attempts of one page fetch; space them by exponential backoff with full jitter."""
+    """Bound the attempts of one page fetch; space them by exponential backoff with full jitter.
+
+    :param max_attempts: attempts of one request at most, the first included (each costs quota).
+    :param base_delay: seconds of the first backoff's ceiling, doubled at each retry.
+    :param max_delay: the most a backoff's ceiling grows to, in seconds.
+    :param max_retry_after: the longest ``Retry-After`` wait honoured, in seconds; a server may ask
+        for a long pause, but a worker is never parked longer than this.
+    :param rng: the random source of the jitter (seed one for reproducible waits).
+    """
 
     max_attempts: int = 5
     base_delay: float = 1.0

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import tempfile
 from pathlib import Path
 
 from ..quota import DEFAULT_DAILY_LIMIT, QuotaPolicy
@@ -34,12 +35,22 @@ DESCRIPTION = (
 _MADE = ("demo.db", "demo.db-wal", "demo.db-shm", "demo.db.lock", "reposts.jsonl", "changes.jsonl")
 
 
+def default_directory() -> Path:
+    """Return where the demo writes without ``--dir``: never the working directory.
+
+    Run in a checkout (as the quick start says), a ``./tiktok-demo`` would sit in the source tree
+    and ship in the next sdist; the temporary directory keeps one stable place that each run
+    replaces, and the demo prints it.
+    """
+    return Path(tempfile.gettempdir()) / "tiktok-demo"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the demo's arguments to ``parser``."""
     parser.add_argument(
         "--dir",
-        default="tiktok-demo",
-        help="directory for the demo's store, input and export (./%(default)s)",
+        help="directory for the demo's store, input and export (default: tiktok-demo in the"
+        f" system's temporary directory, {default_directory()})",
     )
     add_rate(parser)
     parser.add_argument(
@@ -62,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from ..protocol import DEFAULT_MAX_COUNT
     from ..simulator import DEMO_INPUT
 
-    directory = Path(args.dir)
+    directory = Path(args.dir) if args.dir is not None else default_directory()
     db = directory / "demo.db"
     users_file = directory / "users.txt"
     export_path = directory / "reposts.jsonl"

@@ -10,12 +10,13 @@ from typing import TypeVar
 
 from ..export import (
     FORMATS,
+    ID_TYPES,
     BinaryOutput,
     ExportError,
     MissingExtraError,
+    check_options,
     export,
     format_for_path,
-    require_format,
     write_atomically,
 )
 from ._common import DEFAULT_DB, EXIT_FAILED, EXIT_OK, CommandError, UsageError
@@ -28,7 +29,9 @@ DESCRIPTION = (
     "Write every video of the store with a reposted_by column, streamed. JSONL writes each"
     " video's JSON exactly as the API sent it; CSV and Parquet have a column per field"
     " and an 'extra' JSON column for what no column holds. Ids stay exact: CSV writes"
-    " them as sent, Parquet as decimal128(38, 0)."
+    " them as sent, Parquet as decimal128(38, 0), or both as text with --id-type string."
+    " --ids-only writes who reposted which video in which round, and nothing else: a"
+    " dataset to share under TikTok's terms."
 )
 
 _T = TypeVar("_T")
@@ -56,6 +59,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="each user's videos as observed in round N (default: its latest complete round)",
     )
+    parser.add_argument(
+        "--id-type",
+        choices=ID_TYPES,
+        default="number",
+        help="number: Parquet ids as decimal128(38, 0), CSV and JSONL as sent; string: every id"
+        " as the text of its digits, for R, Excel and readers without 20-digit integers"
+        " (csv, parquet, and jsonl with --ids-only) (%(default)s)",
+    )
+    parser.add_argument(
+        "--ids-only",
+        action="store_true",
+        help="write only reposted_by, id and round (a dehydrated dataset, for sharing)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     output: str = args.output
     fmt = args.format or (None if output == "-" else format_for_path(output)) or "jsonl"
     try:
-        require_format(fmt)
-    except MissingExtraError as exc:
+        check_options(fmt, id_type=args.id_type, ids_only=args.ids_only)
+    except (MissingExtraError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     if fmt == "parquet" and output == "-" and sys.stdout.isatty():
         # Binary in a terminal garbles it and is lost: ask for a file before anything is read.
@@ -79,7 +95,15 @@ def run(args: argparse.Namespace) -> int:
             )
 
         def write(out: BinaryOutput) -> int:
-            return export(store, out, fmt, provenance=args.provenance, round=args.round)
+            return export(
+                store,
+                out,
+                fmt,
+                provenance=args.provenance,
+                round=args.round,
+                id_type=args.id_type,
+                ids_only=args.ids_only,
+            )
 
         try:
             count = write_output(output, write)
@@ -88,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     if count is None:
         return EXIT_FAILED
     where = "standard output" if output == "-" else output
-    print(f"exported {count:,} videos to {where} ({fmt})", file=sys.stderr)
+    what = "video ids (--ids-only)" if args.ids_only else "videos"
+    print(f"exported {count:,} {what} to {where} ({fmt})", file=sys.stderr)
     return EXIT_OK
 
 

@@ -60,7 +60,16 @@ class StoreLockedError(StoreError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class UserRecord:
-    """Hold one user's row: state, next cursor and what the walk has cost and brought so far."""
+    """Hold one user's row: state, next cursor and what the walk has cost and brought so far.
+
+    :param username: the user.
+    :param state: where the user stands (`UserState`).
+    :param cursor: the cursor the next walk continues from.
+    :param pages: pages stored, over every run.
+    :param videos: videos stored, over every run.
+    :param requests: research requests spent on the user, over every run.
+    :param error: the last error of a failed (or not found, unavailable) user, else None.
+    """
 
     username: str
     state: UserState
@@ -144,23 +153,27 @@ class PageCommit:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RoundRecord:
-    """Hold one round of a panel: when it started, how, and where its users stand."""
+    """Hold one round of a panel: when it started, how, and where its users stand.
+
+    :param number: the round's number, from 1.
+    :param started_at: when it started (UTC, ISO 8601).
+    :param stop_at_known: the round's walks stop at the first page holding a video of the user's
+        previous round (their ``partial`` users saw only the new head of their list).
+    :param users: users per state in this round (every state present, 0 when none).
+    :param partial: users whose ``done`` walk stopped at a known video.
+    :param videos: observations of videos stored in this round.
+    :param requests: research requests of the runs of this round.
+    :param input_read: False while a run on the round has not read its input to the end (killed,
+        or stopped, before the last name arrived): the round may hold more users than it shows.
+    """
 
     number: int
     started_at: str
-    #: True when the round's walks stop at the first page holding a video of the user's
-    #: previous round (their ``partial`` users saw only the new head of their list).
     stop_at_known: bool
-    #: Users per state in this round (every state present, 0 when none).
     users: dict[UserState, int]
-    #: Users whose ``done`` walk stopped at a known video.
     partial: int
-    #: Observations of videos stored in this round.
     videos: int
-    #: Research requests of the runs of this round.
     requests: int
-    #: False while a run on the round has not read its input to the end (killed, or stopped,
-    #: before the last name arrived): the round may hold more users than it shows.
     input_read: bool = True
 
     @property
@@ -184,7 +197,21 @@ class RoundRecord:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunRecord:
-    """Hold one harvest run: when, by which version, how the data was asked for, what it cost."""
+    """Hold one harvest run: when, by which version, how the data was asked for, what it cost.
+
+    :param id: the run's number in the store, from 1.
+    :param started_at: when it started (UTC, ISO 8601).
+    :param ended_at: when it ended (UTC, ISO 8601); None while running or if it was killed.
+    :param version: the package version that ran it.
+    :param fields: the video fields it asked for.
+    :param max_count: the videos per request it asked for.
+    :param requests: research requests it spent.
+    :param pages: pages it stored.
+    :param videos: new videos it stored.
+    :param outcome: how the run ended: ``finished``, ``stopped: <reason>``, ``interrupted`` (the
+        caller stopped early, Ctrl-C), ``error: <type>``, or ``killed`` (found unended by a later
+        run); None while running, or until a later run finds that its process died.
+    """
 
     id: int
     started_at: str
@@ -195,7 +222,4 @@ class RunRecord:
     requests: int
     pages: int
     videos: int
-    #: How the run ended: ``finished``, ``stopped: <reason>``, ``interrupted`` (the caller stopped
-    #: early, Ctrl-C), ``error: <type>``, or ``killed`` (found unended by a later run); None while
-    #: running, or until a later run finds that its process died.
     outcome: str | None

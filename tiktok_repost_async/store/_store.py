@@ -19,6 +19,7 @@ import msgspec
 
 from ..errors import StoreError
 from . import _lock
+from ._frames import _StoreFrames
 from ._reading import _StoreReading
 from ._records import (
     PageCommit,
@@ -56,7 +57,7 @@ _BUSY_TIMEOUT_S: Final = 30.0
 _ROWS_ENCODER = msgspec.json.Encoder()
 
 
-class Store(_StoreReading, _StoreRounds):
+class Store(_StoreReading, _StoreRounds, _StoreFrames):
     """Open (or create) a harvest store: users, their cursors, videos and the request ledger."""
 
     def __init__(
@@ -68,6 +69,20 @@ class Store(_StoreReading, _StoreRounds):
         create: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """Open the store at ``path``, creating it (with ``fields`` and ``max_count``) if allowed.
+
+        :param path: the SQLite file (and its ``-wal``, ``-shm`` and ``.lock`` sidecars beside it).
+        :param fields: the video fields a new store is made for; an existing store must match
+            (None: take the store's own).
+        :param max_count: the page size a new store is made for; an existing store must match
+            (None: take the store's own).
+        :param create: make the file when it does not exist (False: a missing file is a
+            `StoreError`, never an empty new store).
+        :param clock: the wall clock whose UTC day the request ledger counts.
+        :raises StoreError: no store there (and not allowed to create one), or the file is not
+            a harvest store.
+        :raises StoreMismatchError: the store was made for other fields or max_count.
+        """
         self._path = Path(path)
         self._clock = clock
         self._skipped_buffer: list[tuple[int, str, str]] = []
