@@ -32,6 +32,7 @@ _COMMANDS: Final = {
     "status": "show a store's users per state, videos, requests, problems and quota plan",
     "export": "write a store's videos as JSONL, CSV or Parquet",
     "diff": "write what changed in each user's reposts between two rounds of a panel",
+    "refresh": "check the stored videos with TikTok and delete those no longer available",
     "serve": "run the Research API simulator for your own tests and tools",
     "demo": "harvest a built-in sample from a local simulator, then summarise and export it",
 }
