@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     )
     from .protocol import DEFAULT_BASE_URL, normalize_fields, normalize_username
     from .quota import DailyQuota, QuotaPolicy
-    from .refresh import Refresher, RefreshReport, refresh
+    from .refresher import Refresher, RefreshReport, refresh
     from .retry import RetryPolicy
     from .store import (
         RefreshRecord,
@@ -130,9 +130,9 @@ _LAZY: dict[str, str] = {
     "DailyQuota": "quota",
     "QuotaPolicy": "quota",
     "RetryPolicy": "retry",
-    "RefreshReport": "refresh",
-    "Refresher": "refresh",
-    "refresh": "refresh",
+    "RefreshReport": "refresher",
+    "Refresher": "refresher",
+    "refresh": "refresher",
     "RefreshRecord": "store",
     "RoundRecord": "store",
     "RunRecord": "store",

@@ -29,7 +29,7 @@ from ._stores import open_existing
 
 if TYPE_CHECKING:
     from ..client import RepostClient
-    from ..refresh import RefreshReport
+    from ..refresher import RefreshReport
     from ..store import Store
 
 __all__ = ["DESCRIPTION", "add_arguments", "due_line", "run"]
@@ -45,7 +45,7 @@ DESCRIPTION = (
 
 def add_refresh_days(parser: argparse.ArgumentParser) -> None:
     """Add ``--refresh-days``, the days between two refreshes that the store's clock counts."""
-    from ..refresh import REFRESH_DAYS
+    from ..refresher import REFRESH_DAYS
 
     parser.add_argument(
         "--refresh-days",
@@ -61,7 +61,7 @@ def add_refresh_days(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the refresh's arguments to ``parser``."""
     from ..client import ENV_BASE_URL
-    from ..refresh import POLL_FIRST_WAIT, POLL_TIMEOUT
+    from ..refresher import POLL_FIRST_WAIT, POLL_TIMEOUT
 
     parser.add_argument("--db", default=DEFAULT_DB, help="the store (%(default)s)")
     parser.add_argument(
@@ -144,7 +144,7 @@ async def _refresh(
     client: RepostClient, store: Store, args: argparse.Namespace, console: Console
 ) -> int:
     from ..errors import AuthError
-    from ..refresh import Refresher
+    from ..refresher import Refresher
     from ..store import StoreLockedError
 
     async with client:

@@ -24,7 +24,7 @@ recorded whether a run read its whole input) is migrated likewise; its rounds co
 Version 3 (stores made before the refresh) gains the refresh's tables. A store of a newer schema
 is refused.
 
-A refresh (`tiktok_repost_async.refresh`) deletes what TikTok no longer serves without a trace:
+A refresh (`tiktok_repost_async.refresher`) deletes what TikTok no longer serves without a trace:
 with ``secure_delete`` on, then a checkpoint that truncates the WAL, so a removed video's bytes
 are in none of the store's files; its audit (`Store.refreshes`) keeps counts and task ids only.
 

@@ -1,5 +1,8 @@
 """Keep a store within TikTok's terms: check every stored video id, delete what is gone.
 
+`refresh` (and `Refresher` behind it) lives here, beside `harvester` and its `harvest`: a module
+named `refresh` would hide the function of the same name in the package.
+
 TikTok's Research Tools terms ask researchers to refresh their stored data regularly (every 15
 days by the stricter reading) and to delete what is no longer available. `refresh` does that for
 a store: it takes every distinct stored video id, 10,000 a task (`MAX_TASK_IDS`), asks the Batch
@@ -71,7 +74,7 @@ __all__ = [
     "refresh",
 ]
 
-logger = logging.getLogger("tiktok_repost_async.refresh")
+logger = logging.getLogger("tiktok_repost_async.refresher")
 
 #: The days between two refreshes by default: the stricter reading of TikTok's terms (reported
 #: as 15 days in 2023; the 2026 terms are quoted as 30). The live terms decide.
