@@ -59,7 +59,7 @@ from .errors import (
 )
 from .gate import Gate
 from .quota import DailyQuota, QuotaPolicy, utc_day
-from .store import RefreshBatch, Store
+from .store import REFRESH_DAYS, RefreshBatch, Store
 
 __all__ = [
     "MAX_TASK_ATTEMPTS",
@@ -76,9 +76,6 @@ __all__ = [
 
 logger = logging.getLogger("tiktok_repost_async.refresher")
 
-#: The days between two refreshes by default: the stricter reading of TikTok's terms (reported
-#: as 15 days in 2023; the 2026 terms are quoted as 30). The live terms decide.
-REFRESH_DAYS: Final = 15
 #: Tasks made per batch and run at most: a Failed one is made again once.
 MAX_TASK_ATTEMPTS: Final = 2
 #: Seconds before a new task's first status poll; each later wait is twice the one before, up to

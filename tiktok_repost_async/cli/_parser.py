@@ -19,6 +19,7 @@ from ._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, CommandError
 
 __all__ = [
     "add_progress",
+    "add_refresh_days",
     "add_verbosity",
     "build_parser",
     "int_in",
@@ -141,6 +142,21 @@ def add_rate(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_REQUESTS_PER_SECOND,
         metavar="PER_SECOND",
         help="requests per second at most (%(default)g)",
+    )
+
+
+def add_refresh_days(parser: argparse.ArgumentParser) -> None:
+    """Add ``--refresh-days``, the days between two refreshes that the store's clock counts."""
+    from ..store import REFRESH_DAYS
+
+    parser.add_argument(
+        "--refresh-days",
+        type=int_in(1),
+        default=REFRESH_DAYS,
+        metavar="N",
+        help="a refresh is due this many days after the last one, or after the oldest stored"
+        " page before any (%(default)s, the stricter reading of TikTok's terms; the live terms"
+        " decide)",
     )
 
 

@@ -22,7 +22,7 @@ from ._common import (
     UsageError,
 )
 from ._console import Console, logger, make_console
-from ._parser import add_rate, add_verbosity, int_in, positive_float
+from ._parser import add_rate, add_refresh_days, add_verbosity, int_in, positive_float
 from ._run import authenticate, credentials, make_client
 from ._signals import StopSignals
 from ._stores import open_existing
@@ -41,21 +41,6 @@ DESCRIPTION = (
     f" for this regularly. Credentials come from {ENV_CLIENT_KEY} and {ENV_CLIENT_SECRET}."
     " Running the same command again resumes with the same tasks."
 )
-
-
-def add_refresh_days(parser: argparse.ArgumentParser) -> None:
-    """Add ``--refresh-days``, the days between two refreshes that the store's clock counts."""
-    from ..refresher import REFRESH_DAYS
-
-    parser.add_argument(
-        "--refresh-days",
-        type=int_in(1),
-        default=REFRESH_DAYS,
-        metavar="N",
-        help="a refresh is due this many days after the last one, or after the oldest stored"
-        " page before any (%(default)s, the stricter reading of TikTok's terms; the live terms"
-        " decide)",
-    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

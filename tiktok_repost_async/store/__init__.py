@@ -54,12 +54,13 @@ from ._records import (
     UserRecord,
     UserState,
 )
-from ._refreshes import RefreshBatch, RefreshRecord
+from ._refreshes import REFRESH_DAYS, RefreshBatch, RefreshRecord
 from ._schema import SCHEMA_VERSION
 from ._store import Store
 
 __all__ = [
     "FINAL_STATES",
+    "REFRESH_DAYS",
     "SCHEMA_VERSION",
     "SKIPPED_ROWS_KEPT",
     "PageCommit",

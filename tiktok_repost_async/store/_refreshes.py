@@ -21,10 +21,13 @@ from ..errors import StoreError
 from ._core import _StoreCore
 from ._records import _check_count, _utc_stamp
 
-__all__ = ["RefreshBatch", "RefreshRecord"]
+__all__ = ["REFRESH_DAYS", "RefreshBatch", "RefreshRecord"]
 
 logger = logging.getLogger("tiktok_repost_async.store")
 
+#: The days between two refreshes by default: the stricter reading of TikTok's terms (reported
+#: as 15 days in 2023; the 2026 terms are quoted as 30). The live terms decide.
+REFRESH_DAYS: Final = 15
 # Rows of one statement's IN list at most (SQLite's bound on host parameters was 999 before 3.32).
 _IN_CHUNK: Final = 500
 # The states of a batch: no task yet, a task made and not yet answered, its tasks Failed, done.
