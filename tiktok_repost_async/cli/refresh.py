@@ -178,15 +178,21 @@ def _summarise(
         return
     tasks = len(report.task_ids)
     begun = "resumed" if report.resumed else "begun"
+    found = (
+        f"{report.removed:,} no longer available, deleted ({report.observations_removed:,}"
+        " stored copies in all)"
+        if report.removed
+        else "none gone"
+    )
     console.line(
         f"refresh {report.refresh_id} ({begun}): {report.checked:,} video ids checked in"
-        f" {tasks:,} task{'s' if tasks != 1 else ''}; {report.removed:,} no longer available,"
-        f" deleted ({report.observations_removed:,} stored observations in all)"
+        f" {tasks:,} task{'s' if tasks != 1 else ''}: {found}"
     )
     if report.users_checked or args.users:
+        their = "its" if report.users_removed == 1 else "their"
         console.line(
             f"users: {report.users_checked:,} re-checked, {report.users_removed:,} now not found"
-            " or refusing access, their data deleted"
+            f" or refusing access: {their} data deleted"
         )
     spent = store.requests_on(utc_day(time.time()))
     left = max(args.daily_quota - spent, 0)
