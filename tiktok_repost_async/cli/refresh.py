@@ -191,8 +191,12 @@ def _summarise(
     if report.users_checked or args.users:
         their = "its" if report.users_removed == 1 else "their"
         console.line(
-            f"users: {report.users_checked:,} re-checked, {report.users_removed:,} now not found"
-            f" or refusing access: {their} data deleted"
+            f"users: {report.users_checked:,} re-checked, "
+            + (
+                f"{report.users_removed:,} now not found or refusing access: {their} data deleted"
+                if report.users_removed
+                else "all still available"
+            )
         )
     spent = store.requests_on(utc_day(time.time()))
     left = max(args.daily_quota - spent, 0)
