@@ -107,6 +107,8 @@ class RefreshReport:
     detail: str | None
     #: Distinct video ids the refresh checks (all of its batches).
     checked: int
+    #: Of those, the ids whose task's answer was applied so far (all of them once finished).
+    answered: int
     #: Distinct video ids found gone and deleted, by the whole refresh so far.
     removed: int
     #: Observations (rows: one per user and round) deleted, users' included.
@@ -286,6 +288,9 @@ class Refresher:
             outcome=outcome,
             detail=detail,
             checked=final.checked,
+            answered=sum(
+                batch.size for batch in store.refresh_batches(final.id) if batch.state == "applied"
+            ),
             removed=final.removed,
             observations_removed=final.observations_removed,
             users_checked=final.users_checked,

@@ -183,10 +183,17 @@ def _summarise(
         " stored copies in all)"
         if report.removed
         else "none gone"
+        if report.answered == report.checked
+        else "none found gone yet"
+    )
+    checked = (
+        f"{report.checked:,} video ids checked"
+        if report.answered == report.checked
+        else f"{report.answered:,} of {report.checked:,} video ids checked so far"
     )
     console.line(
-        f"refresh {report.refresh_id} ({begun}): {report.checked:,} video ids checked in"
-        f" {tasks:,} task{'s' if tasks != 1 else ''}: {found}"
+        f"refresh {report.refresh_id} ({begun}): {checked} in {tasks:,}"
+        f" task{'s' if tasks != 1 else ''}: {found}"
     )
     if report.users_checked or args.users:
         their = "its" if report.users_removed == 1 else "their"
