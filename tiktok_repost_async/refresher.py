@@ -132,7 +132,7 @@ class RefreshReport:
         return self.outcome == "finished"
 
 
-class _Stop(Exception):
+class _Stop(TikTokError):
     """End the run with an outcome of the refresh's own (suspicious, processing, unhealthy)."""
 
     def __init__(self, outcome: str, detail: str) -> None:

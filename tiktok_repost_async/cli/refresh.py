@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 import time
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from ._common import (
     UsageError,
 )
 from ._console import Console, logger, make_console
-from ._parser import add_rate, add_refresh_days, add_verbosity, int_in, positive_float
+from ._parser import add_rate, add_refresh_days, add_verbosity, int_in
 from ._run import authenticate, credentials, make_client
 from ._signals import StopSignals
 from ._stores import open_existing
@@ -98,9 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _seconds(text: str) -> float:
-    if text.strip() in ("0", "0.0"):
-        return 0.0
-    return positive_float(text)
+    """Return ``text`` as a finite number of seconds >= 0, or raise ArgumentTypeError."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
