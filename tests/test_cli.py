@@ -781,6 +781,20 @@ def test_demo_panel_harvests_a_second_round_and_writes_what_changed(tmp_path: Pa
     assert f"{sum(c['change'] == 'added' for c in changes):,} reposts added" in result.stdout
     with Store(folder / "demo.db", create=False) as store:
         first, second = store.rounds()
+        # Then a refresh deleted, from every round, what the week removed: the simulator's truth.
+        names = [record.username for record in store.iter_users()]
+        [audit] = store.refreshes()
+    # What a week removed from the lists, but for a stalled cursor's: its walk sees two pages,
+    # and a video that the week's new reposts pushed past them is out of sight, not deleted.
+    gone = {
+        video_id
+        for name in names
+        if sim.user_kind(name) != "stall"
+        for video_id in sim.changes(name, 0, 1)["removed"]
+    }
+    assert gone
+    assert audit.removed == len(gone)
+    assert f"{len(gone):,} no longer available" in result.stdout
     assert second.stop_at_known
     # A repeat round with --stop-at-known costs about one request per user.
     assert second.requests < first.requests / 2

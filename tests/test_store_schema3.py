@@ -145,7 +145,7 @@ def test_a_version_2_store_is_migrated_in_place_and_its_rounds_keep_their_standi
         assert store.start_round() == (3, True)
     with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
-        assert meta["schema_version"] == str(SCHEMA_VERSION) == "3"
+        assert meta["schema_version"] == str(SCHEMA_VERSION) == "4"  # through 3 to 4
         assert "migrated_at" in meta
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -54,8 +54,10 @@ if TYPE_CHECKING:
     )
     from .protocol import DEFAULT_BASE_URL, normalize_fields, normalize_username
     from .quota import DailyQuota, QuotaPolicy
+    from .refresher import Refresher, RefreshReport, refresh
     from .retry import RetryPolicy
     from .store import (
+        RefreshRecord,
         RoundRecord,
         RunRecord,
         Store,
@@ -128,6 +130,10 @@ _LAZY: dict[str, str] = {
     "DailyQuota": "quota",
     "QuotaPolicy": "quota",
     "RetryPolicy": "retry",
+    "RefreshReport": "refresher",
+    "Refresher": "refresher",
+    "refresh": "refresher",
+    "RefreshRecord": "store",
     "RoundRecord": "store",
     "RunRecord": "store",
     "DiffError": "diff",
@@ -173,6 +179,9 @@ __all__ = [
     "QuotaExhaustedError",
     "QuotaPolicy",
     "RateLimitError",
+    "RefreshRecord",
+    "RefreshReport",
+    "Refresher",
     "RepostClient",
     "RepostedVideosPage",
     "RequestTimeoutError",
@@ -213,4 +222,5 @@ __all__ = [
     "make_limiter",
     "normalize_fields",
     "normalize_username",
+    "refresh",
 ]

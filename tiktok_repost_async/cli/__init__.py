@@ -1,13 +1,13 @@
-"""The ``tiktok-reposts`` command: harvest, status, export, diff, serve and demo.
+"""The ``tiktok-reposts`` command: harvest, status, export, diff, refresh, serve and demo.
 
 Exit statuses: 0 when every user of the run reached a final state; 1 when the run finished but
 some users failed (the next run retries them) or the API could not be reached; 2 for usage and
 configuration errors (one line, no traceback); 75 when the run stopped early, resumable, on the
 daily quota or on Ctrl-C / SIGTERM.
 
-One module per command (``harvest``, ``status``, ``export``, ``diff``, ``serve``, ``demo``),
-each imported only when its command runs or shows its help; ``plan`` estimates the quota days
-left. The names below load on first use, so that importing ``main`` stays cheap.
+One module per command (``harvest``, ``status``, ``export``, ``diff``, ``refresh``, ``serve``,
+``demo``), each imported only when its command runs or shows its help; ``plan`` estimates the
+quota days left. The names below load on first use, so that importing ``main`` stays cheap.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from ._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, CommandError
 
 __all__ = [
     "add_progress",
+    "add_refresh_days",
     "add_verbosity",
     "build_parser",
     "int_in",
@@ -32,6 +33,7 @@ _COMMANDS: Final = {
     "status": "show a store's users per state, videos, requests, problems and quota plan",
     "export": "write a store's videos as JSONL, CSV or Parquet",
     "diff": "write what changed in each user's reposts between two rounds of a panel",
+    "refresh": "check the stored videos with TikTok and delete those no longer available",
     "serve": "run the Research API simulator for your own tests and tools",
     "demo": "harvest a built-in sample from a local simulator, then summarise and export it",
 }
@@ -140,6 +142,21 @@ def add_rate(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_REQUESTS_PER_SECOND,
         metavar="PER_SECOND",
         help="requests per second at most (%(default)g)",
+    )
+
+
+def add_refresh_days(parser: argparse.ArgumentParser) -> None:
+    """Add ``--refresh-days``, the days between two refreshes that the store's clock counts."""
+    from ..store import REFRESH_DAYS
+
+    parser.add_argument(
+        "--refresh-days",
+        type=int_in(1),
+        default=REFRESH_DAYS,
+        metavar="N",
+        help="a refresh is due this many days after the last one, or after the oldest stored"
+        " page before any (%(default)s, the stricter reading of TikTok's terms; the live terms"
+        " decide)",
     )
 
 

@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import dataclasses
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..quota import DEFAULT_DAILY_LIMIT, QuotaPolicy
 from ..store import Store
@@ -24,6 +26,9 @@ from ._console import Console, logger, make_console
 from ._input import UserLines
 from ._parser import add_progress, add_rate, add_verbosity
 from ._run import HarvestSettings, authenticate, make_client, run_harvest
+
+if TYPE_CHECKING:
+    from ..client import RepostClient
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
 
@@ -57,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--panel",
         action="store_true",
         help="then a week passes at the simulator: harvest a second round with --new-round"
-        " --stop-at-known and write what changed (changes.jsonl)",
+        " --stop-at-known, write what changed (changes.jsonl), and refresh the store (delete"
+        " what TikTok no longer serves)",
     )
     add_progress(parser)
     add_verbosity(parser)
@@ -101,16 +107,23 @@ def run(args: argparse.Namespace) -> int:
     console = make_console(args.verbose - args.quiet)
     panel = ""
     with Store(db, fields=VIDEO_FIELDS, max_count=DEFAULT_MAX_COUNT) as store:
-        status = asyncio.run(_demo(store, users_file, args.rate, settings, console))
+        status, _ = asyncio.run(_demo(store, users_file, args.rate, settings, console))
         if status == EXIT_RESUMABLE:
             return status
         table = _table(store)
         if args.panel:
             later = dataclasses.replace(settings, new_round=True, stop_at_known=True)
-            status = asyncio.run(_demo(store, users_file, args.rate, later, console, epoch=1))
+
+            async def then(client: RepostClient) -> str:
+                # The diff first (what the week changed), then the refresh that TikTok's terms
+                # ask for, against the same simulator: what the week removed goes from round 1.
+                return _panel(store, directory / "changes.jsonl") + await _refresh(client, store)
+
+            status, panel = asyncio.run(
+                _demo(store, users_file, args.rate, later, console, epoch=1, then=then)
+            )
             if status == EXIT_RESUMABLE:
                 return status
-            panel = _panel(store, directory / "changes.jsonl")
         exported = export_to_path(store, export_path, "jsonl")
         skipped = sum(store.skipped_counts().values())
     out = stdout()
@@ -135,7 +148,8 @@ async def _demo(
     console: Console,
     *,
     epoch: int = 0,
-) -> int:
+    then: Callable[[RepostClient], Awaitable[str]] | None = None,
+) -> tuple[int, str]:
     from ..simulator import (
         DEMO_INPUT,
         TEST_CLIENT_KEY,
@@ -170,9 +184,30 @@ async def _demo(
         async with client:
             await authenticate(client)
             users = UserLines(str(users_file))
-            return await run_harvest(client, store, users, settings, console)
+            status = await run_harvest(client, store, users, settings, console)
+            if then is None or status == EXIT_RESUMABLE:
+                return status, ""
+            return status, await then(client)
     finally:
         await simulator.close()
+
+
+async def _refresh(client: RepostClient, store: Store) -> str:
+    """Refresh the demo's store against its simulator; return a few lines about it."""
+    from ..refresher import Refresher
+
+    # The simulator's tasks complete at once: a short first wait keeps the demo quick.
+    report = await Refresher(client, store, poll_first_wait=0.2).run()
+    if not report.finished:
+        return f"refresh: {report.outcome} ({report.detail})\n\n"
+    return (
+        f"refresh, as TikTok's terms ask ({PROG} refresh --db {store.path}):\n"
+        f"  {report.checked:,} stored video ids checked in {len(report.task_ids):,} compliance"
+        f" task{'s' if len(report.task_ids) != 1 else ''}, {report.requests:,} requests;"
+        f" {report.removed:,} no longer available,\n"
+        f"  deleted from every round ({report.observations_removed:,} stored copies), without"
+        " trace in the store's files\n\n"
+    )
 
 
 def _panel(store: Store, path: Path) -> str:

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from ..models import VIDEO_FIELDS
 from ..protocol import DEFAULT_BASE_URL, DEFAULT_MAX_COUNT, MAX_COUNT_LIMIT, normalize_fields
 from ..quota import DEFAULT_DAILY_LIMIT, QuotaPolicy
 from ..store import Store
-from ._common import DEFAULT_DB, ENV_CLIENT_KEY, ENV_CLIENT_SECRET, RESUME_HINT, UsageError
-from ._console import Console, make_console
+from ._common import (
+    DEFAULT_DB,
+    ENV_CLIENT_KEY,
+    ENV_CLIENT_SECRET,
+    PROG,
+    RESUME_HINT,
+    UsageError,
+)
+from ._console import Console, logger, make_console
 from ._input import UserLines
-from ._parser import add_progress, add_rate, add_verbosity, int_in
+from ._parser import add_progress, add_rate, add_refresh_days, add_verbosity, int_in
 from ._run import HarvestSettings, authenticate, credentials, make_client, run_harvest
 from ._stores import create_store, open_for_harvest
 
@@ -103,6 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url", help=f"API base URL ({ENV_BASE_URL}, else {DEFAULT_BASE_URL})"
     )
+    add_refresh_days(parser)
     add_progress(parser)
     add_verbosity(parser)
 
@@ -151,11 +160,29 @@ def run(args: argparse.Namespace) -> int:
             resume_hint=RESUME_HINT,
         )
         console = make_console(args.verbose - args.quiet)
+        if store is not None:
+            _warn_if_refresh_overdue(store, args.refresh_days)
         return asyncio.run(_harvest(client, store, args.db, users, settings, console))
     finally:
         users.close()
         if store is not None:
             store.close()
+
+
+def _warn_if_refresh_overdue(store: Store, days: int) -> None:
+    """Say in one warning line that the store is due for a refresh (TikTok's terms), if it is."""
+    due = store.refresh_due(days)
+    if due is not None and due <= time.time():
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(due))
+        logger.warning(
+            "a refresh of %s is overdue since %s (every %d days, TikTok's terms): run %s refresh"
+            " --db %s",
+            store.path,
+            when,
+            days,
+            PROG,
+            store.path,
+        )
 
 
 async def _harvest(

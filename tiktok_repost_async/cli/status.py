@@ -15,9 +15,9 @@ import msgspec
 
 from ..models import VIDEO_FIELDS
 from ..quota import DEFAULT_DAILY_LIMIT, utc_day
-from ..store import FINAL_STATES, RunRecord, Store, UserState
-from ._common import DEFAULT_DB, EXIT_FAILED, EXIT_OK, stdout
-from ._parser import int_in
+from ..store import FINAL_STATES, REFRESH_DAYS, RefreshRecord, RunRecord, Store, UserState
+from ._common import DEFAULT_DB, EXIT_FAILED, EXIT_OK, PROG, stdout
+from ._parser import add_refresh_days, int_in
 from ._stores import open_existing
 from .plan import QuotaPlan, estimate_plan, pages_seen
 
@@ -25,6 +25,8 @@ __all__ = [
     "DESCRIPTION",
     "FailedUser",
     "IncompleteUser",
+    "RefreshClock",
+    "RefreshRow",
     "RequestsToday",
     "RoundRow",
     "RunRow",
@@ -129,6 +131,65 @@ class SkippedLines(msgspec.Struct, frozen=True):
     lines: list[SkippedLine]
 
 
+class RefreshRow(msgspec.Struct, frozen=True):
+    """One refresh: when, what it checked and removed, what it spent, its tasks."""
+
+    refresh: int
+    started_at: str
+    ended_at: str | None
+    #: finished, incomplete, stopped: <reason>, error: <type>; None while running or killed.
+    outcome: str | None
+    checked: int
+    removed: int
+    observations_removed: int
+    users_checked: int
+    users_removed: int
+    requests: int
+    task_ids: list[str]
+
+
+class RefreshClock(msgspec.Struct, frozen=True):
+    """Where the store stands with TikTok's duty to refresh: the last refresh, the next one."""
+
+    every_days: int
+    #: The latest refresh, whatever its outcome (None: never refreshed).
+    last: RefreshRow | None
+    #: When the last finished refresh began (None: none finished).
+    last_finished: str | None
+    #: When the next refresh is due, UTC (None: nothing stored).
+    due: str | None
+    overdue: bool
+
+
+def _refresh_row(record: RefreshRecord) -> RefreshRow:
+    return RefreshRow(
+        record.id,
+        record.started_at,
+        record.ended_at,
+        record.outcome,
+        record.checked,
+        record.removed,
+        record.observations_removed,
+        record.users_checked,
+        record.users_removed,
+        record.requests,
+        list(record.task_ids),
+    )
+
+
+def _refresh_clock(store: Store, days: int, now: float) -> RefreshClock:
+    refreshes = store.refreshes()
+    finished = next((r.started_at for r in refreshes if r.finished), None)
+    due = store.refresh_due(days)
+    return RefreshClock(
+        every_days=days,
+        last=_refresh_row(refreshes[0]) if refreshes else None,
+        last_finished=finished,
+        due=None if due is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due)),
+        overdue=due is not None and due <= now,
+    )
+
+
 class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     """Hold everything ``status`` shows; ``to_json`` is what ``status --json`` prints."""
 
@@ -149,6 +210,8 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     runs_total: int
     skipped: SkippedLines
     plan: QuotaPlan
+    #: The refresh's clock (TikTok's terms): the last refresh and when the next is due.
+    refresh: RefreshClock | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as plain JSON values (dicts, lists, str, int, float, None)."""
@@ -191,7 +254,12 @@ def _spent_by_api(last_run: RunRecord | None, day: str) -> bool:
 
 
 def status_report(
-    store: Store, *, daily_quota: int, limit: int | None, now: float | None = None
+    store: Store,
+    *,
+    daily_quota: int,
+    limit: int | None,
+    now: float | None = None,
+    refresh_days: int = REFRESH_DAYS,
 ) -> StatusReport:
     """Return what ``status`` shows: users per state, videos, requests, problems, quota plan.
 
@@ -199,6 +267,7 @@ def status_report(
     :param daily_quota: the research requests per UTC day that "left" and the plan count with.
     :param limit: failed and incomplete users and skipped lines listed at most (None: all).
     :param now: the current time, epoch seconds (None: the clock's); it decides "today".
+    :param refresh_days: the days between two refreshes (TikTok's terms) the clock counts.
     """
     now = time.time() if now is None else now
     counts = store.state_counts()
@@ -268,6 +337,7 @@ def status_report(
             ],
         ),
         plan=_plan(store, daily_quota=daily_quota, left_today=left, now=now),
+        refresh=_refresh_clock(store, refresh_days, now),
     )
 
 
@@ -379,6 +449,39 @@ def _videos_line(report: StatusReport) -> str:
     )
 
 
+def _refresh_lines(report: StatusReport) -> list[str]:
+    clock = report.refresh
+    if clock is None:
+        return []
+    every = f"every {clock.every_days} days"
+    last = clock.last
+    if last is None:
+        lines = ["refresh   never"]
+    else:
+        how = last.outcome or "running, or killed (the next refresh resumes it)"
+        lines = [
+            f"refresh   #{last.refresh} begun {last.started_at}, {how}:"
+            f" {last.checked:,} ids checked, {last.removed:,} removed"
+            + (
+                f", {last.users_checked:,} users re-checked, {last.users_removed:,} removed"
+                if last.users_checked
+                else ""
+            )
+            + f"; {last.requests:,} requests, {len(last.task_ids):,}"
+            + (" task" if len(last.task_ids) == 1 else " tasks")
+        ]
+    if clock.due is None:
+        lines.append(f"          nothing stored to refresh ({every})")
+    elif clock.overdue:
+        lines.append(
+            f"          OVERDUE since {clock.due} ({every}, TikTok's terms):"
+            f" {PROG} refresh --db {report.store}"
+        )
+    else:
+        lines.append(f"          next due {clock.due} ({every})")
+    return lines
+
+
 def status_text(report: StatusReport) -> str:
     """Return the report as the text table ``status`` prints."""
     users = report.users
@@ -400,6 +503,7 @@ def status_text(report: StatusReport) -> str:
         f" {requests.left:,} left of {requests.daily_quota:,}"
         + (" (the API said today's quota is spent)" if requests.quota_spent_by_api else ""),
         *_plan_lines(report.plan),
+        *_refresh_lines(report),
     ]
     return "\n".join(lines + _table_lines(report) + _problem_lines(report))
 
@@ -420,8 +524,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="for a monitoring job: exit 1, with one line each on standard error, when something"
         " needs a person (failed users; a last run stopped by an API that stayed down, by a"
-        " repeat round coming back empty, or by an error)",
+        " repeat round coming back empty, or by an error; a refresh overdue, or the last one"
+        " stopped on a suspicious answer, incomplete or ended by an error)",
     )
+    add_refresh_days(parser)
     parser.add_argument(
         "--limit",
         type=int_in(0),
@@ -435,7 +541,10 @@ def run(args: argparse.Namespace) -> int:
     """Run ``status``; return the exit status."""
     with open_existing(args.db) as store:
         report = status_report(
-            store, daily_quota=args.daily_quota, limit=args.limit if args.limit else None
+            store,
+            daily_quota=args.daily_quota,
+            limit=args.limit if args.limit else None,
+            refresh_days=args.refresh_days,
         )
     out = stdout()
     if args.json:
@@ -472,4 +581,17 @@ def needs_a_person(report: StatusReport) -> list[str]:
             problems.append(f"run {last.run} {outcome}: {_ALARMING_STOPS[outcome]}")
         elif outcome.startswith("error"):
             problems.append(f"run {last.run} ended in an {outcome}")
+    clock = report.refresh
+    if clock is not None:
+        if clock.overdue:
+            problems.append(
+                f"a refresh is overdue since {clock.due} (every {clock.every_days} days, TikTok's"
+                f" terms): {PROG} refresh --db {report.store}"
+            )
+        last_refresh = clock.last
+        outcome = (last_refresh.outcome or "") if last_refresh is not None else ""
+        if last_refresh is not None and (
+            outcome in ("incomplete", "stopped: suspicious") or outcome.startswith("error")
+        ):
+            problems.append(f"refresh {last_refresh.refresh} ended {outcome}")
     return problems

@@ -153,6 +153,8 @@ class Simulator(_Faults):
         self._base_url: str | None = None
         self._tasks = TaskBook(self.config.seed)
         self._compliance_script: deque[Fault] = deque()
+        # Users whose account went away after they were served: username -> missing or private.
+        self._gone: dict[str, str] = {}
 
     # -- running -------------------------------------------------------------------------------
 
@@ -251,6 +253,17 @@ class Simulator(_Faults):
                 kinds = ", ".join(COMPLIANCE_FAULTS)
                 raise ValueError(f"{fault.value!r} is not a compliance fault; kinds: {kinds}")
         self._compliance_script.extend(added)
+
+    def remove_user(self, username: str, *, how: str = "missing") -> None:
+        """Answer a user's research requests from now on as ``missing`` (deleted) or ``private``.
+
+        What a researcher meets when an account harvested earlier is deleted or made private
+        (or its owner opted out): the user's requests are refused as for a ``missing…`` or
+        ``private…`` name. Compliance tasks still find its videos as before.
+        """
+        if how not in ("missing", "private"):
+            raise ValueError(f"how must be 'missing' or 'private', not {how!r}")
+        self._gone[username] = how
 
     def fail_tasks(self, count: int = 1) -> None:
         """Make the next `count` compliance tasks end Failed, whatever `task_failure_rate` says."""
@@ -607,7 +620,7 @@ class Simulator(_Faults):
     def _answer(self, query: _Query, *, empty: bool = False) -> web.Response:
         username, max_count, cursor = query.username, query.max_count, query.cursor
         assert username is not None
-        kind = user_kind(username)
+        kind = self._gone.get(username) or user_kind(username)
         if kind == "missing":
             message = f"The username {username} is invalid: cannot find the user"
             return self._error(400, "invalid_params", message)

@@ -17,11 +17,16 @@ takes `Store.run_lock` first: an OS lock on the sidecar file ``<db>.lock`` (``fl
 ``msvcrt.locking`` on Windows; see `_lock`), which the OS drops when its process dies, even by
 SIGKILL, so that no stale lock survives a crash.
 
-Schema version 1 (stores made before page provenance) is migrated to the current version (3) in
+Schema version 1 (stores made before page provenance) is migrated to the current version (4) in
 place, once, in one transaction, the first time a newer version opens it: its videos keep their
 bytes and get no provenance (their pages were not recorded). Version 2 (stores made before rounds
-recorded whether a run read its whole input) is migrated likewise; its rounds count as read. A
-store of a newer schema is refused.
+recorded whether a run read its whole input) is migrated likewise; its rounds count as read.
+Version 3 (stores made before the refresh) gains the refresh's tables. A store of a newer schema
+is refused.
+
+A refresh (`tiktok_repost_async.refresher`) deletes what TikTok no longer serves without a trace:
+with ``secure_delete`` on, then a checkpoint that truncates the WAL, so a removed video's bytes
+are in none of the store's files; its audit (`Store.refreshes`) keeps counts and task ids only.
 
 Bad input lines (`Store.add_skipped`) accumulate across runs; a run that re-reads the same input
 calls `Store.clear_skipped` first so that its lines are not counted twice.
@@ -31,7 +36,8 @@ never written to it, so a store file can be shared with collaborators as it is.
 
 The package's modules: `_records` (states and records), `_schema` (the SQL, the migration, the
 meta checks), `_core` (the connection and transactions every part shares), `_reading`, `_rounds`
-(runs and rounds), `_lock` (the run lock) and `_store` (`Store`: opening, life cycle, writing).
+(runs and rounds), `_refreshes` (the refresh audit, its tasks, deletion without trace), `_lock`
+(the run lock) and `_store` (`Store`: opening, life cycle, writing).
 """
 
 from __future__ import annotations
@@ -48,14 +54,18 @@ from ._records import (
     UserRecord,
     UserState,
 )
+from ._refreshes import REFRESH_DAYS, RefreshBatch, RefreshRecord
 from ._schema import SCHEMA_VERSION
 from ._store import Store
 
 __all__ = [
     "FINAL_STATES",
+    "REFRESH_DAYS",
     "SCHEMA_VERSION",
     "SKIPPED_ROWS_KEPT",
     "PageCommit",
+    "RefreshBatch",
+    "RefreshRecord",
     "RoundRecord",
     "RunRecord",
     "Store",

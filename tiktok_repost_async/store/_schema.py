@@ -1,4 +1,4 @@
-"""The store's SQL schema, its migrations from versions 1 and 2, and the checks of its meta."""
+"""The store's SQL schema, its migrations from versions 1, 2 and 3, and the checks of its meta."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ._records import StoreMismatchError, UserState, _utc_stamp
 
 __all__ = ["SCHEMA_VERSION"]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 _STATE_CHECK = ", ".join(f"'{s.value}'" for s in UserState)
 
@@ -56,7 +56,55 @@ _USER_ROUNDS_TABLE: Final = f"""CREATE TABLE {{name}} (
         PRIMARY KEY (username, round)
     ) WITHOUT ROWID"""
 
-# The tables of schema version 3, one statement each: executescript() would COMMIT the
+# The refresh's tables (schema version 4). One row per refresh: the audit of what it checked,
+# removed and spent, never what it removed. A refresh whose outcome is not 'finished' is resumed
+# by the next one. max_page_id: the observations it checks are those of pages up to it (stored
+# before it began; a video harvested later was not checked and is never deleted by it).
+# users_until / users_done: with check_users, the users (by seq) it re-checks, and how far it got.
+_REFRESH_TABLES: Final = (
+    """CREATE TABLE refreshes (
+        id            INTEGER PRIMARY KEY,
+        started_at    TEXT NOT NULL,
+        ended_at      TEXT,  -- NULL while running, and for ever if the process was killed
+        outcome       TEXT,  -- finished, incomplete, stopped: <reason>, error: <type>
+        version       TEXT NOT NULL,
+        check_users   INTEGER NOT NULL DEFAULT 0,
+        max_page_id   INTEGER NOT NULL DEFAULT 0,
+        users_until   INTEGER NOT NULL DEFAULT 0,
+        users_done    INTEGER NOT NULL DEFAULT 0,
+        checked       INTEGER NOT NULL DEFAULT 0,  -- distinct video ids sent to be checked
+        removed       INTEGER NOT NULL DEFAULT 0,  -- distinct video ids found gone and deleted
+        observations_removed INTEGER NOT NULL DEFAULT 0,  -- rows of videos deleted
+        users_checked INTEGER NOT NULL DEFAULT 0,
+        users_removed INTEGER NOT NULL DEFAULT 0,
+        requests      INTEGER NOT NULL DEFAULT 0
+    )""",
+    # One row per batch of at most 10,000 ids of a refresh: the task that checks it (persisted
+    # before it is polled, so a killed refresh polls the same task again), and every task made
+    # for it (a Failed one is made again), kept as the audit.
+    """CREATE TABLE refresh_tasks (
+        refresh_id INTEGER NOT NULL REFERENCES refreshes (id),
+        batch      INTEGER NOT NULL,
+        size       INTEGER NOT NULL,
+        task_id    TEXT,  -- the batch's current task (digits: above int64); NULL: none yet
+        task_ids   TEXT NOT NULL DEFAULT '',  -- every task made for the batch, comma-joined
+        state      TEXT NOT NULL DEFAULT 'new'
+                   CHECK (state IN ('new', 'created', 'failed', 'applied')),
+        removed    INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (refresh_id, batch)
+    ) WITHOUT ROWID""",
+    # The ids of each batch of the refresh in progress, taken when it began: a resumed refresh
+    # sends and reads the same batches. Deleted as each batch is applied: ids of removed videos
+    # are not kept.
+    """CREATE TABLE refresh_ids (
+        refresh_id INTEGER NOT NULL,
+        batch      INTEGER NOT NULL,
+        video_id   TEXT NOT NULL,
+        PRIMARY KEY (refresh_id, batch, video_id)
+    ) WITHOUT ROWID""",
+)
+
+# The tables of schema version 4, one statement each: executescript() would COMMIT the
 # surrounding transaction first.
 _SCHEMA: Final = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -105,6 +153,7 @@ _SCHEMA: Final = (
     "CREATE TABLE requests (day TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE skipped (line_no INTEGER NOT NULL, raw TEXT NOT NULL, reason TEXT NOT NULL)",
     "CREATE TABLE skipped_counts (reason TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
+    *_REFRESH_TABLES,
 )
 
 # Schema version 1 to the current one, in one transaction. The videos table is rebuilt (its
@@ -158,6 +207,10 @@ _MIGRATE_V2: Final = (
     "ALTER TABLE user_rounds_v3 RENAME TO user_rounds",
     "ALTER TABLE rounds ADD COLUMN input_open INTEGER NOT NULL DEFAULT 0",
 )
+
+
+# Schema version 3 to 4: the refresh's tables, nothing else changes.
+_MIGRATE_V3: Final = _REFRESH_TABLES
 
 
 def _current_round(conn: sqlite3.Connection) -> int:
@@ -221,8 +274,11 @@ def _create_schema(
 
 
 def _migrate(conn: sqlite3.Connection, version: str, clock: Callable[[], float]) -> None:
-    """Bring a store of schema ``version`` (1 or 2) to the current one, in the open transaction."""
-    for statement in _MIGRATE_V1 if version == "1" else _MIGRATE_V2:
+    """Bring a store of schema ``version`` (1, 2 or 3) to the current one, in the open
+    transaction."""
+    # Version 1's steps make the tables of version 3 (taken from _SCHEMA), as version 2's do.
+    steps = {"1": _MIGRATE_V1, "2": _MIGRATE_V2, "3": ()}[version]
+    for statement in (*steps, *_MIGRATE_V3):
         conn.execute(statement)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
     conn.execute(

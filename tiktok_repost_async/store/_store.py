@@ -1,7 +1,7 @@
 """The `Store` itself: opening and migrating a store, its life cycle, the run lock and writing.
 
-Reading, runs and rounds come from the parts it inherits (`_reading`, `_rounds`), which share
-its connection and transactions through `_core`.
+Reading, runs and rounds, and refreshes come from the parts it inherits (`_reading`, `_rounds`,
+`_refreshes`), which share its connection and transactions through `_core`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from ._records import (
     _utc_stamp,
     _utc_stamp_ms,
 )
+from ._refreshes import _StoreRefreshes
 from ._rounds import _StoreRounds
 from ._schema import (
     SCHEMA_VERSION,
@@ -57,7 +58,7 @@ _BUSY_TIMEOUT_S: Final = 30.0
 _ROWS_ENCODER = msgspec.json.Encoder()
 
 
-class Store(_StoreReading, _StoreRounds, _StoreFrames):
+class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
     """Open (or create) a harvest store: users, their cursors, videos and the request ledger."""
 
     def __init__(
@@ -157,7 +158,7 @@ class Store(_StoreReading, _StoreRounds, _StoreFrames):
                     "use another --db"
                 )
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if meta.get("schema_version") in ("1", "2"):
+            if meta.get("schema_version") in ("1", "2", "3"):
                 # Inside the transaction that read the version: two processes opening the same
                 # old store at once migrate it once, and a crash mid-way leaves the old version
                 # whole.

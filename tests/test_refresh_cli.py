@@ -1,0 +1,223 @@
+"""``tiktok-reposts refresh`` as a researcher runs it: output, exit statuses, signals, kills.
+
+Signals and SIGKILL need a real process; the rest calls ``main`` in this process. Expected
+figures come from the simulator's own ground truth and its record of the tasks it made.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_cli import cli, cli_env, command, write_users
+
+from tiktok_repost_async import Store
+from tiktok_repost_async.simulator import Simulator
+from tiktok_repost_async.simulator._compliance import TASK_STATUS_PATH
+
+NAMES = ["alice_n250", "bob_n99", "carol_n400", "missing_person", "empty_one"]
+EPOCH = 3
+
+
+@pytest.fixture
+def sim(sim_in_thread: Simulator) -> Simulator:
+    """Serve the simulator on a thread: the command runs an event loop of its own."""
+    return sim_in_thread
+
+
+def wire_ids(sim: Simulator, epoch: int) -> set[int]:
+    """Return the ids of every user's videos at an epoch, from the simulator's own wire JSON."""
+    return {int(video["id"]) for name in NAMES for video in sim.ground_truth(name, epoch=epoch)}
+
+
+def stored_ids(db: Path) -> set[int]:
+    with Store(db, create=False) as store:
+        return {int(video_id) for _, video_id, _ in store.iter_videos()}
+
+
+def harvested(sim: Simulator, tmp_path: Path) -> Path:
+    db = tmp_path / "h.db"
+    users = write_users(tmp_path / "users.txt", NAMES)
+    done = cli("harvest", users, "--db", db, "--base-url", sim.base_url, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    return db
+
+
+def refresh(sim: Simulator, db: Path, *options: object) -> tuple[int, str]:
+    ran = cli("refresh", "--db", db, "--base-url", sim.base_url, "--poll-wait", "0", *options)
+    assert "Traceback" not in ran.stderr
+    return ran.returncode, ran.stderr
+
+
+def test_refresh_deletes_what_is_gone_and_says_what_it_checked_removed_and_spent(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    db = harvested(sim, tmp_path)
+    sent, now = wire_ids(sim, 0), wire_ids(sim, EPOCH)
+    sim.config.epoch = EPOCH
+    status, err = refresh(sim, db)
+    assert status == 0, err
+    gone = sent - now
+    assert gone
+    lines = err.splitlines()
+    assert lines[0] == (
+        f"refresh 1 (begun): {len(sent):,} video ids checked in 1 task: {len(gone):,} no longer"
+        f" available, deleted ({len(gone):,} stored copies in all)"
+    )
+    assert lines[1].startswith("3 requests; ")
+    assert lines[2].startswith("next refresh due ")
+    assert stored_ids(db) == sent & now
+    report = json.loads(cli("status", "--db", db, "--json").stdout)["refresh"]
+    assert report["last"]["outcome"] == "finished"
+    assert report["last"]["removed"] == len(gone)
+    assert report["last"]["task_ids"] == [str(task.task_id) for task in sim.tasks]
+    assert report["overdue"] is False
+    assert cli("status", "--db", db, "--check").returncode == 0
+
+
+def test_a_refresh_killed_while_polling_resumes_with_the_same_task(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    db = harvested(sim, tmp_path)
+    sent, now = wire_ids(sim, 0), wire_ids(sim, EPOCH)
+    sim.config.epoch = EPOCH
+    sim.config.task_processing_seconds = 3600.0
+    child = subprocess.Popen(
+        command("refresh", "--db", db, "--base-url", sim.base_url, "--poll-wait", "0.05"),
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while sim.stats.compliance_by_path[TASK_STATUS_PATH] < 2:
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the refresh never polled"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    [task] = sim.tasks
+    with Store(db, create=False) as store:
+        [batch] = store.refresh_batches(1)
+        assert (batch.task_id, batch.state) == (task.task_id, "created")
+        assert stored_ids(db) == sent  # nothing deleted yet
+        # Write-ahead: the ledger holds every call the simulator answered (and at most the
+        # one on its way at the kill).
+        spent = store.requests_on() - sim.stats.requests
+        assert sim.stats.compliance_requests <= spent <= sim.stats.compliance_requests + 1
+    sim.config.task_processing_seconds = 0.0
+    status, err = refresh(sim, db)
+    assert status == 0, err
+    assert err.startswith("refresh 1 (resumed): ")
+    assert sim.tasks == [task]  # polled again, never made again
+    assert stored_ids(db) == sent & now
+
+
+def test_ctrl_c_stops_cleanly_exit_75_and_the_same_command_goes_on(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    db = harvested(sim, tmp_path)
+    sim.config.epoch = EPOCH
+    sim.config.task_processing_seconds = 3600.0
+    child = subprocess.Popen(
+        command("refresh", "--db", db, "--base-url", sim.base_url, "--poll-wait", "0.05"),
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while sim.stats.compliance_by_path[TASK_STATUS_PATH] < 1:
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the refresh never polled"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 75, err
+    assert err.rstrip().endswith(
+        "interrupted: run the same command again to resume (the same tasks are polled)"
+    )
+    assert "Traceback" not in err
+    with Store(db, create=False) as store:
+        [record] = store.refreshes()
+        assert record.outcome == "stopped: requested"
+        assert not store.lock_path.exists() or not store.holds_run_lock
+    sim.config.task_processing_seconds = 0.0
+    status, err = refresh(sim, db)
+    assert status == 0, err
+    assert len(sim.tasks) == 1
+
+
+def test_a_suspicious_answer_exits_1_and_needs_a_person(tmp_path: Path) -> None:
+    # Harvested from one simulator, refreshed against another that never served these users:
+    # its task finds every video gone.
+    with Simulator().run_in_thread() as first_url:
+        users = write_users(tmp_path / "users.txt", NAMES)
+        db = tmp_path / "h.db"
+        assert cli("harvest", users, "--db", db, "--base-url", first_url).returncode == 0
+    before = stored_ids(db)
+    other = Simulator()
+    with other.run_in_thread():
+        status, err = refresh(other, db)
+        assert status == 1, err
+        assert "nothing of it was deleted" in err
+        assert "--accept-removals" in err
+        assert stored_ids(db) == before
+        check = cli("status", "--db", db, "--check")
+        assert check.returncode == 1
+        assert "needs a person: refresh 1 ended stopped: suspicious" in check.stderr
+        status, err = refresh(other, db, "--accept-removals")
+        assert status == 0, err
+        assert stored_ids(db) == set()
+
+
+def test_an_overdue_refresh_is_said_by_harvest_and_status_check(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    db = harvested(sim, tmp_path)
+    assert cli("status", "--db", db, "--check").returncode == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE pages SET fetched_at = '2020-01-01T00:00:00.000Z'")
+    check = cli("status", "--db", db, "--check", "--refresh-days", "30")
+    assert check.returncode == 1
+    assert check.stderr == (
+        "needs a person: a refresh is overdue since 2020-01-31T00:00:00Z (every 30 days,"
+        f" TikTok's terms): tiktok-reposts refresh --db {db}\n"
+    )
+    assert "OVERDUE since 2020-01-31T00:00:00Z" in check.stdout
+    users = write_users(tmp_path / "more.txt", ["dave_n5"])
+    ran = cli("harvest", users, "--db", db, "--base-url", sim.base_url, "--no-progress")
+    assert ran.returncode == 0
+    [warning] = [line for line in ran.stderr.splitlines() if "is overdue" in line]
+    assert warning.endswith(
+        f"a refresh of {db} is overdue since 2020-01-16 00:00 UTC (every 15 days, TikTok's"
+        f" terms): run tiktok-reposts refresh --db {db}"
+    )
+    status, err = refresh(sim, db)
+    assert status == 0, err
+    assert cli("status", "--db", db, "--check").returncode == 0
+    again = cli("harvest", users, "--db", db, "--base-url", sim.base_url, "--no-progress")
+    assert "is overdue since" not in again.stderr
+
+
+def test_users_gone_are_removed_with_users(sim: Simulator, tmp_path: Path) -> None:
+    db = harvested(sim, tmp_path)
+    sim.remove_user("bob_n99", how="private")
+    status, err = refresh(sim, db, "--users")
+    assert status == 0, err
+    assert "users: 3 re-checked, 1 now not found or refusing access: its data deleted" in err
+    assert stored_ids(db) == wire_ids(sim, 0) - {int(v["id"]) for v in sim.ground_truth("bob_n99")}
+    # One request per user with videos, and the task's create, poll and download.
+    assert sim.stats.by_user["bob_n99"] == 2  # its harvest and its check
+
+
+def test_bad_input_exits_2_before_any_request(sim: Simulator, tmp_path: Path) -> None:
+    missing = cli("refresh", "--db", tmp_path / "nope.db", "--base-url", sim.base_url)
+    assert missing.returncode == 2
+    assert "no store at" in missing.stderr
+    db = harvested(sim, tmp_path)
+    no_key = cli(
+        "refresh", "--db", db, "--base-url", sim.base_url, env=cli_env(TIKTOK_CLIENT_KEY=None)
+    )
+    assert no_key.returncode == 2
+    assert "TIKTOK_CLIENT_KEY" in no_key.stderr
+    assert sim.stats.compliance_requests == 0

@@ -1,0 +1,560 @@
+"""Keep a store within TikTok's terms: check every stored video id, delete what is gone.
+
+`refresh` (and `Refresher` behind it) lives here, beside `harvester` and its `harvest`: a module
+named `refresh` would hide the function of the same name in the package.
+
+TikTok's Research Tools terms ask researchers to refresh their stored data regularly (every 15
+days by the stricter reading) and to delete what is no longer available. `refresh` does that for
+a store: it takes every distinct stored video id, 10,000 a task (`MAX_TASK_IDS`), asks the Batch
+Compliance API which are still served, and deletes every observation (every round's) of the
+others, without trace (``secure_delete``, then a checkpoint that truncates the WAL). With
+``check_users`` it first re-checks each user with stored videos with one request (the first page)
+and deletes all data of a user the API now says is not found or refuses (deleted, private, opted
+out).
+
+Resumable like a harvest: the batches of ids are fixed in the store when a refresh begins, and
+each batch's task id is stored as soon as the task is made, before it is polled. A refresh
+killed at any instant and run again polls the same tasks; a video stored after it began is not
+in its batches and is never deleted by it. A task made but killed before its id was stored is
+left behind (one request); its batch gets a new one.
+
+Every compliance call and user check is booked in the store's request ledger before it is sent,
+against the same daily quota as a harvest, and counted in the refresh's audit
+(`Store.refreshes`): when, ids checked, removed, requests, task ids; never what was removed.
+
+A `Failed` task is made again once (`MAX_TASK_ATTEMPTS` tasks per batch and run); a batch whose
+tasks all fail is left as it is (nothing of it deleted) and the refresh ends ``incomplete``: the
+next run makes it a new task. A task the API no longer knows is made again likewise.
+
+A suspicious answer is not acted on: a batch whose task finds more than ``max_removed_share``
+(half) of at least `SUSPICIOUS_MIN` ids gone stops the refresh (``stopped: suspicious``) before
+anything of it is deleted; ``accept_removals=True`` takes such an answer at its word.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from . import __version__
+from ._walking import StepAside
+from .client import RepostClient
+from .compliance import MAX_TASK_IDS, TaskStatus
+from .errors import (
+    APIError,
+    AuthError,
+    ProtocolError,
+    QuotaExhaustedError,
+    RateLimitError,
+    StopReason,
+    TikTokError,
+    UserNotFoundError,
+    UserUnavailableError,
+    WalkStopped,
+)
+from .gate import Gate
+from .quota import DailyQuota, QuotaPolicy, utc_day
+from .store import REFRESH_DAYS, RefreshBatch, Store
+
+__all__ = [
+    "MAX_TASK_ATTEMPTS",
+    "POLL_FIRST_WAIT",
+    "POLL_MAX_WAIT",
+    "POLL_TIMEOUT",
+    "REFRESH_DAYS",
+    "SUSPICIOUS_MIN",
+    "SUSPICIOUS_SHARE",
+    "RefreshReport",
+    "Refresher",
+    "refresh",
+]
+
+logger = logging.getLogger("tiktok_repost_async.refresher")
+
+#: Tasks made per batch and run at most: a Failed one is made again once.
+MAX_TASK_ATTEMPTS: Final = 2
+#: Seconds before a new task's first status poll; each later wait is twice the one before, up to
+#: POLL_MAX_WAIT. Every poll is a request of the day's quota, so they are spaced out.
+POLL_FIRST_WAIT: Final = 10.0
+POLL_MAX_WAIT: Final = 300.0
+#: Seconds of polling a run spends at most before it stops, resumable (the tasks are kept).
+POLL_TIMEOUT: Final = 3600.0
+#: A batch whose task finds more than this share of its ids gone (and at least SUSPICIOUS_MIN
+#: of them) is suspicious: the refresh stops before deleting any of it.
+SUSPICIOUS_SHARE: Final = 0.5
+SUSPICIOUS_MIN: Final = 100
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefreshReport:
+    """Tell what a refresh run did: what it checked and removed, what it spent, how it ended."""
+
+    #: The refresh's number in the store's audit.
+    refresh_id: int
+    #: Whether this run resumed a refresh an earlier run began (killed, stopped, incomplete).
+    resumed: bool
+    #: ``finished``; ``incomplete`` (a batch's tasks Failed, or a user could not be checked: the
+    #: next run tries them again); ``stopped: quota``, ``stopped: requested``, ``stopped:
+    #: unhealthy``, ``stopped: processing`` (tasks still processing after ``poll_timeout``),
+    #: all resumable; ``stopped: suspicious`` (see `SUSPICIOUS_SHARE`).
+    outcome: str
+    #: One line for the researcher on why it stopped or is incomplete, and what to do.
+    detail: str | None
+    #: Distinct video ids the refresh checks (all of its batches).
+    checked: int
+    #: Of those, the ids whose task's answer was applied so far (all of them once finished).
+    answered: int
+    #: Distinct video ids found gone and deleted, by the whole refresh so far.
+    removed: int
+    #: Observations (rows: one per user and round) deleted, users' included.
+    observations_removed: int
+    users_checked: int
+    users_removed: int
+    #: Requests this run sent (compliance calls and user checks), each booked in the ledger.
+    requests: int
+    #: Requests of the whole refresh, earlier runs' included.
+    requests_total: int
+    #: Every compliance task the refresh made, in batch order.
+    task_ids: tuple[int, ...]
+    #: Batches of ids whose tasks all Failed in this run: nothing of them was deleted.
+    failed_batches: int = 0
+    #: Epoch seconds after which running again may succeed (a quota stop), when known.
+    retry_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Tell whether every batch was checked and every answer applied."""
+        return self.outcome == "finished"
+
+
+class _Stop(TikTokError):
+    """End the run with an outcome of the refresh's own (suspicious, processing, unhealthy)."""
+
+    def __init__(self, outcome: str, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+class Refresher:
+    """Check a store's videos (and users) against what TikTok still serves; delete the rest."""
+
+    def __init__(
+        self,
+        client: RepostClient,
+        store: Store,
+        *,
+        check_users: bool = False,
+        daily_quota: int = 1000,
+        on_quota: QuotaPolicy | str = QuotaPolicy.STOP,
+        accept_removals: bool = False,
+        max_removed_share: float = SUSPICIOUS_SHARE,
+        poll_first_wait: float = POLL_FIRST_WAIT,
+        poll_max_wait: float = POLL_MAX_WAIT,
+        poll_timeout: float = POLL_TIMEOUT,
+        batch_size: int = MAX_TASK_IDS,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        """Make a refresher; `run` does the work.
+
+        :param client: the client whose session, limiter, token and retry policy the calls use.
+        :param store: the store to refresh (its run lock is held while it runs).
+        :param check_users: also re-check each user with stored videos with one request (the
+            first page) and delete all data of those the API now says are not found or refuses.
+        :param daily_quota: requests allowed per UTC day, shared with the store's ledger.
+        :param on_quota: ``stop`` (the report says ``stopped: quota``) or ``wait`` for the reset.
+        :param accept_removals: act on an answer that removes a suspicious share of a batch.
+        :param max_removed_share: the share of a batch found gone above which it is suspicious.
+        :param poll_first_wait: seconds before a new task's first status poll.
+        :param poll_max_wait: the longest wait between two polls.
+        :param poll_timeout: seconds of polling before the run stops, resumable.
+        :param batch_size: ids per task (10,000 at most).
+        :param clock: the wall clock (the quota's day, the poll timeout).
+        :param sleep: the sleep between polls (the client's by default; tests move time).
+        """
+        if not 1 <= batch_size <= MAX_TASK_IDS or isinstance(batch_size, bool):
+            raise ValueError(
+                f"batch_size must be an int from 1 to {MAX_TASK_IDS}, not {batch_size!r}"
+            )
+        if not 0 < max_removed_share <= 1:
+            raise ValueError(
+                f"max_removed_share must be above 0 and at most 1, not {max_removed_share!r}"
+            )
+        for name, value in (
+            ("poll_first_wait", poll_first_wait),
+            ("poll_max_wait", poll_max_wait),
+            ("poll_timeout", poll_timeout),
+        ):
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+        try:
+            self.on_quota = QuotaPolicy(on_quota)
+        except ValueError:
+            raise ValueError(f"on_quota must be 'stop' or 'wait', got {on_quota!r}") from None
+        self.client = client
+        self.store = store
+        self.check_users = check_users
+        self.daily_quota = daily_quota
+        self.accept_removals = accept_removals
+        self.max_removed_share = max_removed_share
+        self.poll_first_wait = float(poll_first_wait)
+        self.poll_max_wait = float(poll_max_wait)
+        self.poll_timeout = float(poll_timeout)
+        self.batch_size = batch_size
+        self._clock = clock
+        self._sleep: Callable[[float], Awaitable[None]] = (
+            sleep if sleep is not None else client._sleep
+        )
+        self.quota = DailyQuota(daily_quota, clock=clock)
+        #: Requests this run sent so far (booked before each left).
+        self.requests = 0
+        self._gate: Gate | None = None
+        self._refresh_id = 0
+        self._stop_asked = False
+        self._failed_batches = 0
+        self._incomplete: list[str] = []
+
+    def stop(self) -> None:
+        """Stop the running refresh: nothing new is sent; what was found so far is kept."""
+        self._stop_asked = True
+        if self._gate is not None:
+            self._gate.stop(StopReason.REQUESTED)
+
+    async def run(self) -> RefreshReport:
+        """Refresh the store; return what was checked, removed and spent, and how it ended."""
+        store = self.store
+        store.acquire_run_lock()
+        outcome = "interrupted"
+        detail: str | None = None
+        retry_at: float | None = None
+        try:
+            record, started = store.start_refresh(
+                __version__, check_users=self.check_users, batch_size=self.batch_size
+            )
+            self._refresh_id = record.id
+            if not started:
+                logger.info("resuming refresh %d, begun %s", record.id, record.started_at)
+            spent = store.requests_on(utc_day(self._clock()))
+            self.quota = DailyQuota(
+                self.daily_quota, spent_today=spent, clock=self._clock, margin=self.quota.margin
+            )
+            gate = Gate(
+                self.quota,
+                on_quota=self.on_quota,
+                clock=self._clock,
+                sleep=self._sleep,
+                book=self._book,
+                refund=self._refund,
+            )
+            gate.ceiling = self.client.requests_per_second
+            self._gate = gate
+            if self._stop_asked:
+                gate.stop(StopReason.REQUESTED)
+            try:
+                if record.check_users or self.check_users:
+                    await self._check_users()
+                await self._sweep()
+            except WalkStopped as stop:
+                outcome, detail, retry_at = f"stopped: {stop.reason}", stop.detail, stop.retry_at
+            except _Stop as stop:
+                outcome, detail = stop.outcome, stop.detail
+            else:
+                if self._incomplete:
+                    outcome, detail = "incomplete", "; ".join(self._incomplete)
+                else:
+                    outcome = "finished"
+        except Exception as error:
+            if outcome == "interrupted":
+                outcome = f"error: {type(error).__name__}"
+            raise
+        finally:
+            self._gate = None
+            try:
+                if self._refresh_id:
+                    store.end_refresh(self._refresh_id, outcome)
+            finally:
+                store.release_run_lock()
+        final = store.refresh_record(self._refresh_id)
+        assert final is not None
+        return RefreshReport(
+            refresh_id=final.id,
+            resumed=not started,
+            outcome=outcome,
+            detail=detail,
+            checked=final.checked,
+            answered=sum(
+                batch.size for batch in store.refresh_batches(final.id) if batch.state == "applied"
+            ),
+            removed=final.removed,
+            observations_removed=final.observations_removed,
+            users_checked=final.users_checked,
+            users_removed=final.users_removed,
+            requests=self.requests,
+            requests_total=final.requests,
+            task_ids=tuple(int(task) for task in final.task_ids),
+            failed_batches=self._failed_batches,
+            retry_at=retry_at,
+        )
+
+    # -- the ledger ------------------------------------------------------------------------------
+
+    async def _book(self, username: str) -> None:
+        # Write-ahead, as a harvest books: in the ledger before it leaves, so that a kill at any
+        # instant never leaves the ledger short of what the API counted.
+        self.store.book_requests({username: 1})
+        self.store.count_refresh_requests(self._refresh_id, 1)
+        self.requests += 1
+
+    async def _refund(self, username: str, day: str) -> None:
+        # A booked request that never reached the API (a refused connection).
+        self.store.refund_requests({username: 1}, day=day)
+        self.store.uncount_refresh_requests(self._refresh_id, 1)
+        self.requests -= 1
+
+    # -- users -----------------------------------------------------------------------------------
+
+    async def _check_users(self) -> None:
+        gate = self._gate
+        assert gate is not None
+        for seq, username in self.store.refresh_users_left(self._refresh_id):
+            while True:
+                try:
+                    await self.client._fetch_page(username, 0, gate)
+                except StepAside:
+                    # Five failures in a row, all this user's: with one user at a time there
+                    # is nobody else to ask, so it is held like an outage (as a run of one).
+                    gate.clear_suspect()
+                    continue
+                except UserNotFoundError as gone:
+                    self._remove_user(seq, username, "not_found", gone)
+                except UserUnavailableError as refused:
+                    self._remove_user(seq, username, "unavailable", refused)
+                except (WalkStopped, AuthError):
+                    raise
+                except TikTokError as error:
+                    # Not an answer about the user: it keeps its data, and the next run checks
+                    # it (and those after it) again.
+                    logger.warning("user %r could not be checked: %s", username, error)
+                    self._incomplete.append(
+                        f"user {username!r} could not be checked ({error}); the users from it on"
+                        " are checked by the next run"
+                    )
+                    return
+                else:
+                    self.store.refresh_user_checked(self._refresh_id, seq)
+                break
+
+    def _remove_user(self, seq: int, username: str, state: str, error: APIError) -> None:
+        rows = self.store.refresh_user_checked(
+            self._refresh_id, seq, gone=state, error=f"{type(error).__name__}: {error}"
+        )
+        logger.info(
+            "user %r is %s now: its %d stored video observations are deleted",
+            username,
+            state.replace("_", " "),
+            rows,
+        )
+
+    # -- compliance tasks ----------------------------------------------------------------------
+
+    async def _call(self, what: Callable[[Gate], Awaitable[object]]) -> object:
+        """Make one compliance call; a daily-quota 429 stops (or waits, then it goes again)."""
+        gate = self._gate
+        assert gate is not None
+        while True:
+            try:
+                return await what(gate)
+            except QuotaExhaustedError:
+                await gate.quota_exhausted()  # raises WalkStopped, or returns after the wait
+            except (WalkStopped, AuthError, ProtocolError):
+                raise
+            except (RateLimitError, TikTokError) as error:
+                if self.client.retry.is_retryable(error):
+                    # The retry policy's attempts are spent on an outage (5xx, timeouts, no
+                    # connection, short-term 429s): for later, like a harvest's breaker stop.
+                    raise _Stop(
+                        f"stopped: {StopReason.UNHEALTHY}",
+                        f"the compliance API did not answer ({error}); the tasks made so far"
+                        " are kept: run the same command again later",
+                    ) from None
+                raise
+
+    async def _create(self, batch: RefreshBatch) -> int:
+        ids = self.store.refresh_batch_ids(self._refresh_id, batch.batch)
+        client = self.client
+
+        async def create(gate: Gate) -> int:
+            return await client._create_compliance_task(ids, "video", gate)
+
+        task_id = await self._call(create)
+        assert isinstance(task_id, int)
+        # Stored before it is polled: a kill from here on polls this same task next time.
+        self.store.set_refresh_task(self._refresh_id, batch.batch, task_id)
+        logger.info("batch %d (%d ids): task %d", batch.batch, batch.size, task_id)
+        return task_id
+
+    async def _status(self, task_id: int) -> TaskStatus | None:
+        client = self.client
+
+        async def status(gate: Gate) -> TaskStatus:
+            return await client._compliance_task_status(task_id, gate)
+
+        try:
+            found = await self._call(status)
+        except APIError as error:
+            if isinstance(error, AuthError | RateLimitError | ProtocolError):
+                raise
+            # A task the API refuses to talk about (no such task: expired, or made by another
+            # client): its batch is checked by a new one.
+            logger.warning("task %d is refused (%s): its batch gets a new task", task_id, error)
+            return None
+        assert isinstance(found, TaskStatus)
+        return found
+
+    async def _download(self, task_id: int) -> frozenset[int] | None:
+        client = self.client
+
+        async def download(gate: Gate) -> frozenset[int]:
+            return await client._download_compliance_task(task_id, gate)
+
+        try:
+            valid = await self._call(download)
+        except APIError as error:
+            if isinstance(error, AuthError | RateLimitError | ProtocolError):
+                raise
+            logger.warning(
+                "task %d's result is refused (%s): its batch gets a new task", task_id, error
+            )
+            return None
+        assert isinstance(valid, frozenset)
+        return valid
+
+    async def _sweep(self) -> None:
+        """Give every batch a task, poll them, and apply each answer as it completes."""
+        store = self.store
+        gate = self._gate
+        assert gate is not None
+        made: Counter[int] = Counter()
+        # batch -> (the batch, its task id, when its next poll is due)
+        waiting: dict[int, tuple[RefreshBatch, int]] = {}
+        for batch in store.refresh_batches(self._refresh_id):
+            if batch.state == "applied":
+                continue
+            task_id = batch.task_id
+            if task_id is None:
+                made[batch.batch] += 1
+                task_id = await self._create(batch)
+            else:
+                logger.info("batch %d: polling task %d again", batch.batch, task_id)
+            waiting[batch.batch] = (batch, task_id)
+        began = self._clock()
+        wait = self.poll_first_wait
+        while waiting:
+            if self._clock() + wait - began > self.poll_timeout:
+                raise _Stop(
+                    "stopped: processing",
+                    f"{len(waiting)} task{'s' if len(waiting) > 1 else ''} still processing after"
+                    f" {self.poll_timeout / 60:.0f} minutes of polling; they are kept: run the"
+                    " same command again later to poll them",
+                )
+            await gate.pause(wait, self._sleep)
+            wait = min(max(wait * 2, 1.0), self.poll_max_wait)
+            for number, (batch, task_id) in list(waiting.items()):
+                status = await self._status(task_id)
+                if status is TaskStatus.PROCESSING:
+                    continue
+                valid = await self._download(task_id) if status is TaskStatus.COMPLETED else None
+                if valid is not None:
+                    self._apply(batch, task_id, valid)
+                    del waiting[number]
+                    continue
+                # Failed, or no longer known: the batch is made a new task, once per run.
+                store.fail_refresh_task(self._refresh_id, number)
+                if made[number] >= MAX_TASK_ATTEMPTS:
+                    self._failed_batches += 1
+                    self._incomplete.append(
+                        f"batch {number}'s tasks failed {made[number]} times (nothing of its"
+                        f" {batch.size:,} ids was deleted); the next run makes it a new task"
+                    )
+                    del waiting[number]
+                    continue
+                logger.warning(
+                    "task %d of batch %d %s: making a new one",
+                    task_id,
+                    number,
+                    "failed" if status is TaskStatus.FAILED else "is gone",
+                )
+                made[number] += 1
+                waiting[number] = (batch, await self._create(batch))
+
+    def _apply(self, batch: RefreshBatch, task_id: int, valid: frozenset[int]) -> None:
+        ids = self.store.refresh_batch_ids(self._refresh_id, batch.batch)
+        gone = len(ids) - len(valid.intersection(ids))
+        if (
+            not self.accept_removals
+            and gone >= SUSPICIOUS_MIN
+            and gone > self.max_removed_share * len(ids)
+        ):
+            raise _Stop(
+                "stopped: suspicious",
+                f"task {task_id} finds {gone:,} of the {len(ids):,} videos of batch"
+                f" {batch.batch} gone (more than {self.max_removed_share:.0%}): nothing of it"
+                " was deleted; if TikTok really removed them, run again accepting it"
+                " (accept_removals, --accept-removals)",
+            )
+        removed, rows = self.store.apply_refresh_batch(self._refresh_id, batch.batch, valid)
+        logger.info(
+            "batch %d: task %d finds %d of %d videos gone; %d observations deleted",
+            batch.batch,
+            task_id,
+            removed,
+            len(ids),
+            rows,
+        )
+
+
+async def refresh(
+    client: RepostClient,
+    store: Store,
+    *,
+    check_users: bool = False,
+    daily_quota: int = 1000,
+    on_quota: QuotaPolicy | str = QuotaPolicy.STOP,
+    accept_removals: bool = False,
+    poll_first_wait: float = POLL_FIRST_WAIT,
+    poll_timeout: float = POLL_TIMEOUT,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> RefreshReport:
+    """Check every stored video (and with ``check_users`` every user) and delete what is gone.
+
+    :param client: the client the calls go through (its limiter, token and retry policy).
+    :param store: the store to refresh; a refresh it left unfinished is resumed.
+    :param check_users: also re-check each user with one request and delete all data of those
+        now not found or refusing access.
+    :param daily_quota: requests allowed per UTC day, shared with the store's ledger.
+    :param on_quota: ``stop`` or ``wait`` for the reset when the quota is spent.
+    :param accept_removals: act on an answer that removes more than half of a batch.
+    :param poll_first_wait: seconds before a new task's first status poll (doubling after).
+    :param poll_timeout: seconds of polling before the run stops, resumable.
+    :param clock: the wall clock. :param sleep: the sleep between polls.
+    """
+    refresher = Refresher(
+        client,
+        store,
+        check_users=check_users,
+        daily_quota=daily_quota,
+        on_quota=on_quota,
+        accept_removals=accept_removals,
+        poll_first_wait=poll_first_wait,
+        poll_timeout=poll_timeout,
+        clock=clock,
+        sleep=sleep,
+    )
+    return await refresher.run()
