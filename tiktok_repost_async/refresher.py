@@ -92,38 +92,48 @@ SUSPICIOUS_MIN: Final = 100
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RefreshReport:
-    """Tell what a refresh run did: what it checked and removed, what it spent, how it ended."""
+    """Tell what a refresh run did: what it checked and removed, what it spent, how it ended.
 
-    #: The refresh's number in the store's audit.
+    :param refresh_id: the refresh's number in the store's audit.
+    :param resumed: whether this run resumed a refresh an earlier run began (killed, stopped,
+        incomplete).
+    :param outcome: ``finished``; ``incomplete`` (a batch's tasks Failed, or a user could not be
+        checked: the next run tries them again); ``stopped: quota``, ``stopped: requested``,
+        ``stopped: unhealthy``, ``stopped: processing`` (tasks still processing after
+        ``poll_timeout``), all resumable; ``stopped: suspicious`` (see `SUSPICIOUS_SHARE`).
+    :param detail: one line for the researcher on why it stopped or is incomplete, and what to do.
+    :param checked: distinct video ids the refresh checks (all of its batches).
+    :param answered: of those, the ids whose task's answer was applied so far (all of them once
+        finished).
+    :param removed: distinct video ids found gone and deleted, by the whole refresh so far.
+    :param observations_removed: observations (rows: one per user and round) deleted, users'
+        included.
+    :param users_checked: users re-checked with one request each (``check_users``).
+    :param users_removed: users found gone (not found, private, opted out) whose data was deleted.
+    :param requests: requests this run sent (compliance calls and user checks), each booked in the
+        ledger.
+    :param requests_total: requests of the whole refresh, earlier runs' included.
+    :param task_ids: every compliance task the refresh made, in batch order.
+    :param failed_batches: batches of ids whose tasks all Failed in this run: nothing of them was
+        deleted.
+    :param retry_at: epoch seconds after which running again may succeed (a quota stop), when
+        known.
+    """
+
     refresh_id: int
-    #: Whether this run resumed a refresh an earlier run began (killed, stopped, incomplete).
     resumed: bool
-    #: ``finished``; ``incomplete`` (a batch's tasks Failed, or a user could not be checked: the
-    #: next run tries them again); ``stopped: quota``, ``stopped: requested``, ``stopped:
-    #: unhealthy``, ``stopped: processing`` (tasks still processing after ``poll_timeout``),
-    #: all resumable; ``stopped: suspicious`` (see `SUSPICIOUS_SHARE`).
     outcome: str
-    #: One line for the researcher on why it stopped or is incomplete, and what to do.
     detail: str | None
-    #: Distinct video ids the refresh checks (all of its batches).
     checked: int
-    #: Of those, the ids whose task's answer was applied so far (all of them once finished).
     answered: int
-    #: Distinct video ids found gone and deleted, by the whole refresh so far.
     removed: int
-    #: Observations (rows: one per user and round) deleted, users' included.
     observations_removed: int
     users_checked: int
     users_removed: int
-    #: Requests this run sent (compliance calls and user checks), each booked in the ledger.
     requests: int
-    #: Requests of the whole refresh, earlier runs' included.
     requests_total: int
-    #: Every compliance task the refresh made, in batch order.
     task_ids: tuple[int, ...]
-    #: Batches of ids whose tasks all Failed in this run: nothing of them was deleted.
     failed_batches: int = 0
-    #: Epoch seconds after which running again may succeed (a quota stop), when known.
     retry_at: float | None = None
 
     @property

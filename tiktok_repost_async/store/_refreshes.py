@@ -40,30 +40,39 @@ _REFRESH_COLUMNS: Final = (
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RefreshRecord:
-    """Hold one refresh's audit: when, what it checked and removed, what it cost, its tasks."""
+    """Hold one refresh's audit: when, what it checked and removed, what it cost, its tasks.
+
+    :param id: the refresh's number in the store's audit.
+    :param started_at: when it began (UTC, ISO 8601).
+    :param ended_at: none while it runs, and for ever if its process was killed (the next refresh
+        resumes it).
+    :param outcome: ``finished``, ``incomplete`` (a batch's tasks Failed), ``stopped: <reason>``,
+        ``error: <type>``; None while running or killed.
+    :param version: the version of tiktok_repost_async that ran it.
+    :param check_users: whether it also re-checked each harvested user (``--users``).
+    :param checked: distinct video ids it sent to be checked.
+    :param removed: distinct video ids found no longer available, and deleted.
+    :param observations_removed: stored observations of videos (one per user and round) it deleted,
+        users' included.
+    :param users_checked: users it re-checked with one request each (``--users``).
+    :param users_removed: users found gone (not found, private, opted out) whose data it deleted.
+    :param requests: requests it spent (compliance calls and user checks), each booked in the
+        ledger too.
+    :param task_ids: every compliance task it made, in batch order (as the digits the API sent).
+    """
 
     id: int
     started_at: str
-    #: None while it runs, and for ever if its process was killed (the next refresh resumes it).
     ended_at: str | None
-    #: ``finished``, ``incomplete`` (a batch's tasks Failed), ``stopped: <reason>``,
-    #: ``error: <type>``; None while running or killed.
     outcome: str | None
     version: str
-    #: Whether it also re-checked each harvested user (``--users``).
     check_users: bool
-    #: Distinct video ids it sent to be checked.
     checked: int
-    #: Distinct video ids found no longer available, and deleted.
     removed: int
-    #: Stored observations of videos (one per user and round) it deleted, users' included.
     observations_removed: int
     users_checked: int
-    #: Users found gone (not found, private, opted out) whose data it deleted.
     users_removed: int
-    #: Requests it spent (compliance calls and user checks), each booked in the ledger too.
     requests: int
-    #: Every compliance task it made, in batch order (as the digits the API sent).
     task_ids: tuple[str, ...] = ()
 
     @property
