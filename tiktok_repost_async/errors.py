@@ -15,6 +15,7 @@ __all__ = [
     "InvalidCursorError",
     "InvalidFieldsError",
     "InvalidFileUploadError",
+    "LedgerError",
     "ProtocolError",
     "QuotaExhaustedError",
     "RateLimitError",
@@ -213,6 +214,13 @@ class ClientClosedError(TikTokError, RuntimeError):
 
 class StoreError(TikTokError):
     """Root of every error the harvest store raises."""
+
+
+class LedgerError(TikTokError):
+    """Report a shared request ledger that cannot be opened, read or written.
+
+    Its message names the ledger with any password masked (`mask_url`), never the password.
+    """
 
 
 class ExportError(TikTokError):
