@@ -18,6 +18,7 @@ from .. import __version__
 from ._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, CommandError
 
 __all__ = [
+    "add_ledger",
     "add_progress",
     "add_verbosity",
     "build_parser",
@@ -140,6 +141,17 @@ def add_rate(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_REQUESTS_PER_SECOND,
         metavar="PER_SECOND",
         help="requests per second at most (%(default)g)",
+    )
+
+
+def add_ledger(parser: argparse.ArgumentParser) -> None:
+    """Add ``--ledger``, the organisation's shared request ledger (a file or a PostgreSQL URL)."""
+    parser.add_argument(
+        "--ledger",
+        metavar="PATH|URL",
+        help="the request ledger shared by every store of the organisation, so that together"
+        " they keep within --daily-quota: a file (one machine) or a postgresql:// URL (many);"
+        " TIKTOK_LEDGER if set; without either, the store keeps its own",
     )
 
 
