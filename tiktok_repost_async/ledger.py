@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self, runtime_checkable
 
 from ._dburl import is_postgres_url, mask_url, scrub, url_password
 from .errors import LedgerError
@@ -104,6 +104,10 @@ class Ledger(Protocol):
     def close(self) -> None:
         """Let go of the file or the connection."""
         ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 def ledger_source(store: str | os.PathLike[str] | None = None) -> str:
@@ -225,6 +229,12 @@ class StoreLedger:
 
     def close(self) -> None:
         """Do nothing: the store is its owner's to close."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- SQLite --------------------------------------------------------------------------------------
@@ -470,7 +480,7 @@ class SQLiteLedger:
         if conn is not None:
             conn.close()
 
-    def __enter__(self) -> SQLiteLedger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -712,7 +722,7 @@ class PostgresLedger:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def __enter__(self) -> PostgresLedger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
