@@ -61,7 +61,8 @@ def ledger_spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def test_two_stores_on_one_ledger_send_at_most_the_quota_together(
     sim: Simulator, tmp_path: Path, ledger_spec: str
 ) -> None:
-    # Two harvests at once, each into its own store, each believing the day is 60 requests:
+    # Two harvests at once, each into its own store, each believing the day is 60 requests
+    # (and each needing 66):
     # with one ledger they are 60 together, and each stops on the organisation's quota.
     a, b = tmp_path / "a.db", tmp_path / "b.db"
     with (
@@ -69,8 +70,8 @@ async def test_two_stores_on_one_ledger_send_at_most_the_quota_together(
         open_ledger(ledger_spec, source=ledger_source(b)) as for_b,
     ):
         (_, stop_a), (_, stop_b) = await asyncio.gather(
-            harvest_into(sim, a, [f"a{i}_n5000" for i in range(6)], for_a, daily_quota=QUOTA),
-            harvest_into(sim, b, [f"b{i}_n5000" for i in range(6)], for_b, daily_quota=QUOTA),
+            harvest_into(sim, a, [f"a{i}_n1100" for i in range(6)], for_a, daily_quota=QUOTA),
+            harvest_into(sim, b, [f"b{i}_n1100" for i in range(6)], for_b, daily_quota=QUOTA),
         )
         day = dt.datetime.now(dt.UTC).date().isoformat()
         spent = for_a.spent(day)
@@ -163,3 +164,42 @@ async def test_the_store_s_own_ledger_changes_nothing(sim: Simulator, tmp_path: 
                 async for _ in harvester.run(["y_n1000"]):
                     pass
             assert store.requests_on() == sim.stats.requests == 5
+
+
+async def test_a_ledger_out_of_reach_stops_the_run_with_nothing_sent_unbooked(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process holds the ledger file's write lock for longer than a booking waits: the
+    # booking fails, no request goes out without one, and the run stops resumable saying why.
+    import sqlite3
+
+    import tiktok_repost_async.ledger
+
+    monkeypatch.setattr(tiktok_repost_async.ledger, "_SQLITE_BUSY_S", 0.05)
+    monkeypatch.setattr(tiktok_repost_async.ledger, "_SQLITE_GIVE_UP_S", 0.2)
+    path = tmp_path / "ledger.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    with SQLiteLedger(path, source="host:/mine.db") as mine:
+        async with make_client(sim, concurrency=2) as client:
+            store = Store(tmp_path / "mine.db", fields=client.fields, max_count=100)
+            harvester = Harvester(client, store, ledger=mine, daily_quota=QUOTA)
+
+            async def lock_the_ledger() -> None:
+                while harvester.progress.requests < 3:  # noqa: ASYNC110
+                    await asyncio.sleep(0.001)
+                holder.execute("BEGIN IMMEDIATE")
+
+            locker = asyncio.create_task(lock_the_ledger())
+            with pytest.raises(HarvestStopped) as stopped:
+                async for _ in harvester.run(["z1_n5000", "z2_n5000"]):
+                    pass
+            await locker
+            holder.execute("ROLLBACK")
+            holder.close()
+            spent_by_store = store.requests_on()
+            store.close()
+        spent = mine.spent(dt.datetime.now(dt.UTC).date().isoformat())
+    assert stopped.value.reason == "ledger"
+    assert "stayed busy" in str(stopped.value)
+    assert sim.stats.requests == spent == spent_by_store
+    assert spent >= 3

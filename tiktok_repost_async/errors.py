@@ -240,6 +240,9 @@ class StopReason(enum.StrEnum):
     #: In a repeat round of a panel, users who had reposts before kept coming back with none and
     #: no error (the API's silent empty; see `harvester.EMPTY_ALARM_SEEN`): nothing was recorded.
     EMPTY = "empty"
+    #: The organisation's shared ledger could not be reached or written: a request that cannot
+    #: be booked is not sent.
+    LEDGER = "ledger"
 
 
 class WalkStopped(TikTokError):

@@ -32,7 +32,7 @@ from .engine import (
     WalkJob,
     WalkState,
 )
-from .errors import HarvestStopped, StopReason, WalkStopped
+from .errors import HarvestStopped, LedgerError, StopReason, WalkStopped
 from .ledger import Ledger
 from .models import RepostedVideosPage
 from .protocol import validate_positive_int
@@ -541,7 +541,17 @@ class Harvester:
         # sent, so that a kill at any instant never leaves a ledger short of what the API
         # counted.
         assert self._writer is not None
-        booked = await self._writer.book(username)
+        try:
+            booked = await self._writer.book(username)
+        except LedgerError as error:
+            # No booking, no request: the run stops, resumable, with the ledger's own words
+            # (a server down, a full disk). Whatever was sent is booked already.
+            gate = self._gate
+            if gate is not None:
+                gate.stop(StopReason.LEDGER, f"{error}; nothing is sent unbooked")
+                self.quota.refund()
+                gate.check()
+            raise
         if booked:
             self.progress.requests += 1
         self.progress.quota_spent = self.quota.spent
@@ -558,7 +568,11 @@ class Harvester:
         # On the writer's thread: the store's own ledger, then the shared one.
         self.store.refund_requests(counts, day=day)
         if self.ledger is not None:
-            self.ledger.refund(sum(counts.values()), day=day)
+            try:
+                self.ledger.refund(sum(counts.values()), day=day)
+            except LedgerError as error:
+                # Left booked: the shared ledger over-counts, which is safe.
+                logger.warning("could not give back unsent requests: %s", error)
 
     def _on_wait(self, until: float | None) -> None:
         self.progress.waiting_until = until

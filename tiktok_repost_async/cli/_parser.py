@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Exit status: 0 every user reached a final state; 1 some users failed (run again to"
             " retry them); 2 usage or configuration error, or an answer this version cannot"
             " read; 75 stopped early, resumable: on the daily quota, an API that is down or"
-            " unreachable, a repeat round's users coming back empty, or Ctrl-C (run the same"
+            " unreachable, a shared --ledger out of reach, a repeat round's users coming back"
+            " empty, or Ctrl-C (run the same"
             " command again)."
         ),
         allow_abbrev=False,

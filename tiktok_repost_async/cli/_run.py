@@ -344,6 +344,11 @@ def _stop_line(stopped: HarvestStopped, resume_hint: str) -> str:
         if when[1]:
             return f"stopped: {when[0]}; {resume_hint} after {when[2]}, or pass --on-quota wait"
         return f"stopped: {why}; {resume_hint} later, or pass --on-quota wait"
+    if stopped.reason == "ledger":
+        return (
+            f"stopped: {stopped.detail or 'the shared ledger cannot be reached'}: {resume_hint}"
+            " once the ledger is reachable (the store is consistent)"
+        )
     if stopped.reason == "empty":
         return (
             f"stopped: {stopped.detail or 'the API keeps answering empty lists'}:"
