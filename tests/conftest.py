@@ -9,6 +9,9 @@ from support import FakeClock
 
 from tiktok_repost_async.simulator import Simulator
 
+# A throwaway PostgreSQL server for the tests that need one (`postgres_server`, `postgres_url`).
+pytest_plugins = ["pg_server"]
+
 
 @pytest.fixture
 def clock() -> FakeClock:

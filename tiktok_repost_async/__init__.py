@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from ._dburl import mask_url
     from .auth import Credentials
     from .client import ClientStats, RepostClient, make_limiter
     from .compliance import MAX_TASK_IDS, TaskStatus
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
         InvalidCursorError,
         InvalidFieldsError,
         InvalidFileUploadError,
+        LedgerError,
         ProtocolError,
         QuotaExhaustedError,
         RateLimitError,
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
         WalkStopped,
     )
     from .harvester import Harvester, HarvestProgress, UserOutcome, harvest
+    from .ledger import Ledger, PostgresLedger, SQLiteLedger, StoreLedger, open_ledger
     from .models import (
         DEFAULT_FIELDS,
         VIDEO_FIELDS,
@@ -99,6 +102,13 @@ _LAZY: dict[str, str] = {
     "InvalidCursorError": "errors",
     "InvalidFieldsError": "errors",
     "InvalidFileUploadError": "errors",
+    "LedgerError": "errors",
+    "Ledger": "ledger",
+    "PostgresLedger": "ledger",
+    "SQLiteLedger": "ledger",
+    "StoreLedger": "ledger",
+    "open_ledger": "ledger",
+    "mask_url": "_dburl",
     "ProtocolError": "errors",
     "QuotaExhaustedError": "errors",
     "RateLimitError": "errors",
@@ -173,8 +183,11 @@ __all__ = [
     "InvalidCursorError",
     "InvalidFieldsError",
     "InvalidFileUploadError",
+    "Ledger",
+    "LedgerError",
     "NameSkipped",
     "PageEvent",
+    "PostgresLedger",
     "ProtocolError",
     "QuotaExhaustedError",
     "QuotaPolicy",
@@ -188,11 +201,13 @@ __all__ = [
     "RetryPolicy",
     "RoundRecord",
     "RunRecord",
+    "SQLiteLedger",
     "ServerError",
     "StickerInfo",
     "StopReason",
     "Store",
     "StoreError",
+    "StoreLedger",
     "StoreLockedError",
     "StoreMismatchError",
     "TaskStatus",
@@ -220,7 +235,9 @@ __all__ = [
     "diff_rounds",
     "harvest",
     "make_limiter",
+    "mask_url",
     "normalize_fields",
     "normalize_username",
+    "open_ledger",
     "refresh",
 ]

@@ -15,6 +15,7 @@ __all__ = [
     "InvalidCursorError",
     "InvalidFieldsError",
     "InvalidFileUploadError",
+    "LedgerError",
     "ProtocolError",
     "QuotaExhaustedError",
     "RateLimitError",
@@ -249,6 +250,13 @@ class StoreError(TikTokError):
     """Root of every error the harvest store raises."""
 
 
+class LedgerError(TikTokError):
+    """Report a shared request ledger that cannot be opened, read or written.
+
+    Its message names the ledger with any password masked (`mask_url`), never the password.
+    """
+
+
 class ExportError(TikTokError):
     """Report a video that cannot be written in the chosen format."""
 
@@ -266,6 +274,9 @@ class StopReason(enum.StrEnum):
     #: In a repeat round of a panel, users who had reposts before kept coming back with none and
     #: no error (the API's silent empty; see `harvester.EMPTY_ALARM_SEEN`): nothing was recorded.
     EMPTY = "empty"
+    #: The organisation's shared ledger could not be reached or written: a request that cannot
+    #: be booked is not sent.
+    LEDGER = "ledger"
 
 
 class WalkStopped(TikTokError):

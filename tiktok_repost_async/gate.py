@@ -129,7 +129,7 @@ class Gate:
         on_quota: QuotaPolicy = QuotaPolicy.STOP,
         clock: Callable[[], float] = time.time,
         sleep: Sleep | None = None,
-        book: Callable[[str], Awaitable[None]] | None = None,
+        book: Callable[[str], Awaitable[bool | None]] | None = None,
         refund: Callable[[str, str], Awaitable[None]] | None = None,
         on_wait: Callable[[float | None], None] | None = None,
         on_probe: Callable[[float | None], None] | None = None,
@@ -141,7 +141,8 @@ class Gate:
         stops). ``on_quota``: stop, or wait for the reset, when it is spent. ``clock`` and
         ``sleep``: the wall clock and the sleep of quota waits (tests move time with them).
         ``book``: awaited with the username right before each request is sent (the harvest's
-        write-ahead ledger). ``refund``: awaited with the username and the UTC day it was booked
+        write-ahead ledger); False means a shared ledger refused it: the organisation's day is
+        spent. ``refund``: awaited with the username and the UTC day it was booked
         on when a booked request never reached the API (a refused connection, a failed token
         fetch, a stop while it was being booked). ``on_wait``: told when a quota wait starts
         (its end) and ends.
@@ -729,7 +730,15 @@ class Gate:
             return False
         day = self._today()
         if self._book is not None:
-            await self._book(username)
+            if await self._book(username) is False:
+                # A shared ledger refused: the organisation's collaborators spent the rest of
+                # today's budget. The day is spent here too, as if by our own count.
+                if self.quota is None:
+                    await self._spent()
+                else:
+                    self.quota.refund()
+                    self.quota.fill()
+                return False
             try:
                 # A stop came while this one was booked: it is held back like a prepaid one
                 # (a spent API quota would only answer another 429), and given back.

@@ -32,7 +32,8 @@ from .engine import (
     WalkJob,
     WalkState,
 )
-from .errors import HarvestStopped, StopReason, WalkStopped
+from .errors import HarvestStopped, LedgerError, StopReason, WalkStopped
+from .ledger import Ledger
 from .models import RepostedVideosPage
 from .protocol import validate_positive_int
 from .quota import DailyQuota, QuotaPolicy, utc_day
@@ -167,8 +168,18 @@ class _Writer:
     # also hands the GIL back and forth at every statement, and each hand-over waits for the
     # event loop's thread, so fewer statements per page is what keeps a busy harvest fast.
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ledger: Ledger | None = None,
+        limit: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
+        # A shared ledger, booked first and against the day's limit (see _book_run).
+        self._ledger = ledger
+        self._limit = limit
+        self._clock = clock
         self._loop = asyncio.get_running_loop()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="tiktok-store", daemon=True)
@@ -186,9 +197,12 @@ class _Writer:
         self._jobs.put(_Job(future, None, page))
         return future
 
-    def book(self, username: str) -> asyncio.Future[None]:
-        """Queue one request of ``username`` for the ledger; the future settles once committed."""
-        future: asyncio.Future[None] = self._loop.create_future()
+    def book(self, username: str) -> asyncio.Future[bool]:
+        """Queue one request of ``username`` for the ledger; the future tells if it was booked.
+
+        False: the shared ledger refused it (the organisation's day is spent).
+        """
+        future: asyncio.Future[bool] = self._loop.create_future()
         self._jobs.put(_Job(future, None, None, username))
         return future
 
@@ -250,15 +264,28 @@ class _Writer:
             self._resolve(job.future, count, None)
 
     def _book_run(self, jobs: list[_Job]) -> None:
-        counts = Counter(job.book for job in jobs if job.book is not None)
+        granted = jobs
         try:
+            ledger = self._ledger
+            if ledger is not None:
+                # The organisation's ledger first, then the store's own: a crash between the
+                # two leaves the shared one over-counting, which is safe.
+                day = utc_day(self._clock())
+                if not ledger.book(len(jobs), day=day, limit=self._limit):
+                    # All or none was refused: the day's last requests still go, one by one.
+                    granted = []
+                    for job in jobs:
+                        if not ledger.book(1, day=day, limit=self._limit):
+                            break
+                        granted.append(job)
+            counts = Counter(job.book for job in granted if job.book is not None)
             self._store.book_requests(counts)
         except BaseException as error:
             for job in jobs:
                 self._resolve(job.future, None, error)
             return
-        for job in jobs:
-            self._resolve(job.future, None, None)
+        for index, job in enumerate(jobs):
+            self._resolve(job.future, index < len(granted), None)
 
     def _settle(self, job: _Job) -> None:
         assert job.call is not None
@@ -311,6 +338,7 @@ class Harvester:
         stop_at_known: bool = False,
         accept_empty: bool = False,
         on_round: Callable[[RoundRecord, bool], None] | None = None,
+        ledger: Ledger | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
@@ -337,6 +365,11 @@ class Harvester:
             back empty at their word, without the silent-empty alarm (see `EMPTY_ALARM_SEEN`).
         :param on_round: called once the run has taken its round, with the round's record as it
             stood then and whether this run started it.
+        :param ledger: the organisation's shared ledger (`open_ledger`): every request is booked
+            there too, before it leaves, and ``daily_quota`` bounds the organisation's day, not
+            only this store's; a refusal stops the run (or waits, with ``on_quota="wait"``) as
+            the store's own spent day does. None, or the store's own: the store alone keeps the
+            count.
         :param clock: the wall clock (epoch seconds) of the quota's UTC day and the ledger.
         :param sleep: the quota wait's sleep (the client's by default: one switch removes every
             wait, in tests or a caller's own scheduler).
@@ -374,12 +407,18 @@ class Harvester:
         self._sleep: Callable[[float], Awaitable[None]] = (
             sleep if sleep is not None else client._sleep
         )
-        self.quota = DailyQuota(daily_quota, clock=clock)
+        #: The shared ledger this harvest books in too (None: the store's own alone).
+        self.ledger = ledger if ledger is not None and ledger.shared else None
+        self.quota = DailyQuota(daily_quota, clock=clock, shared=self._shared_label)
         self.progress = HarvestProgress(quota_limit=daily_quota)
         self._writer: _Writer | None = None
         self._gate: Gate | None = None
         self._sink: _StoreSink | None = None
         self._stop_asked = False
+
+    @property
+    def _shared_label(self) -> str | None:
+        return None if self.ledger is None else self.ledger.label
 
     def stop(self) -> None:
         """Stop the running harvest: nothing new goes out, the pages in flight are stored."""
@@ -397,7 +436,7 @@ class Harvester:
         self, usernames: Iterable[str] | AsyncIterable[str]
     ) -> AsyncGenerator[UserOutcome, None]:
         """Harvest every name and yield each user's outcome as its walk ends."""
-        self._writer = _Writer(self.store)
+        self._writer = _Writer(self.store, self.ledger, self.quota.limit, self._clock)
         self._sink = None
         # How the run ends, for its record in the store: anything that leaves before the end
         # (a consumer that stops iterating, a cancel, an exception) is said below.
@@ -423,9 +462,17 @@ class Harvester:
             # The round is unfinished until this run has read its whole input (`input_done`).
             await self._write(self.store.begin_round_input)
             await self._write(self.store.clear_skipped)
-            spent = await self._write(self.store.requests_on, utc_day(self._clock()))
+            # The day so far: the organisation's, with a shared ledger; else this store's.
+            spent = await self._write(
+                self.store.requests_on if self.ledger is None else self.ledger.spent,
+                utc_day(self._clock()),
+            )
             self.quota = DailyQuota(
-                self.quota.limit, spent_today=spent, clock=self._clock, margin=self.quota.margin
+                self.quota.limit,
+                spent_today=spent,
+                clock=self._clock,
+                margin=self.quota.margin,
+                shared=self._shared_label,
             )
             self.progress.started_at = self._clock()
             self.progress.quota_spent = self.quota.spent
@@ -504,7 +551,7 @@ class Harvester:
         refunds = []
         for day, counts in gate.unsent_bookings().items():
             self.progress.requests -= sum(counts.values())
-            refunds.append(self._writer.call(self.store.refund_requests, counts, day=day))
+            refunds.append(self._writer.call(self._unbook, counts, day))
         self.progress.quota_spent = self.quota.spent
         return refunds
 
@@ -524,20 +571,43 @@ class Harvester:
             done.partial,
         )
 
-    async def _book(self, username: str) -> None:
-        # Write-ahead: the request is in the store's ledger before it is sent, so that a kill
-        # at any instant never leaves the ledger short of what the API counted.
-        self.progress.requests += 1
-        self.progress.quota_spent = self.quota.spent
+    async def _book(self, username: str) -> bool:
+        # Write-ahead: the request is in the store's ledger (and the shared one) before it is
+        # sent, so that a kill at any instant never leaves a ledger short of what the API
+        # counted.
         assert self._writer is not None
-        await self._writer.book(username)
+        try:
+            booked = await self._writer.book(username)
+        except LedgerError as error:
+            # No booking, no request: the run stops, resumable, with the ledger's own words
+            # (a server down, a full disk). Whatever was sent is booked already.
+            gate = self._gate
+            if gate is not None:
+                gate.stop(StopReason.LEDGER, f"{error}; nothing is sent unbooked")
+                self.quota.refund()
+                gate.check()
+            raise
+        if booked:
+            self.progress.requests += 1
+        self.progress.quota_spent = self.quota.spent
+        return booked
 
     async def _refund(self, username: str, day: str) -> None:
         # A booked request that never reached the API (a refused connection): the API did not
         # count it, so neither does the ledger.
         self.progress.requests -= 1
         self.progress.quota_spent = self.quota.spent
-        await self._write(self.store.refund_requests, {username: 1}, day=day)
+        await self._write(self._unbook, {username: 1}, day)
+
+    def _unbook(self, counts: dict[str, int], day: str) -> None:
+        # On the writer's thread: the store's own ledger, then the shared one.
+        self.store.refund_requests(counts, day=day)
+        if self.ledger is not None:
+            try:
+                self.ledger.refund(sum(counts.values()), day=day)
+            except LedgerError as error:
+                # Left booked: the shared ledger over-counts, which is safe.
+                logger.warning("could not give back unsent requests: %s", error)
 
     def _on_wait(self, until: float | None) -> None:
         self.progress.waiting_until = until
@@ -637,6 +707,8 @@ class _StoreSink(Sink):
         gate = harvester._gate
         more = (
             gate is not None
+            # A shared ledger books each request on its own, against the organisation's day.
+            and harvester.ledger is None
             and not job.stop_after
             and page.has_more
             and page.cursor != event.cursor
@@ -786,6 +858,7 @@ async def harvest(
     stop_at_known: bool = False,
     accept_empty: bool = False,
     on_round: Callable[[RoundRecord, bool], None] | None = None,
+    ledger: Ledger | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> AsyncGenerator[UserOutcome, None]:
@@ -816,6 +889,8 @@ async def harvest(
         back empty at their word, without the silent-empty alarm (see `EMPTY_ALARM_SEEN`).
     :param on_round: called once the run has taken its round, with the round's record as it
         stood then and whether this run started it.
+    :param ledger: the organisation's shared ledger (`open_ledger`), booked before each request
+        besides the store's own (None: the store alone keeps the count).
     :param clock: the wall clock (epoch seconds) of the quota's UTC day and the ledger.
     :param sleep: the quota wait's sleep (the client's by default: one switch removes every
         wait, in tests or a caller's own scheduler).
@@ -842,6 +917,7 @@ async def harvest(
             stop_at_known=stop_at_known,
             accept_empty=accept_empty,
             on_round=on_round,
+            ledger=ledger,
             clock=clock,
             sleep=sleep,
         )

@@ -119,6 +119,11 @@ def quota_stop_message(quota: DailyQuota | None, retry_at: float, *, lagging: bo
         )
     elif quota is None or quota.exhausted:
         why = "the API says the project's daily quota is spent (collaborators share it)"
+    elif quota.shared is not None:
+        why = (
+            f"the organisation's shared daily quota is spent ({quota.limit:,} requests today"
+            f" in the shared ledger {quota.shared})"
+        )
     else:
         why = f"the daily quota is spent ({quota.spent:,} of {quota.limit:,} requests today)"
     return f"{why}; try again after {at} UTC"
@@ -127,7 +132,7 @@ def quota_stop_message(quota: DailyQuota | None, retry_at: float, *, lagging: bo
 class DailyQuota:
     """Count the research requests sent this UTC day against a daily limit."""
 
-    __slots__ = ("_clock", "_day", "_exhausted_until", "_limit", "_margin", "_spent")
+    __slots__ = ("_clock", "_day", "_exhausted_until", "_limit", "_margin", "_shared", "_spent")
 
     def __init__(
         self,
@@ -136,6 +141,7 @@ class DailyQuota:
         spent_today: int = 0,
         clock: Callable[[], float] = time.time,
         margin: float = DEFAULT_RESET_MARGIN,
+        shared: str | None = None,
     ) -> None:
         """Make a budget of ``limit`` requests a UTC day.
 
@@ -145,6 +151,8 @@ class DailyQuota:
         :param clock: the wall clock, in epoch seconds, whose UTC day is counted.
         :param margin: seconds past UTC midnight to wait before counting on the reset, since
             the API's own reset lags a little.
+        :param shared: the name of the organisation's shared ledger that this budget draws on
+            (None: the store's own); a stop on it says so.
         """
         if not isinstance(limit, int) or isinstance(limit, bool):
             raise TypeError(f"limit must be an int, not {type(limit).__name__}")
@@ -162,6 +170,7 @@ class DailyQuota:
         self._spent = spent_today
         self._day = _day_index(clock())
         self._exhausted_until: float | None = None
+        self._shared = shared
 
     def __repr__(self) -> str:
         return (
@@ -184,6 +193,11 @@ class DailyQuota:
     def limit(self) -> int:
         """Return the number of requests allowed per UTC day."""
         return self._limit
+
+    @property
+    def shared(self) -> str | None:
+        """Return the shared ledger this budget draws on, or None for a store's own."""
+        return self._shared
 
     @property
     def margin(self) -> float:
@@ -224,6 +238,15 @@ class DailyQuota:
             return False
         self._spent += n
         return True
+
+    def fill(self) -> None:
+        """Count the rest of today's budget as spent: the shared ledger refused a booking.
+
+        Others drew on the organisation's budget meanwhile, so the day is spent before this
+        process's own count says so; it is fresh again at the reset, as an own spent day is.
+        """
+        self._now()
+        self._spent = max(self._spent, self._limit)
 
     def exhaust(self, until: float | None = None) -> None:
         """Mark today's quota as spent because the API said so, whatever our own count.

@@ -18,6 +18,7 @@ from .. import __version__
 from ._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, CommandError
 
 __all__ = [
+    "add_ledger",
     "add_progress",
     "add_refresh_days",
     "add_verbosity",
@@ -160,6 +161,17 @@ def add_refresh_days(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_ledger(parser: argparse.ArgumentParser) -> None:
+    """Add ``--ledger``, the organisation's shared request ledger (a file or a PostgreSQL URL)."""
+    parser.add_argument(
+        "--ledger",
+        metavar="PATH|URL",
+        help="the request ledger shared by every store of the organisation, so that together"
+        " they keep within --daily-quota: a file (one machine) or a postgresql:// URL (many);"
+        " TIKTOK_LEDGER if set; without either, the store keeps its own",
+    )
+
+
 def add_progress(parser: argparse.ArgumentParser) -> None:
     """Add ``--no-progress`` and ``--log-interval``."""
     from ._progress import LOG_INTERVAL
@@ -191,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Exit status: 0 every user reached a final state; 1 some users failed (run again to"
             " retry them); 2 usage or configuration error, or an answer this version cannot"
             " read; 75 stopped early, resumable: on the daily quota, an API that is down or"
-            " unreachable, a repeat round's users coming back empty, or Ctrl-C (run the same"
+            " unreachable, a shared --ledger out of reach, a repeat round's users coming back"
+            " empty, or Ctrl-C (run the same"
             " command again)."
         ),
         allow_abbrev=False,

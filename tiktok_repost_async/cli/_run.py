@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ..client import RepostClient
     from ..errors import AuthError, HarvestStopped
     from ..harvester import Harvester
+    from ..ledger import Ledger
 
 __all__ = [
     "HarvestSettings",
@@ -199,8 +200,13 @@ async def run_harvest(
     users: UserLines,
     settings: HarvestSettings,
     console: Console,
+    *,
+    ledger: Ledger | None = None,
 ) -> int:
-    """Harvest with progress, signals and a summary; return the exit status."""
+    """Harvest with progress, signals and a summary; return the exit status.
+
+    ``ledger``: the organisation's shared ledger (None: the store keeps its own).
+    """
     from ..errors import AuthError, HarvestStopped, InvalidFieldsError, UnknownListKeyError
     from ..harvester import Harvester
 
@@ -217,6 +223,7 @@ async def run_harvest(
         stop_at_known=settings.stop_at_known,
         accept_empty=settings.accept_empty,
         on_round=lambda record, started: _say_round(console, settings, record, started),
+        ledger=ledger,
     )
 
     async def consume() -> None:
@@ -337,6 +344,11 @@ def _stop_line(stopped: HarvestStopped, resume_hint: str) -> str:
         if when[1]:
             return f"stopped: {when[0]}; {resume_hint} after {when[2]}, or pass --on-quota wait"
         return f"stopped: {why}; {resume_hint} later, or pass --on-quota wait"
+    if stopped.reason == "ledger":
+        return (
+            f"stopped: {stopped.detail or 'the shared ledger cannot be reached'}: {resume_hint}"
+            " once the ledger is reachable (the store is consistent)"
+        )
     if stopped.reason == "empty":
         return (
             f"stopped: {stopped.detail or 'the API keeps answering empty lists'}:"
@@ -359,6 +371,8 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: Harves
     elapsed = time.time() - p.started_at if p.started_at else 0.0
     states = ", ".join(f"{p.finished[s]:,} {s}" for s in UserState if p.finished[s])
     left = max(settings.daily_quota - p.quota_spent, 0)
+    # With a shared ledger the day's count is the organisation's, not this store's.
+    whose = "the organisation's " if harvester.ledger is not None else ""
     if harvester.round > 1 or harvester.new_round:
         started = "started" if harvester.round_started else "resumed"
         known = ", stopping at known videos" if harvester.stop_at_known else ""
@@ -373,7 +387,7 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: Harves
     console.line(
         f"{p.done:,} users in {duration(elapsed)}{': ' + states if states else ''};"
         f" {p.videos:,} new videos; {p.requests:,} requests"
-        f" ({p.quota_spent:,} today, {left:,} left of {settings.daily_quota:,})"
+        f" ({whose}{p.quota_spent:,} today, {left:,} left of {settings.daily_quota:,})"
     )
     notes = []
     if p.invalid:

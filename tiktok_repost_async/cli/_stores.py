@@ -7,12 +7,17 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import StoreError
+from .._dburl import mask_url
+from ..errors import LedgerError, StoreError
 from ..store import Store, StoreMismatchError
+
+if TYPE_CHECKING:
+    from ..ledger import Ledger
 from ._common import DEFAULT_DB, PROG, UsageError
 
-__all__ = ["check_db", "create_store", "open_existing", "open_for_harvest"]
+__all__ = ["check_db", "create_store", "open_existing", "open_for_harvest", "open_shared_ledger"]
 
 
 def check_db(db: str, *, creating: bool = False) -> bool:
@@ -111,3 +116,27 @@ def create_store(db: str, fields: Sequence[str], max_count: int) -> Store:
         return Store(db, fields=fields, max_count=max_count)
     except (StoreError, ValueError) as exc:
         raise _refused(db, exc) from None
+
+
+def open_shared_ledger(spec: str | None, db: str, *, create: bool = True) -> Ledger | None:
+    """Open the shared ledger ``--ledger`` (else TIKTOK_LEDGER) names; None if neither does.
+
+    One line for every command that spends or plans: ``ledger = open_shared_ledger(args.ledger,
+    args.db)``; the caller closes it. Its bookings are recorded under this machine and ``db``.
+
+    :param spec: the ``--ledger`` given (None: the environment's, if any).
+    :param db: the ``--db`` the command works on (the label of its bookings).
+    :param create: make the ledger if there is none yet (status passes False).
+    """
+    from ..ledger import ENV_LEDGER, ledger_source, open_ledger
+
+    text = (spec if spec is not None else os.environ.get(ENV_LEDGER, "")).strip()
+    if not text:
+        return None
+    where = "--ledger" if spec is not None else ENV_LEDGER
+    try:
+        return open_ledger(text, source=ledger_source(db), create=create)
+    except LedgerError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{where} {mask_url(text)!r}: {exc}") from None

@@ -21,12 +21,13 @@ from ._common import (
 )
 from ._console import Console, logger, make_console
 from ._input import UserLines
-from ._parser import add_progress, add_rate, add_refresh_days, add_verbosity, int_in
+from ._parser import add_ledger, add_progress, add_rate, add_refresh_days, add_verbosity, int_in
 from ._run import HarvestSettings, authenticate, credentials, make_client, run_harvest
-from ._stores import create_store, open_for_harvest
+from ._stores import create_store, open_for_harvest, open_shared_ledger
 
 if TYPE_CHECKING:
     from ..client import RepostClient
+    from ..ledger import Ledger
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
 
@@ -68,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"research requests per UTC day ({DEFAULT_DAILY_LIMIT:,})",
     )
+    add_ledger(parser)
     parser.add_argument(
         "--on-quota",
         choices=[policy.value for policy in QuotaPolicy],
@@ -132,10 +134,13 @@ def run(args: argparse.Namespace) -> int:
     key, secret = credentials()
     users = UserLines(args.users)
     store: Store | None = None
+    ledger: Ledger | None = None
     try:
         store, fields, max_count = open_for_harvest(
             args.db, fields, args.max_count, default_fields=VIDEO_FIELDS
         )
+        # Before the token: a wrong ledger path or URL costs nothing.
+        ledger = open_shared_ledger(args.ledger, args.db)
         client = make_client(
             key,
             secret,
@@ -162,11 +167,13 @@ def run(args: argparse.Namespace) -> int:
         console = make_console(args.verbose - args.quiet)
         if store is not None:
             _warn_if_refresh_overdue(store, args.refresh_days)
-        return asyncio.run(_harvest(client, store, args.db, users, settings, console))
+        return asyncio.run(_harvest(client, store, args.db, users, settings, console, ledger))
     finally:
         users.close()
         if store is not None:
             store.close()
+        if ledger is not None:
+            ledger.close()
 
 
 def _warn_if_refresh_overdue(store: Store, days: int) -> None:
@@ -192,11 +199,12 @@ async def _harvest(
     users: UserLines,
     settings: HarvestSettings,
     console: Console,
+    ledger: Ledger | None,
 ) -> int:
     async with client:
         await authenticate(client)
         if store is not None:
-            return await run_harvest(client, store, users, settings, console)
+            return await run_harvest(client, store, users, settings, console, ledger=ledger)
         # Created only now: wrong credentials must not leave an empty store behind.
         with create_store(db, client.fields, client.max_count) as created:
-            return await run_harvest(client, created, users, settings, console)
+            return await run_harvest(client, created, users, settings, console, ledger=ledger)

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -17,9 +17,12 @@ from ..models import VIDEO_FIELDS
 from ..quota import DEFAULT_DAILY_LIMIT, utc_day
 from ..store import FINAL_STATES, REFRESH_DAYS, RefreshRecord, RunRecord, Store, UserState
 from ._common import DEFAULT_DB, EXIT_FAILED, EXIT_OK, PROG, stdout
-from ._parser import add_refresh_days, int_in
-from ._stores import open_existing
+from ._parser import add_ledger, add_refresh_days, int_in
+from ._stores import open_existing, open_shared_ledger
 from .plan import QuotaPlan, estimate_plan, pages_seen
+
+if TYPE_CHECKING:
+    from ..ledger import Ledger
 
 __all__ = [
     "DESCRIPTION",
@@ -78,11 +81,19 @@ class RequestsToday(msgspec.Struct, frozen=True):
     #: Requests this store's ledger counts for today.
     spent: int
     #: What today's quota leaves: 0 once the API said it is spent (collaborators on the same
-    #: project draw on it too), else the quota less ``spent``. The plan's ``left_today``.
+    #: project draw on it too), else the quota less what the organisation spent (with a shared
+    #: ledger) or ``spent`` (without). The plan's ``left_today``.
     left: int
     daily_quota: int
     #: True when the last run today was stopped by the API's word that the quota is spent.
     quota_spent_by_api: bool = False
+    #: The organisation's shared ledger (its path, or its URL with the password masked), or
+    #: None when the store keeps its own.
+    ledger: str | None = None
+    #: Requests the shared ledger counts for today, every store of the organisation together.
+    organisation_spent: int | None = None
+    #: The shared ledger's count for today per source (``host:/path/to/store``).
+    by_source: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class RoundRow(msgspec.Struct, frozen=True):
@@ -260,6 +271,7 @@ def status_report(
     limit: int | None,
     now: float | None = None,
     refresh_days: int = REFRESH_DAYS,
+    ledger: Ledger | None = None,
 ) -> StatusReport:
     """Return what ``status`` shows: users per state, videos, requests, problems, quota plan.
 
@@ -268,15 +280,23 @@ def status_report(
     :param limit: failed and incomplete users and skipped lines listed at most (None: all).
     :param now: the current time, epoch seconds (None: the clock's); it decides "today".
     :param refresh_days: the days between two refreshes (TikTok's terms) the clock counts.
+    :param ledger: the organisation's shared ledger: "left" and the plan count with what it
+        leaves of the day (None, or a store's own: this store's count alone).
     """
     now = time.time() if now is None else now
     counts = store.state_counts()
     day = utc_day(now)
     spent = store.requests_on(day)
+    shared = ledger if ledger is not None and ledger.shared else None
+    organisation = None if shared is None else shared.spent(day)
     skipped = store.skipped_counts()
     runs = store.runs(_RUNS_SHOWN if limit is None else max(limit, _RUNS_SHOWN))
     by_api = _spent_by_api(runs[0] if runs else None, day)
-    left = 0 if by_api else max(daily_quota - spent, 0)
+    if organisation is not None and organisation >= daily_quota:
+        # A run stopped by the shared ledger's refusal ends "stopped: quota" too; only below
+        # the quota was it the API's word.
+        by_api = False
+    left = 0 if by_api else max(daily_quota - (spent if organisation is None else organisation), 0)
     return StatusReport(
         store=str(store.path),
         fields=list(store.fields),
@@ -288,7 +308,14 @@ def status_report(
         videos=store.latest_video_count(),
         observations=store.video_count(),
         requests=RequestsToday(
-            day=day, spent=spent, left=left, daily_quota=daily_quota, quota_spent_by_api=by_api
+            day=day,
+            spent=spent,
+            left=left,
+            daily_quota=daily_quota,
+            quota_spent_by_api=by_api,
+            ledger=None if shared is None else shared.label,
+            organisation_spent=organisation,
+            by_source={} if shared is None else shared.breakdown(day),
         ),
         failed=[
             FailedUser(r.username, r.error, r.cursor, r.videos, r.requests)
@@ -365,6 +392,23 @@ def _plan_lines(plan: QuotaPlan) -> list[str]:
         f" ({plan.pages_per_user:g} per user, the mean of {plan.finished_users:,} finished)",
         f"          {when} {plan.finish_day} (UTC)",
     ]
+
+
+def _requests_lines(requests: RequestsToday) -> list[str]:
+    by_api = " (the API said today's quota is spent)" if requests.quota_spent_by_api else ""
+    if requests.organisation_spent is None:
+        return [
+            f"requests  {requests.spent:,} spent today ({requests.day} UTC),"
+            f" {requests.left:,} left of {requests.daily_quota:,}{by_api}"
+        ]
+    lines = [
+        f"requests  {requests.spent:,} spent today by this store ({requests.day} UTC);"
+        f" {requests.organisation_spent:,} by the organisation, {requests.left:,} left of"
+        f" {requests.daily_quota:,}{by_api}",
+        f"ledger    {requests.ledger} (shared)",
+    ]
+    lines += [f"  {n:>9,}  {source}" for source, n in requests.by_source.items()]
+    return lines
 
 
 def _table_lines(report: StatusReport) -> list[str]:
@@ -499,9 +543,7 @@ def status_text(report: StatusReport) -> str:
         f"{'total':<12} {users['total']:>7,}",
         "",
         _videos_line(report),
-        f"requests  {requests.spent:,} spent today ({requests.day} UTC),"
-        f" {requests.left:,} left of {requests.daily_quota:,}"
-        + (" (the API said today's quota is spent)" if requests.quota_spent_by_api else ""),
+        *_requests_lines(requests),
         *_plan_lines(report.plan),
         *_refresh_lines(report),
     ]
@@ -519,6 +561,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"the daily quota that 'left today' and the plan count with ({DEFAULT_DAILY_LIMIT:,})",
     )
+    add_ledger(parser)
     parser.add_argument(
         "--check",
         action="store_true",
@@ -540,12 +583,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``status``; return the exit status."""
     with open_existing(args.db) as store:
-        report = status_report(
-            store,
-            daily_quota=args.daily_quota,
-            limit=args.limit if args.limit else None,
-            refresh_days=args.refresh_days,
-        )
+        ledger = open_shared_ledger(args.ledger, args.db, create=False)
+        try:
+            report = status_report(
+                store,
+                daily_quota=args.daily_quota,
+                limit=args.limit if args.limit else None,
+                refresh_days=args.refresh_days,
+                ledger=ledger,
+            )
+        finally:
+            if ledger is not None:
+                ledger.close()
     out = stdout()
     if args.json:
         out.write(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n")

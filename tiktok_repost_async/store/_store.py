@@ -505,6 +505,33 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
         with self._transaction() as conn:
             self._add_to_ledger(conn, when, count)
 
+    def book_within(self, count: int, *, limit: int, day: str | None = None) -> bool:
+        """Add requests to a day's ledger only if it stays within ``limit``; tell whether it did.
+
+        ``count``: the requests about to be sent. ``limit``: the day's budget. ``day``: the UTC
+        day 'YYYY-MM-DD' (today by default). The check and the count are one transaction, so
+        that two processes booking at once cannot both take the last request.
+        """
+        _check_count("count", count)
+        _check_count("limit", limit)
+        when = _check_day(day) if day is not None else _utc_day(self._clock())
+        with self._transaction() as conn:
+            row = conn.execute("SELECT count FROM requests WHERE day = ?", (when,)).fetchone()
+            if (int(row[0]) if row else 0) + count > limit:
+                return False
+            self._add_to_ledger(conn, when, count)
+        return True
+
+    def unbook(self, count: int, *, day: str) -> None:
+        """Take requests that never reached the API off a day's ledger (never below zero)."""
+        _check_count("count", count)
+        when = _check_day(day)
+        if count:
+            with self._transaction() as conn:
+                conn.execute(
+                    "UPDATE requests SET count = max(count - ?, 0) WHERE day = ?", (count, when)
+                )
+
     def reset_failed(self) -> int:
         """Turn failed users back to pending (keeping their cursor); return how many."""
         stamp = _utc_stamp(self._clock())
