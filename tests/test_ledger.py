@@ -315,7 +315,7 @@ def test_a_postgres_ledger_without_psycopg_names_the_extra(tmp_path: Path) -> No
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
-    assert "pip install 'tiktok-repost-async[postgres]'" in done.stdout
+    assert "pip install 'psycopg[binary]>=3.1' (the package's [postgres] extra)" in done.stdout
     assert "hunter2" not in done.stdout + done.stderr
 
 

@@ -77,6 +77,8 @@ def _public_callables() -> list[tuple[str, list[str], str | None]]:
         if inspect.isclass(obj):
             if issubclass(obj, enum.Enum):
                 continue  # made from a value, not constructed with parameters
+            if getattr(obj, "_is_protocol", False):
+                continue  # an interface (the ledger's): implemented, never constructed
             params, doc, where = _constructor(obj)
             found.append((where, params, doc))
         elif inspect.isfunction(obj):

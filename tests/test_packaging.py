@@ -38,7 +38,7 @@ def test_all_is_what_a_user_wants_and_no_developer_tool() -> None:
     (spec,) = OPTIONAL["all"]
     name, extras = re.fullmatch(r"([\w-]+)\[([\w,]+)\]", spec).groups()  # type: ignore[union-attr]
     assert name == PROJECT["name"]
-    assert set(extras.split(",")) == {"cli", "parquet", "pandas", "polars"}
+    assert set(extras.split(",")) == {"cli", "parquet", "pandas", "polars", "postgres"}
     # ruff and mypy are in dev (and test, which CI installs alone); never in what users get.
     assert {"ruff>=0.6", "mypy>=1.10"} <= set(OPTIONAL["dev"]) & set(OPTIONAL["test"])
 

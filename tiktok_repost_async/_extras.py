@@ -11,6 +11,7 @@ EXTRAS: Final[dict[str, tuple[str, ...]]] = {
     "parquet": ("pyarrow>=14",),
     "pandas": ("pyarrow>=14", "pandas>=2.0"),
     "polars": ("pyarrow>=14", "polars>=1.0"),
+    "postgres": ("psycopg[binary]>=3.1",),
 }
 
 

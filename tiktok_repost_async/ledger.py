@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, runtime_checkable
 
 from ._dburl import is_postgres_url, mask_url, scrub, url_password
+from ._extras import install_hint
 from .errors import LedgerError
 
 if TYPE_CHECKING:
@@ -68,7 +69,6 @@ _PG_CONNECT_TIMEOUT_S: Final = 10
 # One lock key for creating the tables, so that two processes starting at once on a new
 # database do not both try (CREATE TABLE IF NOT EXISTS races in PostgreSQL's catalogue).
 _PG_SCHEMA_LOCK: Final = 0x7469_6B74_6F6B  # "tiktok"
-_PG_EXTRA_HINT: Final = "pip install 'tiktok-repost-async[postgres]'"
 
 
 @runtime_checkable
@@ -529,7 +529,8 @@ def _import_psycopg() -> Any:
         import psycopg
     except ImportError:
         raise LedgerError(
-            f"a postgresql:// ledger needs psycopg 3, which is not installed: {_PG_EXTRA_HINT}"
+            "a postgresql:// ledger needs psycopg 3, which is not installed: "
+            + install_hint("postgres")
         ) from None
     return psycopg
 
