@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from .retry import RetryPolicy
     from .store import (
         RoundRecord,
+        RoundSchedule,
         RunRecord,
         Store,
         StoreLockedError,
@@ -129,6 +130,7 @@ _LAZY: dict[str, str] = {
     "QuotaPolicy": "quota",
     "RetryPolicy": "retry",
     "RoundRecord": "store",
+    "RoundSchedule": "store",
     "RunRecord": "store",
     "DiffError": "diff",
     "VideoChange": "diff",
@@ -178,6 +180,7 @@ __all__ = [
     "RequestTimeoutError",
     "RetryPolicy",
     "RoundRecord",
+    "RoundSchedule",
     "RunRecord",
     "ServerError",
     "StickerInfo",

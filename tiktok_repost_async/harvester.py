@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime
 import functools
 import logging
 import queue
@@ -36,7 +37,16 @@ from .errors import HarvestStopped, StopReason, WalkStopped
 from .models import RepostedVideosPage
 from .protocol import validate_positive_int
 from .quota import DailyQuota, QuotaPolicy, utc_day
-from .store import FINAL_STATES, PageCommit, RoundRecord, Store, StoreMismatchError, UserState
+from .store import (
+    FINAL_STATES,
+    PageCommit,
+    RoundRecord,
+    RoundSchedule,
+    Store,
+    StoreMismatchError,
+    UserState,
+)
+from .store._records import check_cadence
 
 __all__ = [
     "EMPTY_ALARM_COUNT",
@@ -283,6 +293,7 @@ class Harvester:
         stop_at_known: bool = False,
         accept_empty: bool = False,
         on_round: Callable[[RoundRecord, bool], None] | None = None,
+        new_round_every: float | datetime.timedelta | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
@@ -305,9 +316,18 @@ class Harvester:
         with the round's record as it stood then and whether this run started it.
         ``accept_empty``: in a repeat round, take users who had videos before and now come back
         empty at their word, without the silent-empty alarm (see `EMPTY_ALARM_SEEN`).
-        ``clock`` and ``sleep``: wall clock and quota-wait sleep.
+        ``new_round_every``: for a run on a schedule (seconds, or a timedelta), instead of
+        ``new_round``: start the next round only once the latest one is finished and started
+        this long ago (a twentieth of it earlier at most, an hour at most: see `RoundSchedule`);
+        resume an unfinished round; otherwise do nothing (`rested` is then True and `run`
+        yields nothing, reads no name and sends nothing). The cadence is recorded in the store,
+        for ``status``. ``clock`` and ``sleep``: wall clock and quota-wait sleep.
         """
-        if stop_at_known and not new_round:
+        if new_round_every is not None:
+            if new_round:
+                raise ValueError("pass new_round or new_round_every, not both")
+            new_round_every = check_cadence(new_round_every)
+        if stop_at_known and not (new_round or new_round_every is not None):
             raise ValueError("stop_at_known applies to a new round: pass new_round=True too")
         concurrency = client.concurrency if concurrency is None else concurrency
         validate_positive_int("concurrency", concurrency)
@@ -332,9 +352,14 @@ class Harvester:
         self.stop_at_known = stop_at_known
         self.accept_empty = accept_empty
         self.on_round = on_round
+        self.new_round_every: float | None = new_round_every
         #: The round this run walks, and whether this run started it (set by `run`).
         self.round = 0
         self.round_started = False
+        #: With ``new_round_every``: True when the run found nothing to do (the latest round
+        #: finished, the next not due yet), and when the next round is due (set by `run`).
+        self.rested = False
+        self.schedule: RoundSchedule | None = None
         self._clock = clock
         # The client's sleep by default: one switch removes every wait (tests, a caller's own).
         self._sleep: Callable[[float], Awaitable[None]] = (
@@ -370,6 +395,21 @@ class Harvester:
         outcome = "interrupted"
         try:
             await self._write(self.store.acquire_run_lock)
+            every = self.new_round_every
+            if every is not None:
+                # Under the run lock, like start_round: the latest round cannot move meanwhile.
+                await self._write(self.store.set_round_cadence, every)
+                schedule = await self._write(
+                    self.store.round_schedule, every, retry_failed=self.retry_failed
+                )
+                assert schedule is not None  # a cadence was given
+                self.schedule = schedule
+                if schedule.finished and not schedule.starts_now(self._clock()):
+                    self.rested = True
+                    self.round = schedule.round
+                    outcome = "rested"
+                    return
+                self.new_round = True
             if self.new_round:
                 # Under the run lock: a harvest running on the store meanwhile is refused above.
                 self.round, self.round_started = await self._write(

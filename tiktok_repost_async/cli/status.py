@@ -17,7 +17,7 @@ from ..models import VIDEO_FIELDS
 from ..quota import DEFAULT_DAILY_LIMIT, utc_day
 from ..store import FINAL_STATES, RunRecord, Store, UserState
 from ._common import DEFAULT_DB, EXIT_FAILED, EXIT_OK, stdout
-from ._parser import int_in
+from ._parser import age_text, int_in
 from ._stores import open_existing
 from .plan import QuotaPlan, estimate_plan, pages_seen
 
@@ -28,6 +28,7 @@ __all__ = [
     "RequestsToday",
     "RoundRow",
     "RunRow",
+    "ScheduleRow",
     "SkippedLine",
     "SkippedLines",
     "StatusReport",
@@ -129,6 +130,22 @@ class SkippedLines(msgspec.Struct, frozen=True):
     lines: list[SkippedLine]
 
 
+class ScheduleRow(msgspec.Struct, frozen=True):
+    """When the next round is due, under the cadence ``harvest --new-round-every`` recorded."""
+
+    #: The cadence as the option takes it (``7d``), and in seconds.
+    every: str
+    every_seconds: float
+    #: The latest round, when it started, and whether a run would resume it.
+    round: int
+    round_started_at: str
+    round_finished: bool
+    #: When the next round is due (UTC, ISO 8601): the latest round's start plus the cadence.
+    next_due: str
+    #: True once the next round is late enough for a person to look (see `RoundSchedule`).
+    overdue: bool
+
+
 class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     """Hold everything ``status`` shows; ``to_json`` is what ``status --json`` prints."""
 
@@ -149,6 +166,8 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     runs_total: int
     skipped: SkippedLines
     plan: QuotaPlan
+    #: None unless a harvest ran with ``--new-round-every``.
+    schedule: ScheduleRow | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as plain JSON values (dicts, lists, str, int, float, None)."""
@@ -268,6 +287,26 @@ def status_report(
             ],
         ),
         plan=_plan(store, daily_quota=daily_quota, left_today=left, now=now),
+        schedule=_schedule(store, now),
+    )
+
+
+def _stamp(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def _schedule(store: Store, now: float) -> ScheduleRow | None:
+    schedule = store.round_schedule()
+    if schedule is None:
+        return None
+    return ScheduleRow(
+        every=age_text(schedule.every),
+        every_seconds=schedule.every,
+        round=schedule.round,
+        round_started_at=_stamp(schedule.started),
+        round_finished=schedule.finished,
+        next_due=_stamp(schedule.due),
+        overdue=schedule.overdue(now),
     )
 
 
@@ -295,6 +334,23 @@ def _plan_lines(plan: QuotaPlan) -> list[str]:
         f" ({plan.pages_per_user:g} per user, the mean of {plan.finished_users:,} finished)",
         f"          {when} {plan.finish_day} (UTC)",
     ]
+
+
+def _schedule_lines(schedule: ScheduleRow | None) -> list[str]:
+    if schedule is None:
+        return []
+    head = f"schedule  a new round every {schedule.every} (harvest --new-round-every):"
+    due = schedule.next_due.replace("T", " ").replace("Z", " UTC")
+    if schedule.overdue:
+        why = (
+            f"round {schedule.round} is not finished"
+            if not schedule.round_finished
+            else "no harvest has started it"
+        )
+        return [head, f"          round {schedule.round + 1} was due {due}: OVERDUE ({why})"]
+    if not schedule.round_finished:
+        return [head, f"          round {schedule.round} in progress; the next is due {due}"]
+    return [head, f"          next round due {due}"]
 
 
 def _table_lines(report: StatusReport) -> list[str]:
@@ -400,6 +456,7 @@ def status_text(report: StatusReport) -> str:
         f" {requests.left:,} left of {requests.daily_quota:,}"
         + (" (the API said today's quota is spent)" if requests.quota_spent_by_api else ""),
         *_plan_lines(report.plan),
+        *_schedule_lines(report.schedule),
     ]
     return "\n".join(lines + _table_lines(report) + _problem_lines(report))
 
@@ -420,7 +477,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="for a monitoring job: exit 1, with one line each on standard error, when something"
         " needs a person (failed users; a last run stopped by an API that stayed down, by a"
-        " repeat round coming back empty, or by an error)",
+        " repeat round coming back empty, or by an error; a round overdue under the cadence"
+        " harvest --new-round-every recorded)",
     )
     parser.add_argument(
         "--limit",
@@ -472,4 +530,15 @@ def needs_a_person(report: StatusReport) -> list[str]:
             problems.append(f"run {last.run} {outcome}: {_ALARMING_STOPS[outcome]}")
         elif outcome.startswith("error"):
             problems.append(f"run {last.run} ended in an {outcome}")
+    schedule = report.schedule
+    if schedule is not None and schedule.overdue:
+        late = (
+            f"round {schedule.round}, started {schedule.round_started_at}, is not finished"
+            if not schedule.round_finished
+            else "no harvest has started it (is the timer running?)"
+        )
+        problems.append(
+            f"round {schedule.round + 1} is overdue: due {schedule.next_due} under"
+            f" --new-round-every {schedule.every}, and {late}"
+        )
     return problems

@@ -8,7 +8,17 @@ from collections.abc import Iterator
 from ..errors import StoreError
 from ._core import _StoreCore
 from ._lists import completed, done_before, user_rounds
-from ._records import RoundRecord, RunRecord, UserState, _check_count, _run_record, _utc_stamp
+from ._records import (
+    RoundRecord,
+    RoundSchedule,
+    RunRecord,
+    UserState,
+    _check_count,
+    _parse_utc_stamp,
+    _run_record,
+    _utc_stamp,
+    check_cadence,
+)
 from ._schema import _current_round
 
 
@@ -100,6 +110,51 @@ class _StoreRounds(_StoreCore):
                 (current + 1, _utc_stamp(self._clock()), int(stop_at_known)),
             )
         return current + 1, True
+
+    @property
+    def round_cadence(self) -> float | None:
+        """Return the cadence of the panel's rounds in seconds, as ``--new-round-every`` set it
+        (`set_round_cadence`), or None."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'new_round_every'").fetchone()
+        return float(row[0]) if row else None
+
+    def set_round_cadence(self, every: float | None) -> None:
+        """Record the cadence of the panel's rounds (seconds; None forgets it).
+
+        A harvest with ``new_round_every`` records it, so that `round_schedule` and ``status
+        --check`` know when a round is due without being told again. It lives in the store's
+        meta table: no schema change.
+        """
+        if every is not None:
+            every = check_cadence(every)
+        with self._transaction() as conn:
+            if every is None:
+                conn.execute("DELETE FROM meta WHERE key = 'new_round_every'")
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('new_round_every', ?)",
+                    (repr(float(every)),),
+                )
+
+    def round_schedule(
+        self, every: float | None = None, *, retry_failed: bool = True
+    ) -> RoundSchedule | None:
+        """Return when the next round is due: ``every`` seconds (the recorded cadence by default)
+        after the latest round started, and whether that round is finished; None without a
+        cadence.
+
+        :param every: the cadence in seconds (default: `round_cadence`).
+        :param retry_failed: whether failed users keep the latest round unfinished (a run walks
+            them again), as `start_round` takes it.
+        """
+        every = self.round_cadence if every is None else check_cadence(every)
+        if every is None:
+            return None
+        conn = self._db
+        current = _current_round(conn)
+        row = conn.execute("SELECT started_at FROM rounds WHERE number = ?", (current,)).fetchone()
+        started = _parse_utc_stamp(row[0]) if row else self._clock()
+        return RoundSchedule(every, current, started, _finished(conn, current, retry_failed))
 
     def begin_round_input(self) -> None:
         """Note that a run starts reading its input into the current round.
