@@ -576,6 +576,7 @@ class _StoreSink(Sink):
         self._heard = 0
         self._silent = 0
         self._held: dict[str, tuple[PageCommit, UserDone | None]] = {}
+        self._alarmed = False
         #: The writer's record that the whole input was read, once it was: the number of
         #: unfinished members the input no longer names, dropped from the round.
         self.input_end: asyncio.Future[int] | None = None
@@ -725,8 +726,10 @@ class _StoreSink(Sink):
 
     def _sound_alarm(self, now: bool) -> None:
         gate = self._harvester._gate
-        if not now or gate is None:
+        if not now or gate is None or self._alarmed:
             return
+        # Once: the users already on their way when it sounded come back empty too.
+        self._alarmed = True
         logger.warning(
             "%d of %d users who had reposts in an earlier round came back with none",
             self._silent,
