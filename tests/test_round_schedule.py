@@ -137,11 +137,16 @@ def test_on_a_timer_the_command_says_in_one_line_that_nothing_is_due(tmp_path: P
     with sim.run_in_thread() as base_url:
         base = ["harvest", users, "--db", db, "--base-url", base_url, "--no-progress"]
         every = ["--new-round-every", "7d", "--stop-at-known"]
-        first = run_main(*base, *every, env=cli_env())
+        # The cadence is recorded by every scheduled run, a run with nothing to do included.
+        first = run_main(*base, "--new-round-every", "30m", env=cli_env())
         assert first.returncode == 0, first.stderr
+        with Store(db, create=False) as store:
+            assert store.round_cadence == 1800
         tokens, requests = sim.stats.tokens_issued, sim.stats.requests
         idle = run_main(*base, *every, env=cli_env())
         assert idle.returncode == 0, idle.stderr
+        with Store(db, create=False) as store:
+            assert store.round_cadence == WEEK
         assert idle.stderr.count("\n") == 1
         assert idle.stderr.startswith("nothing to do: round 1 is complete and the next is due ")
         assert "(in 6d23h; --new-round-every 7d)" in idle.stderr

@@ -164,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
             # usual case). The harvest checks again under the run lock.
             schedule = store.round_schedule(every, retry_failed=args.retry_failed)
             if schedule is not None and schedule.finished and not schedule.starts_now(time.time()):
+                # Recorded here too: status --check must know the cadence from the first run.
+                store.set_round_cadence(every)
                 if args.quiet == 0:
                     print(rest_line(schedule, time.time()), file=sys.stderr)
                 return EXIT_OK
