@@ -293,7 +293,8 @@ async def run_harvest(
             raise UsageError(str(exc)) from None
         # On a schedule, the run before this one still going (a round that takes days) is
         # the usual case, not a mistake: the timer's next run will look again.
-        console.line(f"nothing to do this time: {exc}")
+        busy = str(exc).partition(";")[0]  # without the advice to a person at a terminal
+        console.line(f"nothing to do this time: {busy}; the next scheduled run looks again")
         return EXIT_OK
     finally:
         signals.remove()
