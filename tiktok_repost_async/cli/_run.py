@@ -385,7 +385,7 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: Harves
     elapsed = time.time() - p.started_at if p.started_at else 0.0
     states = ", ".join(f"{p.finished[s]:,} {s}" for s in UserState if p.finished[s])
     left = max(settings.daily_quota - p.quota_spent, 0)
-    if harvester.round > 1 or harvester.new_round:
+    if harvester.round > 1:  # a first harvest is round 1 without saying so
         started = "started" if harvester.round_started else "resumed"
         known = ", stopping at known videos" if harvester.stop_at_known else ""
         console.line(f"round {harvester.round} ({started}{known})")
