@@ -228,3 +228,62 @@ def test_a_round_unfinished_long_past_due_is_overdue_too() -> None:
 
 def stamp(when: float) -> str:
     return dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.slow
+def test_a_scheduled_round_killed_mid_pipe_is_resumed_by_the_next_timer_run(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from test_cli import command
+    from test_input_pipe import within
+    from test_rounds import changes_by_user
+
+    panel = [f"panelist{i}" for i in range(8)]
+    users = write_users(tmp_path / "panel.txt", panel)
+    db = tmp_path / "panel.db"
+    sim = Simulator()
+    with sim.run_in_thread() as base_url:
+        timer = ["--db", db, "--base-url", base_url, "--new-round-every", "7d", "--stop-at-known"]
+        assert run_main("harvest", users, *timer, env=cli_env()).returncode == 0
+        started_days_ago(db, 7)
+        sim.config.epoch = 1
+        # This week's run reads its names from a pipe, and is killed (SIGKILL) half-way through.
+        child = subprocess.Popen(
+            command("harvest", "-", *timer, "--no-progress", "-q"),
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=cli_env(),
+        )  # fmt: skip
+        assert child.stdin is not None
+        child.stdin.write("".join(f"{name}\n" for name in panel[:4]).encode())
+        child.stdin.flush()
+
+        def walked_some() -> bool:
+            with Store(db, create=False) as store:
+                return store.current_round == 2 and store.round_record(2).users[UserState.DONE] >= 2
+
+        assert within(30, walked_some) is not None
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        child.stdin.close()
+        with Store(db, create=False) as store:
+            assert not store.round_record(2).input_read
+        # The next hour's run (the file, this time) resumes round 2, and does not start round 3.
+        again = run_main("harvest", users, *timer, "--no-progress", env=cli_env())
+        assert again.returncode == 0, again.stderr
+        assert "resuming round 2:" in again.stderr
+        assert "its input was not read to the end" in again.stderr
+        rested = run_main("harvest", users, *timer, env=cli_env())
+        assert rested.returncode == 0
+        assert rested.stderr.startswith("nothing to do: round 2 is complete")
+        truth = {name: sim.changes(name, 0, 1) for name in panel}
+    with Store(db, create=False) as store:
+        assert [r.complete for r in store.rounds()] == [True, True]
+        found = changes_by_user(store, 1, 2)
+    for name in panel:
+        got = found.get(name, {"added": [], "removed": [], "counts": {}})
+        assert got["added"] == truth[name]["added"], name
+        assert set(got["removed"]) <= set(truth[name]["removed"]), name
