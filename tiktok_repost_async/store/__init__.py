@@ -31,7 +31,9 @@ never written to it, so a store file can be shared with collaborators as it is.
 
 The package's modules: `_records` (states and records), `_schema` (the SQL, the migration, the
 meta checks), `_core` (the connection and transactions every part shares), `_reading`, `_rounds`
-(runs and rounds), `_lock` (the run lock) and `_store` (`Store`: opening, life cycle, writing).
+(runs and rounds; the cadence of a panel's rounds, kept in the meta table), `_lists` (a user's list
+in a round, completed where a walk stopped at a known video), `_lock` (the run lock) and `_store`
+(`Store`: opening, life cycle, writing).
 """
 
 from __future__ import annotations
