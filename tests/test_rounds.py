@@ -447,7 +447,8 @@ def test_the_default_export_prefers_a_full_walk_to_a_partial_one(store: Store) -
     assert [json.loads(line)["id"] for line in out.getvalue().splitlines()] == [1, 2]
     out = io.BytesIO()
     export_jsonl(store, out, round=2)
-    assert [json.loads(line)["id"] for line in out.getvalue().splitlines()] == [9, 1]
+    # Round 2's own list: its head, then round 1's list past the known video it stopped at.
+    assert [json.loads(line)["id"] for line in out.getvalue().splitlines()] == [9, 1, 2]
 
 
 def test_the_default_export_prefers_a_full_walk_to_an_incomplete_one(store: Store) -> None:

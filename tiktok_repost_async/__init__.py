@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from .store import (
         RefreshRecord,
         RoundRecord,
+        RoundSchedule,
         RunRecord,
         Store,
         StoreLockedError,
@@ -145,6 +146,7 @@ _LAZY: dict[str, str] = {
     "refresh": "refresher",
     "RefreshRecord": "store",
     "RoundRecord": "store",
+    "RoundSchedule": "store",
     "RunRecord": "store",
     "DiffError": "diff",
     "VideoChange": "diff",
@@ -200,6 +202,7 @@ __all__ = [
     "RequestTimeoutError",
     "RetryPolicy",
     "RoundRecord",
+    "RoundSchedule",
     "RunRecord",
     "SQLiteLedger",
     "ServerError",

@@ -11,11 +11,12 @@ A round is one walk over a panel's users (`Store.start_round`). For every user w
 
 Users ``not_found``, ``unavailable``, ``failed``, still ``pending``, or ``dropped`` (left out of a
 round by the panel's list) in either round take no part: a user that could not be walked never shows
-as "all removed". A user whose later walk stopped at a
-known video (``partial``: a repeat round with ``stop_at_known``) saw only the head of its list, so
-its records are flagged ``partial`` and it gets no ``removed`` records: whatever lies past the
-known video was not looked at. Likewise an earlier walk that was partial may make an old video look
-``added``. Ids are exact ints of any size.
+as "all removed". A walk that stopped at a known video (``partial``: a repeat round with
+``stop_at_known``) saw only the head of its list; it means "these, then the list as walked before",
+so each round's list is completed from the rounds before it (`Store.completed_round_videos`): a
+video added in a round in between shows as ``added`` however deep it lies. The user's records are
+flagged ``partial``: past the head, removals and count changes were not looked at, so only those
+within what the walks saw are reported. Ids are exact ints of any size.
 
 For pandas or Polars::
 
@@ -259,8 +260,10 @@ def diff_rounds(
         if state is not UserState.DONE or username not in before:
             continue
         flagged = partial or before[username]
-        old = store.round_videos(username, first)
-        new = store.round_videos(username, second)
+        # A walk that stopped at a known video is completed from the rounds before it, so that
+        # what earlier rounds saw past its head counts (videos added in a round in between).
+        old = [row[:2] for row in store.completed_round_videos(username, first)]
+        new = [row[:2] for row in store.completed_round_videos(username, second)]
         old_ids = dict(old)
         new_ids = {video_id for video_id, _ in new}
         for video_id, data in new:
@@ -275,8 +278,8 @@ def diff_rounds(
                 yield VideoChange(
                     username, int(video_id), "changed", first, second, flagged, ordered
                 )
-        if partial:
-            continue  # the later walk did not look past the known video: removals are unknown
+        # Past a partial walk's head its list is the earlier one as it was: a removal there
+        # goes unseen, and only videos gone from what the walks looked at show as removed.
         for video_id, _ in old:
             if video_id not in new_ids:
                 yield VideoChange(username, int(video_id), "removed", first, second, flagged)

@@ -6,7 +6,9 @@ not grow with the number of videos: ten million export like ten. Videos come in 
 naming the user whose repost list held it. With ``provenance=True`` each video also carries the
 ``round`` it was observed in, and ``fetched_at`` (UTC, ISO 8601 with milliseconds) and ``log_id``
 of the page it came on (null for videos harvested before provenance was recorded). A store of a
-panel holds several rounds: ``round=N`` exports each user's list as observed in round N; by
+panel holds several rounds: ``round=N`` exports each user's list as observed in round N (a walk
+that stopped at a known video completed from the rounds before it: its head, then the earlier list
+past it, each video with the round it was observed in); by
 default each user's latest complete observation: its latest round in which its walk reached a
 final state and saw the whole list (not partial: a stop-at-known walk sees only the head; not
 incomplete: a guard cut it short), else its latest one.
@@ -204,8 +206,8 @@ def export(
     :param out: where to write (a binary file, ``sys.stdout.buffer``).
     :param format: ``jsonl``, ``csv`` or ``parquet``.
     :param provenance: add each video's ``round``, and ``fetched_at`` and ``log_id`` of its page.
-    :param round: export the videos as observed in this round (default: each user's latest
-        complete observation).
+    :param round: export each user's list as observed in this round, a partial walk completed
+        from the rounds before it (default: each user's latest complete observation).
     :param id_type: ``number`` (Parquet ids as decimal128(38, 0), CSV and JSONL as sent) or
         ``string`` (Parquet and CSV: every id as the text of its digits, for R, Excel and other
         readers that cannot hold 20 digits; JSONL only with ``ids_only``).
@@ -269,8 +271,8 @@ def export_to_path(
     :param path: the file to write (replaced, once the export is whole, if it exists).
     :param format: ``jsonl``, ``csv`` or ``parquet`` (None: from the path's suffix, else jsonl).
     :param provenance: add each video's ``round``, and ``fetched_at`` and ``log_id`` of its page.
-    :param round: export the videos as observed in this round (default: each user's latest
-        complete observation).
+    :param round: export each user's list as observed in this round, a partial walk completed
+        from the rounds before it (default: each user's latest complete observation).
     :param id_type: ``number`` or ``string``, as `export` takes it.
     :param ids_only: a dehydrated dataset, as `export` writes it.
     """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime
 import functools
 import logging
 import queue
@@ -37,7 +38,16 @@ from .ledger import Ledger
 from .models import RepostedVideosPage
 from .protocol import validate_positive_int
 from .quota import DailyQuota, QuotaPolicy, utc_day
-from .store import FINAL_STATES, PageCommit, RoundRecord, Store, StoreMismatchError, UserState
+from .store import (
+    FINAL_STATES,
+    PageCommit,
+    RoundRecord,
+    RoundSchedule,
+    Store,
+    StoreMismatchError,
+    UserState,
+)
+from .store._records import check_cadence
 
 __all__ = [
     "EMPTY_ALARM_COUNT",
@@ -339,6 +349,7 @@ class Harvester:
         accept_empty: bool = False,
         on_round: Callable[[RoundRecord, bool], None] | None = None,
         ledger: Ledger | None = None,
+        new_round_every: float | datetime.timedelta | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
@@ -365,6 +376,12 @@ class Harvester:
             back empty at their word, without the silent-empty alarm (see `EMPTY_ALARM_SEEN`).
         :param on_round: called once the run has taken its round, with the round's record as it
             stood then and whether this run started it.
+        :param new_round_every: for a run on a schedule (seconds, or a timedelta), instead of
+            ``new_round``: start the next round only once the latest one is finished and started
+            this long ago (a twentieth of it earlier at most, an hour at most: see
+            `RoundSchedule`); resume an unfinished round; otherwise do nothing (`rested` is then
+            True and `run` yields nothing, reads no name and sends nothing). The cadence is
+            recorded in the store, for ``status``.
         :param ledger: the organisation's shared ledger (`open_ledger`): every request is booked
             there too, before it leaves, and ``daily_quota`` bounds the organisation's day, not
             only this store's; a refusal stops the run (or waits, with ``on_quota="wait"``) as
@@ -374,7 +391,11 @@ class Harvester:
         :param sleep: the quota wait's sleep (the client's by default: one switch removes every
             wait, in tests or a caller's own scheduler).
         """
-        if stop_at_known and not new_round:
+        if new_round_every is not None:
+            if new_round:
+                raise ValueError("pass new_round or new_round_every, not both")
+            new_round_every = check_cadence(new_round_every)
+        if stop_at_known and not (new_round or new_round_every is not None):
             raise ValueError("stop_at_known applies to a new round: pass new_round=True too")
         concurrency = client.concurrency if concurrency is None else concurrency
         validate_positive_int("concurrency", concurrency)
@@ -399,9 +420,14 @@ class Harvester:
         self.stop_at_known = stop_at_known
         self.accept_empty = accept_empty
         self.on_round = on_round
+        self.new_round_every: float | None = new_round_every
         #: The round this run walks, and whether this run started it (set by `run`).
         self.round = 0
         self.round_started = False
+        #: With ``new_round_every``: True when the run found nothing to do (the latest round
+        #: finished, the next not due yet), and when the next round is due (set by `run`).
+        self.rested = False
+        self.schedule: RoundSchedule | None = None
         self._clock = clock
         # The client's sleep by default: one switch removes every wait (tests, a caller's own).
         self._sleep: Callable[[float], Awaitable[None]] = (
@@ -443,6 +469,21 @@ class Harvester:
         outcome = "interrupted"
         try:
             await self._write(self.store.acquire_run_lock)
+            every = self.new_round_every
+            if every is not None:
+                # Under the run lock, like start_round: the latest round cannot move meanwhile.
+                await self._write(self.store.set_round_cadence, every)
+                schedule = await self._write(
+                    self.store.round_schedule, every, retry_failed=self.retry_failed
+                )
+                assert schedule is not None  # a cadence was given
+                self.schedule = schedule
+                if schedule.finished and not schedule.starts_now(self._clock()):
+                    self.rested = True
+                    self.round = schedule.round
+                    outcome = "rested"
+                    return
+                self.new_round = True
             if self.new_round:
                 # Under the run lock: a harvest running on the store meanwhile is refused above.
                 self.round, self.round_started = await self._write(
@@ -640,6 +681,7 @@ class _StoreSink(Sink):
         self._heard = 0
         self._silent = 0
         self._held: dict[str, tuple[PageCommit, UserDone | None]] = {}
+        self._alarmed = False
         #: The writer's record that the whole input was read, once it was: the number of
         #: unfinished members the input no longer names, dropped from the round.
         self.input_end: asyncio.Future[int] | None = None
@@ -791,8 +833,10 @@ class _StoreSink(Sink):
 
     def _sound_alarm(self, now: bool) -> None:
         gate = self._harvester._gate
-        if not now or gate is None:
+        if not now or gate is None or self._alarmed:
             return
+        # Once: the users already on their way when it sounded come back empty too.
+        self._alarmed = True
         logger.warning(
             "%d of %d users who had reposts in an earlier round came back with none",
             self._silent,
@@ -855,6 +899,7 @@ async def harvest(
     retry_incomplete: bool = False,
     max_pages: int | None = None,
     new_round: bool = False,
+    new_round_every: float | datetime.timedelta | None = None,
     stop_at_known: bool = False,
     accept_empty: bool = False,
     on_round: Callable[[RoundRecord, bool], None] | None = None,
@@ -882,6 +927,9 @@ async def harvest(
     :param new_round: start the next round of a panel, every name walked again from cursor 0;
         a round that is not finished (users pending, or failed ones that ``retry_failed``
         walks again) is resumed instead.
+    :param new_round_every: for a run on a schedule (seconds, or a timedelta), instead of
+        ``new_round``: start the next round only once the latest one is finished and started
+        this long ago; resume an unfinished round; otherwise yield nothing and send nothing.
     :param stop_at_known: (with ``new_round``) end each walk of that round at the first page
         holding a video seen in the user's previous round; a resumed round keeps the choice
         it was started with.
@@ -914,6 +962,7 @@ async def harvest(
             retry_incomplete=retry_incomplete,
             max_pages=max_pages,
             new_round=new_round,
+            new_round_every=new_round_every,
             stop_at_known=stop_at_known,
             accept_empty=accept_empty,
             on_round=on_round,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
@@ -22,6 +23,8 @@ __all__ = [
     "add_progress",
     "add_refresh_days",
     "add_verbosity",
+    "age",
+    "age_text",
     "build_parser",
     "int_in",
     "main",
@@ -101,6 +104,31 @@ def int_in(least: int, most: int | None = None) -> Callable[[str], int]:
         return value
 
     return convert
+
+
+_AGE_UNITS: Final = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+_AGE: Final = re.compile(r"([1-9][0-9]{0,6})([mhdw])")
+
+
+def age(text: str) -> float:
+    """Return an age such as ``30m``, ``12h``, ``7d`` or ``2w`` in seconds, or raise
+    ArgumentTypeError naming the problem."""
+    match = _AGE.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an age: give a whole number and one unit, m (minutes), h (hours),"
+            " d (days) or w (weeks), e.g. 7d or 12h"
+        )
+    return float(int(match[1]) * _AGE_UNITS[match[2]])
+
+
+def age_text(seconds: float) -> str:
+    """Return seconds as `age` reads them back (``7d``), in the largest unit that fits whole."""
+    whole = round(seconds)
+    for unit in ("d", "h", "m"):
+        if whole >= _AGE_UNITS[unit] and whole % _AGE_UNITS[unit] == 0:
+            return f"{whole // _AGE_UNITS[unit]}{unit}"
+    return f"{whole}s"
 
 
 def positive_float(text: str) -> float:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import DEFAULT_BASE_URL
-from ..store import RoundRecord, Store, StoreLockedError, UserState
+from ..store import RoundRecord, RoundSchedule, Store, StoreLockedError, UserState
 from ._common import (
     ENV_CLIENT_KEY,
     ENV_CLIENT_SECRET,
@@ -28,6 +28,7 @@ from ._common import (
 )
 from ._console import Console, logger
 from ._input import UserLines
+from ._parser import age_text
 from ._progress import Display, duration
 from ._signals import StopSignals
 
@@ -43,6 +44,7 @@ __all__ = [
     "check_base_url",
     "credentials",
     "make_client",
+    "rest_line",
     "run_harvest",
 ]
 
@@ -64,6 +66,8 @@ class HarvestSettings:
     resume_hint: str
     #: Take repeat-round users who come back empty at the API's word (no silent-empty alarm).
     accept_empty: bool = False
+    #: ``--new-round-every``, in seconds: a run on a schedule.
+    new_round_every: float | None = None
 
 
 def credentials() -> tuple[str, str]:
@@ -224,6 +228,7 @@ async def run_harvest(
         accept_empty=settings.accept_empty,
         on_round=lambda record, started: _say_round(console, settings, record, started),
         ledger=ledger,
+        new_round_every=settings.new_round_every,
     )
 
     async def consume() -> None:
@@ -291,7 +296,13 @@ async def run_harvest(
             f" consistent: {RESUME_HINT} once this is fixed"
         ) from None
     except StoreLockedError as exc:
-        raise UsageError(str(exc)) from None
+        if settings.new_round_every is None:
+            raise UsageError(str(exc)) from None
+        # On a schedule, the run before this one still going (a round that takes days) is
+        # the usual case, not a mistake: the timer's next run will look again.
+        busy = str(exc).partition(";")[0]  # without the advice to a person at a terminal
+        console.line(f"nothing to do this time: {busy}; the next scheduled run looks again")
+        return EXIT_OK
     finally:
         signals.remove()
         if shown is not None:
@@ -299,6 +310,10 @@ async def run_harvest(
             await asyncio.gather(shown, return_exceptions=True)
         console.clear()
     db = str(store.path)
+    if harvester.rested and harvester.schedule is not None:
+        if logger.isEnabledFor(logging.INFO):
+            console.line(rest_line(harvester.schedule, time.time()))
+        return status
     _summarise(harvester, console, db, settings)
     if interrupted:
         console.line(f"interrupted: {settings.resume_hint}")
@@ -313,11 +328,22 @@ async def run_harvest(
     return status
 
 
+def rest_line(schedule: RoundSchedule, now: float) -> str:
+    """Say in one line that a run on a schedule has nothing to do, and when the next round is."""
+    due = schedule.due
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(due))
+    return (
+        f"nothing to do: round {schedule.round} is complete and the next is due {when}"
+        f" (in {duration(due - now)}; --new-round-every {age_text(schedule.every)})"
+    )
+
+
 def _say_round(
     console: Console, settings: HarvestSettings, record: RoundRecord, started: bool
 ) -> None:
     """Say in one line that a --new-round run resumes an unfinished round, and why."""
-    if started or not settings.new_round or record.number < 2:
+    scheduled = settings.new_round or settings.new_round_every is not None
+    if started or not scheduled or record.number < 2:
         return
     users = record.users
     failed = users[UserState.FAILED] if settings.retry_failed else 0
@@ -373,7 +399,7 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: Harves
     left = max(settings.daily_quota - p.quota_spent, 0)
     # With a shared ledger the day's count is the organisation's, not this store's.
     whose = "the organisation's " if harvester.ledger is not None else ""
-    if harvester.round > 1 or harvester.new_round:
+    if harvester.round > 1:  # a first harvest is round 1 without saying so
         started = "started" if harvester.round_started else "resumed"
         known = ", stopping at known videos" if harvester.stop_at_known else ""
         console.line(f"round {harvester.round} ({started}{known})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -15,14 +16,30 @@ from ._common import (
     DEFAULT_DB,
     ENV_CLIENT_KEY,
     ENV_CLIENT_SECRET,
+    EXIT_OK,
     PROG,
     RESUME_HINT,
     UsageError,
 )
 from ._console import Console, logger, make_console
 from ._input import UserLines
-from ._parser import add_ledger, add_progress, add_rate, add_refresh_days, add_verbosity, int_in
-from ._run import HarvestSettings, authenticate, credentials, make_client, run_harvest
+from ._parser import (
+    add_ledger,
+    add_progress,
+    add_rate,
+    add_refresh_days,
+    add_verbosity,
+    age,
+    int_in,
+)
+from ._run import (
+    HarvestSettings,
+    authenticate,
+    credentials,
+    make_client,
+    rest_line,
+    run_harvest,
+)
 from ._stores import create_store, open_for_harvest, open_shared_ledger
 
 if TYPE_CHECKING:
@@ -98,10 +115,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " (an unfinished round, with users pending or failed, is resumed instead)",
     )
     parser.add_argument(
+        "--new-round-every",
+        type=age,
+        metavar="AGE",
+        help="for a run on a schedule (cron, a systemd timer): start the next round only once the"
+        " latest is finished and started AGE ago (30m, 12h, 7d, 2w; a twentieth earlier at most,"
+        " an hour at most), resume an unfinished round, or else do nothing and say so (exit 0);"
+        " the cadence is recorded in the store, for status --check",
+    )
+    parser.add_argument(
         "--stop-at-known",
         action="store_true",
-        help="with --new-round: end each walk at the first page holding a video of the user's"
-        " previous round (assumes newest first; such users are marked partial)",
+        help="with --new-round or --new-round-every: end each walk at the first page holding a"
+        " video of the user's previous round (assumes newest first; such users are marked"
+        " partial)",
     )
     parser.add_argument(
         "--accept-empty",
@@ -121,10 +148,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``harvest``; return the exit status."""
     fields = None
-    if args.stop_at_known and not args.new_round:
+    every: float | None = args.new_round_every
+    if every is not None and args.new_round:
         raise UsageError(
-            "--stop-at-known applies to a new round: pass --new-round too (a resumed round keeps"
-            " the choice it was started with)"
+            "--new-round and --new-round-every exclude each other: --new-round starts a round"
+            " now, --new-round-every only when one is due (use it alone on a schedule)"
+        )
+    if args.stop_at_known and not (args.new_round or every is not None):
+        raise UsageError(
+            "--stop-at-known applies to a new round: pass --new-round (or --new-round-every) too"
+            " (a resumed round keeps the choice it was started with)"
         )
     if args.fields is not None:
         try:
@@ -139,6 +172,16 @@ def run(args: argparse.Namespace) -> int:
         store, fields, max_count = open_for_harvest(
             args.db, fields, args.max_count, default_fields=VIDEO_FIELDS
         )
+        if every is not None and store is not None:
+            # Nothing due: say so before a token is fetched or a name read (an hourly timer's
+            # usual case). The harvest checks again under the run lock.
+            schedule = store.round_schedule(every, retry_failed=args.retry_failed)
+            if schedule is not None and schedule.finished and not schedule.starts_now(time.time()):
+                # Recorded here too: status --check must know the cadence from the first run.
+                store.set_round_cadence(every)
+                if args.quiet == 0:
+                    print(rest_line(schedule, time.time()), file=sys.stderr)
+                return EXIT_OK
         # Before the token: a wrong ledger path or URL costs nothing.
         ledger = open_shared_ledger(args.ledger, args.db)
         client = make_client(
@@ -152,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         )
         settings = HarvestSettings(
             new_round=args.new_round,
+            new_round_every=every,
             stop_at_known=args.stop_at_known,
             accept_empty=args.accept_empty,
             concurrency=args.concurrency,

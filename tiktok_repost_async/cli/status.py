@@ -17,7 +17,7 @@ from ..models import VIDEO_FIELDS
 from ..quota import DEFAULT_DAILY_LIMIT, utc_day
 from ..store import FINAL_STATES, REFRESH_DAYS, RefreshRecord, RunRecord, Store, UserState
 from ._common import DEFAULT_DB, EXIT_FAILED, EXIT_OK, PROG, stdout
-from ._parser import add_ledger, add_refresh_days, int_in
+from ._parser import add_ledger, add_refresh_days, age_text, int_in
 from ._stores import open_existing, open_shared_ledger
 from .plan import QuotaPlan, estimate_plan, pages_seen
 
@@ -33,6 +33,7 @@ __all__ = [
     "RequestsToday",
     "RoundRow",
     "RunRow",
+    "ScheduleRow",
     "SkippedLine",
     "SkippedLines",
     "StatusReport",
@@ -201,6 +202,22 @@ def _refresh_clock(store: Store, days: int, now: float) -> RefreshClock:
     )
 
 
+class ScheduleRow(msgspec.Struct, frozen=True):
+    """When the next round is due, under the cadence ``harvest --new-round-every`` recorded."""
+
+    #: The cadence as the option takes it (``7d``), and in seconds.
+    every: str
+    every_seconds: float
+    #: The latest round, when it started, and whether a run would resume it.
+    round: int
+    round_started_at: str
+    round_finished: bool
+    #: When the next round is due (UTC, ISO 8601): the latest round's start plus the cadence.
+    next_due: str
+    #: True once the next round is late enough for a person to look (see `RoundSchedule`).
+    overdue: bool
+
+
 class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     """Hold everything ``status`` shows; ``to_json`` is what ``status --json`` prints."""
 
@@ -223,6 +240,8 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     plan: QuotaPlan
     #: The refresh's clock (TikTok's terms): the last refresh and when the next is due.
     refresh: RefreshClock | None = None
+    #: None unless a harvest ran with ``--new-round-every``.
+    schedule: ScheduleRow | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as plain JSON values (dicts, lists, str, int, float, None)."""
@@ -365,6 +384,26 @@ def status_report(
         ),
         plan=_plan(store, daily_quota=daily_quota, left_today=left, now=now),
         refresh=_refresh_clock(store, refresh_days, now),
+        schedule=_schedule(store, now),
+    )
+
+
+def _stamp(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def _schedule(store: Store, now: float) -> ScheduleRow | None:
+    schedule = store.round_schedule()
+    if schedule is None:
+        return None
+    return ScheduleRow(
+        every=age_text(schedule.every),
+        every_seconds=schedule.every,
+        round=schedule.round,
+        round_started_at=_stamp(schedule.started),
+        round_finished=schedule.finished,
+        next_due=_stamp(schedule.due),
+        overdue=schedule.overdue(now),
     )
 
 
@@ -409,6 +448,23 @@ def _requests_lines(requests: RequestsToday) -> list[str]:
     ]
     lines += [f"  {n:>9,}  {source}" for source, n in requests.by_source.items()]
     return lines
+
+
+def _schedule_lines(schedule: ScheduleRow | None) -> list[str]:
+    if schedule is None:
+        return []
+    head = f"schedule  a new round every {schedule.every} (harvest --new-round-every):"
+    due = schedule.next_due.replace("T", " ").replace("Z", " UTC")
+    if schedule.overdue:
+        why = (
+            f"round {schedule.round} is not finished"
+            if not schedule.round_finished
+            else "no harvest has started it"
+        )
+        return [head, f"          round {schedule.round + 1} was due {due}: OVERDUE ({why})"]
+    if not schedule.round_finished:
+        return [head, f"          round {schedule.round} in progress; the next is due {due}"]
+    return [head, f"          next round due {due}"]
 
 
 def _table_lines(report: StatusReport) -> list[str]:
@@ -546,6 +602,7 @@ def status_text(report: StatusReport) -> str:
         *_requests_lines(requests),
         *_plan_lines(report.plan),
         *_refresh_lines(report),
+        *_schedule_lines(report.schedule),
     ]
     return "\n".join(lines + _table_lines(report) + _problem_lines(report))
 
@@ -567,8 +624,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="for a monitoring job: exit 1, with one line each on standard error, when something"
         " needs a person (failed users; a last run stopped by an API that stayed down, by a"
-        " repeat round coming back empty, or by an error; a refresh overdue, or the last one"
-        " stopped on a suspicious answer, incomplete or ended by an error)",
+        " repeat round coming back empty, or by an error; a round overdue under the cadence"
+        " harvest --new-round-every recorded; a refresh overdue, or the last one stopped on a"
+        " suspicious answer, incomplete or ended by an error)",
     )
     add_refresh_days(parser)
     parser.add_argument(
@@ -643,4 +701,15 @@ def needs_a_person(report: StatusReport) -> list[str]:
             outcome in ("incomplete", "stopped: suspicious") or outcome.startswith("error")
         ):
             problems.append(f"refresh {last_refresh.refresh} ended {outcome}")
+    schedule = report.schedule
+    if schedule is not None and schedule.overdue:
+        late = (
+            f"round {schedule.round}, started {schedule.round_started_at}, is not finished"
+            if not schedule.round_finished
+            else "no harvest has started it (is the timer running?)"
+        )
+        problems.append(
+            f"round {schedule.round + 1} is overdue: due {schedule.next_due} under"
+            f" --new-round-every {schedule.every}, and {late}"
+        )
     return problems

@@ -36,8 +36,10 @@ never written to it, so a store file can be shared with collaborators as it is.
 
 The package's modules: `_records` (states and records), `_schema` (the SQL, the migration, the
 meta checks), `_core` (the connection and transactions every part shares), `_reading`, `_rounds`
-(runs and rounds), `_refreshes` (the refresh audit, its tasks, deletion without trace), `_lock`
-(the run lock) and `_store` (`Store`: opening, life cycle, writing).
+(runs and rounds; the cadence of a panel's rounds, kept in the meta table), `_lists` (a user's list
+in a round, completed where a walk stopped at a known video), `_refreshes` (the refresh audit, its
+tasks, deletion without trace), `_lock` (the run lock) and `_store` (`Store`: opening, life cycle,
+writing).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ._records import (
     FINAL_STATES,
     PageCommit,
     RoundRecord,
+    RoundSchedule,
     RunRecord,
     StoreLockedError,
     StoreMismatchError,
@@ -67,6 +70,7 @@ __all__ = [
     "RefreshBatch",
     "RefreshRecord",
     "RoundRecord",
+    "RoundSchedule",
     "RunRecord",
     "Store",
     "StoreError",

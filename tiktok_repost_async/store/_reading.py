@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
+from typing import Any
 
 from ._core import _StoreCore
+from ._lists import completed, is_partial, user_rounds
 from ._records import UserRecord, UserState, _check_count, _check_day, _row_to_record, _utc_day
 
 _USER_COLUMNS = "username, state, cursor, pages, videos, requests, error"
@@ -113,12 +115,15 @@ class _StoreReading(_StoreCore):
         """Stream (reposted_by username, video_id, data) in user input order, then API order.
 
         :param batch: rows fetched from SQLite at a time.
-        :param round: the round whose observations to give; by default each user's latest round
-            in which its walk reached a final state and saw the whole list, neither partial nor
-            incomplete (else its latest round): in a store of one round, every video.
+        :param round: the round whose list of each user to give, a walk that stopped at a known
+            video (partial) completed from the rounds before it (see
+            `completed_round_videos`); by default each user's latest round in which its walk
+            reached a final state and saw the whole list, neither partial nor incomplete (else
+            its latest round): in a store of one round, every video.
         """
         sql, params = self._videos_query(batch, round, provenance=False)
-        yield from self._stream(sql, params, batch)
+        rows = self._stream(sql, params, batch)
+        yield from rows if round is None else self._completing(rows, round, provenance=False)
 
     def iter_videos_with_provenance(
         self, batch: int = 1000, *, round: int | None = None
@@ -127,10 +132,38 @@ class _StoreReading(_StoreCore):
         and log_id added.
 
         fetched_at and log_id are None for videos stored before provenance was recorded
-        (schema version 1).
+        (schema version 1). A partial walk's list completed from earlier rounds gives those
+        videos with the round they were observed in.
         """
         sql, params = self._videos_query(batch, round, provenance=True)
-        yield from self._stream(sql, params, batch)
+        rows = self._stream(sql, params, batch)
+        yield from rows if round is None else self._completing(rows, round, provenance=True)
+
+    def _completing(self, rows: Iterator[Any], number: int, *, provenance: bool) -> Iterator[Any]:
+        """Pass a round's rows on, each partial walk's list followed by its completion."""
+        username: str | None = None
+        count = 0
+        for row in rows:
+            if row[0] != username:
+                if username is not None:
+                    yield from self._completion(username, number, count, provenance)
+                username, count = row[0], 0
+            count += 1
+            yield row
+        if username is not None:
+            yield from self._completion(username, number, count, provenance)
+
+    def _completion(self, username: str, number: int, seen: int, provenance: bool) -> Iterator[Any]:
+        # One small lookup per user, not per video: most walks are whole and add nothing.
+        rounds = user_rounds(self._db, username)
+        if not is_partial(rounds, number):
+            return
+        tail = completed(self._db, username, number, rounds, provenance=provenance)[seen:]
+        for video_id, data, observed, fetched_at, log_id in tail:
+            if provenance:
+                yield username, video_id, data, observed, fetched_at, log_id
+            else:
+                yield username, video_id, data
 
     def _videos_query(
         self, batch: int, round: int | None, *, provenance: bool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import datetime
 import enum
@@ -13,13 +14,17 @@ from ..errors import StoreError
 
 __all__ = [
     "FINAL_STATES",
+    "ROUND_EARLY_LIMIT",
+    "ROUND_GRACE_LIMIT",
     "PageCommit",
     "RoundRecord",
+    "RoundSchedule",
     "RunRecord",
     "StoreLockedError",
     "StoreMismatchError",
     "UserRecord",
     "UserState",
+    "check_cadence",
 ]
 
 
@@ -87,6 +92,22 @@ def _utc_day(now: float) -> str:
 
 def _utc_stamp(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+
+
+def _parse_utc_stamp(stamp: str) -> float:
+    """Return the epoch seconds of a stamp `_utc_stamp` wrote."""
+    return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
+
+
+def check_cadence(every: object) -> float:
+    """Return a panel's cadence of rounds as seconds: a number above 0, or a timedelta."""
+    if isinstance(every, datetime.timedelta):
+        every = every.total_seconds()
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not 0 < every < 1e12:
+        raise ValueError(
+            f"a cadence of rounds is a time above 0 (seconds or a timedelta), not {every!r}"
+        )
+    return float(every)
 
 
 def _utc_stamp_ms(now: float) -> str:
@@ -193,6 +214,55 @@ class RoundRecord:
             or sum(self.users.values()) == 0
             or not self.input_read
         )
+
+
+#: The longest a scheduled run may come before a round is due and still start it: a timer that
+#: fires at the same minute each week runs a few seconds short of the week since the last round
+#: started (its start was recorded a few seconds after the timer fired).
+ROUND_EARLY_LIMIT: Final = 3600.0
+#: How long past due a round may wait before `RoundSchedule.overdue` says so, at most.
+ROUND_GRACE_LIMIT: Final = 86400.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoundSchedule:
+    """Say when a panel's next round is due, under the cadence ``harvest --new-round-every`` set.
+
+    A new round is due a cadence after the latest round **started**, not after it finished: a
+    panel wants its snapshots a cadence apart (every Monday), and a round that took two days of
+    quota must not push every later one two days back. A round that takes longer than the cadence
+    is followed by the next as soon as it is finished.
+    """
+
+    #: The cadence, in seconds.
+    every: float
+    #: The latest round, and when it started (epoch seconds).
+    round: int
+    started: float
+    #: True when no run would resume the latest round: its input was read and each of its users
+    #: has a final state (failed users count as unfinished: a run walks them again).
+    finished: bool
+
+    @property
+    def due(self) -> float:
+        """Return when the next round is due (epoch seconds): the latest start plus the cadence."""
+        return self.started + self.every
+
+    @property
+    def early(self) -> float:
+        """Return how long before `due` a scheduled run starts the round: a twentieth of the
+        cadence, at most an hour."""
+        return min(self.every / 20, ROUND_EARLY_LIMIT)
+
+    def starts_now(self, now: float) -> bool:
+        """Tell whether a scheduled run at ``now`` starts a new round (else it resumes or rests)."""
+        return self.finished and now >= self.due - self.early
+
+    def overdue(self, now: float) -> bool:
+        """Tell whether the next round is late enough for a person to look: no run started it
+        within the cadence (at most a day) after it was due, or the latest round is unfinished
+        that long after the next was due."""
+        return now > self.due + min(self.every, ROUND_GRACE_LIMIT)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -7,7 +7,18 @@ from collections.abc import Iterator
 
 from ..errors import StoreError
 from ._core import _StoreCore
-from ._records import RoundRecord, RunRecord, UserState, _check_count, _run_record, _utc_stamp
+from ._lists import completed, done_before, user_rounds
+from ._records import (
+    RoundRecord,
+    RoundSchedule,
+    RunRecord,
+    UserState,
+    _check_count,
+    _parse_utc_stamp,
+    _run_record,
+    _utc_stamp,
+    check_cadence,
+)
 from ._schema import _current_round
 
 
@@ -99,6 +110,51 @@ class _StoreRounds(_StoreCore):
                 (current + 1, _utc_stamp(self._clock()), int(stop_at_known)),
             )
         return current + 1, True
+
+    @property
+    def round_cadence(self) -> float | None:
+        """Return the cadence of the panel's rounds in seconds, as ``--new-round-every`` set it
+        (`set_round_cadence`), or None."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'new_round_every'").fetchone()
+        return float(row[0]) if row else None
+
+    def set_round_cadence(self, every: float | None) -> None:
+        """Record the cadence of the panel's rounds (seconds; None forgets it).
+
+        A harvest with ``new_round_every`` records it, so that `round_schedule` and ``status
+        --check`` know when a round is due without being told again. It lives in the store's
+        meta table: no schema change.
+        """
+        if every is not None:
+            every = check_cadence(every)
+        with self._transaction() as conn:
+            if every is None:
+                conn.execute("DELETE FROM meta WHERE key = 'new_round_every'")
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('new_round_every', ?)",
+                    (repr(float(every)),),
+                )
+
+    def round_schedule(
+        self, every: float | None = None, *, retry_failed: bool = True
+    ) -> RoundSchedule | None:
+        """Return when the next round is due: ``every`` seconds (the recorded cadence by default)
+        after the latest round started, and whether that round is finished; None without a
+        cadence.
+
+        :param every: the cadence in seconds (default: `round_cadence`).
+        :param retry_failed: whether failed users keep the latest round unfinished (a run walks
+            them again), as `start_round` takes it.
+        """
+        every = self.round_cadence if every is None else check_cadence(every)
+        if every is None:
+            return None
+        conn = self._db
+        current = _current_round(conn)
+        row = conn.execute("SELECT started_at FROM rounds WHERE number = ?", (current,)).fetchone()
+        started = _parse_utc_stamp(row[0]) if row else self._clock()
+        return RoundSchedule(every, current, started, _finished(conn, current, retry_failed))
 
     def begin_round_input(self) -> None:
         """Note that a run starts reading its input into the current round.
@@ -229,22 +285,40 @@ class _StoreRounds(_StoreCore):
         return row is not None
 
     def known_video_ids(self, username: str, before: int | None = None) -> set[str]:
-        """Return the ids of the videos seen of a user in its latest round before ``before``.
+        """Return the ids of a user's list as last walked whole, in its latest round before
+        ``before`` in which its walk ended ``done`` (completed as `completed_round_videos` does).
 
-        ``before`` defaults to the current round; an empty set when there is no earlier round.
+        ``before`` defaults to the current round; an empty set when there is no such round. A
+        walk that failed, was cut short or is unfinished saw only part of the list: it is
+        passed over, so that a later walk stopping at a known video stops on whole ground.
         """
         limit = self.current_round if before is None else before
-        row = self._db.execute(
-            "SELECT max(round) FROM videos WHERE username = ? AND round < ?", (username, limit)
-        ).fetchone()
-        if row is None or row[0] is None:
+        rounds = user_rounds(self._db, username)
+        base = done_before(rounds, limit)
+        if base is None:
             return set()
-        return {
-            str(video_id)
-            for (video_id,) in self._db.execute(
-                "SELECT video_id FROM videos WHERE username = ? AND round = ?", (username, row[0])
+        return {row[0] for row in completed(self._db, username, base, rounds, provenance=False)}
+
+    def completed_round_videos(self, username: str, number: int) -> list[tuple[str, bytes, int]]:
+        """Return one user's list in a round: (video_id, data, round observed in), in API order.
+
+        A walk that stopped at a known video (``partial``) saw the head of the list only; it
+        means "these, then the list as last walked before", so its list is completed from the
+        user's latest earlier round in which its walk ended ``done`` (itself completed the same
+        way, round after round): that list's videos past the last one this walk saw again,
+        with the round they were observed in. Videos of that list that lay within what this
+        walk saw and are not in it are left out: they were gone. Any other walk is given as
+        observed (`round_videos`).
+
+        :param username: the user.
+        :param number: the round.
+        """
+        return [
+            (video_id, data, observed)
+            for video_id, data, observed, _, _ in completed(
+                self._db, username, number, user_rounds(self._db, username), provenance=False
             )
-        }
+        ]
 
 
 def _finished(conn: sqlite3.Connection, number: int, retry_failed: bool) -> bool:
