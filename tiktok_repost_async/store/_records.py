@@ -232,15 +232,18 @@ class RoundSchedule:
     panel wants its snapshots a cadence apart (every Monday), and a round that took two days of
     quota must not push every later one two days back. A round that takes longer than the cadence
     is followed by the next as soon as it is finished.
+
+    :param every: the cadence, in seconds.
+    :param round: the latest round.
+    :param started: when the latest round started (epoch seconds).
+    :param finished: True when no run would resume the latest round: its input was read and
+        each of its users has a final state (failed users count as unfinished: a run walks them
+        again).
     """
 
-    #: The cadence, in seconds.
     every: float
-    #: The latest round, and when it started (epoch seconds).
     round: int
     started: float
-    #: True when no run would resume the latest round: its input was read and each of its users
-    #: has a final state (failed users count as unfinished: a run walks them again).
     finished: bool
 
     @property
