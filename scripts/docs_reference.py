@@ -1,12 +1,14 @@
 """Write the documentation's generated reference pages from the code, or check them.
 
-Two pages are made from the code itself, so that they cannot drift from it:
+Three files are made from the code and the pages, so that they cannot drift from it:
 
 - ``docs/reference/cli.md``: every command and option, from the argparse parsers that
   ``tiktok-reposts`` runs (``tiktok_repost_async.cli.build_parser``);
 - ``docs/reference/simulator-knobs.md``: every knob of the simulator, from the fields of
   ``SimulatorConfig`` and their ``#:`` comments, with the ``serve`` option that sets each one
-  (read from ``config_from_args``).
+  (read from ``config_from_args``);
+- ``docs/notebooks/first-harvest.ipynb``: the async tutorial's notebook cells as a notebook to
+  download (tests/test_docs_notebook.py runs it in a real kernel).
 
 Run ``python scripts/docs_reference.py`` after changing a command, an option or a knob, and commit
 the pages; ``--check`` exits 1 naming the stale pages instead of writing. tests/test_docs.py runs
@@ -21,6 +23,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import json
 import re
 import sys
 import typing
@@ -265,7 +268,65 @@ def render_knobs() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-PAGES: dict[Path, Callable[[], str]] = {CLI_PAGE: render_cli, KNOBS_PAGE: render_knobs}
+# -- the notebook ------------------------------------------------------------------------------
+
+NOTEBOOK = Path("docs/notebooks/first-harvest.ipynb")
+_TUTORIAL = Path("docs/tutorials/async-and-notebooks.md")
+_NOTEBOOK_SECTION = "## In a Jupyter notebook"
+_PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
+
+
+def notebook_cells(root: Path = ROOT) -> list[str]:
+    """Return the python blocks of the async tutorial's notebook section, in order."""
+    text = (root / _TUTORIAL).read_text(encoding="utf-8")
+    section = re.split(r"^## ", text.split(_NOTEBOOK_SECTION, 1)[1], flags=re.M)[0]
+    return [code.rstrip("\n") for code in _PYTHON_BLOCK.findall(section)]
+
+
+def render_notebook() -> str:
+    """Return the tutorial's notebook cells as a Jupyter notebook (nbformat 4, no outputs)."""
+    intro = (
+        "# A first harvest in a notebook\n"
+        "\n"
+        "The cells of the tutorial *Inside an async application and a notebook*. Set\n"
+        "`TIKTOK_CLIENT_KEY` and `TIKTOK_CLIENT_SECRET` (and `TIKTOK_API_BASE_URL` for the\n"
+        "simulator, `tiktok-reposts serve`) before starting Jupyter. The kernel runs an event\n"
+        "loop of its own: `await` at the top level of a cell, never `asyncio.run`."
+    )
+
+    def source(text: str) -> list[str]:
+        return text.splitlines(keepends=True)
+
+    cells: list[dict[str, Any]] = [
+        {"cell_type": "markdown", "metadata": {}, "source": source(intro)}
+    ]
+    for code in notebook_cells():
+        cells.append(
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "metadata": {},
+                "outputs": [],
+                "source": source(code),
+            }
+        )
+    notebook = {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+
+
+PAGES: dict[Path, Callable[[], str]] = {
+    CLI_PAGE: render_cli,
+    KNOBS_PAGE: render_knobs,
+    NOTEBOOK: render_notebook,
+}
 
 
 def stale_pages(root: Path = ROOT) -> list[Path]:
@@ -281,6 +342,7 @@ def stale_pages(root: Path = ROOT) -> list[Path]:
 def write_pages(root: Path = ROOT) -> None:
     """Write every generated page from the code."""
     for page, render in PAGES.items():
+        (root / page).parent.mkdir(parents=True, exist_ok=True)
         (root / page).write_text(render(), encoding="utf-8")
 
 

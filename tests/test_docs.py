@@ -2,7 +2,7 @@
 that mirror the code (states, exit codes, the store's schema, the API pages, the generated
 command and knob pages) say exactly what the code has.
 
-The convention every page is written to (docs/index.md restates it for contributors):
+The convention every page is written to (docs/explanation/architecture.md restates it):
 
 - ```python blocks of a page run in order in one namespace, top-level ``await`` allowed, in a
   fresh temporary working directory, with a fresh simulator running and TIKTOK_API_BASE_URL,

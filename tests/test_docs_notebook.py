@@ -1,9 +1,13 @@
-"""The notebook way, in a real Jupyter kernel: the async tutorial's notebook cells, with their
-top-level ``await``, run one by one in an ipykernel against the simulator, as a reader's notebook
-runs them; and ``asyncio.run`` fails there as the tutorial says."""
+"""The notebook way, in a real Jupyter kernel.
+
+The notebook the docs ship (docs/notebooks/first-harvest.ipynb, the async tutorial's notebook
+cells) runs cell by cell, top-level ``await`` and all, in an ipykernel against the simulator, as
+a reader's Jupyter runs it; and ``asyncio.run`` fails there as the tutorial says.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -21,9 +25,10 @@ from tiktok_repost_async.simulator import Simulator
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "tutorials" / "async-and-notebooks.md"
 SECTION = "## In a Jupyter notebook"
+NOTEBOOK = ROOT / "docs" / "notebooks" / "first-harvest.ipynb"
 
 
-def notebook_cells() -> list[str]:
+def page_cells() -> list[str]:
     """Return the python blocks of the tutorial's notebook section, in order."""
     text = PAGE.read_text(encoding="utf-8")
     assert SECTION in text, f"{PAGE.name} lost its section {SECTION!r}"
@@ -31,6 +36,17 @@ def notebook_cells() -> list[str]:
     cells = [b.code for b in blocks(section) if b.language == "python" and b.no_test is None]
     assert cells, "the notebook section has no python cell"
     return cells
+
+
+def notebook_cells() -> list[str]:
+    """Return the code cells of the shipped notebook."""
+    notebook = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    assert notebook["nbformat"] == 4
+    return ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+
+
+def test_the_notebook_holds_the_tutorials_cells() -> None:
+    assert [cell + "\n" for cell in notebook_cells()] == page_cells()
 
 
 @pytest.fixture
