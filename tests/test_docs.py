@@ -357,3 +357,12 @@ def test_the_errors_page_shows_the_exception_tree_of_the_code() -> None:
     found = [b for b in blocks(text) if b.language == "text"]
     assert found, "docs/reference/api/errors.md lost its tree"
     assert found[0].code == error_tree(), "the tree should read:\n" + error_tree()
+
+
+def test_the_readme_links_only_to_files_that_exist() -> None:
+    # mkdocs --strict checks the site's own links; the README is not part of the site.
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = {link.split("#")[0] for link in re.findall(r"\]\(([^)\s]+)\)", text)}
+    local = sorted(t for t in targets if t and "://" not in t)
+    assert local, "the README links into the docs site"
+    assert [t for t in local if not (ROOT / t).exists()] == []
