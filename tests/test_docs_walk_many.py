@@ -1,4 +1,4 @@
-"""The README's walk_many example: it runs as written and passes mypy --strict."""
+"""The walk_many example of the async tutorial: it runs as written and passes mypy --strict."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from mypy import api as mypy_api
 
 from tiktok_repost_async.simulator import Simulator
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "tutorials" / "async-and-notebooks.md"
 
 
 def example() -> str:
-    text = README.read_text(encoding="utf-8")
+    text = PAGE.read_text(encoding="utf-8")
     match = re.search(r"<!-- walk-many-example -->\n```python\n(.*?)```", text, re.S)
-    assert match is not None, "README.md lost its walk_many example"
+    assert match is not None, f"{PAGE.name} lost its walk_many example"
     return match.group(1)
 
 
@@ -38,8 +38,8 @@ async def test_the_example_runs_as_written(
     monkeypatch.setenv("TIKTOK_CLIENT_SECRET", tiktok_simulator.client_secret)
     monkeypatch.setenv("TIKTOK_API_BASE_URL", tiktok_simulator.base_url)
     namespace: dict[str, Any] = {"__name__": "walk_example"}
-    exec(compile(example(), "README.md", "exec"), namespace)
-    ids = await namespace["main"](
+    exec(compile(example(), str(PAGE), "exec"), namespace)
+    ids = await namespace["walk"](
         ["@alice_n120", "bob_n30", "bob_n30", "no such user!", "missing_q"]
     )
     assert ids == {

@@ -1,0 +1,370 @@
+"""Every code block of the documentation runs against the simulator, and the reference pages
+that mirror the code (states, exit codes, the store's schema, the API pages, the generated
+command and knob pages) say exactly what the code has.
+
+The convention every page is written to (docs/explanation/architecture.md restates it):
+
+- ```python blocks of a page run in order in one namespace, top-level ``await`` allowed, in a
+  fresh temporary working directory, with a fresh simulator running and TIKTOK_API_BASE_URL,
+  TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET set to it;
+- ```console blocks: each line that starts with ``$ `` is a command that bash runs in that same
+  directory and environment, in order with the page's other blocks (each line on its own: an
+  ``export`` does not carry to the next one); other lines are sample output, not compared. A
+  command expected to exit non-zero ends with the comment ``# exits N``; any other must exit 0;
+- a block directly after the line ``<!-- no-test: reason -->`` is not run, nor are blocks in
+  other languages (bash, text, toml, ini, r, sql...).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import inspect
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import tiktok_repost_async
+from tiktok_repost_async.simulator import Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = [*sorted(DOCS.rglob("*.md")), ROOT / "README.md"]
+# Pages whose blocks take more than a few seconds (real processes waiting on real time).
+SLOW_PAGES: frozenset[str] = frozenset(
+    {"docs/tutorials/first-harvest.md", "docs/reference/commands.md", "docs/reference/rounds.md"}
+)
+COMMAND_TIMEOUT = 120
+
+_FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
+_NO_TEST = re.compile(r"^\s*<!--\s*no-test:(?P<reason>.*?)-->\s*$")
+_EXITS = re.compile(r"#\s*exits\s+(?P<status>\d+)\s*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One fenced code block of a page."""
+
+    language: str
+    #: The page's line number of the block's first line of code (1-based).
+    line: int
+    code: str
+    #: Why the block is not run, when a no-test marker precedes it.
+    no_test: str | None
+
+
+def blocks(text: str) -> list[Block]:
+    """Return the fenced code blocks of a Markdown text, indented ones (in lists) included."""
+    lines = text.splitlines()
+    found: list[Block] = []
+    i = 0
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if match is None:
+            i += 1
+            continue
+        indent, fence = len(match["indent"]), match["fence"]
+        language = (match["info"].split() or [""])[0].lower()
+        marker = _NO_TEST.match(lines[i - 1]) if i > 0 else None
+        body: list[str] = []
+        j = i + 1
+        while j < len(lines) and not (
+            lines[j].strip().startswith(fence) and lines[j].strip().strip(fence[0]) == ""
+        ):
+            # A block inside a list item is indented: its code is not.
+            line = lines[j]
+            body.append(line[indent:] if not indent or line[:indent].isspace() else line.lstrip())
+            j += 1
+        found.append(
+            Block(language, i + 2, "\n".join(body) + "\n", marker["reason"] if marker else None)
+        )
+        i = j + 1
+    return found
+
+
+def _page_id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def _params() -> list[Any]:
+    return [
+        pytest.param(
+            path,
+            id=_page_id(path),
+            marks=[pytest.mark.slow] if _page_id(path) in SLOW_PAGES else [],
+        )
+        for path in PAGES
+    ]
+
+
+async def _run_python(block: Block, where: str, namespace: dict[str, Any]) -> None:
+    # Padded so that a traceback's line numbers are the page's own.
+    source = "\n" * (block.line - 1) + block.code
+    code = compile(source, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(code, namespace)
+    if inspect.iscoroutine(result):
+        await result
+
+
+def _run_console(block: Block, where: str, env: dict[str, str], cwd: Path) -> None:
+    for offset, line in enumerate(block.code.splitlines()):
+        if not line.startswith("$ "):
+            continue
+        command = line[2:]
+        exits = _EXITS.search(command)
+        expected = int(exits["status"]) if exits else 0
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == expected, (
+            f"{where}:{block.line + offset}: `{command}` exited {done.returncode}, "
+            f"not {expected}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+        )
+
+
+def _runnable(path: Path) -> list[Block]:
+    """Return the page's blocks to run, after checking that each no-test marker says why."""
+    found = blocks(path.read_text(encoding="utf-8"))
+    for block in found:
+        if block.no_test is not None:
+            assert block.no_test.strip(), f"{_page_id(path)}:{block.line}: no-test says no reason"
+    return [b for b in found if b.no_test is None and b.language in ("python", "console")]
+
+
+@pytest.mark.parametrize("path", _params())
+async def test_every_block_of_the_page_runs(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runnable = _runnable(path)
+    if not runnable:
+        return
+    where = _page_id(path)
+    simulator = Simulator()
+    with simulator.run_in_thread():
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("TIKTOK_API_BASE_URL", simulator.base_url)
+        monkeypatch.setenv("TIKTOK_CLIENT_KEY", simulator.client_key)
+        monkeypatch.setenv("TIKTOK_CLIENT_SECRET", simulator.client_secret)
+        env = dict(os.environ)
+        # The commands are this interpreter's: its tiktok-reposts and python come first.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env.setdefault("PYTHONPATH", "")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env["PYTHONPATH"]) if p)
+        namespace: dict[str, Any] = {"__name__": "docs_page"}
+        for block in runnable:
+            if block.language == "python":
+                await _run_python(block, where, namespace)
+            else:
+                _run_console(block, where, env, tmp_path)
+
+
+# -- the harness itself ---------------------------------------------------------------------
+
+
+def test_blocks_are_found_with_their_markers_and_lines() -> None:
+    text = (
+        "# Page\n"
+        "```python\n"
+        "x = 1\n"
+        "```\n"
+        "<!-- no-test: a crontab line -->\n"
+        "```console\n"
+        "$ crontab -l\n"
+        "```\n"
+        "- in a list:\n"
+        "\n"
+        "    ```console\n"
+        "    $ echo hi  # exits 0\n"
+        "    ```\n"
+        "```text\n"
+        "plain\n"
+        "```\n"
+    )
+    found = blocks(text)
+    assert [(b.language, b.line, b.no_test) for b in found] == [
+        ("python", 3, None),
+        ("console", 7, " a crontab line "),
+        ("console", 12, None),
+        ("text", 15, None),
+    ]
+    assert found[2].code == "$ echo hi  # exits 0\n"
+
+
+async def test_python_blocks_share_one_namespace_and_may_await() -> None:
+    namespace: dict[str, Any] = {}
+    await _run_python(Block("python", 1, "import asyncio\nx = 41\n", None), "p.md", namespace)
+    second = Block("python", 5, "await asyncio.sleep(0)\ny = x + 1\n", None)
+    await _run_python(second, "p.md", namespace)
+    assert namespace["y"] == 42
+
+
+async def test_a_failing_block_names_the_page_line() -> None:
+    with pytest.raises(ZeroDivisionError) as caught:
+        await _run_python(Block("python", 7, "a = 1\nb = 1 / 0\n", None), "p.md", {})
+    assert caught.traceback[-1].lineno + 1 == 8  # pytest counts from 0
+
+
+def test_a_command_must_exit_as_its_comment_says(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    exits = Block("console", 1, "$ exit 3  # exits 3\nsample output\n", None)
+    _run_console(exits, "p", env, tmp_path)
+    with pytest.raises(AssertionError, match=r"p:2: `false` exited 1, not 0"):
+        _run_console(Block("console", 1, "$ true\n$ false\n", None), "p", env, tmp_path)
+
+
+# -- reference pages that mirror the code ---------------------------------------------------
+
+
+def _table_codes(page: Path, marker: str) -> list[str]:
+    """Return the first column's code spans of the table that follows ``marker`` on a page."""
+    text = page.read_text(encoding="utf-8")
+    assert marker in text, f"{_page_id(page)} lost its {marker}"
+    rows = []
+    for line in text.split(marker, 1)[1].lstrip("\n").splitlines():
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    codes = [re.match(r"\|\s*`([^`]+)`", row) for row in rows[2:]]
+    assert all(codes), f"{_page_id(page)}: every row of the table after {marker} starts with `code`"
+    return [code[1] for code in codes if code]
+
+
+@pytest.mark.parametrize("page", [DOCS / "reference/states.md", ROOT / "README.md"], ids=_page_id)
+def test_the_states_table_lists_exactly_the_states(page: Path) -> None:
+    from tiktok_repost_async import UserState, WalkState
+
+    states = _table_codes(page, "<!-- states-table -->")
+    assert states == [state.value for state in UserState]
+    assert {state.value for state in WalkState} <= set(states)
+
+
+def test_the_exit_codes_table_lists_exactly_the_exit_statuses() -> None:
+    from tiktok_repost_async.cli import _common
+
+    statuses = {value for name, value in vars(_common).items() if name.startswith("EXIT_")}
+    codes = _table_codes(DOCS / "reference/exit-codes.md", "<!-- exit-codes-table -->")
+    assert sorted(int(code) for code in codes) == sorted(statuses)
+
+
+def test_the_schema_page_lists_every_table_and_column(tmp_path: Path) -> None:
+    from tiktok_repost_async import Store
+
+    with Store(tmp_path / "s.db", fields=("id",), max_count=100):
+        pass
+    conn = sqlite3.connect(tmp_path / "s.db")
+    try:
+        tables = {
+            name: [row[1] for row in conn.execute(f"PRAGMA table_info({name})")]
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid"
+            )
+        }
+    finally:
+        conn.close()
+    text = (DOCS / "reference/store.md").read_text(encoding="utf-8")
+    documented: dict[str, list[str]] = {}
+    for section in re.split(r"^### ", text, flags=re.M)[1:]:
+        name = re.match(r"`(\w+)`", section)
+        assert name, f"a table heading of reference/store.md is not `name`: {section[:40]!r}"
+        columns = re.findall(r"^\|\s*`(\w+)`", section, flags=re.M)
+        documented[name[1]] = columns
+    assert documented == tables
+
+
+def test_every_public_name_has_an_api_reference_entry() -> None:
+    text = "".join(p.read_text(encoding="utf-8") for p in (DOCS / "reference/api").glob("*.md"))
+    entries = set(re.findall(r"^::: tiktok_repost_async\.(\w+)\s*$", text, flags=re.M))
+    public = set(tiktok_repost_async.__all__) - {"__version__"}
+    assert sorted(public - entries) == [], "public names with no ::: entry in docs/reference/api"
+    assert sorted(entries - public - {"export", "simulator"}) == []
+
+
+def _generator() -> ModuleType:
+    script = ROOT / "scripts/docs_reference.py"
+    spec = importlib.util.spec_from_file_location("docs_reference", script)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the class is made.
+    sys.modules.setdefault("docs_reference", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_generated_reference_pages_match_the_code() -> None:
+    stale = _generator().stale_pages(ROOT)
+    assert stale == [], f"{stale} out of date: run `python scripts/docs_reference.py`"
+
+
+def test_the_knobs_page_names_every_simulator_knob() -> None:
+    from tiktok_repost_async.simulator import SimulatorConfig
+
+    text = (DOCS / "reference/simulator-knobs.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    named = [name for heading in headings for name in re.findall(r"`(\w+)`", heading)]
+    assert named == [item.name for item in dataclasses.fields(SimulatorConfig)]
+
+
+def test_every_page_is_in_the_nav() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    listed = set(re.findall(r":\s*([\w/.-]+\.md)\s*$", nav, flags=re.M))
+    pages = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
+    assert sorted(pages - listed) == [], "pages missing from mkdocs.yml's nav"
+    assert sorted(listed - pages) == [], "mkdocs.yml's nav names pages that do not exist"
+
+
+def error_tree() -> str:
+    """Return the public exception classes as a tree under TikTokError, children by name."""
+    errors = {
+        name: value
+        for name in tiktok_repost_async.__all__
+        if isinstance(value := getattr(tiktok_repost_async, name), type)
+        and issubclass(value, tiktok_repost_async.TikTokError)
+    }
+
+    def parent(cls: type) -> type | None:
+        return next((base for base in cls.__mro__[1:] if base in errors.values()), None)
+
+    def lines(cls: type, prefix: str) -> list[str]:
+        children = sorted(
+            (c for c in errors.values() if parent(c) is cls), key=lambda c: c.__name__
+        )
+        out = []
+        for i, child in enumerate(children):
+            last = i == len(children) - 1
+            out.append(f"{prefix}{'└── ' if last else '├── '}{child.__name__}")
+            out += lines(child, prefix + ("    " if last else "│   "))
+        return out
+
+    return "\n".join(["TikTokError", *lines(tiktok_repost_async.TikTokError, "")]) + "\n"
+
+
+def test_the_errors_page_shows_the_exception_tree_of_the_code() -> None:
+    text = (DOCS / "reference/api/errors.md").read_text(encoding="utf-8")
+    found = [b for b in blocks(text) if b.language == "text"]
+    assert found, "docs/reference/api/errors.md lost its tree"
+    assert found[0].code == error_tree(), "the tree should read:\n" + error_tree()
+
+
+def test_the_readme_links_only_to_files_that_exist() -> None:
+    # mkdocs --strict checks the site's own links; the README is not part of the site.
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = {link.split("#")[0] for link in re.findall(r"\]\(([^)\s]+)\)", text)}
+    local = sorted(t for t in targets if t and "://" not in t)
+    assert local, "the README links into the docs site"
+    assert [t for t in local if not (ROOT / t).exists()] == []
