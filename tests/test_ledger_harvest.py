@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from pathlib import Path
 
 import msgspec
@@ -17,7 +18,9 @@ from tiktok_repost_async import (
     Store,
     StoreLedger,
     UserState,
+    harvest,
     open_ledger,
+    refresh,
 )
 from tiktok_repost_async.ledger import Ledger, ledger_source
 from tiktok_repost_async.simulator import Simulator
@@ -203,3 +206,36 @@ async def test_a_ledger_out_of_reach_stops_the_run_with_nothing_sent_unbooked(
     assert "stayed busy" in str(stopped.value)
     assert sim.stats.requests == spent == spent_by_store
     assert spent >= 3
+
+
+async def test_a_refresh_books_in_the_shared_ledger_and_stops_on_the_organisation_s_day(
+    sim: Simulator, tmp_path: Path, ledger_spec: str
+) -> None:
+    # A collaborator's store spent all but 2 of the organisation's day; a refresh of this store
+    # (one compliance task: create, poll, download) sends 2 calls and stops on the shared quota.
+    db = tmp_path / "mine.db"
+    names = ["r1_n300", "r2_n300"]
+    async with make_client(sim) as client:
+        with Store(db, fields=client.fields, max_count=client.max_count) as store:
+            async for _ in harvest(client, names, store=store, daily_quota=10**6):
+                pass
+    own_spent = sim.stats.quota_used
+    sim.config.epoch = 1
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+    with (
+        open_ledger(ledger_spec, source=ledger_source(tmp_path / "theirs.db")) as theirs,
+        open_ledger(ledger_spec, source=ledger_source(db)) as ours,
+    ):
+        assert theirs.book(QUOTA - 2, day=day, limit=QUOTA)
+        async with make_client(sim) as client:
+            with Store(db, create=False) as store:
+                # The poll's waits pass on a fake clock that starts from the wall clock's day.
+                now = FakeTime(start=time.time())
+                report = await refresh(
+                    client, store, daily_quota=QUOTA, ledger=ours, clock=now, sleep=now.sleep
+                )
+                assert store.requests_on(day) == own_spent + 2  # the store's own count too
+        assert report.outcome == "stopped: quota"
+        assert report.requests == 2 == sim.stats.compliance_requests
+        assert ours.spent(day) == QUOTA  # never a call past the organisation's day
+        assert ours.breakdown(day)[ledger_source(db)] == 2

@@ -58,6 +58,7 @@ from .errors import (
     WalkStopped,
 )
 from .gate import Gate
+from .ledger import Ledger
 from .quota import DailyQuota, QuotaPolicy, utc_day
 from .store import REFRESH_DAYS, RefreshBatch, Store
 
@@ -168,6 +169,7 @@ class Refresher:
         poll_max_wait: float = POLL_MAX_WAIT,
         poll_timeout: float = POLL_TIMEOUT,
         batch_size: int = MAX_TASK_IDS,
+        ledger: Ledger | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
@@ -185,6 +187,9 @@ class Refresher:
         :param poll_max_wait: the longest wait between two polls.
         :param poll_timeout: seconds of polling before the run stops, resumable.
         :param batch_size: ids per task (10,000 at most).
+        :param ledger: the organisation's shared ledger (`open_ledger`): each call is booked there
+            first, and ``daily_quota`` bounds the organisation's day (None, or a store's own: the
+            store alone keeps the count).
         :param clock: the wall clock (the quota's day, the poll timeout).
         :param sleep: the sleep between polls (the client's by default; tests move time).
         """
@@ -217,6 +222,7 @@ class Refresher:
         self.poll_max_wait = float(poll_max_wait)
         self.poll_timeout = float(poll_timeout)
         self.batch_size = batch_size
+        self.ledger = ledger if ledger is not None and ledger.shared else None
         self._clock = clock
         self._sleep: Callable[[float], Awaitable[None]] = (
             sleep if sleep is not None else client._sleep
@@ -250,9 +256,15 @@ class Refresher:
             self._refresh_id = record.id
             if not started:
                 logger.info("resuming refresh %d, begun %s", record.id, record.started_at)
-            spent = store.requests_on(utc_day(self._clock()))
+            # The day so far: the organisation's, with a shared ledger; else this store's.
+            day = utc_day(self._clock())
+            spent = store.requests_on(day) if self.ledger is None else self.ledger.spent(day)
             self.quota = DailyQuota(
-                self.daily_quota, spent_today=spent, clock=self._clock, margin=self.quota.margin
+                self.daily_quota,
+                spent_today=spent,
+                clock=self._clock,
+                margin=self.quota.margin,
+                shared=None if self.ledger is None else self.ledger.label,
             )
             gate = Gate(
                 self.quota,
@@ -314,15 +326,24 @@ class Refresher:
 
     # -- the ledger ------------------------------------------------------------------------------
 
-    async def _book(self, username: str) -> None:
+    async def _book(self, username: str) -> bool:
         # Write-ahead, as a harvest books: in the ledger before it leaves, so that a kill at any
-        # instant never leaves the ledger short of what the API counted.
+        # instant never leaves the ledger short of what the API counted. The organisation's
+        # ledger first (a crash between the two over-counts there, which is safe); its refusal
+        # is the organisation's spent day, which the gate treats as the quota's.
+        if self.ledger is not None and not self.ledger.book(
+            1, day=utc_day(self._clock()), limit=self.daily_quota
+        ):
+            return False
         self.store.book_requests({username: 1})
         self.store.count_refresh_requests(self._refresh_id, 1)
         self.requests += 1
+        return True
 
     async def _refund(self, username: str, day: str) -> None:
         # A booked request that never reached the API (a refused connection).
+        if self.ledger is not None:
+            self.ledger.refund(1, day=day)
         self.store.refund_requests({username: 1}, day=day)
         self.store.uncount_refresh_requests(self._refresh_id, 1)
         self.requests -= 1
@@ -539,6 +560,7 @@ async def refresh(
     accept_removals: bool = False,
     poll_first_wait: float = POLL_FIRST_WAIT,
     poll_timeout: float = POLL_TIMEOUT,
+    ledger: Ledger | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> RefreshReport:
@@ -553,7 +575,10 @@ async def refresh(
     :param accept_removals: act on an answer that removes more than half of a batch.
     :param poll_first_wait: seconds before a new task's first status poll (doubling after).
     :param poll_timeout: seconds of polling before the run stops, resumable.
-    :param clock: the wall clock. :param sleep: the sleep between polls.
+    :param ledger: the organisation's shared ledger (`open_ledger`), booked before each call
+        besides the store's own (None: the store alone keeps the count).
+    :param clock: the wall clock.
+    :param sleep: the sleep between polls.
     """
     refresher = Refresher(
         client,
@@ -564,6 +589,7 @@ async def refresh(
         accept_removals=accept_removals,
         poll_first_wait=poll_first_wait,
         poll_timeout=poll_timeout,
+        ledger=ledger,
         clock=clock,
         sleep=sleep,
     )

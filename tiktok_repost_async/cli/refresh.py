@@ -23,13 +23,14 @@ from ._common import (
     UsageError,
 )
 from ._console import Console, logger, make_console
-from ._parser import add_rate, add_refresh_days, add_verbosity, int_in
+from ._parser import add_ledger, add_rate, add_refresh_days, add_verbosity, int_in
 from ._run import authenticate, credentials, make_client
 from ._signals import StopSignals
-from ._stores import open_existing
+from ._stores import open_existing, open_shared_ledger
 
 if TYPE_CHECKING:
     from ..client import RepostClient
+    from ..ledger import Ledger
     from ..refresher import RefreshReport
     from ..store import Store
 
@@ -57,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " of those the API now says are not found or refuses (deleted, private, opted out)",
     )
     add_refresh_days(parser)
+    add_ledger(parser)
     parser.add_argument(
         "--daily-quota",
         type=int_in(1),
@@ -113,7 +115,10 @@ def run(args: argparse.Namespace) -> int:
     """Run ``refresh``; return the exit status."""
     key, secret = credentials()
     store = open_existing(args.db)
+    ledger: Ledger | None = None
     try:
+        # Before the token: a wrong ledger path or URL costs nothing.
+        ledger = open_shared_ledger(args.ledger, args.db)
         # A user check asks for one video's id only: the answer's size, not its content, is what
         # it needs (the quota is the same).
         client = make_client(
@@ -126,13 +131,19 @@ def run(args: argparse.Namespace) -> int:
             concurrency=1,
         )
         console = make_console(args.verbose - args.quiet)
-        return asyncio.run(_refresh(client, store, args, console))
+        return asyncio.run(_refresh(client, store, args, console, ledger))
     finally:
         store.close()
+        if ledger is not None:
+            ledger.close()
 
 
 async def _refresh(
-    client: RepostClient, store: Store, args: argparse.Namespace, console: Console
+    client: RepostClient,
+    store: Store,
+    args: argparse.Namespace,
+    console: Console,
+    ledger: Ledger | None,
 ) -> int:
     from ..errors import AuthError
     from ..refresher import Refresher
@@ -149,6 +160,7 @@ async def _refresh(
             accept_removals=args.accept_removals,
             poll_first_wait=args.poll_wait,
             poll_timeout=args.poll_timeout,
+            ledger=ledger,
         )
         interrupted: list[str] = []
 
@@ -173,12 +185,16 @@ async def _refresh(
             ) from None
         finally:
             signals.remove()
-    _summarise(report, store, args, console)
+    _summarise(report, store, args, console, ledger)
     return _status(report, args, console)
 
 
 def _summarise(
-    report: RefreshReport, store: Store, args: argparse.Namespace, console: Console
+    report: RefreshReport,
+    store: Store,
+    args: argparse.Namespace,
+    console: Console,
+    ledger: Ledger | None,
 ) -> None:
     if not logger.isEnabledFor(20):
         return
@@ -211,7 +227,10 @@ def _summarise(
                 else "all still available"
             )
         )
-    spent = store.requests_on(utc_day(time.time()))
+    day = utc_day(time.time())
+    # With a shared ledger the day's count is the organisation's, not this store's.
+    spent = store.requests_on(day) if ledger is None else ledger.spent(day)
+    whose = "" if ledger is None else "the organisation's "
     left = max(args.daily_quota - spent, 0)
     extra = (
         f" ({report.requests_total:,} for this refresh in all)"
@@ -219,7 +238,7 @@ def _summarise(
         else ""
     )
     console.line(
-        f"{report.requests:,} requests{extra}; {spent:,} today, {left:,} left of"
+        f"{report.requests:,} requests{extra}; {whose}{spent:,} today, {left:,} left of"
         f" {args.daily_quota:,}"
     )
     if report.finished:
