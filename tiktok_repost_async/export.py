@@ -776,22 +776,15 @@ def arrow_batches(
     pa, _ = pyarrow_modules()
     fields = store.fields
     schema = parquet_schema(fields, provenance=provenance, id_type=id_type)
-    return schema, _video_batches(pa, store, schema, provenance, round, id_type, rows)
+    return schema, _batched(pa, schema, _video_rows(store, provenance, round, id_type), rows)
 
 
-def _video_batches(
-    pa: Any,
-    store: Store,
-    schema: Any,
-    provenance: bool,
-    round: int | None,
-    id_type: str,
-    rows: int,
-) -> Iterator[Any]:
+def _video_rows(
+    store: Store, provenance: bool, round: int | None, id_type: str
+) -> Iterator[list[Any]]:
     fields = store.fields
     kinds = [_KINDS.get(name) for name in fields]
     text_ids = id_type == "string"
-    columns: list[list[Any]] = [[] for _ in schema.names]
     for username, video_id, data, observed, fetched_at, log_id in _rows(store, provenance, round):
         values = _fields_of(username, video_id, data)
         row: list[Any] = [username]
@@ -815,40 +808,30 @@ def _video_batches(
             if exact:
                 used.add(key)
         row.append(_extra(values, [key for key in values if key not in used]) or None)
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-        if len(columns[0]) >= rows:
-            # The rows' Python objects go before the batch is handed on: one batch's worth of
-            # memory at a time, however large the store.
-            batch = _batch(pa, schema, columns)
-            columns = [[] for _ in schema.names]
-            yield batch
-            del batch
-    if columns[0]:
-        yield _batch(pa, schema, columns)
+        yield row
 
 
-def _id_batches(
-    pa: Any,
-    store: Store,
-    schema: Any,
-    provenance: bool,
-    round: int | None,
-    id_type: str,
-    rows: int,
-) -> Iterator[Any]:
+def _id_rows(
+    store: Store, provenance: bool, round: int | None, id_type: str
+) -> Iterator[list[Any]]:
     # The store's video_id is the decimal text of the id the API sent: no video is decoded.
     text_ids = id_type == "string"
-    columns: list[list[Any]] = [[] for _ in schema.names]
     for username, video_id, _, observed, fetched_at, log_id in store.iter_videos_with_provenance(
         _BATCH, round=round
     ):
         row: list[Any] = [username, video_id if text_ids else int(video_id), observed]
         if provenance:
             row += [_timestamp(fetched_at), log_id]
+        yield row
+
+
+def _batched(pa: Any, schema: Any, rows: Iterator[list[Any]], size: int) -> Iterator[Any]:
+    """Yield record batches of ``size`` rows at most, each row a list of column values."""
+    columns: list[list[Any]] = [[] for _ in schema.names]
+    for row in rows:
         for column, value in zip(columns, row, strict=True):
             column.append(value)
-        if len(columns[0]) >= rows:
+        if len(columns[0]) >= size:
             # The rows' Python objects go before the batch is handed on: one batch's worth of
             # memory at a time, however large the store.
             batch = _batch(pa, schema, columns)
@@ -921,7 +904,9 @@ def _export_ids(
         pa, _ = pyarrow_modules()
         schema = ids_schema(provenance=provenance, id_type=id_type)
         return _write_parquet(
-            out, schema, _id_batches(pa, store, schema, provenance, round, id_type, _ROW_GROUP)
+            out,
+            schema,
+            _batched(pa, schema, _id_rows(store, provenance, round, id_type), _ROW_GROUP),
         )
     columns = list(IDS_ONLY_COLUMNS) + (["fetched_at", "log_id"] if provenance else [])
     csv_out = CsvOutput(out, columns) if format == "csv" else None
