@@ -44,7 +44,15 @@ DOCS = ROOT / "docs"
 PAGES = [*sorted(DOCS.rglob("*.md")), ROOT / "README.md"]
 # Pages whose blocks take more than a few seconds (real processes waiting on real time).
 SLOW_PAGES: frozenset[str] = frozenset(
-    {"docs/tutorials/first-harvest.md", "docs/reference/commands.md", "docs/reference/rounds.md"}
+    {
+        "docs/tutorials/first-harvest.md",
+        "docs/tutorials/panel.md",
+        "docs/tutorials/terms.md",
+        "docs/how-to/dataframes.md",
+        "docs/how-to/sharing.md",
+        "docs/reference/commands.md",
+        "docs/reference/rounds.md",
+    }
 )
 COMMAND_TIMEOUT = 120
 
