@@ -12,7 +12,11 @@ The convention every page is written to (docs/explanation/architecture.md restat
   ``export`` does not carry to the next one); other lines are sample output, not compared. A
   command expected to exit non-zero ends with the comment ``# exits N``; any other must exit 0;
 - a block directly after the line ``<!-- no-test: reason -->`` is not run, nor are blocks in
-  other languages (bash, text, toml, ini, r, sql...).
+  other languages (bash, text, toml, ini, r, sql...);
+- a line ``<!-- simulator: knob=value ... -->`` sets knobs of `SimulatorConfig` on the page's
+  running simulator before the next block runs (or is skipped), e.g. ``epoch=1`` for a week
+  later in a panel; each value is a Python literal (a bare word is a string), checked as the
+  config checks it, and an unknown knob fails the page.
 """
 
 from __future__ import annotations
@@ -40,12 +44,21 @@ DOCS = ROOT / "docs"
 PAGES = [*sorted(DOCS.rglob("*.md")), ROOT / "README.md"]
 # Pages whose blocks take more than a few seconds (real processes waiting on real time).
 SLOW_PAGES: frozenset[str] = frozenset(
-    {"docs/tutorials/first-harvest.md", "docs/reference/commands.md", "docs/reference/rounds.md"}
+    {
+        "docs/tutorials/first-harvest.md",
+        "docs/tutorials/panel.md",
+        "docs/tutorials/terms.md",
+        "docs/how-to/dataframes.md",
+        "docs/how-to/sharing.md",
+        "docs/reference/commands.md",
+        "docs/reference/rounds.md",
+    }
 )
 COMMAND_TIMEOUT = 120
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 _NO_TEST = re.compile(r"^\s*<!--\s*no-test:(?P<reason>.*?)-->\s*$")
+_SIMULATOR = re.compile(r"^\s*<!--\s*simulator:(?P<knobs>.*?)-->\s*$")
 _EXITS = re.compile(r"#\s*exits\s+(?P<status>\d+)\s*$")
 
 
@@ -59,16 +72,32 @@ class Block:
     code: str
     #: Why the block is not run, when a no-test marker precedes it.
     no_test: str | None
+    #: Simulator knobs to set before the block, from ``<!-- simulator: ... -->`` lines since
+    #: the block before it, in order: (name, value as written).
+    knobs: tuple[tuple[str, str], ...] = ()
+
+
+def _knobs(line: str, number: int) -> list[tuple[str, str]]:
+    """Return the ``name=value`` pairs of a simulator directive line, or [] for other lines."""
+    match = _SIMULATOR.match(line)
+    if match is None:
+        return []
+    pairs = match["knobs"].split()
+    if not pairs or not all(re.fullmatch(r"\w+=\S+", pair) for pair in pairs):
+        raise ValueError(f"line {number}: a simulator directive takes knob=value pairs: {line!r}")
+    return [(name, value) for name, _, value in (pair.partition("=") for pair in pairs)]
 
 
 def blocks(text: str) -> list[Block]:
     """Return the fenced code blocks of a Markdown text, indented ones (in lists) included."""
     lines = text.splitlines()
     found: list[Block] = []
+    knobs: list[tuple[str, str]] = []
     i = 0
     while i < len(lines):
         match = _FENCE.match(lines[i])
         if match is None:
+            knobs += _knobs(lines[i], i + 1)
             i += 1
             continue
         indent, fence = len(match["indent"]), match["fence"]
@@ -84,9 +113,18 @@ def blocks(text: str) -> list[Block]:
             body.append(line[indent:] if not indent or line[:indent].isspace() else line.lstrip())
             j += 1
         found.append(
-            Block(language, i + 2, "\n".join(body) + "\n", marker["reason"] if marker else None)
+            Block(
+                language,
+                i + 2,
+                "\n".join(body) + "\n",
+                marker["reason"] if marker else None,
+                tuple(knobs),
+            )
         )
+        knobs = []
         i = j + 1
+    if knobs:
+        raise ValueError(f"a simulator directive with no block after it: {knobs}")
     return found
 
 
@@ -137,13 +175,37 @@ def _run_console(block: Block, where: str, env: dict[str, str], cwd: Path) -> No
         )
 
 
+def _runs(block: Block) -> bool:
+    return block.no_test is None and block.language in ("python", "console")
+
+
 def _runnable(path: Path) -> list[Block]:
-    """Return the page's blocks to run, after checking that each no-test marker says why."""
+    """Return the page's blocks to run or to set knobs before, after checking that each no-test
+    marker says why."""
     found = blocks(path.read_text(encoding="utf-8"))
     for block in found:
         if block.no_test is not None:
             assert block.no_test.strip(), f"{_page_id(path)}:{block.line}: no-test says no reason"
-    return [b for b in found if b.no_test is None and b.language in ("python", "console")]
+    return [b for b in found if _runs(b) or b.knobs]
+
+
+def _set_knobs(simulator: Simulator, block: Block, where: str) -> None:
+    """Set the knobs a block's directives name on the running simulator, each checked."""
+    from tiktok_repost_async.simulator import SimulatorConfig
+
+    known = {item.name for item in dataclasses.fields(SimulatorConfig)}
+    for name, written in block.knobs:
+        assert name in known, f"{where}:{block.line}: the simulator has no knob {name!r}"
+        try:
+            value = ast.literal_eval(written)
+        except (ValueError, SyntaxError):
+            value = written  # a bare word: a string knob's value
+        try:
+            setattr(simulator.config, name, value)
+        except ValueError as exc:
+            raise AssertionError(
+                f"{where}:{block.line}: simulator {name}={written}: {exc}"
+            ) from None
 
 
 @pytest.mark.parametrize("path", _params())
@@ -167,6 +229,10 @@ async def test_every_block_of_the_page_runs(
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env["PYTHONPATH"]) if p)
         namespace: dict[str, Any] = {"__name__": "docs_page"}
         for block in runnable:
+            # No request is in flight between blocks: the knobs apply from the next one on.
+            _set_knobs(simulator, block, where)
+            if not _runs(block):
+                continue
             if block.language == "python":
                 await _run_python(block, where, namespace)
             else:
@@ -203,6 +269,50 @@ def test_blocks_are_found_with_their_markers_and_lines() -> None:
         ("text", 15, None),
     ]
     assert found[2].code == "$ echo hi  # exits 0\n"
+
+
+def test_simulator_directives_go_with_the_next_block() -> None:
+    text = (
+        "<!-- simulator: epoch=1 -->\n"
+        "<!-- no-test: a restart the harness does by itself -->\n"
+        "```console\n"
+        "$ tiktok-reposts serve --epoch 1\n"
+        "```\n"
+        "<!-- simulator: daily_quota=None list_key=videos -->\n"
+        "text between\n"
+        "<!-- simulator: epoch=2 -->\n"
+        "```python\n"
+        "x = 1\n"
+        "```\n"
+        "```python\n"
+        "y = 2\n"
+        "```\n"
+    )
+    found = blocks(text)
+    assert [b.knobs for b in found] == [
+        (("epoch", "1"),),
+        (("daily_quota", "None"), ("list_key", "videos"), ("epoch", "2")),
+        (),
+    ]
+    with pytest.raises(ValueError, match="knob=value"):
+        blocks("<!-- simulator: epoch -->\n```python\n```\n")
+    with pytest.raises(ValueError, match="no block after it"):
+        blocks("```python\n```\n<!-- simulator: epoch=1 -->\n")
+
+
+def test_simulator_directives_set_checked_knobs() -> None:
+    simulator = Simulator()
+    _set_knobs(simulator, Block("console", 3, "", None, (("epoch", "2"),)), "p.md")
+    assert simulator.config.epoch == 2
+    _set_knobs(
+        simulator, Block("console", 3, "", None, (("list_key", "user_reposted_videos"),)), "p.md"
+    )
+    assert simulator.config.list_key == "user_reposted_videos"
+    with pytest.raises(AssertionError, match=r"p.md:3: the simulator has no knob 'epoc'"):
+        _set_knobs(simulator, Block("console", 3, "", None, (("epoc", "1"),)), "p.md")
+    with pytest.raises(AssertionError, match=r"p.md:3: simulator epoch=-1: "):
+        _set_knobs(simulator, Block("console", 3, "", None, (("epoch", "-1"),)), "p.md")
+    assert simulator.config.epoch == 2
 
 
 async def test_python_blocks_share_one_namespace_and_may_await() -> None:

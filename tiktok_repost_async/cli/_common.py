@@ -27,10 +27,12 @@ __all__ = [
 
 PROG: Final = "tiktok-reposts"
 EXIT_OK: Final = 0
-#: The run finished, but some users failed; or the API could not be reached.
+#: The run finished, but some users failed; or a command could not do its work (an export
+#: that failed, a token refused for a reason no retry cures). An unreachable API is EXIT_RESUMABLE.
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
-#: sysexits' EX_TEMPFAIL: stopped early (quota, Ctrl-C); the same command resumes.
+#: sysexits' EX_TEMPFAIL: stopped early (quota, an API down or unreachable, Ctrl-C); the same
+#: command resumes.
 EXIT_RESUMABLE: Final = 75
 #: A KeyboardInterrupt outside a harvest (which turns Ctrl-C into EXIT_RESUMABLE).
 EXIT_INTERRUPTED: Final = 130

@@ -148,7 +148,8 @@ class Display:
         self._logged: tuple[int, int, int, float | None, float | None] | None = None
 
     def rate(self) -> float | None:
-        """Return the requests per second of the last few seconds, once measurable."""
+        """Return the requests per second of the last few seconds, or of the run so far while
+        the display's own window is under a second old; None until a request was sent."""
         now = time.monotonic()
         samples = self._samples
         # Requests sent, not booked: a request paid ahead is booked with the page before it,
@@ -157,9 +158,16 @@ class Display:
         while len(samples) > 2 and samples[1][0] <= now - _RATE_WINDOW:
             samples.popleft()
         elapsed = now - samples[0][0]
-        if elapsed < 1.0:
+        if elapsed >= 1.0:
+            return (samples[-1][1] - samples[0][1]) / elapsed
+        # The window is younger than a second: the display began sampling only now, while the
+        # run may have sent for seconds (the first logged line came out as "-- req/s"). The run's
+        # mean so far stands in, over at least a second, so that the limiter's first burst does
+        # not read as a rate above its limit.
+        progress = self.progress
+        if not progress.sent or not progress.started_at:
             return None
-        return (samples[-1][1] - samples[0][1]) / elapsed
+        return progress.sent / max(time.time() - progress.started_at, 1.0)
 
     def text(self) -> str:
         """Return the current progress line."""
