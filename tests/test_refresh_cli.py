@@ -221,3 +221,48 @@ def test_bad_input_exits_2_before_any_request(sim: Simulator, tmp_path: Path) ->
     assert no_key.returncode == 2
     assert "TIKTOK_CLIENT_KEY" in no_key.stderr
     assert sim.stats.compliance_requests == 0
+
+
+def test_if_due_refreshes_only_when_due_or_unfinished_and_never_asks_for_a_token_else(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    db = harvested(sim, tmp_path)
+    before = sim.stats.requests + sim.stats.token_requests + sim.stats.compliance_requests
+    # Just harvested: due in 15 days, so a timer's run says so and sends nothing, no token.
+    status, err = refresh(sim, db, "--if-due")
+    assert status == 0, err
+    assert err.startswith("nothing to do: the next refresh is due ")
+    assert "every 15 days" in err
+    assert sim.stats.requests + sim.stats.token_requests + sim.stats.compliance_requests == before
+    assert not sim.tasks
+    # Overdue: the same command refreshes, exact against the simulator's wire.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE pages SET fetched_at = '2020-01-01T00:00:00.000Z'")
+    conn.close()
+    sim.config.epoch = EPOCH
+    status, err = refresh(sim, db, "--if-due")
+    assert status == 0, err
+    assert stored_ids(db) == wire_ids(sim, 0) & wire_ids(sim, EPOCH)
+    assert len(sim.tasks) == 1
+    # Just refreshed: nothing to do again.
+    status, err = refresh(sim, db, "--if-due", "-q")
+    assert (status, err) == (0, "")
+    assert len(sim.tasks) == 1
+
+
+def test_if_due_leaves_a_suspicious_stop_to_a_person(tmp_path: Path) -> None:
+    # Harvested from one simulator, refreshed against another that never served these users:
+    # its task finds every video gone, which is suspicious; a timer must not keep asking.
+    with Simulator().run_in_thread() as first_url:
+        users = write_users(tmp_path / "users.txt", NAMES)
+        db = tmp_path / "h.db"
+        assert cli("harvest", users, "--db", db, "--base-url", first_url).returncode == 0
+    other = Simulator()
+    with other.run_in_thread():
+        status, err = refresh(other, db)
+        assert status == 1, err
+        tasks, sent = len(other.tasks), other.stats.compliance_requests
+        status, err = refresh(other, db, "--if-due", "-q")
+        assert status == 1
+        assert "stopped on a suspicious answer: a person decides" in err
+        assert (len(other.tasks), other.stats.compliance_requests) == (tasks, sent)

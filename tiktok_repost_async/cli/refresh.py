@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import math
 import signal
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from ._common import (
 )
 from ._console import Console, logger, make_console
 from ._parser import add_ledger, add_rate, add_refresh_days, add_verbosity, int_in
+from ._progress import duration
 from ._run import authenticate, credentials, make_client
 from ._signals import StopSignals
 from ._stores import open_existing, open_shared_ledger
@@ -58,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " of those the API now says are not found or refuses (deleted, private, opted out)",
     )
     add_refresh_days(parser)
+    parser.add_argument(
+        "--if-due",
+        action="store_true",
+        help="for a timer: refresh only when one is due (--refresh-days) or an earlier one is"
+        " unfinished; otherwise say so in one line and exit 0, without a request (a refresh"
+        " stopped on a suspicious answer is left to a person: exit 1)",
+    )
     add_ledger(parser)
     parser.add_argument(
         "--daily-quota",
@@ -113,8 +122,17 @@ def _seconds(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``refresh``; return the exit status."""
-    key, secret = credentials()
     store = open_existing(args.db)
+    if args.if_due:
+        # Before the credentials and the token: a timer's usual run has nothing to do.
+        rest = _rest(store, args.refresh_days, time.time())
+        if rest is not None:
+            line, status = rest
+            store.close()
+            if args.quiet == 0 or status != EXIT_OK:
+                print(line, file=sys.stderr)
+            return status
+    key, secret = credentials()
     ledger: Ledger | None = None
     try:
         # Before the token: a wrong ledger path or URL costs nothing.
@@ -177,6 +195,11 @@ async def _refresh(
         try:
             report = await refresher.run()
         except StoreLockedError as exc:
+            if args.if_due:
+                # On a timer, a harvest holding the store is no fault: the next run looks again.
+                busy = str(exc).partition(";")[0]
+                console.line(f"nothing to do this time: {busy}; the next scheduled run looks again")
+                return EXIT_OK
             raise UsageError(str(exc)) from None
         except AuthError as exc:
             raise UsageError(
@@ -245,6 +268,31 @@ def _summarise(
         line = due_line(store, args.refresh_days, time.time())
         if line:
             console.line(line)
+
+
+def _rest(store: Store, days: int, now: float) -> tuple[str, int] | None:
+    """Return why a refresh ``--if-due`` does nothing now, and its exit status; None: go on."""
+    latest = store.refreshes(limit=1)
+    if latest and not latest[0].finished:
+        if latest[0].outcome == "stopped: suspicious":
+            return (
+                f"refresh {latest[0].id} stopped on a suspicious answer: a person decides (look,"
+                f" then {PROG} refresh --db {store.path} --accept-removals); not resumed on a"
+                " schedule",
+                EXIT_FAILED,
+            )
+        return None  # an unfinished refresh (a kill, a quota stop, Failed tasks) goes on
+    due = store.refresh_due(days)
+    if due is None:
+        return "nothing to do: the store holds no video to refresh", EXIT_OK
+    if due <= now:
+        return None
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(due))
+    return (
+        f"nothing to do: the next refresh is due {when} (in {duration(due - now)}; every"
+        f" {days} days)",
+        EXIT_OK,
+    )
 
 
 def due_line(store: Store, days: int, now: float) -> str | None:
