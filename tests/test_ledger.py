@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -161,7 +162,7 @@ def test_sqlite_ledger_is_its_own_versioned_file_in_wal_mode(tmp_path: Path) -> 
     path = tmp_path / "ledger.db"
     with SQLiteLedger(path, source="host:/s.db") as ledger:
         ledger.book(3, day=DAY, limit=10)
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         meta = dict(conn.execute("SELECT key, value FROM ledger_meta"))
         assert meta["schema_version"] == "1"
@@ -189,7 +190,7 @@ def test_sqlite_ledger_refuses_what_is_not_one(tmp_path: Path) -> None:
 def test_a_newer_ledger_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     SQLiteLedger(path).close()
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("UPDATE ledger_meta SET value = '2' WHERE key = 'schema_version'")
     with pytest.raises(LedgerError, match="schema version 2, newer than this version reads"):
         SQLiteLedger(path)

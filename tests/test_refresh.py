@@ -6,6 +6,7 @@ it made), never from what our code computes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
@@ -332,7 +333,7 @@ def test_a_schema_3_store_gains_the_refresh_tables(tmp_path: Path) -> None:
     with Store(db, fields=["id"], max_count=100) as store:
         store.add_users(["alice"])
         store.commit_page("alice", [(7, b'{"id":7}')], next_cursor=1, has_more=False, requests=1)
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         for table in ("refresh_ids", "refresh_tasks", "refreshes"):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
@@ -342,7 +343,7 @@ def test_a_schema_3_store_gains_the_refresh_tables(tmp_path: Path) -> None:
         record, started = store.start_refresh("test")
         assert started
         assert record.checked == 1
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     assert version == (str(SCHEMA_VERSION),) == ("4",)
 

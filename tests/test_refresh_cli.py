@@ -6,6 +6,7 @@ figures come from the simulator's own ground truth and its record of the tasks i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
@@ -175,7 +176,7 @@ def test_an_overdue_refresh_is_said_by_harvest_and_status_check(
 ) -> None:
     db = harvested(sim, tmp_path)
     assert cli("status", "--db", db, "--check").returncode == 0
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("UPDATE pages SET fetched_at = '2020-01-01T00:00:00.000Z'")
     check = cli("status", "--db", db, "--check", "--refresh-days", "30")
     assert check.returncode == 1
@@ -236,9 +237,8 @@ def test_if_due_refreshes_only_when_due_or_unfinished_and_never_asks_for_a_token
     assert sim.stats.requests + sim.stats.token_requests + sim.stats.compliance_requests == before
     assert not sim.tasks
     # Overdue: the same command refreshes, exact against the simulator's wire.
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("UPDATE pages SET fetched_at = '2020-01-01T00:00:00.000Z'")
-    conn.close()
     sim.config.epoch = EPOCH
     status, err = refresh(sim, db, "--if-due")
     assert status == 0, err

@@ -8,6 +8,7 @@ says when the next round is due and ``status --check`` exits 1 when one is overd
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sqlite3
 from pathlib import Path
@@ -172,7 +173,7 @@ def test_on_a_timer_the_command_says_in_one_line_that_nothing_is_due(tmp_path: P
 def started_days_ago(db: Path, days: float, number: int = 1) -> None:
     """Move a round's recorded start back by ``days``: time passing, for a real process."""
     when = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         conn.execute(
             "UPDATE rounds SET started_at = ? WHERE number = ?",
             (when.strftime("%Y-%m-%dT%H:%M:%SZ"), number),

@@ -122,19 +122,18 @@ def _seconds(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``refresh``; return the exit status."""
-    store = open_existing(args.db)
-    if args.if_due:
-        # Before the credentials and the token: a timer's usual run has nothing to do.
-        rest = _rest(store, args.refresh_days, time.time())
-        if rest is not None:
-            line, status = rest
-            store.close()
-            if args.quiet == 0 or status != EXIT_OK:
-                print(line, file=sys.stderr)
-            return status
     key, secret = credentials()
+    store = open_existing(args.db)
     ledger: Ledger | None = None
     try:
+        if args.if_due:
+            # Before the ledger and the token: a timer's usual run has nothing to do.
+            rest = _rest(store, args.refresh_days, time.time())
+            if rest is not None:
+                line, status = rest
+                if args.quiet == 0 or status != EXIT_OK:
+                    print(line, file=sys.stderr)
+                return status
         # Before the token: a wrong ledger path or URL costs nothing.
         ledger = open_shared_ledger(args.ledger, args.db)
         # A user check asks for one video's id only: the answer's size, not its content, is what
