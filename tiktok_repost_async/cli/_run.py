@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import DEFAULT_BASE_URL
-from ..store import RoundRecord, RoundSchedule, Store, StoreLockedError, UserState
+from ..store import RoundRecord, RoundSchedule, StoreLike, StoreLockedError, UserState
 from ._common import (
     ENV_CLIENT_KEY,
     ENV_CLIENT_SECRET,
@@ -200,7 +200,7 @@ async def authenticate(client: RepostClient) -> None:
 
 async def run_harvest(
     client: RepostClient,
-    store: Store,
+    store: StoreLike,
     users: UserLines,
     settings: HarvestSettings,
     console: Console,

@@ -26,7 +26,7 @@ from ._console import Console, logger, make_console
 from ._parser import add_ledger, add_rate, add_refresh_days, add_verbosity, int_in
 from ._run import authenticate, credentials, make_client
 from ._signals import StopSignals
-from ._stores import open_existing, open_shared_ledger
+from ._stores import open_shared_ledger, open_sqlite_existing
 
 if TYPE_CHECKING:
     from ..client import RepostClient
@@ -114,7 +114,7 @@ def _seconds(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     """Run ``refresh``; return the exit status."""
     key, secret = credentials()
-    store = open_existing(args.db)
+    store = open_sqlite_existing(args.db, command="refresh")
     ledger: Ledger | None = None
     try:
         # Before the token: a wrong ledger path or URL costs nothing.
