@@ -483,8 +483,13 @@ class PostgresStore:
             return
 
         def work(conn: Any) -> None:
-            # Walks cut short (a stop, an error) leave their users to whoever runs on.
-            conn.execute("DELETE FROM tiktok_claims WHERE holder = %s", (self._holder,))
+            # Walks cut short (a stop, an error) leave their users to whoever runs on: their
+            # claims end now, and a harvest still running takes them over from their cursors.
+            conn.execute(
+                "UPDATE tiktok_claims SET expires = now() - interval '1 second'"
+                " WHERE holder = %s",
+                (self._holder,),
+            )
             conn.execute("DELETE FROM tiktok_holders WHERE holder = %s", (self._holder,))
 
         with contextlib.suppress(StoreError):
