@@ -19,7 +19,6 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
 )
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -979,9 +978,7 @@ class _Sharing:
                 await self._room()
                 yield name
         else:
-            # A file or a pipe may block: each read on a thread, as the engine would do it.
-            lines = iter(usernames)
-            while (line := await asyncio.to_thread(_next_or_none, lines)) is not None:
+            async for line in _read_on_thread(usernames):
                 await self._room()
                 yield line
         store = self._harvester.store
@@ -1001,8 +998,44 @@ class _Sharing:
                 await asyncio.sleep(_TAKEOVER_POLL_S)
 
 
-def _next_or_none(names: Iterator[str]) -> str | None:
-    return next(names, None)
+async def _read_on_thread(lines: Iterable[str]) -> AsyncGenerator[str, None]:
+    """Yield the lines of a file or a pipe, read on a daemon thread of their own."""
+    # A pipe may block for ever: a daemon thread, as the engine's own reader, so that a pipe
+    # left open never holds the process at exit; a few hundred lines wait at most.
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Queue[tuple[str | None, BaseException | None]] = asyncio.Queue()
+    room = threading.Semaphore(500)
+    closed = threading.Event()
+
+    def hand(item: tuple[str | None, BaseException | None]) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody reads on
+            loop.call_soon_threadsafe(ready.put_nowait, item)
+
+    def pump() -> None:
+        try:
+            for line in lines:
+                room.acquire()
+                if closed.is_set():
+                    return
+                hand((line, None))
+        except BaseException as error:
+            hand((None, error))
+        else:
+            hand((None, None))
+
+    threading.Thread(target=pump, name="tiktok-shared-names", daemon=True).start()
+    try:
+        while True:
+            line, error = await ready.get()
+            if error is not None:
+                raise error
+            if line is None:
+                return
+            room.release()
+            yield line
+    finally:
+        closed.set()
+        room.release()
 
 
 def _user_state(done: UserDone) -> UserState:

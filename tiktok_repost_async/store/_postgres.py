@@ -26,6 +26,7 @@ table holds the URL. psycopg 3 comes with the ``postgres`` extra.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -60,6 +61,8 @@ from ._schema import _check_fields
 __all__ = ["CLAIM_LEASE_S", "PostgresStore"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("tiktok_repost_async.store")
 
 #: How long a claim on a user lasts without its holder's heartbeat (seconds): how long the users
 #: of a dead process wait before another takes them over. The heartbeat renews it every third.
@@ -459,9 +462,10 @@ class PostgresStore:
                             " WHERE holder = %s",
                             (self._lease, self._holder),
                         )
-            except Exception:
+            except Exception as exc:
                 # The next beat tries again; a lease that lapses meanwhile makes a commit on its
                 # user refuse (see commit_pages), never a user walked twice.
+                logger.warning("%s", self._error("cannot renew the claims in", exc))
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         conn.close()
