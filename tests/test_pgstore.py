@@ -24,12 +24,15 @@ from support import make_client, run_main
 from tiktok_repost_async import (
     PostgresStore,
     Store,
+    StoreError,
     StoreLike,
+    UserRecord,
     UserState,
     harvest,
     open_store,
 )
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
+from tiktok_repost_async.store import PageCommit
 
 NAMES = ["pg_a_n250", "pg_b_n1", "pg_c_n0", "missing_pg", "private_pg", "pg_d_n420"]
 
@@ -268,3 +271,36 @@ def test_three_processes_share_one_users_list_and_survive_a_sigkill(
     # Three processes did the work, none of them all of it, and the ledger holds every request.
     assert all(0 < run.pages < sum(needed.values()) for run in runs)
     assert sum(run.requests for run in runs) >= total
+
+
+@pytest.mark.slow
+def test_a_claim_lives_while_its_heartbeat_beats_and_passes_on_when_it_stops(
+    postgres_url: str,
+) -> None:
+    lease = 0.6
+    fields = ("id",)
+    with (
+        PostgresStore(postgres_url, fields=fields, max_count=100, lease=lease) as first,
+        PostgresStore(postgres_url, create=False, lease=lease) as second,
+    ):
+        first._reap_local = second._reap_local = False  # as if on two machines
+        first.acquire_run_lock()
+        second.acquire_run_lock()
+        assert first.claim_users(["walked"]) == [("walked", UserState.PENDING, 0)]
+        # Renewed every lease / 3: three leases later it is still the first one's.
+        time.sleep(3 * lease)
+        assert second.claim_users(["walked"]) == [first.holder]
+        assert second.orphaned_users() == ([], 1)
+        # The first one's process "dies": its heartbeat stops, nothing is released.
+        first._beat_stop.set()
+        assert first._beat is not None
+        first._beat.join()
+        time.sleep(1.5 * lease)
+        assert second.orphaned_users() == (["walked"], 0)
+        assert second.claim_users(["walked"]) == [("walked", UserState.PENDING, 0)]
+        # A holder that lost its lease cannot commit: the user is never walked twice.
+        page = PageCommit("walked", [(1, b'{"id":1}')], 5, True, 0)
+        with pytest.raises(StoreError, match="lost its claim on 'walked'"):
+            first.commit_pages([page])
+        assert second.commit_pages([page]) == [1]
+        assert second.user("walked") == UserRecord("walked", UserState.PENDING, 5, 1, 1, 0, None)
