@@ -456,12 +456,19 @@ class PostgresStore:
                         application_name="tiktok-reposts heartbeat",
                     )
                 with conn.transaction():
-                    for table in ("tiktok_holders", "tiktok_claims"):
-                        conn.execute(
-                            f"UPDATE {table} SET expires = now() + %s * interval '1 second'"
-                            " WHERE holder = %s",
-                            (self._lease, self._holder),
-                        )
+                    conn.execute(
+                        "UPDATE tiktok_holders SET expires = now() + %s * interval '1 second'"
+                        " WHERE holder = %s",
+                        (self._lease, self._holder),
+                    )
+                    # Rows locked in the order a page's commit locks them (by name), so that
+                    # the two never wait on each other in a circle.
+                    conn.execute(
+                        "UPDATE tiktok_claims SET expires = now() + %s * interval '1 second'"
+                        " WHERE username IN (SELECT username FROM tiktok_claims WHERE holder = %s"
+                        " ORDER BY username FOR UPDATE) AND holder = %s",
+                        (self._lease, self._holder, self._holder),
+                    )
             except Exception as exc:
                 # The next beat tries again; a lease that lapses meanwhile makes a commit on its
                 # user refuse (see commit_pages), never a user walked twice.
@@ -825,7 +832,7 @@ class PostgresStore:
                     row[0]
                     for row in conn.execute(
                         "SELECT username FROM tiktok_claims WHERE holder = %s"
-                        " AND username = ANY(%s) FOR UPDATE",
+                        " AND username = ANY(%s) ORDER BY username FOR UPDATE",
                         (self._holder, names),
                     )
                 }
