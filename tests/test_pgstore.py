@@ -194,6 +194,21 @@ def videos_in(url: str) -> int:
         return 0  # a child is still creating it
 
 
+def pages_of(url: str, pid: int) -> int:
+    """Return the pages stored by the run of process ``pid`` (its holder names the pid)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT coalesce(sum(pages), 0) FROM tiktok_runs WHERE holder LIKE %s",
+                (f"%:pid {pid}:%",),
+            ).fetchone()
+    except psycopg.Error:
+        return 0  # the tables are not there yet
+    return int(row[0]) if row else 0
+
+
 def check_exact(sim: Simulator, url: str, names: list[str]) -> None:
     with PostgresStore(url, create=False) as store:
         got = {user: [json.loads(raw) for raw in rows] for user, rows in stored(store).items()}
@@ -244,11 +259,12 @@ def test_three_processes_share_one_users_list_and_survive_a_sigkill(
         children = [
             subprocess.Popen([*argv, str(concurrency), str(lease), "apart"]) for _ in range(3)
         ]
+        victim = children[0]
         deadline = time.monotonic() + 60
-        while videos_in(postgres_url) < 4000:
+        # Mid-run: the victim has stored pages of its own, and much is left.
+        while videos_in(postgres_url) < 4000 or pages_of(postgres_url, victim.pid) < 3:
             assert time.monotonic() < deadline, "the harvests made no progress"
             time.sleep(0.02)
-        victim = children[0]
         assert victim.poll() is None, "the victim ended before it could be killed"
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
