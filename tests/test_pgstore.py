@@ -328,3 +328,11 @@ def test_a_claim_lives_while_its_heartbeat_beats_and_passes_on_when_it_stops(
             first.commit_pages([page])
         assert second.commit_pages([page]) == [1]
         assert second.user("walked") == UserRecord("walked", UserState.PENDING, 5, 1, 1, 0, None)
+
+
+def test_a_sqlite_store_refuses_a_postgres_url_without_showing_its_password() -> None:
+    # refresh(), diff_rounds() and data frames take a SQLite Store: a URL given there is named
+    # for what it is, never folded into a file name.
+    with pytest.raises(StoreError, match="is a PostgreSQL URL") as caught:
+        Store("postgresql://ben:hunter2@db.lab.example/tiktok", create=False)
+    assert "hunter2" not in str(caught.value)

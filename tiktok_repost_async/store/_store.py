@@ -17,6 +17,7 @@ from typing import Final, Self
 
 import msgspec
 
+from .._dburl import is_postgres_url, mask_url
 from ..errors import StoreError
 from . import _lock
 from ._frames import _StoreFrames
@@ -87,6 +88,13 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
             a harvest store.
         :raises StoreMismatchError: the store was made for other fields or max_count.
         """
+        if is_postgres_url(os.fspath(path)):
+            # Path() would fold the URL into a file name (and keep its password in it).
+            raise StoreError(
+                f"{mask_url(os.fspath(path))!r} is a PostgreSQL URL, not a SQLite file: open it"
+                " with open_store or PostgresStore (diff, refresh and later rounds are not yet"
+                " on a PostgreSQL store)"
+            )
         self._path = Path(path)
         self._clock = clock
         self._skipped_buffer: list[tuple[int, str, str]] = []
