@@ -60,15 +60,18 @@ if TYPE_CHECKING:
     from .refresher import Refresher, RefreshReport, refresh
     from .retry import RetryPolicy
     from .store import (
+        PostgresStore,
         RefreshRecord,
         RoundRecord,
         RoundSchedule,
         RunRecord,
         Store,
+        StoreLike,
         StoreLockedError,
         StoreMismatchError,
         UserRecord,
         UserState,
+        open_store,
     )
 
 __version__ = "0.2.0"
@@ -152,6 +155,9 @@ _LAZY: dict[str, str] = {
     "VideoChange": "diff",
     "diff_rounds": "diff",
     "Store": "store",
+    "StoreLike": "store",
+    "PostgresStore": "store",
+    "open_store": "store",
     "StoreLockedError": "store",
     "StoreMismatchError": "store",
     "UserRecord": "store",
@@ -190,6 +196,7 @@ __all__ = [
     "NameSkipped",
     "PageEvent",
     "PostgresLedger",
+    "PostgresStore",
     "ProtocolError",
     "QuotaExhaustedError",
     "QuotaPolicy",
@@ -211,6 +218,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLedger",
+    "StoreLike",
     "StoreLockedError",
     "StoreMismatchError",
     "TaskStatus",
@@ -242,5 +250,6 @@ __all__ = [
     "normalize_fields",
     "normalize_username",
     "open_ledger",
+    "open_store",
     "refresh",
 ]

@@ -69,7 +69,7 @@ from ._extras import install_hint
 from ._jsontext import compact, hold_surrogates, mend_surrogates
 from .errors import ExportError
 from .models import FIELD_ALIASES
-from .store import Store
+from .store import StoreLike
 
 __all__ = [
     "EXTRA",
@@ -191,7 +191,7 @@ def check_options(format: str, *, id_type: str = "number", ids_only: bool = Fals
 
 
 def export(
-    store: Store,
+    store: StoreLike,
     out: BinaryOutput,
     format: str,
     *,
@@ -256,7 +256,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryOutput
 
 
 def export_to_path(
-    store: Store,
+    store: StoreLike,
     path: str | os.PathLike[str],
     format: str | None = None,
     *,
@@ -315,7 +315,7 @@ class _Buffered:
 _Row = tuple[str, str, bytes, int | None, str | None, str | None]
 
 
-def _rows(store: Store, provenance: bool, round: int | None) -> Iterator[_Row]:
+def _rows(store: StoreLike, provenance: bool, round: int | None) -> Iterator[_Row]:
     if provenance:
         yield from store.iter_videos_with_provenance(_BATCH, round=round)
     else:
@@ -343,7 +343,7 @@ def _object_body(username: str, video_id: str, data: bytes) -> bytes:
 
 
 def export_jsonl(
-    store: Store, out: BinaryOutput, *, provenance: bool = False, round: int | None = None
+    store: StoreLike, out: BinaryOutput, *, provenance: bool = False, round: int | None = None
 ) -> int:
     """Write one JSON object per line: ``reposted_by``, then the video as sent; return the count."""
     sink = _Buffered(out)
@@ -475,7 +475,7 @@ class CsvOutput:
 
 
 def export_csv(
-    store: Store,
+    store: StoreLike,
     out: BinaryOutput,
     *,
     provenance: bool = False,
@@ -751,7 +751,7 @@ def _check_row_group_size(row_group_size: int) -> None:
 
 
 def arrow_batches(
-    store: Store,
+    store: StoreLike,
     *,
     provenance: bool = False,
     round: int | None = None,
@@ -780,7 +780,7 @@ def arrow_batches(
 
 
 def _video_rows(
-    store: Store, provenance: bool, round: int | None, id_type: str
+    store: StoreLike, provenance: bool, round: int | None, id_type: str
 ) -> Iterator[list[Any]]:
     fields = store.fields
     kinds = [_KINDS.get(name) for name in fields]
@@ -812,7 +812,7 @@ def _video_rows(
 
 
 def _id_rows(
-    store: Store, provenance: bool, round: int | None, id_type: str
+    store: StoreLike, provenance: bool, round: int | None, id_type: str
 ) -> Iterator[list[Any]]:
     # The store's video_id is the decimal text of the id the API sent: no video is decoded.
     text_ids = id_type == "string"
@@ -843,7 +843,7 @@ def _batched(pa: Any, schema: Any, rows: Iterator[list[Any]], size: int) -> Iter
 
 
 def export_parquet(
-    store: Store,
+    store: StoreLike,
     out: BinaryOutput | str | os.PathLike[str],
     *,
     row_group_size: int = _ROW_GROUP,
@@ -891,7 +891,7 @@ def _batch(pa: Any, schema: Any, columns: list[list[Any]]) -> Any:
 
 
 def _export_ids(
-    store: Store,
+    store: StoreLike,
     out: BinaryOutput,
     format: str,
     *,

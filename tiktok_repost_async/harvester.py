@@ -43,9 +43,10 @@ from .store import (
     PageCommit,
     RoundRecord,
     RoundSchedule,
-    Store,
+    StoreLike,
     StoreMismatchError,
     UserState,
+    open_store,
 )
 from .store._records import check_cadence
 
@@ -66,6 +67,8 @@ T = TypeVar("T")
 
 # Pages committed in one transaction at most (see _Writer._run).
 _PAGES_PER_COMMIT = 4
+# How often a harvest on a shared store that has read its input looks for users to take over.
+_TAKEOVER_POLL_S: Final = 0.5
 
 # The silent empty: the Research API has answered empty lists with no error for days (a sibling
 # endpoint, 2026-03). In a repeat round of a panel that would record every repost as removed.
@@ -131,6 +134,8 @@ class HarvestProgress:
     :param quota_spent: requests spent today, this store's ledger's count.
     :param waiting_until: while the run waits for the daily quota's reset: until when (epoch
         seconds); else None.
+    :param elsewhere: names skipped because another harvest on the same (PostgreSQL) store was
+        walking them.
     :param dropped: unfinished members of the round that a ``new_round`` run's whole input did not
         name: dropped from the round (`UserState.DROPPED`), known once the run has ended.
     :param probe_at: while the circuit breaker pauses the run (the API seems down), or a streak of
@@ -155,6 +160,7 @@ class HarvestProgress:
     quota_spent: int = 0
     waiting_until: float | None = None
     dropped: int = 0
+    elsewhere: int = 0
     probe_at: float | None = None
     probe_for: str | None = None
     stopped: str | None = None
@@ -180,7 +186,7 @@ class _Writer:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreLike,
         ledger: Ledger | None = None,
         limit: int = 0,
         clock: Callable[[], float] = time.time,
@@ -288,8 +294,18 @@ class _Writer:
                         if not ledger.book(1, day=day, limit=self._limit):
                             break
                         granted.append(job)
-            counts = Counter(job.book for job in granted if job.book is not None)
-            self._store.book_requests(counts)
+                self._store.book_requests(_counts(granted))
+            elif self._store.shared:
+                # The store's own day, shared by every process harvesting into it: booked
+                # against the limit there, atomically, all or none, then the last ones one by one.
+                if not self._store.book_requests(_counts(jobs), limit=self._limit):
+                    granted = []
+                    for job in jobs:
+                        if not self._store.book_requests(_counts([job]), limit=self._limit):
+                            break
+                        granted.append(job)
+            else:
+                self._store.book_requests(_counts(granted))
         except BaseException as error:
             for job in jobs:
                 self._resolve(job.future, None, error)
@@ -322,6 +338,10 @@ class _Writer:
             self._loop.call_soon_threadsafe(settle)
 
 
+def _counts(jobs: list[_Job]) -> Counter[str]:
+    return Counter(job.book for job in jobs if job.book is not None)
+
+
 @dataclass(slots=True)
 class _Job:
     future: asyncio.Future[Any]
@@ -336,7 +356,7 @@ class Harvester:
     def __init__(
         self,
         client: RepostClient,
-        store: Store,
+        store: StoreLike,
         *,
         concurrency: int | None = None,
         daily_quota: int = 1000,
@@ -404,9 +424,14 @@ class Harvester:
             self.on_quota = QuotaPolicy(on_quota)
         except ValueError:
             raise ValueError(f"on_quota must be 'stop' or 'wait', got {on_quota!r}") from None
+        if store.shared and (new_round or new_round_every is not None):
+            raise ValueError(
+                f"a panel's later rounds are not yet on a PostgreSQL store ({store.label}): use a"
+                " SQLite store for --new-round and --new-round-every"
+            )
         if set(store.fields) != set(client.fields) or store.max_count != client.max_count:
             raise StoreMismatchError(
-                f"the store {str(store.path)!r} was made for fields {','.join(store.fields)} and "
+                f"the store {store.label!r} was made for fields {','.join(store.fields)} and "
                 f"max_count {store.max_count}, but the client asks for "
                 f"{','.join(client.fields)} and max_count {client.max_count}: use another store"
             )
@@ -440,11 +465,20 @@ class Harvester:
         self._writer: _Writer | None = None
         self._gate: Gate | None = None
         self._sink: _StoreSink | None = None
+        self._sharing: _Sharing | None = None
         self._stop_asked = False
 
     @property
     def _shared_label(self) -> str | None:
-        return None if self.ledger is None else self.ledger.label
+        if self.ledger is not None:
+            return self.ledger.label
+        # Processes harvesting into one PostgreSQL store share its day.
+        return self.store.label if self.store.shared else None
+
+    @property
+    def _books_each(self) -> bool:
+        # Each request booked on its own against a day others spend too: none paid ahead.
+        return self.ledger is not None or self.store.shared
 
     def stop(self) -> None:
         """Stop the running harvest: nothing new goes out, the pages in flight are stored."""
@@ -533,6 +567,10 @@ class Harvester:
             if self._stop_asked:
                 gate.stop(StopReason.REQUESTED)
             self._sink = _StoreSink(self)
+            source: Iterable[str] | AsyncIterable[str] = usernames
+            if self.store.shared:
+                self._sharing = _Sharing(self)
+                source = self._sharing.names(usernames)
             engine = Engine(
                 self.client,
                 concurrency=self.concurrency,
@@ -544,7 +582,7 @@ class Harvester:
             )
             try:
                 sink = self._sink
-                async with contextlib.aclosing(engine.run(usernames)) as events:
+                async with contextlib.aclosing(engine.run(source)) as events:
                     async for event in events:
                         if isinstance(event, UserDone) and not sink.holds(event.username):
                             yield self._outcome(event)
@@ -692,10 +730,17 @@ class _StoreSink(Sink):
         progress.read += len(names)
         claimed = await self._harvester._write(self._store.claim_users, names)
         out: list[WalkJob | NameSkipped] = []
+        # Claimed but not to be walked: given back at once, for no other process to wait on.
+        unwalked: list[str] = []
         for name, line, row in zip(names, lines, claimed, strict=True):
             if row is None:
                 progress.duplicates += 1
                 out.append(NameSkipped(line, name, "duplicate"))
+                continue
+            if isinstance(row, str):
+                # Another harvest on this (shared) store walks the user now.
+                progress.elsewhere += 1
+                out.append(NameSkipped(line, name, f"walked by {row}"))
                 continue
             username, state, cursor = row
             retry = (state is UserState.FAILED and self._harvester.retry_failed) or (
@@ -704,6 +749,7 @@ class _StoreSink(Sink):
             if (state in FINAL_STATES or state is UserState.FAILED) and not retry:
                 progress.already_final += 1
                 out.append(NameSkipped(line, name, f"already {state}"))
+                unwalked.append(username)
                 continue
             progress.queued += 1
             self.starts[username] = cursor
@@ -720,6 +766,12 @@ class _StoreSink(Sink):
                     self._store.known_video_ids, username
                 )
             out.append(WalkJob(username, cursor, start=cursor))
+        if self._store.shared:
+            if unwalked:
+                await self._harvester._write(self._store.release_claims, unwalked)
+            sharing = self._harvester._sharing
+            if sharing is not None:
+                sharing.settled(sum(isinstance(item, NameSkipped) for item in out))
         return out
 
     async def skipped(self, names: list[NameSkipped]) -> None:
@@ -728,6 +780,8 @@ class _StoreSink(Sink):
         self._progress.invalid += len(names)
         lines = [(skip.line, skip.name, skip.reason) for skip in names]
         await self._harvester._write(_add_skipped, self._store, lines)
+        if self._harvester._sharing is not None:
+            self._harvester._sharing.settled(len(names))
 
     async def page(self, job: WalkJob, event: PageEvent) -> int:
         """Commit a page's videos with the user's next cursor; return the new videos."""
@@ -750,7 +804,7 @@ class _StoreSink(Sink):
         more = (
             gate is not None
             # A shared ledger books each request on its own, against the organisation's day.
-            and harvester.ledger is None
+            and not harvester._books_each
             and not job.stop_after
             and page.has_more
             and page.cursor != event.cursor
@@ -807,6 +861,16 @@ class _StoreSink(Sink):
         state = _user_state(done)
         self._progress.finished[state] += 1
         self._known.pop(job.username, None)
+        try:
+            await self._record_end(job, done, state)
+        finally:
+            if self._store.shared:
+                # The user's walk in this run is over: its claim goes, for none to wait on.
+                await self._harvester._write(self._store.release_claims, [job.username])
+                if self._harvester._sharing is not None:
+                    self._harvester._sharing.settled(1)
+
+    async def _record_end(self, job: WalkJob, done: UserDone, state: UserState) -> None:
         if state is UserState.PENDING or (state is UserState.DONE and not done.partial):
             # The last page committed it: done, or (after max_pages) pending with its cursor.
             return
@@ -867,6 +931,107 @@ class _StoreSink(Sink):
         return ends
 
 
+class _Sharing:
+    """Feed a shared store's walk only as fast as it walks, then take over dead holders' users."""
+
+    # The engine reads its input in batches of hundreds and claims each batch at once: on a
+    # store that several processes share, the first to start would claim every name and the
+    # others would find nothing to do. So names go on only while this process has a worker
+    # free for them (claimed names are as many as workers, plus the few on their way).
+    # Once the input is read, users that a dead process held (its claims expired, never
+    # renewed) are taken over from their saved cursors, and the run ends only when no other
+    # live process holds an unfinished user: if one dies, someone is still there to finish.
+
+    def __init__(self, harvester: Harvester) -> None:
+        self._harvester = harvester
+        self._slots = harvester.concurrency
+        self._out = 0
+        self._free = asyncio.Event()
+
+    def settled(self, count: int) -> None:
+        """Note that ``count`` names fed earlier were skipped or walked to their end."""
+        self._out -= count
+        self._free.set()
+
+    async def _room(self) -> None:
+        while self._out >= self._slots:
+            self._free.clear()
+            await self._free.wait()
+        self._out += 1
+
+    async def names(
+        self, usernames: Iterable[str] | AsyncIterable[str]
+    ) -> AsyncGenerator[str, None]:
+        """Yield the input's names as workers free up, then the users left by dead holders."""
+        if isinstance(usernames, AsyncIterable):
+            async for name in usernames:
+                await self._room()
+                yield name
+        elif isinstance(usernames, list | tuple):
+            for name in usernames:
+                await self._room()
+                yield name
+        else:
+            async for line in _read_on_thread(usernames):
+                await self._room()
+                yield line
+        store = self._harvester.store
+        offered: set[str] = set()
+        while True:
+            orphans, others = await self._harvester._write(store.orphaned_users)
+            fresh = [name for name in orphans if name not in offered]
+            for name in fresh:
+                logger.info("taking over %r: the process that walked it stopped", name)
+                offered.add(name)
+                await self._room()
+                yield name
+            if not orphans and not others:
+                return
+            if not fresh:
+                # Real time, not the run's clock: other processes' leases run on it.
+                await asyncio.sleep(_TAKEOVER_POLL_S)
+
+
+async def _read_on_thread(lines: Iterable[str]) -> AsyncGenerator[str, None]:
+    """Yield the lines of a file or a pipe, read on a daemon thread of their own."""
+    # A pipe may block for ever: a daemon thread, as the engine's own reader, so that a pipe
+    # left open never holds the process at exit; a few hundred lines wait at most.
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Queue[tuple[str | None, BaseException | None]] = asyncio.Queue()
+    room = threading.Semaphore(500)
+    closed = threading.Event()
+
+    def hand(item: tuple[str | None, BaseException | None]) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody reads on
+            loop.call_soon_threadsafe(ready.put_nowait, item)
+
+    def pump() -> None:
+        try:
+            for line in lines:
+                room.acquire()
+                if closed.is_set():
+                    return
+                hand((line, None))
+        except BaseException as error:
+            hand((None, error))
+        else:
+            hand((None, None))
+
+    threading.Thread(target=pump, name="tiktok-shared-names", daemon=True).start()
+    try:
+        while True:
+            line, error = await ready.get()
+            if error is not None:
+                raise error
+            if line is None:
+                return
+            room.release()
+            yield line
+    finally:
+        closed.set()
+        room.release()
+
+
 def _user_state(done: UserDone) -> UserState:
     """Return the store's state for a walk's end: max_pages leaves the user to continue."""
     if done.guard is WalkGuard.MAX_PAGES:
@@ -882,7 +1047,7 @@ def _rows(page: RepostedVideosPage) -> list[tuple[int, bytes]]:
     return [(video.id, _ENCODE(video)) for video in page.videos]
 
 
-def _add_skipped(store: Store, lines: list[tuple[int, str, str]]) -> None:
+def _add_skipped(store: StoreLike, lines: list[tuple[int, str, str]]) -> None:
     for line_no, raw, reason in lines:
         store.add_skipped(line_no, raw, reason)
 
@@ -891,7 +1056,7 @@ async def harvest(
     client: RepostClient,
     usernames: Iterable[str] | AsyncIterable[str],
     *,
-    store: Store | str | Path | None = None,
+    store: StoreLike | str | Path | None = None,
     concurrency: int | None = None,
     daily_quota: int = 1000,
     on_quota: QuotaPolicy | str = QuotaPolicy.STOP,
@@ -914,8 +1079,9 @@ async def harvest(
 
     :param client: the client whose session, limiter and token the walk shares.
     :param usernames: the names, from any iterable or async iterable (read as the walk goes).
-    :param store: a `Store`, the path of one (made with the client's fields and max_count if it
-        does not exist), or None for a temporary one that is deleted at the end.
+    :param store: a store (`Store`, `PostgresStore`), the path or ``postgresql://`` URL of one
+        (made with the client's fields and max_count if it does not exist), or None for a
+        temporary one that is deleted at the end.
     :param concurrency: users walked at once (the client's by default).
     :param daily_quota: research requests allowed per UTC day, shared with the store's ledger.
     :param on_quota: ``"stop"`` (a resumable `HarvestStopped`) or ``"wait"`` for the UTC reset.
@@ -947,10 +1113,10 @@ async def harvest(
         if store is None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="tiktok-harvest-"))
             store = Path(folder) / "harvest.db"
-        if not isinstance(store, Store):
+        if isinstance(store, str | Path):
             # The ledger's days follow the same clock as the quota.
             store = stack.enter_context(
-                Store(store, fields=client.fields, max_count=client.max_count, clock=clock)
+                open_store(store, fields=client.fields, max_count=client.max_count, clock=clock)
             )
         harvester = Harvester(
             client,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import DEFAULT_BASE_URL
-from ..store import RoundRecord, RoundSchedule, Store, StoreLockedError, UserState
+from ..store import RoundRecord, RoundSchedule, StoreLike, StoreLockedError, UserState
 from ._common import (
     ENV_CLIENT_KEY,
     ENV_CLIENT_SECRET,
@@ -200,7 +201,7 @@ async def authenticate(client: RepostClient) -> None:
 
 async def run_harvest(
     client: RepostClient,
-    store: Store,
+    store: StoreLike,
     users: UserLines,
     settings: HarvestSettings,
     console: Console,
@@ -396,9 +397,15 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: Harves
     p = harvester.progress
     elapsed = time.time() - p.started_at if p.started_at else 0.0
     states = ", ".join(f"{p.finished[s]:,} {s}" for s in UserState if p.finished[s])
-    left = max(settings.daily_quota - p.quota_spent, 0)
+    spent = p.quota_spent
     # With a shared ledger the day's count is the organisation's, not this store's.
     whose = "the organisation's " if harvester.ledger is not None else ""
+    if harvester.ledger is None and harvester.store.shared:
+        # Other processes on the same store spent from the same day meanwhile: its count now.
+        whose = "the store's "
+        with contextlib.suppress(Exception):
+            spent = max(spent, harvester.store.requests_on())
+    left = max(settings.daily_quota - spent, 0)
     if harvester.round > 1:  # a first harvest is round 1 without saying so
         started = "started" if harvester.round_started else "resumed"
         known = ", stopping at known videos" if harvester.stop_at_known else ""
@@ -413,7 +420,7 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: Harves
     console.line(
         f"{p.done:,} users in {duration(elapsed)}{': ' + states if states else ''};"
         f" {p.videos:,} new videos; {p.requests:,} requests"
-        f" ({whose}{p.quota_spent:,} today, {left:,} left of {settings.daily_quota:,})"
+        f" ({whose}{spent:,} today, {left:,} left of {settings.daily_quota:,})"
     )
     notes = []
     if p.invalid:
@@ -422,5 +429,7 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: Harves
         notes.append(f"{p.duplicates:,} duplicate{'s' if p.duplicates > 1 else ''}")
     if p.already_final:
         notes.append(f"{p.already_final:,} finished in earlier runs")
+    if p.elsewhere:
+        notes.append(f"{p.elsewhere:,} walked by other processes on the store")
     if notes:
         console.line(f"input: {'; '.join(notes)} ({PROG} status --db {db})")

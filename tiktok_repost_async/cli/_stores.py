@@ -9,15 +9,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._dburl import mask_url
+from .._dburl import is_postgres_url, mask_url
 from ..errors import LedgerError, StoreError
-from ..store import Store, StoreMismatchError
+from ..store import PostgresStore, Store, StoreLike, StoreMismatchError
 
 if TYPE_CHECKING:
     from ..ledger import Ledger
 from ._common import DEFAULT_DB, PROG, UsageError
 
-__all__ = ["check_db", "create_store", "open_existing", "open_for_harvest", "open_shared_ledger"]
+__all__ = [
+    "check_db",
+    "create_store",
+    "open_existing",
+    "open_for_harvest",
+    "open_shared_ledger",
+    "open_sqlite_existing",
+]
 
 
 def check_db(db: str, *, creating: bool = False) -> bool:
@@ -49,7 +56,17 @@ def check_db(db: str, *, creating: bool = False) -> bool:
 
 
 def _refused(db: str, exc: Exception) -> UsageError:
-    return UsageError(str(exc) if isinstance(exc, StoreError) else f"--db {db!r}: {exc}")
+    return UsageError(str(exc) if isinstance(exc, StoreError) else f"--db {mask_url(db)!r}: {exc}")
+
+
+def _open_postgres(
+    db: str, fields: Sequence[str] | None = None, max_count: int | None = None, *, create: bool
+) -> PostgresStore:
+    """Open a PostgreSQL store; every failure is one line, the password masked."""
+    try:
+        return PostgresStore(db, fields=fields, max_count=max_count, create=create)
+    except (StoreError, ValueError) as exc:
+        raise _refused(db, exc) from None
 
 
 def _empty(db: str) -> UsageError:
@@ -69,8 +86,27 @@ def _no_tables(db: str) -> bool:
         return False
 
 
-def open_existing(db: str) -> Store:
-    """Open the store that status, export or diff reads; raise UsageError if there is none."""
+def open_existing(db: str) -> StoreLike:
+    """Open the store that status or export reads; raise UsageError if there is none.
+
+    :param db: the ``--db`` given: a path, or a ``postgresql://`` URL.
+    """
+    if is_postgres_url(db):
+        return _open_postgres(db, create=False)
+    return open_sqlite_existing(db)
+
+
+def open_sqlite_existing(db: str, *, command: str | None = None) -> Store:
+    """Open an existing SQLite store (diff, refresh); raise UsageError if there is none.
+
+    :param db: the ``--db`` path.
+    :param command: the command that needs SQLite, named when ``db`` is a PostgreSQL URL.
+    """
+    if is_postgres_url(db):
+        raise UsageError(
+            f"{command or 'this command'} is not yet on a PostgreSQL store: use a SQLite store"
+            " for diff/refresh"
+        )
     if not check_db(db):
         raise _empty(db)
     try:
@@ -84,7 +120,7 @@ def open_existing(db: str) -> Store:
 
 def open_for_harvest(
     db: str, fields: tuple[str, ...] | None, max_count: int | None, *, default_fields: Sequence[str]
-) -> tuple[Store | None, tuple[str, ...], int | None]:
+) -> tuple[StoreLike | None, tuple[str, ...], int | None]:
     """Open an existing store (checking its settings), or say what a new one will hold.
 
     An empty file (``touch``, ``mktemp``), or an SQLite database without a table, counts as no
@@ -97,6 +133,16 @@ def open_for_harvest(
     :returns: the store (None: none yet), and the fields and page size the harvest uses
         (None: the client's default).
     """
+    if is_postgres_url(db):
+        try:
+            store: StoreLike = PostgresStore(db, fields=fields, max_count=max_count, create=False)
+        except StoreMismatchError as exc:
+            raise _refused(db, exc) from None
+        except StoreError as exc:
+            if "holds no harvest store yet" not in str(exc):
+                raise _refused(db, exc) from None
+            return None, fields or tuple(default_fields), max_count
+        return store, store.fields, store.max_count
     if not check_db(db, creating=True):
         return None, fields or tuple(default_fields), max_count
     try:
@@ -110,8 +156,10 @@ def open_for_harvest(
     return store, store.fields, store.max_count
 
 
-def create_store(db: str, fields: Sequence[str], max_count: int) -> Store:
+def create_store(db: str, fields: Sequence[str], max_count: int) -> StoreLike:
     """Create the store a harvest writes to (once the credentials proved good)."""
+    if is_postgres_url(db):
+        return _open_postgres(db, fields, max_count, create=True)
     try:
         return Store(db, fields=fields, max_count=max_count)
     except (StoreError, ValueError) as exc:

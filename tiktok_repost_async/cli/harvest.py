@@ -8,10 +8,11 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from .._dburl import is_postgres_url
 from ..models import VIDEO_FIELDS
 from ..protocol import DEFAULT_BASE_URL, DEFAULT_MAX_COUNT, MAX_COUNT_LIMIT, normalize_fields
 from ..quota import DEFAULT_DAILY_LIMIT, QuotaPolicy
-from ..store import Store
+from ..store import StoreLike
 from ._common import (
     DEFAULT_DB,
     ENV_CLIENT_KEY,
@@ -159,6 +160,11 @@ def run(args: argparse.Namespace) -> int:
             "--stop-at-known applies to a new round: pass --new-round (or --new-round-every) too"
             " (a resumed round keeps the choice it was started with)"
         )
+    if is_postgres_url(args.db) and (args.new_round or every is not None):
+        raise UsageError(
+            "--new-round and --new-round-every are not yet on a PostgreSQL store: use a SQLite"
+            " store for a panel's later rounds"
+        )
     if args.fields is not None:
         try:
             fields = normalize_fields(args.fields)
@@ -166,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--fields: {exc}") from None
     key, secret = credentials()
     users = UserLines(args.users)
-    store: Store | None = None
+    store: StoreLike | None = None
     ledger: Ledger | None = None
     try:
         store, fields, max_count = open_for_harvest(
@@ -220,11 +226,20 @@ def run(args: argparse.Namespace) -> int:
             ledger.close()
 
 
-def _warn_if_refresh_overdue(store: Store, days: int) -> None:
+def _warn_if_refresh_overdue(store: StoreLike, days: int) -> None:
     """Say in one warning line that the store is due for a refresh (TikTok's terms), if it is."""
     due = store.refresh_due(days)
     if due is not None and due <= time.time():
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(due))
+        if store.shared:
+            logger.warning(
+                "a refresh of %s is overdue since %s (every %d days, TikTok's terms); the refresh"
+                " is not yet on a PostgreSQL store",
+                store.label,
+                when,
+                days,
+            )
+            return
         logger.warning(
             "a refresh of %s is overdue since %s (every %d days, TikTok's terms): run %s refresh"
             " --db %s",
@@ -238,7 +253,7 @@ def _warn_if_refresh_overdue(store: Store, days: int) -> None:
 
 async def _harvest(
     client: RepostClient,
-    store: Store | None,
+    store: StoreLike | None,
     db: str,
     users: UserLines,
     settings: HarvestSettings,

@@ -28,7 +28,7 @@ from ._parser import add_ledger, add_rate, add_refresh_days, add_verbosity, int_
 from ._progress import duration
 from ._run import authenticate, credentials, make_client
 from ._signals import StopSignals
-from ._stores import open_existing, open_shared_ledger
+from ._stores import open_shared_ledger, open_sqlite_existing
 
 if TYPE_CHECKING:
     from ..client import RepostClient
@@ -123,7 +123,7 @@ def _seconds(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     """Run ``refresh``; return the exit status."""
     key, secret = credentials()
-    store = open_existing(args.db)
+    store = open_sqlite_existing(args.db, command="refresh")
     ledger: Ledger | None = None
     try:
         if args.if_due:

@@ -15,7 +15,7 @@ import msgspec
 
 from ..models import VIDEO_FIELDS
 from ..quota import DEFAULT_DAILY_LIMIT, utc_day
-from ..store import FINAL_STATES, REFRESH_DAYS, RefreshRecord, RunRecord, Store, UserState
+from ..store import FINAL_STATES, REFRESH_DAYS, RefreshRecord, RunRecord, StoreLike, UserState
 from ._common import DEFAULT_DB, EXIT_FAILED, EXIT_OK, PROG, stdout
 from ._parser import add_ledger, add_refresh_days, age_text, int_in
 from ._stores import open_existing, open_shared_ledger
@@ -189,7 +189,7 @@ def _refresh_row(record: RefreshRecord) -> RefreshRow:
     )
 
 
-def _refresh_clock(store: Store, days: int, now: float) -> RefreshClock:
+def _refresh_clock(store: StoreLike, days: int, now: float) -> RefreshClock:
     refreshes = store.refreshes()
     finished = next((r.started_at for r in refreshes if r.finished), None)
     due = store.refresh_due(days)
@@ -249,7 +249,7 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
         return built
 
 
-def _plan(store: Store, *, daily_quota: int, left_today: int, now: float) -> QuotaPlan:
+def _plan(store: StoreLike, *, daily_quota: int, left_today: int, now: float) -> QuotaPlan:
     finished = finished_requests = users_left = fetched_left = 0
     # One pass over the users: the store has no aggregate of pages by state.
     for record in store.iter_users():
@@ -284,7 +284,7 @@ def _spent_by_api(last_run: RunRecord | None, day: str) -> bool:
 
 
 def status_report(
-    store: Store,
+    store: StoreLike,
     *,
     daily_quota: int,
     limit: int | None,
@@ -392,7 +392,7 @@ def _stamp(when: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
-def _schedule(store: Store, now: float) -> ScheduleRow | None:
+def _schedule(store: StoreLike, now: float) -> ScheduleRow | None:
     schedule = store.round_schedule()
     if schedule is None:
         return None

@@ -31,6 +31,11 @@ are in none of the store's files; its audit (`Store.refreshes`) keeps counts and
 Bad input lines (`Store.add_skipped`) accumulate across runs; a run that re-reads the same input
 calls `Store.clear_skipped` first so that its lines are not counted twice.
 
+A lab's store may live in PostgreSQL instead (`PostgresStore`, `_postgres`): several harvest
+processes share one store and one users list there, each user claimed by one of them at a time.
+Both engines implement `StoreLike`, the interface harvest, status and export use; `open_store`
+picks one from ``--db`` (a path, or a ``postgresql://`` URL).
+
 The store has no column, table or meta key for credentials: client keys, secrets and tokens are
 never written to it, so a store file can be shared with collaborators as it is.
 
@@ -46,6 +51,9 @@ from __future__ import annotations
 
 from ..errors import StoreError
 from ._core import SKIPPED_ROWS_KEPT
+from ._open import open_store
+from ._postgres import CLAIM_LEASE_S, PostgresStore
+from ._protocol import StoreLike
 from ._records import (
     FINAL_STATES,
     PageCommit,
@@ -62,11 +70,13 @@ from ._schema import SCHEMA_VERSION
 from ._store import Store
 
 __all__ = [
+    "CLAIM_LEASE_S",
     "FINAL_STATES",
     "REFRESH_DAYS",
     "SCHEMA_VERSION",
     "SKIPPED_ROWS_KEPT",
     "PageCommit",
+    "PostgresStore",
     "RefreshBatch",
     "RefreshRecord",
     "RoundRecord",
@@ -74,8 +84,10 @@ __all__ = [
     "RunRecord",
     "Store",
     "StoreError",
+    "StoreLike",
     "StoreLockedError",
     "StoreMismatchError",
     "UserRecord",
     "UserState",
+    "open_store",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +17,7 @@ from typing import Final, Self
 
 import msgspec
 
+from .._dburl import is_postgres_url, mask_url
 from ..errors import StoreError
 from . import _lock
 from ._frames import _StoreFrames
@@ -61,6 +62,9 @@ _ROWS_ENCODER = msgspec.json.Encoder()
 class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
     """Open (or create) a harvest store: users, their cursors, videos and the request ledger."""
 
+    #: One harvest process at a time (the run lock); `PostgresStore` is the shared one.
+    shared: Final = False
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -84,6 +88,13 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
             a harvest store.
         :raises StoreMismatchError: the store was made for other fields or max_count.
         """
+        if is_postgres_url(os.fspath(path)):
+            # Path() would fold the URL into a file name (and keep its password in it).
+            raise StoreError(
+                f"{mask_url(os.fspath(path))!r} is a PostgreSQL URL, not a SQLite file: open it"
+                " with open_store or PostgresStore (diff, refresh and later rounds are not yet"
+                " on a PostgreSQL store)"
+            )
         self._path = Path(path)
         self._clock = clock
         self._skipped_buffer: list[tuple[int, str, str]] = []
@@ -172,6 +183,11 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
     def path(self) -> Path:
         """Return the database file's path."""
         return self._path
+
+    @property
+    def label(self) -> str:
+        """Return the database file's path, as text."""
+        return str(self._path)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -314,8 +330,14 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
                     found[username] = (username, UserState(state), cursor)
         return [found[name] for name in names]
 
-    def claim_users(self, usernames: Sequence[str]) -> list[tuple[str, UserState, int] | None]:
-        """Add names as ``add_users`` does; give None for a name this Store already claimed."""
+    def claim_users(
+        self, usernames: Sequence[str]
+    ) -> list[tuple[str, UserState, int] | str | None]:
+        """Add names as ``add_users`` does; give None for a name this Store already claimed.
+
+        (Never the name of another holder, as a `PostgresStore` may: the run lock keeps every
+        other harvest out.)
+        """
         names = list(usernames)
         rows = self.add_users(names)
         conn = self._db
@@ -336,11 +358,20 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
         conn.executemany(
             "INSERT OR IGNORE INTO temp.claimed (username) VALUES (?)", [(n,) for n in unique]
         )
-        result: list[tuple[str, UserState, int] | None] = []
+        result: list[tuple[str, UserState, int] | str | None] = []
         for name, row in zip(names, rows, strict=True):
             result.append(None if name in claimed else row)
             claimed.add(name)
         return result
+
+    def release_claims(self, usernames: Collection[str]) -> None:
+        """Do nothing: under the run lock every user is this process's (see `PostgresStore`)."""
+        self._require_open()
+
+    def orphaned_users(self) -> tuple[list[str], int]:
+        """Return no user and no other holder: the run lock keeps other harvests out."""
+        self._require_open()
+        return [], 0
 
     def commit_page(
         self,
@@ -556,8 +587,13 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
             conn.execute("DELETE FROM skipped")
             conn.execute("DELETE FROM skipped_counts")
 
-    def book_requests(self, counts: Mapping[str, int]) -> None:
-        """Count requests about to be sent, per user and in today's ledger, in one transaction."""
+    def book_requests(self, counts: Mapping[str, int], *, limit: int | None = None) -> bool:
+        """Count requests about to be sent, per user and in today's ledger, in one transaction.
+
+        :param counts: requests per username.
+        :param limit: the day's budget: book nothing and return False if the day's count would
+            pass it (None: book without a check; True is returned).
+        """
         # The harvest's write-ahead ledger: booked before the requests leave, so that a kill at
         # any instant never leaves the ledger short of what the API counted. Page commits and
         # finish_user then pass requests=0. A name the store does not know still counts in the
@@ -565,12 +601,19 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
         for count in counts.values():
             _check_count("requests", count)
         now = self._clock()
+        day = _utc_day(now)
+        total = sum(counts.values())
         with self._transaction() as conn:
+            if limit is not None:
+                row = conn.execute("SELECT count FROM requests WHERE day = ?", (day,)).fetchone()
+                if (int(row[0]) if row else 0) + total > limit:
+                    return False
             conn.executemany(
                 "UPDATE users SET requests = requests + ? WHERE username = ?",
                 [(count, name) for name, count in counts.items() if count],
             )
-            self._add_to_ledger(conn, _utc_day(now), sum(counts.values()))
+            self._add_to_ledger(conn, day, total)
+        return True
 
     def refund_requests(self, counts: Mapping[str, int], *, day: str) -> None:
         """Take back booked requests that never reached the API, per user and from a day's ledger.

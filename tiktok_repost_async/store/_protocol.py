@@ -1,0 +1,255 @@
+"""The one store interface that harvest, status and export talk to: `StoreLike`.
+
+Two engines implement it: `Store` (SQLite, one harvest process at a time under its run lock) and
+`PostgresStore` (several processes sharing users through claims). Nothing of either's SQL leaks
+through it. The refresh, diffs and later panel rounds still take a `Store`: on a PostgreSQL store
+they refuse (see `PostgresStore`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, Self
+
+from ._records import PageCommit, RoundRecord, RoundSchedule, RunRecord, UserRecord, UserState
+from ._refreshes import RefreshRecord
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresStore
+    from ._store import Store
+
+__all__ = ["StoreLike"]
+
+
+class StoreLike(Protocol):
+    """Name what a harvest, ``status`` and ``export`` need of a store, whatever its engine."""
+
+    @property
+    def shared(self) -> bool:
+        """Tell whether several processes may harvest into the store at once."""
+        ...
+
+    @property
+    def path(self) -> Path | str:
+        """Return what names the store: its file, or its URL with the password masked."""
+        ...
+
+    @property
+    def label(self) -> str:
+        """Return the store's name for people, with any password masked."""
+        ...
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Return the video fields the store was created for."""
+        ...
+
+    @property
+    def max_count(self) -> int:
+        """Return the page size the store was created for."""
+        ...
+
+    @property
+    def current_round(self) -> int:
+        """Return the number of the latest round."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the run, the claims and the connection."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    # -- a harvest run ----------------------------------------------------------------------
+
+    def acquire_run_lock(self) -> None:
+        """Take the store for a harvest (SQLite: exclusively; PostgreSQL: join the others)."""
+        ...
+
+    def release_run_lock(self) -> None:
+        """Let go of what `acquire_run_lock` took."""
+        ...
+
+    def claim_users(
+        self, usernames: Sequence[str]
+    ) -> list[tuple[str, UserState, int] | str | None]:
+        """Add and claim names: (username, state, cursor), None for a duplicate, or the name of
+        the live process that walks the user."""
+        ...
+
+    def release_claims(self, usernames: Collection[str]) -> None:
+        """Let go of this process's claims on users whose walks ended or never began."""
+        ...
+
+    def orphaned_users(self) -> tuple[list[str], int]:
+        """Return unfinished users whose holder died, and how many others hold now."""
+        ...
+
+    def begin_run(self, version: str) -> int:
+        """Record the start of a run."""
+        ...
+
+    def end_run(self, outcome: str) -> None:
+        """Record how the run ended."""
+        ...
+
+    def start_round(
+        self, *, stop_at_known: bool = False, retry_failed: bool = True
+    ) -> tuple[int, bool]:
+        """Start the next round unless the current one is unfinished."""
+        ...
+
+    def set_round_cadence(self, every: float | None) -> None:
+        """Record the cadence of the panel's rounds."""
+        ...
+
+    def round_schedule(
+        self, every: float | None = None, *, retry_failed: bool = True
+    ) -> RoundSchedule | None:
+        """Return when the next round is due, or None without a cadence."""
+        ...
+
+    def round_stops_at_known(self, number: int | None = None) -> bool:
+        """Tell whether a round stops walks at known videos."""
+        ...
+
+    def round_record(self, number: int | None = None) -> RoundRecord:
+        """Return one round's record."""
+        ...
+
+    def begin_round_input(self) -> None:
+        """Note that a run starts reading its input."""
+        ...
+
+    def end_round_input(self, *, drop_unnamed: bool = False) -> int:
+        """Note that the run read its whole input; return how many were dropped."""
+        ...
+
+    def had_videos_before(self, username: str, round: int | None = None) -> bool:
+        """Tell whether a user had videos in an earlier round."""
+        ...
+
+    def known_video_ids(self, username: str, before: int | None = None) -> set[str]:
+        """Return the ids of the user's list as last walked whole."""
+        ...
+
+    def clear_skipped(self) -> None:
+        """Forget the bad input lines recorded so far."""
+        ...
+
+    def add_skipped(self, line_no: int, raw: str, reason: str) -> None:
+        """Record a bad input line."""
+        ...
+
+    def commit_pages(self, pages: Sequence[PageCommit]) -> list[int]:
+        """Commit pages and their users' cursors in one transaction; return new videos each."""
+        ...
+
+    def finish_user(
+        self,
+        username: str,
+        state: UserState,
+        *,
+        error: str | None = None,
+        requests: int = 0,
+        partial: bool = False,
+    ) -> None:
+        """Give a user a final state."""
+        ...
+
+    def book_requests(self, counts: Mapping[str, int], *, limit: int | None = None) -> bool:
+        """Book requests before they leave, within ``limit`` for the day if given."""
+        ...
+
+    def refund_requests(self, counts: Mapping[str, int], *, day: str) -> None:
+        """Take back booked requests that never reached the API."""
+        ...
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def requests_on(self, day: str | None = None) -> int:
+        """Return the requests of a UTC day."""
+        ...
+
+    def state_counts(self) -> dict[UserState, int]:
+        """Return the users per state."""
+        ...
+
+    def skipped_counts(self) -> dict[str, int]:
+        """Return the skipped lines per reason."""
+        ...
+
+    def skipped(self, limit: int = 100) -> list[tuple[int, str, str]]:
+        """Return kept skipped lines."""
+        ...
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Return the runs, newest first."""
+        ...
+
+    def run_count(self) -> int:
+        """Return how many runs were recorded."""
+        ...
+
+    def rounds(self) -> list[RoundRecord]:
+        """Return every round."""
+        ...
+
+    def awaited_users(self) -> int:
+        """Return the users the current round's input may still name."""
+        ...
+
+    def video_count(self) -> int:
+        """Return the observations of videos stored."""
+        ...
+
+    def latest_video_count(self) -> int:
+        """Return the videos `iter_videos` gives."""
+        ...
+
+    def failed_users(self, limit: int | None = None) -> list[UserRecord]:
+        """Return failed users in input order."""
+        ...
+
+    def users_in(self, state: UserState, limit: int | None = None) -> list[UserRecord]:
+        """Return the users in a state, in input order."""
+        ...
+
+    def iter_users(self, states: Collection[UserState] | None = None) -> Iterator[UserRecord]:
+        """Stream user records in input order."""
+        ...
+
+    def iter_videos(
+        self, batch: int = 1000, *, round: int | None = None
+    ) -> Iterator[tuple[str, str, bytes]]:
+        """Stream (username, video_id, data) in input order, then API order."""
+        ...
+
+    def iter_videos_with_provenance(
+        self, batch: int = 1000, *, round: int | None = None
+    ) -> Iterator[tuple[str, str, bytes, int, str | None, str | None]]:
+        """Stream videos with their round, fetched_at and log_id."""
+        ...
+
+    def refreshes(self, limit: int | None = None) -> list[RefreshRecord]:
+        """Return the refreshes, newest first."""
+        ...
+
+    def refresh_due(self, days: float) -> float | None:
+        """Return when the next refresh is due."""
+        ...
+
+
+if TYPE_CHECKING:
+    # mypy --strict checks both engines against the interface here.
+    def _conforms(sqlite: Store, postgres: PostgresStore) -> tuple[StoreLike, StoreLike]:
+        return sqlite, postgres
