@@ -7,6 +7,7 @@ it made), never from what our code computes.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import sqlite3
 from pathlib import Path
@@ -19,9 +20,11 @@ from tiktok_repost_async import (
     RefreshReport,
     Store,
     UserState,
+    diff_rounds,
     harvest,
     refresh,
 )
+from tiktok_repost_async.export import export_to_path
 from tiktok_repost_async.refresher import SUSPICIOUS_MIN, Refresher
 from tiktok_repost_async.simulator import Simulator
 from tiktok_repost_async.store import SCHEMA_VERSION, PageCommit
@@ -367,3 +370,53 @@ def test_the_clock_counts_from_the_oldest_page_then_from_the_last_refresh(
         record, _ = store.start_refresh("test")
         store.end_refresh(record.id, "finished")
         assert store.refresh_due(30) == now[0] + 30 * day
+
+
+async def test_no_export_or_diff_made_after_a_refresh_holds_a_removed_video(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # Two rounds, the second stopping at known videos (so its export is completed from round
+    # 1), then a refresh: no export of any round, in any format, nor the diff, names a removed
+    # video, although round 2's completion reaches back into round 1.
+    db = tmp_path / "h.db"
+    names = USERS[:4]
+    await harvested(sim, db, names)
+    sim.config.epoch = 1
+    async with make_client(sim) as client:
+        async for _ in harvest(
+            client, names, store=db, daily_quota=10**6, new_round=True, stop_at_known=True
+        ):
+            pass
+    before = {int(key[2]) for key in stored(db)}
+    sim.config.epoch = EPOCH
+    report = await run_refresh(sim, db)
+    assert report.finished
+    gone = before - {int(key[2]) for key in stored(db)}
+    assert gone, "the simulator must delete some stored videos by this epoch"
+    assert gone <= before - wire_ids(sim, names, EPOCH)  # only what TikTok no longer serves
+    exported: dict[str, set[int]] = {}
+    with Store(db, create=False) as store:
+        for round_ in (None, 1, 2):
+            for fmt in ("jsonl", "csv", "parquet"):
+                for ids_only in (False, True):
+                    path = tmp_path / f"out-{round_}-{ids_only}.{fmt}"
+                    export_to_path(store, path, fmt, round=round_, ids_only=ids_only)
+                    exported[path.name] = _ids_in(path, fmt)
+        changed = {int(change.video_id) for change in diff_rounds(store, 1, 2)}
+    for name, ids in exported.items():
+        assert ids, name
+        assert not ids & gone, name
+    assert changed
+    assert not changed & gone
+
+
+def _ids_in(path: Path, fmt: str) -> set[int]:
+    """Return every id the export at ``path`` names, read back as its readers would."""
+    if fmt == "jsonl":
+        return {int(json.loads(line)["id"]) for line in path.read_text().splitlines()}
+    if fmt == "csv":
+        with path.open(newline="") as file:
+            return {int(row["id"]) for row in csv.DictReader(file)}
+    import pyarrow.parquet as pq
+
+    return {int(value) for value in pq.read_table(path).column("id").to_pylist()}
