@@ -11,13 +11,26 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["MASK", "is_postgres_url", "mask_url", "scrub", "url_password"]
+from ._extras import install_hint
+
+__all__ = [
+    "MASK",
+    "driver_detail",
+    "import_psycopg",
+    "is_postgres_url",
+    "mask_url",
+    "pg_connect",
+    "scrub",
+    "url_password",
+]
 
 #: What stands in for a password.
 MASK: Final = "***"
 
+# Seconds to wait for a PostgreSQL server before a command gives up with one line.
+_PG_CONNECT_TIMEOUT_S: Final = 10
 _SCHEMES: Final = ("postgresql://", "postgres://")
 # libpq's keyword form (``host=... password=...``), and ``password=`` in a URL's query.
 _KEYWORD_PASSWORD: Final = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&;]+)")
@@ -73,3 +86,40 @@ def scrub(text: str, secret: str | None) -> str:
         if quoted != secret:
             text = text.replace(quoted, MASK)
     return mask_url(text)
+
+
+def driver_detail(exc: BaseException, password: str | None) -> str:
+    """Return a driver's error message on one line, ``password`` (and any URL's) masked."""
+    # libpq's messages name the host, port and user, not the password; scrubbed anyway, since
+    # a message may quote the connection string it was given.
+    return scrub(" ".join(str(exc).split()), password)
+
+
+def import_psycopg(error: type[Exception], what: str) -> Any:
+    """Return the psycopg module, or raise ``error`` naming ``what`` needs it and how to install it.
+
+    :param error: the exception class to raise when psycopg is missing.
+    :param what: what needs it (``a postgresql:// store``).
+    """
+    try:
+        import psycopg
+    except ImportError:
+        raise error(
+            f"{what} needs psycopg 3, which is not installed: " + install_hint("postgres")
+        ) from None
+    return psycopg
+
+
+def pg_connect(psycopg: Any, url: str, application: str) -> Any:
+    """Open an autocommit connection to ``url``, named ``application`` in the server's views.
+
+    :param psycopg: the module `import_psycopg` returned.
+    :param url: the database URL (or libpq connection string).
+    :param application: the ``application_name`` the server shows for the connection.
+    """
+    return psycopg.connect(
+        url,
+        autocommit=True,
+        connect_timeout=_PG_CONNECT_TIMEOUT_S,
+        application_name=application,
+    )

@@ -35,8 +35,14 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, runtime_checkable
 
-from ._dburl import is_postgres_url, mask_url, scrub, url_password
-from ._extras import install_hint
+from ._dburl import (
+    driver_detail,
+    import_psycopg,
+    is_postgres_url,
+    mask_url,
+    pg_connect,
+    url_password,
+)
 from .errors import LedgerError
 
 if TYPE_CHECKING:
@@ -65,7 +71,6 @@ _KIND: Final = "tiktok-repost-async ledger"
 _SQLITE_BUSY_S: Final = 2.0
 _SQLITE_GIVE_UP_S: Final = 60.0
 # PostgreSQL: how long a connection attempt may take before the ledger is called unreachable.
-_PG_CONNECT_TIMEOUT_S: Final = 10
 # One lock key for creating the tables, so that two processes starting at once on a new
 # database do not both try (CREATE TABLE IF NOT EXISTS races in PostgreSQL's catalogue).
 _PG_SCHEMA_LOCK: Final = 0x7469_6B74_6F6B  # "tiktok"
@@ -524,17 +529,6 @@ _PG_BOOK_SOURCE: Final = (
 )
 
 
-def _import_psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError:
-        raise LedgerError(
-            "a postgresql:// ledger needs psycopg 3, which is not installed: "
-            + install_hint("postgres")
-        ) from None
-    return psycopg
-
-
 class PostgresLedger:
     """Share a ledger between processes and machines through tables in a PostgreSQL database."""
 
@@ -549,7 +543,7 @@ class PostgresLedger:
         :param source: the label this process's bookings are recorded under (`ledger_source`).
         :param create: make the tables if the database has none (False: that is an error).
         """
-        self._psycopg = _import_psycopg()
+        self._psycopg = import_psycopg(LedgerError, "a postgresql:// ledger")
         self._url = url.strip()
         self._password = url_password(self._url)
         self._label = mask_url(self._url)
@@ -582,19 +576,12 @@ class PostgresLedger:
         return self._source
 
     def _error(self, what: str, exc: BaseException) -> LedgerError:
-        # libpq's messages name the host, port and user, not the password; scrubbed anyway,
-        # since a message may quote the connection string it was given.
-        detail = scrub(" ".join(str(exc).split()), self._password)
+        detail = driver_detail(exc, self._password)
         return LedgerError(f"{what} the ledger {self._label}: {detail}")
 
     def _connect(self) -> Any:
         try:
-            return self._psycopg.connect(
-                self._url,
-                autocommit=True,
-                connect_timeout=_PG_CONNECT_TIMEOUT_S,
-                application_name="tiktok-reposts ledger",
-            )
+            return pg_connect(self._psycopg, self._url, "tiktok-reposts ledger")
         except self._psycopg.Error as exc:
             raise self._error("cannot connect to", exc) from None
 

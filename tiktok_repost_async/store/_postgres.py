@@ -36,8 +36,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
-from .._dburl import mask_url, scrub, url_password
-from .._extras import install_hint
+from .._dburl import driver_detail, import_psycopg, mask_url, pg_connect, url_password
 from ..errors import StoreError
 from ._records import (
     FINAL_STATES,
@@ -67,7 +66,6 @@ logger = logging.getLogger("tiktok_repost_async.store")
 #: How long a claim on a user lasts without its holder's heartbeat (seconds): how long the users
 #: of a dead process wait before another takes them over. The heartbeat renews it every third.
 CLAIM_LEASE_S: Final = 60.0
-_PG_CONNECT_TIMEOUT_S: Final = 10
 # One lock key for making the tables, so that processes starting at once on a new database do
 # not race in PostgreSQL's catalogue (CREATE TABLE IF NOT EXISTS is not safe against that).
 _SCHEMA_LOCK: Final = 0x7469_6B74_6F6C  # "tiktol"
@@ -147,17 +145,6 @@ _BOOK: Final = (
 )
 
 
-def _import_psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError:
-        raise StoreError(
-            "a postgresql:// store needs psycopg 3, which is not installed: "
-            + install_hint("postgres")
-        ) from None
-    return psycopg
-
-
 def not_yet(what: str) -> StoreError:
     """Return the error of a feature the PostgreSQL store does not have yet.
 
@@ -195,7 +182,7 @@ class PostgresStore:
         :param clock: the wall clock whose UTC day the request ledger counts.
         :param lease: seconds a claim on a user lasts without the heartbeat (`CLAIM_LEASE_S`).
         """
-        self._psycopg = _import_psycopg()
+        self._psycopg = import_psycopg(StoreError, "a postgresql:// store")
         self._url = url.strip()
         self._password = url_password(self._url)
         self._label = mask_url(self._url)
@@ -239,17 +226,12 @@ class PostgresStore:
     # -- connection -------------------------------------------------------------------------
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
-        detail = scrub(" ".join(str(exc).split()), self._password)
+        detail = driver_detail(exc, self._password)
         return StoreError(f"{what} the store {self._label}: {detail}")
 
     def _connect(self) -> Any:
         try:
-            return self._psycopg.connect(
-                self._url,
-                autocommit=True,
-                connect_timeout=_PG_CONNECT_TIMEOUT_S,
-                application_name="tiktok-reposts store",
-            )
+            return pg_connect(self._psycopg, self._url, "tiktok-reposts store")
         except self._psycopg.Error as exc:
             raise self._error("cannot connect to", exc) from None
 
@@ -449,12 +431,7 @@ class PostgresStore:
         while not self._beat_stop.wait(self._lease / 3):
             try:
                 if conn is None or conn.closed:
-                    conn = self._psycopg.connect(
-                        self._url,
-                        autocommit=True,
-                        connect_timeout=_PG_CONNECT_TIMEOUT_S,
-                        application_name="tiktok-reposts heartbeat",
-                    )
+                    conn = pg_connect(self._psycopg, self._url, "tiktok-reposts heartbeat")
                 with conn.transaction():
                     conn.execute(
                         "UPDATE tiktok_holders SET expires = now() + %s * interval '1 second'"
