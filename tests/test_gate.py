@@ -83,13 +83,21 @@ async def test_after_a_wait_past_midnight_no_request_carries_a_stale_token(
         # The token's clock is monotonic; in this test it moves with the fake wall clock.
         client._auth._clock = clock
         store = Store(tmp_path / "h.db", fields=client.fields, max_count=100, clock=clock)
-        harvester: Harvester
+
+        first_day = int(clock.now // 86_400)
 
         async def wait(seconds: float) -> None:
             # The hours pass once the requests that got through the gate before the budget ran
             # out have arrived, as they would: those take milliseconds, the wait takes hours.
-            for _ in range(1000):
-                if sim.stats.requests >= harvester.progress.requests:
+            # Counted from the budget (five a day), not from the harvester's progress: a request
+            # is spent before its booking is written, and counted in progress only after, so a
+            # slow writer thread would let the fake hours pass while it is still on its way.
+            # A wait runs from its day until a minute past midnight, in one-minute slices: the
+            # slice that starts at midnight still belongs to the day before.
+            day = int((clock.now - 60) // 86_400) - first_day
+            spent_by_now = min(5 * (day + 1), len(names) * 2)
+            for _ in range(6000):
+                if sim.stats.requests >= spent_by_now:
                     break
                 await asyncio.sleep(0.005)
             await clock.sleep(seconds)
