@@ -22,6 +22,7 @@ from tiktok_repost_async import (
     open_ledger,
     refresh,
 )
+from tiktok_repost_async.cli.status import needs_a_person, status_report
 from tiktok_repost_async.ledger import Ledger, ledger_source
 from tiktok_repost_async.simulator import Simulator
 
@@ -200,10 +201,16 @@ async def test_a_ledger_out_of_reach_stops_the_run_with_nothing_sent_unbooked(
             holder.execute("ROLLBACK")
             holder.close()
             spent_by_store = store.requests_on()
+            # A monitoring job's `status --check` says so until a run gets through.
+            problems = needs_a_person(status_report(store, daily_quota=QUOTA, limit=None))
             store.close()
         spent = mine.spent(dt.datetime.now(dt.UTC).date().isoformat())
     assert stopped.value.reason == "ledger"
     assert "stayed busy" in str(stopped.value)
+    assert [p for p in problems if "stopped: ledger" in p] == [
+        "run 1 stopped: ledger: the shared ledger could not book a request, so nothing more was"
+        " sent"
+    ]
     assert sim.stats.requests == spent == spent_by_store
     assert spent >= 3
 

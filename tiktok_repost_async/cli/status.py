@@ -624,9 +624,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="for a monitoring job: exit 1, with one line each on standard error, when something"
         " needs a person (failed users; a last run stopped by an API that stayed down, by a"
-        " repeat round coming back empty, or by an error; a round overdue under the cadence"
-        " harvest --new-round-every recorded; a refresh overdue, or the last one stopped on a"
-        " suspicious answer, incomplete or ended by an error)",
+        " repeat round coming back empty, by a shared ledger that could not book, or by an"
+        " error; a round overdue under the cadence harvest --new-round-every recorded; a"
+        " refresh overdue, or the last one stopped on a suspicious answer, incomplete or ended"
+        " by an error)",
     )
     add_refresh_days(parser)
     parser.add_argument(
@@ -670,6 +671,9 @@ def run(args: argparse.Namespace) -> int:
 _ALARMING_STOPS: Final = {
     "stopped: unhealthy": "the API answered nothing but outage failures for an hour",
     "stopped: empty": "a repeat round's users kept coming back empty (the API's silent empty?)",
+    # A scheduled run retries by itself, but a ledger that cannot book (its server down, a full
+    # disk, a file locked by another program) stays so until someone looks.
+    "stopped: ledger": "the shared ledger could not book a request, so nothing more was sent",
 }
 
 
