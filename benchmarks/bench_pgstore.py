@@ -15,7 +15,7 @@ fill; each measurement makes its own database beside it), or none, and the bench
 throwaway server from the system's binaries (Debian's ``postgresql`` package; as root it runs as
 the ``postgres`` user), as the tests do.
 
-    python benchmarks/bench_pgstore.py [--quick] [--url URL]
+    python benchmarks/bench_pgstore.py [--quick] [--url URL] [--json [FILE]]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-from _common import simulator
+from _common import add_json_option, simulator, write_json
 
 from tiktok_repost_async import PostgresStore, RepostClient, harvest, mask_url
 from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET
@@ -197,27 +197,52 @@ def table(header: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(row) + " |")
 
 
+def results(engine_rows: list[list[str]], process_rows: list[list[str]]) -> list[dict[str, object]]:
+    """Return run_all.py's summary rows: the engines' rates, and the processes' shared work."""
+    rates = {row[0]: row[2] for row in engine_rows}
+    ratio = engine_rows[-1][3]
+    exact = all(row[4].split(" / ")[0] == row[4].split(" / ")[1] for row in process_rows)
+    done = all(row[6] == "ok" for row in process_rows)
+    walls = [float(row[1]) for row in process_rows]
+    return [
+        {
+            "benchmark": "pgstore: harvest into PostgreSQL beside SQLite, zero latency",
+            "goal": "(info)",
+            "measured": f"{rates['PostgreSQL']} vs {rates['SQLite']} pages/s ({ratio})",
+            "met": None,
+        },
+        {
+            "benchmark": "pgstore: 1, 2 and 4 processes on one PostgreSQL store",
+            "goal": "each page fetched once, all done, wall time shrinking",
+            "measured": " / ".join(f"{wall:.1f} s" for wall in walls)
+            + ("" if exact else "; pages fetched twice"),
+            "met": exact and done and walls == sorted(walls, reverse=True),
+        },
+    ]
+
+
 def main() -> None:
-    """Run the measurements and print their tables."""
+    """Run the measurements and print their tables (or hand them to run_all.py as JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer users and rounds")
     parser.add_argument("--url", help="a PostgreSQL server's URL (default: start a throwaway one)")
+    add_json_option(parser)
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         server = args.url or stack.enter_context(throwaway_server())
-        print(f"PostgreSQL: {mask_url(server)}\n")
-        print(
-            "1. one process, zero latency, concurrency 8: pages/s into each engine (best of rounds)"
-        )
-        table(["store", "pages", "pages/s", "vs SQLite"], engines(server, args.quick))
-        print(
-            "\n2. N processes on one PostgreSQL store, one users list, 100 ms, concurrency 4 each"
-        )
-        table(
-            ["processes", "wall s", "speed-up", "ideal s", "requests / minimum", "pages per run",
-             "all done"],
-            processes(server, args.quick),
-        )  # fmt: skip
+        engine_rows = engines(server, args.quick)
+        process_rows = processes(server, args.quick)
+    if write_json({"results": results(engine_rows, process_rows)}, args.json):
+        return
+    print(f"PostgreSQL: {mask_url(server)}\n")
+    print("1. one process, zero latency, concurrency 8: pages/s into each engine (best of rounds)")
+    table(["store", "pages", "pages/s", "vs SQLite"], engine_rows)
+    print("\n2. N processes on one PostgreSQL store, one users list, 100 ms, concurrency 4 each")
+    table(
+        ["processes", "wall s", "speed-up", "ideal s", "requests / minimum", "pages per run",
+         "all done"],
+        process_rows,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 Each benchmark runs as its own process, one after the other (they would disturb each other's
 timings side by side), and its own output is shown as it comes. Then one table sums them up:
 benchmark, goal, measured, met?. bench_wrapper, bench_limiter, bench_quota, bench_panel,
-bench_bad_days and bench_refresh hand their results over as JSON (``--json FILE``); the figures
-of bench_simulator, bench_decode and bench_harvest are read from the tables they print, with the
-goals their docstrings state. The whole run takes about
-three to four minutes on the project's 2-core machine; bench_wrapper needs TikTok's wrapper
-(``pip install TikTokResearchApi``) and is reported as not run without it.
+bench_bad_days, bench_refresh and bench_pgstore hand their results over as JSON (``--json
+FILE``); the figures of bench_simulator, bench_decode and bench_harvest are read from the tables
+they print, with the goals their docstrings state. The whole run takes about four to five
+minutes on the project's 2-core machine; bench_wrapper needs TikTok's wrapper (``pip install
+TikTokResearchApi``) and bench_pgstore PostgreSQL's binaries (it starts a throwaway server), and
+each is reported as not run without them.
 
     python benchmarks/run_all.py [--only NAME ...]
 
@@ -138,6 +139,8 @@ SECTIONS = [
     Section("bench_panel", (), None),
     Section("bench_bad_days", (), None),
     Section("bench_refresh", ("--users", "100"), None),
+    # Starts a throwaway PostgreSQL server from the system's binaries: see its docstring.
+    Section("bench_pgstore", ("--quick",), None),
 ]
 
 
