@@ -92,6 +92,22 @@ logger = logging.getLogger("tiktok_repost_async.client")
 
 _T = TypeVar("_T")
 
+
+class _Turn:
+    """How far one attempt at a request got, for its error handling (see `_take_turn`)."""
+
+    __slots__ = ("booked", "fetching_token", "fresh", "token")
+
+    def __init__(self) -> None:
+        # Whether the attempt holds a request booked by the gate and not (yet) sent.
+        self.booked = False
+        # Whether the failure, if one comes, is the token endpoint's.
+        self.fetching_token = False
+        # Whether the token was fetched while this request waited for it.
+        self.fresh = False
+        self.token: str | None = None
+
+
 #: The name compliance requests go by before a gate (`RequestGate` methods take a username).
 COMPLIANCE_REQUEST = "<compliance task>"
 
@@ -334,6 +350,45 @@ class RepostClient:
             # The aiohttp message names the host and the failure, never our headers.
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
 
+    async def _take_turn(
+        self, name: str, gate: RequestGate | None, limiter: AsyncLimiter, turn: _Turn
+    ) -> str:
+        """Pass the gate and the limiter, book the request, and return the token to send it with.
+
+        One order for every request, a page or a compliance call: a request that may not go out
+        (a stop, a spent budget) never queues in the limiter, one that waited there is checked
+        again before it leaves, and the token is taken last, so that a long wait never sends a
+        token that went stale meanwhile. ``turn`` tells the caller's error handling how far it
+        got: whether a request is booked and not (yet) sent, and whether a failure is the token
+        endpoint's (then the request never left).
+        """
+        refreshes = self._auth.refreshes
+        if gate is not None:
+            await gate.admit(name)
+        if not self._auth.fresh_for(self._queue_time):
+            # A refresh awaited after the limiter would hold every request that passes it
+            # meanwhile, and let them all go at once when the token comes: faster than the
+            # rate. So a token that would go stale while this request waits in the limiter is
+            # refreshed before it (one request for every waiter), and taken again, from the
+            # cache, below.
+            turn.fetching_token = True
+            await self._auth.token(self._send, ahead=self._queue_time)
+            turn.fetching_token = False
+        await limiter.acquire()
+        if gate is not None:
+            while not await gate.take(name):
+                await gate.admit(name)
+                await limiter.acquire()
+        # Inside the caller's retry: a token endpoint that fails for a moment (a 5xx, a dropped
+        # connection) is retried like the request, within the same bounded attempts.
+        turn.booked = gate is not None
+        turn.fetching_token = True
+        turn.token = token = await self._auth.token(self._send)
+        # Fetched while this request waited for it: a 401 on it is not staleness.
+        turn.fresh = self._auth.refreshes != refreshes
+        turn.fetching_token = False
+        return token
+
     async def fetch_page(self, username: str, cursor: int = 0) -> RepostedVideosPage:
         """Fetch one page of a user's reposted videos, retrying what may succeed on a second try."""
         username = normalize_username(username)
@@ -356,43 +411,9 @@ class RepostClient:
         limited = 0
         while True:
             attempt += 1
-            token: str | None = None
-            # Whether this attempt holds a request booked by the gate and not (yet) sent.
-            booked = False
-            # Whether the failure, if one comes, is the token endpoint's: then the research
-            # request never left.
-            fetching_token = False
-            fresh = False
-            refreshes = self._auth.refreshes
+            turn = _Turn()
             try:
-                # The order is the quota's: a request that may not go out (a stop, a spent
-                # budget) never queues in the limiter, one that waited there is checked again
-                # before it leaves, and the token is taken last, so that a long wait never
-                # sends a token that went stale meanwhile.
-                if gate is not None:
-                    await gate.admit(username)
-                if not self._auth.fresh_for(self._queue_time):
-                    # A refresh awaited after the limiter would hold every request that passes
-                    # it meanwhile, and let them all go at once when the token comes: faster
-                    # than the rate. So a token that would go stale while this request waits
-                    # in the limiter is refreshed before it (one request for every waiter),
-                    # and taken again, from the cache, below.
-                    fetching_token = True
-                    await self._auth.token(self._send, ahead=self._queue_time)
-                    fetching_token = False
-                await limiter.acquire()
-                if gate is not None:
-                    while not await gate.take(username):
-                        await gate.admit(username)
-                        await limiter.acquire()
-                # Inside the retry: a token endpoint that fails for a moment (a 5xx, a dropped
-                # connection) is retried like a page, within the same bounded attempts.
-                booked = gate is not None
-                fetching_token = True
-                token = await self._auth.token(self._send)
-                # Fetched while this request waited for it: a 401 on it is not staleness.
-                fresh = self._auth.refreshes != refreshes
-                fetching_token = False
+                token = await self._take_turn(username, gate, limiter, turn)
                 request = build_reposted_request(
                     username,
                     fields=self.fields,
@@ -415,9 +436,9 @@ class RepostClient:
                         if tally is not None:
                             tally.requests -= 1
                     else:
-                        booked = False
+                        turn.booked = False
                     raise
-                booked = False
+                turn.booked = False
                 if gate is not None:
                     gate.answered(True, username)
                 self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
@@ -435,15 +456,16 @@ class RepostClient:
                 raise
             except TikTokError as caught:
                 error = caught
-                if booked and gate is not None:
+                fetching_token = turn.fetching_token
+                if turn.booked and gate is not None:
                     # Booked by `take`, then never sent (the token endpoint failed, or the
                     # connection was refused): the quota and the ledger get it back.
-                    booked = False
+                    turn.booked = False
                     await gate.refund(username)
                 if fetching_token:
                     error = _token_failure(caught)
-                if isinstance(error, TokenExpiredError) and token is not None:
-                    self._auth.invalidate(token)
+                if isinstance(error, TokenExpiredError) and turn.token is not None:
+                    self._auth.invalidate(turn.token)
                 if fetching_token:
                     # The token endpoint's failure says nothing of the research API's quota or
                     # of this user: only an outage of it counts, for the breaker. A refresh that
@@ -456,7 +478,7 @@ class RepostClient:
                             continue
                         attempt -= 1
                 elif gate is not None and (
-                    is_outage(error) or (fresh and isinstance(error, TokenExpiredError))
+                    is_outage(error) or (turn.fresh and isinstance(error, TokenExpiredError))
                 ):
                     # A 401 on a token fetched for this very request is TikTok's auth flapping,
                     # not a stale token: it hits every user alike, so it counts as an outage
@@ -594,8 +616,8 @@ class RepostClient:
     ) -> _T:
         """Send one compliance request through the gate, the limiter and the token; retry it.
 
-        The same order and the same bounded retry as a page fetch (`_fetch_page`), in a loop of
-        its own: the page fetch's loop also tells a user's fault from the run's (the circuit
+        The same order (`_take_turn`) and the same bounded retry as a page fetch (`_fetch_page`),
+        in a loop of its own: the page fetch's loop also tells a user's fault from the run's (the circuit
         breaker, the rate-limit hold, a 429's verdict), which means nothing for a compliance
         call, and sharing it would change the page fetch. So a gate is asked to admit, take
         (book) and refund, and cuts waits short; its health and 429 bookkeeping are left out,
@@ -610,26 +632,9 @@ class RepostClient:
         attempt = 0
         while True:
             attempt += 1
-            token: str | None = None
-            booked = False
-            fetching_token = False
+            turn = _Turn()
             try:
-                if gate is not None:
-                    await gate.admit(name)
-                if not self._auth.fresh_for(self._queue_time):
-                    fetching_token = True
-                    await self._auth.token(self._send, ahead=self._queue_time)
-                    fetching_token = False
-                await limiter.acquire()
-                if gate is not None:
-                    while not await gate.take(name):
-                        await gate.admit(name)
-                        await limiter.acquire()
-                booked = gate is not None
-                fetching_token = True
-                token = await self._auth.token(self._send)
-                fetching_token = False
-                request = build(token)
+                request = build(await self._take_turn(name, gate, limiter, turn))
                 self.stats.requests += 1
                 try:
                     status, headers, body = await self._send(request)
@@ -640,9 +645,9 @@ class RepostClient:
                         # Never reached the API: no quota spent; the refund below books it back.
                         self.stats.requests -= 1
                     else:
-                        booked = False
+                        turn.booked = False
                     raise
-                booked = False
+                turn.booked = False
                 if gate is not None:
                     gate.answered(True, name)
                 self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
@@ -651,18 +656,22 @@ class RepostClient:
                 raise
             except TikTokError as caught:
                 error = caught
-                if booked and gate is not None:
-                    booked = False
+                if turn.booked and gate is not None:
+                    turn.booked = False
                     await gate.refund(name)
-                if fetching_token:
+                if turn.fetching_token:
                     error = _token_failure(caught)
-                if isinstance(error, TokenExpiredError) and token is not None:
-                    self._auth.invalidate(token)
+                if isinstance(error, TokenExpiredError) and turn.token is not None:
+                    self._auth.invalidate(turn.token)
                 if not self.retry.is_retryable(error) or attempt >= self.retry.max_attempts:
                     if error is caught:
                         raise
                     raise error from caught
-                wait = self._auth.retry_in() if fetching_token else self.retry.delay(attempt, error)
+                wait = (
+                    self._auth.retry_in()
+                    if turn.fetching_token
+                    else self.retry.delay(attempt, error)
+                )
                 self.stats.retries += 1
                 logger.warning(
                     "%s: %s; retry %d of %d in %.1f s",
