@@ -146,6 +146,39 @@ async def test_a_refusal_mid_run_waits_for_midnight_with_on_quota_wait(
     ]
 
 
+async def test_the_day_s_count_follows_what_collaborators_spend_meanwhile(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A collaborator books 200 requests while this harvest runs: its budget and progress line
+    # count them (read from the ledger as it books), not only the day as it was at the start.
+    import tiktok_repost_async.harvester
+
+    monkeypatch.setattr(tiktok_repost_async.harvester, "ORGANISATION_READ_S", 0.0)
+    path = tmp_path / "ledger.db"
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+    with SQLiteLedger(path, source="host:/mine.db") as mine:
+        async with make_client(sim, concurrency=1) as client:
+            store = Store(tmp_path / "mine.db", fields=client.fields, max_count=100)
+            harvester = Harvester(client, store, ledger=mine, daily_quota=1000)
+
+            async def collaborator() -> None:
+                while harvester.progress.requests < 3:  # noqa: ASYNC110
+                    await asyncio.sleep(0.001)
+                with SQLiteLedger(path, source="host:/theirs.db") as theirs:
+                    assert theirs.book(200, day=day, limit=1000)
+
+            other = asyncio.create_task(collaborator())
+            outcomes = [o async for o in harvester.run(["f1_n2000"])]
+            await other
+            store.close()
+        spent = mine.spent(day)
+    assert [o.state for o in outcomes] == [UserState.DONE]
+    assert sim.stats.requests == 20
+    assert spent == 220
+    assert harvester.progress.quota_spent == harvester.quota.spent == spent
+    assert harvester.quota.remaining == 1000 - 220
+
+
 async def test_a_full_shared_day_stops_before_any_request(sim: Simulator, tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     with SQLiteLedger(path, source="host:/theirs.db") as theirs:

@@ -616,13 +616,13 @@ class RepostClient:
     ) -> _T:
         """Send one compliance request through the gate, the limiter and the token; retry it.
 
-        The same order (`_take_turn`) and the same bounded retry as a page fetch (`_fetch_page`),
-        in a loop of its own: the page fetch's loop also tells a user's fault from the run's (the circuit
-        breaker, the rate-limit hold, a 429's verdict), which means nothing for a compliance
-        call, and sharing it would change the page fetch. So a gate is asked to admit, take
-        (book) and refund, and cuts waits short; its health and 429 bookkeeping are left out,
-        and a 429 is the daily quota when its words say so (`QuotaExhaustedError`, not
-        retried). A gate sees the name `COMPLIANCE_REQUEST`.
+        The same order (`_take_turn`) and the same bounded retry as a page fetch (`_fetch_page`), in
+        a loop of its own: the page fetch's loop also tells a user's fault from the run's (the
+        circuit breaker, the rate-limit hold, a 429's verdict), which means nothing for a compliance
+        call, and sharing it would change the page fetch. So a gate is asked to admit, take (book)
+        and refund, and cuts waits short; its health and 429 bookkeeping are left out, and a 429 is
+        the daily quota when its words say so (`QuotaExhaustedError`, not retried). A gate sees the
+        name `COMPLIANCE_REQUEST`.
         """
         if self._limiter is None or self._session is None:
             await self.open()

@@ -8,6 +8,7 @@ import contextlib
 import datetime
 import functools
 import logging
+import math
 import queue
 import tempfile
 import threading
@@ -69,6 +70,9 @@ T = TypeVar("T")
 _PAGES_PER_COMMIT = 4
 # How often a harvest on a shared store that has read its input looks for users to take over.
 _TAKEOVER_POLL_S: Final = 0.5
+#: How often (seconds, at most) a harvest on a shared ledger reads the organisation's count of
+#: the day, so that its budget and progress line follow what collaborators spend meanwhile.
+ORGANISATION_READ_S: Final = 1.0
 
 # The silent empty: the Research API has answered empty lists with no error for days (a sibling
 # endpoint, 2026-03). In a repeat round of a panel that would record every repost as removed.
@@ -196,6 +200,9 @@ class _Writer:
         self._ledger = ledger
         self._limit = limit
         self._clock = clock
+        #: The organisation's count of a day, as the shared ledger last said: (day, count).
+        self.organisation: tuple[str, int] | None = None
+        self._organisation_read = -math.inf
         self._loop = asyncio.get_running_loop()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="tiktok-store", daemon=True)
@@ -295,6 +302,17 @@ class _Writer:
                             break
                         granted.append(job)
                 self._store.book_requests(_counts(granted))
+                now = time.monotonic()
+                if now - self._organisation_read >= ORGANISATION_READ_S:
+                    # What collaborators spent meanwhile, for the plan and the progress line:
+                    # one read a second at most, the booking itself stays one statement.
+                    self._organisation_read = now
+                    try:
+                        self.organisation = (day, ledger.spent(day))
+                    except LedgerError as error:
+                        # The requests are booked: a count that could not be read is no
+                        # reason to hold them back. The next booking reads it again.
+                        logger.debug("could not read the organisation's day: %s", error)
             elif self._store.shared:
                 # The store's own day, shared by every process harvesting into it: booked
                 # against the limit there, atomically, all or none, then the last ones one by one.
@@ -668,6 +686,9 @@ class Harvester:
             raise
         if booked:
             self.progress.requests += 1
+        organisation = self._writer.organisation
+        if organisation is not None:
+            self.quota.observe(organisation[1], day=organisation[0])
         self.progress.quota_spent = self.quota.spent
         return booked
 

@@ -248,6 +248,23 @@ class DailyQuota:
         self._now()
         self._spent = max(self._spent, self._limit)
 
+    def observe(self, spent: int, *, day: str) -> None:
+        """Count at least ``spent`` requests on ``day``: what the shared ledger says of it.
+
+        Collaborators draw on the organisation's budget meanwhile: the day's count, read from
+        the ledger now and then, raises this process's own (never lowers it: requests counted
+        here and not yet booked there are not in the ledger's figure). A day other than today
+        is ignored.
+
+        :param spent: the organisation's requests on ``day``, as the ledger counts them.
+        :param day: the UTC day (``YYYY-MM-DD``) the count is of.
+        """
+        if not isinstance(spent, int) or isinstance(spent, bool) or spent < 0:
+            raise ValueError(f"spent must be a non-negative int, not {spent!r}")
+        self._now()
+        if day == _day_text(self._day):
+            self._spent = max(self._spent, spent)
+
     def exhaust(self, until: float | None = None) -> None:
         """Mark today's quota as spent because the API said so, whatever our own count.
 
