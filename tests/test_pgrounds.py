@@ -479,3 +479,52 @@ def test_two_scheduled_runs_at_once_start_one_round_and_share_it(
         schedule = store.round_schedule()
         assert schedule is not None
         assert schedule.every == WEEK
+
+
+# -- the silent empty on a shared store -----------------------------------------------------------
+
+
+async def test_a_silent_round_on_postgres_stops_records_nothing_and_resumes_exact(
+    sim: Simulator, postgres_url: str
+) -> None:
+    from test_silent_empty import CONCURRENCY, PANEL, run
+
+    from tiktok_repost_async import StopReason
+    from tiktok_repost_async.diff import DiffError
+    from tiktok_repost_async.harvester import EMPTY_ALARM_SEEN
+    from tiktok_repost_async.simulator import Fault
+
+    _, stopped = await asyncio.wait_for(run(sim, postgres_url, PANEL), 60)
+    assert stopped is None
+    # A week later the API answers every user with an empty list and no error.
+    sim.config.epoch = 1
+    sim.config.persistent_fault = Fault.SILENT_EMPTY
+    before = sim.stats.requests
+    outcomes, stopped = await asyncio.wait_for(
+        run(sim, postgres_url, PANEL, new_round=True),
+        60,
+    )
+    assert stopped is not None
+    assert stopped.reason is StopReason.EMPTY
+    assert sim.stats.requests - before <= EMPTY_ALARM_SEEN + CONCURRENCY
+    assert outcomes == []
+    with PostgresStore(postgres_url, create=False) as store:
+        states = {state for _, state, _ in store.iter_round_users(2)}
+        assert UserState.DONE not in states
+        with pytest.raises(DiffError, match="in progress"):
+            list(diff_rounds(store, 1, 2))
+    # The API is well again: the same command finishes round 2, exactly as served.
+    sim.config.persistent_fault = None
+    outcomes, stopped = await asyncio.wait_for(
+        run(sim, postgres_url, PANEL, new_round=True),
+        60,
+    )
+    assert stopped is None
+    assert {o.state for o in outcomes} == {UserState.DONE}
+    empty: dict[str, Any] = {"added": [], "removed": [], "counts": {}}
+    with PostgresStore(postgres_url, create=False) as store:
+        found = by_user(changes(store, 1, 2))
+        for name in PANEL:
+            got = [int(i) for i, _ in store.round_videos(name, 2)]
+            assert got == [v["id"] for v in sim.ground_truth(name, epoch=1)], name
+            assert found.get(name, empty) == sim.changes(name, 0, 1), name

@@ -866,6 +866,11 @@ class _StoreSink(Sink):
                     (self._heard >= EMPTY_ALARM_SEEN and 2 * self._silent >= self._heard)
                     or self._silent >= EMPTY_ALARM_COUNT
                 )
+                if self._harvester._sharing is not None:
+                    # Its walk is over for now: room for the next name, or a shared store's
+                    # feed would wait for ever on users held here. Its claim stays this run's
+                    # until the run decides (settle_empties), and ends with the run.
+                    self._harvester._sharing.settled(1)
                 return
         state = _user_state(done)
         self._progress.finished[state] += 1
