@@ -117,16 +117,11 @@ async def test_status_and_export_read_a_postgres_store_and_never_show_its_passwo
         assert password not in text
 
 
-async def test_diff_refresh_and_new_rounds_refuse_a_postgres_store_in_one_line(
+async def test_refresh_refuses_a_postgres_store_in_one_line(
     sim: Simulator, postgres_url: str, tmp_path: Path
 ) -> None:
-    users = tmp_path / "u.txt"
-    users.write_text("pg_a_n3\n")
-    for args in (
-        ("diff", "--db", postgres_url, "--from", "1", "--to", "2"),
-        ("refresh", "--db", postgres_url),
-        ("harvest", users, "--db", postgres_url, "--new-round"),
-    ):
+    # Rounds and diffs are on a PostgreSQL store now (tests/test_pgrounds.py).
+    for args in (("refresh", "--db", postgres_url),):
         ran = await asyncio.to_thread(run_main, *args, env=env_for(sim))
         assert ran.returncode == 2, (args, ran.stderr)
         assert "not yet on a PostgreSQL store: use a SQLite store" in ran.stderr

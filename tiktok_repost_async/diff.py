@@ -1,6 +1,7 @@
 """Compare two rounds of a panel: which reposts were added, removed, and how counts moved.
 
-A round is one walk over a panel's users (`Store.start_round`). For every user whose walk ended
+A round is one walk over a panel's users (`Store.start_round`), in a store of either engine
+(`StoreLike`: SQLite or PostgreSQL). For every user whose walk ended
 ``done`` in both rounds, `diff_rounds` compares the two lists of videos it observed and yields one
 `VideoChange` per difference, users in input order:
 
@@ -21,9 +22,9 @@ within what the walks saw are reported. Ids are exact ints of any size.
 For pandas or Polars::
 
     import pandas as pd
-    from tiktok_repost_async import Store, diff_rounds
+    from tiktok_repost_async import diff_rounds, open_store
 
-    with Store("panel.db", create=False) as store:
+    with open_store("panel.db", create=False) as store:  # or a postgresql:// URL
         frame = pd.DataFrame(change.as_row() for change in diff_rounds(store))
 """
 
@@ -38,7 +39,7 @@ import msgspec
 from ._jsontext import mend_surrogates
 from .errors import TikTokError
 from .export import BinaryOutput, CsvOutput
-from .store import RoundRecord, Store, UserState
+from .store import RoundRecord, StoreLike, UserState
 
 __all__ = [
     "COUNT_FIELDS",
@@ -172,7 +173,7 @@ def _ints(values: dict[str, Any]) -> dict[str, int]:
 
 
 def pick_rounds(
-    store: Store, from_round: int | None = None, to_round: int | None = None
+    store: StoreLike, from_round: int | None = None, to_round: int | None = None
 ) -> tuple[int, int]:
     """Return the two rounds to compare; by default the last two complete ones.
 
@@ -242,7 +243,7 @@ def _no_complete(rounds: dict[int, RoundRecord], wanted: str) -> str:
 
 
 def diff_rounds(
-    store: Store, from_round: int | None = None, to_round: int | None = None
+    store: StoreLike, from_round: int | None = None, to_round: int | None = None
 ) -> Iterator[VideoChange]:
     """Yield what changed in each user's reposts between two rounds (the last two complete ones).
 
@@ -296,7 +297,7 @@ def _csv_value(value: Any) -> object:
 
 
 def write_diff(
-    store: Store,
+    store: StoreLike,
     out: BinaryOutput,
     format: str = "jsonl",
     *,

@@ -21,13 +21,13 @@ from typing import Any
 
 from ._extras import install_hint
 from .export import MissingExtraError, arrow_batches, pyarrow_modules
-from .store import Store
+from .store import StoreLike
 
 __all__ = ["to_arrow", "to_pandas", "to_polars"]
 
 
 def to_arrow(
-    store: Store, *, round: int | None = None, provenance: bool = False, id_type: str = "number"
+    store: StoreLike, *, round: int | None = None, provenance: bool = False, id_type: str = "number"
 ) -> Any:
     """Return the store's videos as a ``pyarrow.Table`` with the Parquet export's columns.
 
@@ -45,7 +45,7 @@ def to_arrow(
 
 
 def to_pandas(
-    store: Store, *, round: int | None = None, provenance: bool = False, id_type: str = "number"
+    store: StoreLike, *, round: int | None = None, provenance: bool = False, id_type: str = "number"
 ) -> Any:
     """Return the store's videos as a ``pandas.DataFrame`` of Arrow-backed columns, ids exact.
 
@@ -65,7 +65,7 @@ def to_pandas(
 
 
 def to_polars(
-    store: Store, *, round: int | None = None, provenance: bool = False, id_type: str = "number"
+    store: StoreLike, *, round: int | None = None, provenance: bool = False, id_type: str = "number"
 ) -> Any:
     """Return the store's videos as a ``polars.DataFrame``, ids as ``Decimal(38, 0)``.
 

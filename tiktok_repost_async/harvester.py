@@ -442,11 +442,6 @@ class Harvester:
             self.on_quota = QuotaPolicy(on_quota)
         except ValueError:
             raise ValueError(f"on_quota must be 'stop' or 'wait', got {on_quota!r}") from None
-        if store.shared and (new_round or new_round_every is not None):
-            raise ValueError(
-                f"a panel's later rounds are not yet on a PostgreSQL store ({store.label}): use a"
-                " SQLite store for --new-round and --new-round-every"
-            )
         if set(store.fields) != set(client.fields) or store.max_count != client.max_count:
             raise StoreMismatchError(
                 f"the store {store.label!r} was made for fields {','.join(store.fields)} and "
@@ -538,11 +533,25 @@ class Harvester:
                 self.new_round = True
             if self.new_round:
                 # Under the run lock: a harvest running on the store meanwhile is refused above.
+                # On a shared store other processes may start a round at once: the store starts
+                # one (due, with a cadence: checked again there) and the others resume it.
                 self.round, self.round_started = await self._write(
                     self.store.start_round,
                     stop_at_known=self.stop_at_known,
                     retry_failed=self.retry_failed,
+                    every=every,
                 )
+                if every is not None and not self.round_started:
+                    schedule = await self._write(
+                        self.store.round_schedule, every, retry_failed=self.retry_failed
+                    )
+                    assert schedule is not None
+                    self.schedule = schedule
+                    if schedule.finished:
+                        # Another process started the round and finished it meanwhile.
+                        self.rested = True
+                        outcome = "rested"
+                        return
             else:
                 self.round = await self._write(lambda: self.store.current_round)
             # A resumed round keeps the choice it was started with.
@@ -878,6 +887,11 @@ class _StoreSink(Sink):
                     (self._heard >= EMPTY_ALARM_SEEN and 2 * self._silent >= self._heard)
                     or self._silent >= EMPTY_ALARM_COUNT
                 )
+                if self._harvester._sharing is not None:
+                    # Its walk is over for now: room for the next name, or a shared store's
+                    # feed would wait for ever on users held here. Its claim stays this run's
+                    # until the run decides (settle_empties), and ends with the run.
+                    self._harvester._sharing.settled(1)
                 return
         state = _user_state(done)
         self._progress.finished[state] += 1

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..export import BinaryOutput
 from ._common import DEFAULT_DB, EXIT_FAILED, EXIT_OK, UsageError
 from ._parser import int_in
-from ._stores import open_sqlite_existing
+from ._stores import open_existing
 from .export import write_output
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     output: str = args.output
     suffix = Path(output).suffix.lower()
     fmt = args.format or ("csv" if output != "-" and suffix == ".csv" else "jsonl")
-    with open_sqlite_existing(args.db, command="diff") as store:
+    with open_existing(args.db) as store:
         try:
             first, second = pick_rounds(store, args.from_round, args.to_round)
         except DiffError as exc:

@@ -8,7 +8,6 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from .._dburl import is_postgres_url
 from ..models import VIDEO_FIELDS
 from ..protocol import DEFAULT_BASE_URL, DEFAULT_MAX_COUNT, MAX_COUNT_LIMIT, normalize_fields
 from ..quota import DEFAULT_DAILY_LIMIT, QuotaPolicy
@@ -159,11 +158,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "--stop-at-known applies to a new round: pass --new-round (or --new-round-every) too"
             " (a resumed round keeps the choice it was started with)"
-        )
-    if is_postgres_url(args.db) and (args.new_round or every is not None):
-        raise UsageError(
-            "--new-round and --new-round-every are not yet on a PostgreSQL store: use a SQLite"
-            " store for a panel's later rounds"
         )
     if args.fields is not None:
         try:

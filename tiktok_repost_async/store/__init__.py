@@ -31,8 +31,9 @@ are in none of the store's files; its audit (`Store.refreshes`) keeps counts and
 Bad input lines (`Store.add_skipped`) accumulate across runs; a run that re-reads the same input
 calls `Store.clear_skipped` first so that its lines are not counted twice.
 
-A lab's store may live in PostgreSQL instead (`PostgresStore`, `_postgres`): several harvest
-processes share one store and one users list there, each user claimed by one of them at a time.
+A lab's store may live in PostgreSQL instead (`PostgresStore`, `_postgres`; its panel rounds in
+`_pg_rounds`): several harvest processes share one store and one users list there, each user
+claimed by one of them at a time, and processes asking for a new round at once start one.
 Both engines implement `StoreLike`, the interface harvest, status and export use; `open_store`
 picks one from ``--db`` (a path, or a ``postgresql://`` URL).
 

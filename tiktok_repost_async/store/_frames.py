@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from ._protocol import StoreLike
 
 
 class _StoreFrames:
-    """Hand the store's videos to `tiktok_repost_async.frames`, which holds the column code."""
+    """Hand the store's videos to `tiktok_repost_async.frames`, which holds the column code.
+
+    Both engines inherit it: the frames read a store through `StoreLike` alone.
+    """
 
     # The frames module sits above the store (it reuses the export's columns): imported on first
     # use, so that a store never loads pyarrow, pandas or Polars unless asked for a frame.
@@ -33,7 +36,9 @@ class _StoreFrames:
         """
         from ..frames import to_arrow
 
-        return to_arrow(cast("Store", self), round=round, provenance=provenance, id_type=id_type)
+        return to_arrow(
+            cast("StoreLike", self), round=round, provenance=provenance, id_type=id_type
+        )
 
     def to_pandas(
         self,
@@ -56,7 +61,9 @@ class _StoreFrames:
         """
         from ..frames import to_pandas
 
-        return to_pandas(cast("Store", self), round=round, provenance=provenance, id_type=id_type)
+        return to_pandas(
+            cast("StoreLike", self), round=round, provenance=provenance, id_type=id_type
+        )
 
     def to_polars(
         self,
@@ -76,4 +83,6 @@ class _StoreFrames:
         """
         from ..frames import to_polars
 
-        return to_polars(cast("Store", self), round=round, provenance=provenance, id_type=id_type)
+        return to_polars(
+            cast("StoreLike", self), round=round, provenance=provenance, id_type=id_type
+        )

@@ -5,12 +5,13 @@ up to the first page holding a video of the user's previous whole list. Such an 
 "these, then the list as last walked before": the user's latest earlier round in which its walk
 ended ``done``, itself completed the same way if it was partial too, round after round. The
 reading part (export by round) and the rounds part (diffs, the known videos of the next walk)
-both read lists through these functions.
+both read lists through these functions; the PostgreSQL store through `complete_chain`.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import TypeAlias
 
 #: (video_id, data, round observed in, page's fetched_at, page's log_id); the last two are None
@@ -57,6 +58,20 @@ def completed(
     :param rounds: the user's `user_rounds`.
     :param provenance: fill in each video's page's fetched_at and log_id.
     """
+    return complete_chain(
+        number, rounds, lambda round_: observed(conn, username, round_, provenance=provenance)
+    )
+
+
+def complete_chain(
+    number: int, rounds: dict[int, tuple[str, bool]], observe: Callable[[int], list[Row]]
+) -> list[Row]:
+    """Return a user's list in round ``number`` from its observations, whatever the engine.
+
+    :param number: the round.
+    :param rounds: the user's state and partial flag per round (as `user_rounds` gives them).
+    :param observe: the videos observed of the user in a round, in API order.
+    """
     # The chain of rounds the list rests on: each partial walk on the latest earlier done one,
     # down to a walk that saw the whole list (or to none: the walk is then given as it is).
     chain = [number]
@@ -65,9 +80,9 @@ def completed(
         if base is None:
             break
         chain.append(base)
-    listing = observed(conn, username, chain[-1], provenance=provenance)
+    listing = observe(chain[-1])
     for later in reversed(chain[:-1]):
-        listing = splice(observed(conn, username, later, provenance=provenance), listing)
+        listing = splice(observe(later), listing)
     return listing
 
 

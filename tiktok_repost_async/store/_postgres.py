@@ -3,9 +3,9 @@
 `PostgresStore` keeps what a `Store` keeps, with the same meaning (raw video bytes as ``bytea``,
 each page's provenance, runs, the users' states and cursors, the write-ahead request ledger), in
 tables named ``tiktok_*`` of one database. It implements the part of the store interface
-(`StoreLike`) that ``harvest``, ``status`` and ``export`` use. Panel rounds after the first,
-``diff`` and ``refresh`` are not there yet: they refuse with a `StoreError` that says to use a
-SQLite store for them.
+(`StoreLike`) that ``harvest``, ``status``, ``export`` and ``diff`` use, a panel's rounds
+included (`_pg_rounds`). The ``refresh`` is not there yet: it refuses with a `StoreError` that
+says to use a SQLite store for it.
 
 Several processes, on one machine or several, may harvest into one PostgreSQL store at once. Each
 user is walked by one process at a time through a claim: a row of ``tiktok_claims`` (user,
@@ -38,11 +38,11 @@ from typing import Any, Final, Self, TypeVar
 
 from .._dburl import driver_detail, import_psycopg, mask_url, pg_connect, url_password
 from ..errors import StoreError
+from ._frames import _StoreFrames
+from ._pg_rounds import _ROUND_TABLES, _PgRounds
 from ._records import (
     FINAL_STATES,
     PageCommit,
-    RoundRecord,
-    RoundSchedule,
     RunRecord,
     StoreMismatchError,
     UserRecord,
@@ -69,7 +69,8 @@ CLAIM_LEASE_S: Final = 60.0
 # One lock key for making the tables, so that processes starting at once on a new database do
 # not race in PostgreSQL's catalogue (CREATE TABLE IF NOT EXISTS is not safe against that).
 _SCHEMA_LOCK: Final = 0x7469_6B74_6F6C  # "tiktol"
-_SCHEMA_VERSION: Final = 1
+# 2: round 1's tables plus those of the rounds and the refresh; a version-1 store gains them.
+_SCHEMA_VERSION: Final = 2
 _KIND: Final = "tiktok-repost-async store"
 _SKIPPED_RAW_CHARS: Final = 1_000
 _DEADLOCK_TRIES: Final = 5
@@ -122,6 +123,7 @@ _TABLES: Final = (
     " expires timestamptz NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tiktok_claims (username text PRIMARY KEY, holder text NOT NULL,"
     " expires timestamptz NOT NULL)",
+    *_ROUND_TABLES,
 )
 
 # A free claim, an expired one, or our own: taken (or renewed); another live holder's: not.
@@ -148,12 +150,12 @@ _BOOK: Final = (
 def not_yet(what: str) -> StoreError:
     """Return the error of a feature the PostgreSQL store does not have yet.
 
-    :param what: what to use a SQLite store for (``"diff/refresh"``).
+    :param what: what to use a SQLite store for (``"refresh"``).
     """
     return StoreError(_NOT_YET.format(what=what))
 
 
-class PostgresStore:
+class PostgresStore(_PgRounds, _StoreFrames):
     """Open (or create) a harvest store in a PostgreSQL database that several processes share."""
 
     #: Several processes may harvest into it at once (claims, a shared day's count).
@@ -302,6 +304,8 @@ class PostgresStore:
                 f"{self._label} was written by a newer version of tiktok_repost_async (store"
                 f" schema {version}): upgrade tiktok-repost-async, or use another --db"
             )
+        if int(version) < _SCHEMA_VERSION:
+            self._upgrade()
         stored = tuple(f for f in meta.get("fields", "").split(",") if f)
         stored_max = int(meta.get("max_count", "0"))
         if fields is not None and set(fields) != set(stored):
@@ -317,6 +321,21 @@ class PostgresStore:
                 " --db"
             )
         return stored, stored_max
+
+    def _upgrade(self) -> None:
+        """Bring an older store to this schema: its missing tables made, its version raised."""
+        conn = self._db
+        with conn.transaction():
+            # Under the schema lock, re-read: of processes opening one old store at once, the
+            # first upgrades it and the others find it done (every statement is idempotent too).
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            for statement in _TABLES:
+                conn.execute(statement)
+            conn.execute(
+                "UPDATE tiktok_meta SET value = %s WHERE key = 'schema_version'"
+                " AND value::integer < %s",
+                (str(_SCHEMA_VERSION), _SCHEMA_VERSION),
+            )
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -501,8 +520,9 @@ class PostgresStore:
 
         def work(conn: Any) -> tuple[set[str], set[str], dict[str, tuple[Any, ...]]]:
             conn.execute(
-                "INSERT INTO tiktok_users (username, updated_at)"
-                " SELECT n, %s FROM unnest(%s::text[]) WITH ORDINALITY AS t(n, o) ORDER BY o"
+                "INSERT INTO tiktok_users (username, updated_at, round)"
+                " SELECT n, %s, (SELECT coalesce(max(number), 1) FROM tiktok_rounds)"
+                " FROM unnest(%s::text[]) WITH ORDINALITY AS t(n, o) ORDER BY o"
                 " ON CONFLICT DO NOTHING",
                 (stamp, unique),
             )
@@ -523,6 +543,8 @@ class PostgresStore:
                 "INSERT INTO claimed SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
                 (list(taken),),
             )
+            # A user of an earlier round joins this one (see _pg_rounds), before it is read.
+            self._join_round(conn, sorted(taken), unique, stamp)
             rows = {
                 row[0]: row
                 for row in conn.execute(
@@ -574,11 +596,6 @@ class PostgresStore:
 
     # -- runs and the round --------------------------------------------------------------------
 
-    @property
-    def current_round(self) -> int:
-        """Return the number of the latest round: 1 (rounds after it are not here yet)."""
-        return int(self._read("SELECT coalesce(max(number), 1) FROM tiktok_rounds")[0][0])
-
     def begin_run(self, version: str) -> int:
         """Record the start of a harvest run; later pages and requests are booked to it."""
         if not isinstance(version, str) or not version:
@@ -595,8 +612,9 @@ class PostgresStore:
                 (self._holder,),
             )
             row = conn.execute(
-                "INSERT INTO tiktok_runs (started_at, version, fields, max_count, holder)"
-                " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                "INSERT INTO tiktok_runs (started_at, version, fields, max_count, holder, round)"
+                " VALUES (%s, %s, %s, %s, %s, (SELECT coalesce(max(number), 1) FROM"
+                " tiktok_rounds)) RETURNING id",
                 (
                     _utc_stamp(self._clock()),
                     version,
@@ -640,81 +658,6 @@ class PostgresStore:
     def run_count(self) -> int:
         """Return how many runs this store has recorded."""
         return int(self._read("SELECT count(*) FROM tiktok_runs")[0][0])
-
-    def start_round(
-        self, *, stop_at_known: bool = False, retry_failed: bool = True
-    ) -> tuple[int, bool]:
-        """Refuse: a panel's later rounds are not on a PostgreSQL store yet."""
-        raise not_yet("a panel's later rounds (--new-round)")
-
-    def set_round_cadence(self, every: float | None) -> None:
-        """Refuse: rounds on a schedule are not on a PostgreSQL store yet."""
-        raise not_yet("rounds on a schedule (--new-round-every)")
-
-    def round_schedule(
-        self, every: float | None = None, *, retry_failed: bool = True
-    ) -> RoundSchedule | None:
-        """Return None without a cadence (this store has none); refuse one."""
-        if every is not None:
-            raise not_yet("rounds on a schedule (--new-round-every)")
-        return None
-
-    def round_stops_at_known(self, number: int | None = None) -> bool:
-        """Return False: only repeat rounds stop at known videos."""
-        return False
-
-    def begin_round_input(self) -> None:
-        """Note that a run starts reading its input into the round."""
-        self._tx(lambda conn: conn.execute("UPDATE tiktok_rounds SET input_open = 1"))
-
-    def end_round_input(self, *, drop_unnamed: bool = False) -> int:
-        """Note that the run has read its whole input; nothing is dropped in round 1."""
-        if drop_unnamed:
-            raise not_yet("a panel's later rounds (--new-round)")
-        self._tx(lambda conn: conn.execute("UPDATE tiktok_rounds SET input_open = 0"))
-        return 0
-
-    def awaited_users(self) -> int:
-        """Return 0: round 1 expects no user of an earlier round."""
-        return 0
-
-    def had_videos_before(self, username: str, round: int | None = None) -> bool:
-        """Return False: there is no round before the first."""
-        return False
-
-    def known_video_ids(self, username: str, before: int | None = None) -> set[str]:
-        """Return no ids: there is no round before the first."""
-        return set()
-
-    def rounds(self) -> list[RoundRecord]:
-        """Return the one round, with its users per state, videos and requests."""
-        states = self.state_counts()
-        partial = int(self._read("SELECT count(*) FROM tiktok_users WHERE partial <> 0")[0][0])
-        requests = int(self._read("SELECT coalesce(sum(requests), 0) FROM tiktok_runs")[0][0])
-        return [
-            RoundRecord(
-                int(number),
-                str(started),
-                bool(stop),
-                states,
-                partial,
-                self.video_count(),
-                requests,
-                not open_,
-            )
-            for number, started, stop, open_ in self._read(
-                "SELECT number, started_at, stop_at_known, input_open FROM tiktok_rounds"
-                " ORDER BY number"
-            )
-        ]
-
-    def round_record(self, number: int | None = None) -> RoundRecord:
-        """Return one round's record (the current round by default), as `rounds` gives it."""
-        wanted = self.current_round if number is None else number
-        for record in self.rounds():
-            if record.number == wanted:
-                return record
-        raise ValueError(f"{self._label} has no round {wanted}")
 
     # -- the ledger ------------------------------------------------------------------------------
 
@@ -822,10 +765,11 @@ class PostgresStore:
                     )
             added: list[int] = []
             for page, (ids, data) in zip(pages, rows, strict=True):
-                page_id = conn.execute(
+                # The page and its videos belong to the round its user is walked in.
+                found = conn.execute(
                     "INSERT INTO tiktok_pages (run_id, username, cursor, next_cursor, has_more,"
-                    " videos, log_id, fetched_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " RETURNING id",
+                    " videos, log_id, fetched_at, round) SELECT %s, %s, %s, %s, %s, %s, %s, %s,"
+                    " round FROM tiktok_users WHERE username = %s RETURNING id, round",
                     (
                         self._run_id,
                         page.username,
@@ -835,17 +779,21 @@ class PostgresStore:
                         len(page.videos),
                         page.log_id or "",
                         _utc_stamp_ms(page.fetched_at or now),
+                        page.username,
                     ),
-                ).fetchone()[0]
+                ).fetchone()
+                if found is None:
+                    raise StoreError(f"unknown user {page.username!r}: claim it first")
+                page_id, round_ = found
                 count = 0
                 if ids:
                     # One statement a page; the bytes go in as they came, never re-encoded, and
                     # in binary (%b): text would escape every byte of 100 KB on both sides.
                     count = conn.execute(
-                        "INSERT INTO tiktok_videos (username, video_id, data, page_id)"
-                        " SELECT %s, v, d, %s FROM unnest(%b::text[], %b::bytea[])"
+                        "INSERT INTO tiktok_videos (username, round, video_id, data, page_id)"
+                        " SELECT %s, %s, v, d, %s FROM unnest(%b::text[], %b::bytea[])"
                         " WITH ORDINALITY AS t(v, d, o) ORDER BY o ON CONFLICT DO NOTHING",
-                        (page.username, page_id, ids, data),
+                        (page.username, round_, page_id, ids, data),
                     ).rowcount
                 state = UserState.PENDING if page.has_more else UserState.DONE
                 updated = conn.execute(
@@ -964,10 +912,6 @@ class PostgresStore:
         """Return the observations of videos stored."""
         return int(self._read("SELECT count(*) FROM tiktok_videos")[0][0])
 
-    def latest_video_count(self) -> int:
-        """Return the videos `iter_videos` gives: every one, in a store of one round."""
-        return self.video_count()
-
     def user(self, username: str) -> UserRecord | None:
         """Return one user's record, or None if the store does not know the name."""
         rows = self._read(
@@ -1000,42 +944,6 @@ class PostgresStore:
             1000,
         ):
             yield _record(row)
-
-    def iter_videos(
-        self, batch: int = 1000, *, round: int | None = None
-    ) -> Iterator[tuple[str, str, bytes]]:
-        """Stream (reposted_by username, video_id, data) in user input order, then API order.
-
-        :param batch: rows fetched from the server at a time.
-        :param round: the round (1: the only one here; None: the same).
-        """
-        for username, video_id, data in self._videos(batch, round, ""):
-            yield str(username), str(video_id), bytes(data)
-
-    def iter_videos_with_provenance(
-        self, batch: int = 1000, *, round: int | None = None
-    ) -> Iterator[tuple[str, str, bytes, int, str | None, str | None]]:
-        """Stream videos as `iter_videos` does, with their round, and their page's fetched_at
-        and log_id added."""
-        columns = ", v.round, p.fetched_at, nullif(p.log_id, '')"
-        for username, video_id, data, observed, fetched_at, log_id in self._videos(
-            batch, round, columns
-        ):
-            yield str(username), str(video_id), bytes(data), int(observed), fetched_at, log_id
-
-    def _videos(self, batch: int, round: int | None, columns: str) -> Iterator[Any]:
-        if not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive int, not {batch!r}")
-        if round is not None and round != 1:
-            if isinstance(round, bool) or not isinstance(round, int):
-                raise TypeError(f"a round is an int, not {round!r}")
-            raise ValueError(f"{self._label} has no round {round}: its rounds are 1 to 1")
-        join = " LEFT JOIN tiktok_pages AS p ON p.id = v.page_id" if columns else ""
-        sql = (
-            f"SELECT v.username, v.video_id, v.data{columns} FROM tiktok_users AS u"
-            f" JOIN tiktok_videos AS v ON v.username = u.username{join} ORDER BY u.seq, v.id"
-        )
-        return self._stream(sql, (), batch)
 
     def _stream(self, sql: str, params: Sequence[object], batch: int) -> Iterator[Any]:
         # A server-side cursor: ten million rows come batch by batch, not all at once.

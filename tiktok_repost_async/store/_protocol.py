@@ -2,8 +2,8 @@
 
 Two engines implement it: `Store` (SQLite, one harvest process at a time under its run lock) and
 `PostgresStore` (several processes sharing users through claims). Nothing of either's SQL leaks
-through it. The refresh, diffs and later panel rounds still take a `Store`: on a PostgreSQL store
-they refuse (see `PostgresStore`).
+through it. A panel's rounds, diffs and data frames take either; the refresh still takes a
+`Store`: on a PostgreSQL store it refuses (see `PostgresStore`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from ._records import PageCommit, RoundRecord, RoundSchedule, RunRecord, UserRecord, UserState
 from ._refreshes import RefreshRecord
@@ -24,7 +24,8 @@ __all__ = ["StoreLike"]
 
 
 class StoreLike(Protocol):
-    """Name what a harvest, ``status`` and ``export`` need of a store, whatever its engine."""
+    """Name what a harvest, ``status``, ``export``, ``diff`` and the data frames need of a store,
+    whatever its engine."""
 
     @property
     def shared(self) -> bool:
@@ -103,9 +104,10 @@ class StoreLike(Protocol):
         ...
 
     def start_round(
-        self, *, stop_at_known: bool = False, retry_failed: bool = True
+        self, *, stop_at_known: bool = False, retry_failed: bool = True, every: float | None = None
     ) -> tuple[int, bool]:
-        """Start the next round unless the current one is unfinished."""
+        """Start the next round unless the current one is unfinished (or, with ``every``, the
+        next is not due yet)."""
         ...
 
     def set_round_cadence(self, every: float | None) -> None:
@@ -238,6 +240,36 @@ class StoreLike(Protocol):
         self, batch: int = 1000, *, round: int | None = None
     ) -> Iterator[tuple[str, str, bytes, int, str | None, str | None]]:
         """Stream videos with their round, fetched_at and log_id."""
+        ...
+
+    def iter_round_users(self, number: int) -> Iterator[tuple[str, UserState, bool]]:
+        """Stream (username, state, partial) of every user of a round, in input order."""
+        ...
+
+    def round_videos(self, username: str, number: int) -> list[tuple[str, bytes]]:
+        """Return one user's videos as observed in a round, in API order."""
+        ...
+
+    def completed_round_videos(self, username: str, number: int) -> list[tuple[str, bytes, int]]:
+        """Return one user's list in a round, a stop-at-known walk completed from earlier ones."""
+        ...
+
+    def to_arrow(
+        self, *, round: int | None = None, provenance: bool = False, id_type: str = "number"
+    ) -> Any:
+        """Return the videos as a ``pyarrow.Table``."""
+        ...
+
+    def to_pandas(
+        self, *, round: int | None = None, provenance: bool = False, id_type: str = "number"
+    ) -> Any:
+        """Return the videos as a ``pandas.DataFrame``."""
+        ...
+
+    def to_polars(
+        self, *, round: int | None = None, provenance: bool = False, id_type: str = "number"
+    ) -> Any:
+        """Return the videos as a ``polars.DataFrame``."""
         ...
 
     def refreshes(self, limit: int | None = None) -> list[RefreshRecord]:

@@ -88,7 +88,7 @@ class _StoreRounds(_StoreCore):
     # -- rounds ------------------------------------------------------------------------------
 
     def start_round(
-        self, *, stop_at_known: bool = False, retry_failed: bool = True
+        self, *, stop_at_known: bool = False, retry_failed: bool = True, every: float | None = None
     ) -> tuple[int, bool]:
         """Start the next round of a panel, unless the current one is not finished yet.
 
@@ -99,15 +99,26 @@ class _StoreRounds(_StoreCore):
         after a kill or a failure never starts a round twice. With ``retry_failed`` false the
         failed users of the current round are left as they are (the round stays incomplete)
         and the next round starts. The names of a round join it as a harvest claims them
-        (`add_users`).
+        (`add_users`). With ``every`` (a scheduled run's cadence, seconds) the next round starts
+        only once it is due (`RoundSchedule.starts_now`), read in the same transaction.
         """
+        if every is not None:
+            every = check_cadence(every)
+        now = self._clock()
         with self._transaction() as conn:
             current = _current_round(conn)
             if not _finished(conn, current, retry_failed):
                 return current, False
+            if every is not None:
+                row = conn.execute(
+                    "SELECT started_at FROM rounds WHERE number = ?", (current,)
+                ).fetchone()
+                started = _parse_utc_stamp(row[0]) if row else now
+                if not RoundSchedule(every, current, started, True).starts_now(now):
+                    return current, False
             conn.execute(
                 "INSERT INTO rounds (number, started_at, stop_at_known) VALUES (?, ?, ?)",
-                (current + 1, _utc_stamp(self._clock()), int(stop_at_known)),
+                (current + 1, _utc_stamp(now), int(stop_at_known)),
             )
         return current + 1, True
 

@@ -92,8 +92,7 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
             # Path() would fold the URL into a file name (and keep its password in it).
             raise StoreError(
                 f"{mask_url(os.fspath(path))!r} is a PostgreSQL URL, not a SQLite file: open it"
-                " with open_store or PostgresStore (diff, refresh and later rounds are not yet"
-                " on a PostgreSQL store)"
+                " with open_store or PostgresStore (the refresh is not yet on a PostgreSQL store)"
             )
         self._path = Path(path)
         self._clock = clock
