@@ -10,8 +10,7 @@ from typing import Final
 
 from .._dburl import is_postgres_url, mask_url
 from ..errors import StoreError
-from ._common import EXIT_OK, CommandError, UsageError, stdout
-from ._parser import add_verbosity
+from ._common import EXIT_INTERRUPTED, EXIT_OK, PROG, CommandError, UsageError, stdout
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
 
@@ -26,7 +25,7 @@ DESCRIPTION = (
 
 # Without a terminal, a progress line this often (seconds) while a big table is copied.
 _LOG_EVERY: Final = 10.0
-# Without a terminal, tables of at least this many rows say when they are done.
+# Without a terminal, tables of at least this many rows say when they start and end.
 _LOG_ROWS: Final = 10_000
 
 
@@ -39,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the new store: a file that does not exist yet, or a postgresql:// URL of a"
         " database without a store (or with an empty one)",
     )
-    add_verbosity(parser)
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="also list the rows copied per table"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="count", default=0, help="no progress, only the result"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
             console.status(text)
             return
         # In a log: a big table's end, and a line every _LOG_EVERY seconds while it lasts.
-        ended = step.done == step.total and step.total >= _LOG_ROWS
-        if ended or (step.done and time.monotonic() - last[0] >= _LOG_EVERY):
+        edge = step.done in (0, step.total) and step.total >= _LOG_ROWS
+        if edge or (step.done and time.monotonic() - last[0] >= _LOG_EVERY):
             last[0] = time.monotonic()
             console.line(text)
 
@@ -76,6 +80,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     except StoreError as exc:
         raise CommandError(str(exc)) from None
+    except KeyboardInterrupt:
+        console.clear()
+        # A PostgreSQL target's transaction is rolled back, a SQLite one's file removed.
+        print(
+            f"{PROG} copy: interrupted: nothing was copied into {mask_url(target)}; run the same"
+            " command again",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     finally:
         console.clear()
     out = stdout()

@@ -259,7 +259,9 @@ class _SQLiteSide(_Side):
 
     def __init__(self, path: Path, *, label: str | None = None, write: bool = False) -> None:
         self.label = label or str(path)
-        uri = path.resolve().as_uri() + ("?mode=rw" if write else "?mode=ro")
+        # Read-write even to read: a read-only connection cannot remove the WAL at its close,
+        # and would leave -wal and -shm files beside a store that had none.
+        uri = path.resolve().as_uri() + "?mode=rw"
         try:
             self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
             # One read transaction from the first SELECT to the end: one snapshot of a store
