@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -341,3 +342,52 @@ async def test_a_copy_killed_half_way_is_finished_by_the_same_command(
         in_postgres = await asyncio.to_thread(postgres_tables, target, twins)
         assert engine_free(in_postgres) == engine_free({n: original[n] for n in in_postgres})
         assert "videos" in in_postgres
+
+
+def consistent(tables: dict[str, list[tuple[Any, ...]]]) -> int:
+    """Check that a copy is one moment of its store: each user's pages and videos, and each
+    run's, are those its rows count (they commit together); return the videos."""
+    users = {row[0]: row for row in tables["users"]}  # username, seq, state, cursor, pages, videos
+    pages: dict[str, int] = {}
+    for row in tables["pages"]:
+        pages[row[2]] = pages.get(row[2], 0) + 1
+    videos: dict[str, int] = {}
+    for row in tables["videos"]:
+        videos[row[1]] = videos.get(row[1], 0) + 1
+    for name, row in users.items():
+        assert (pages.get(name, 0), videos.get(name, 0)) == (row[4], row[5]), name
+    assert sum(run[7] for run in tables["runs"]) == len(tables["pages"])
+    assert sum(run[8] for run in tables["runs"]) == len(tables["videos"])
+    return len(tables["videos"])
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_a_copy_taken_while_a_harvest_runs_is_one_moment_of_the_store(
+    postgres_url: str, tmp_path: Path, engine: str
+) -> None:
+    names = [f"run{i}_n600" for i in range(10)]
+    users = tmp_path / "users.txt"
+    users.write_text("\n".join(names) + "\n")
+    db = str(tmp_path / "live.db") if engine == "sqlite" else postgres_url
+    copy = str(tmp_path / "copy.db") if engine == "postgresql" else postgres_url
+    sim = Simulator(latency=0.01)
+    with sim.run_in_thread():
+        argv = [
+            sys.executable, "-m", "tiktok_repost_async", "harvest", str(users), "--db", db,
+            "--concurrency", "2", "--rate", "10000", "--no-progress",
+        ]  # fmt: skip
+        child = subprocess.Popen(argv, env=env_for(sim), stderr=subprocess.DEVNULL)
+        try:
+            while sim.stats.requests < 10 and child.poll() is None:
+                time.sleep(0.01)
+            report = copy_store(db, copy)
+            assert child.poll() is None, "the harvest ended before the copy did"
+        finally:
+            assert child.wait(timeout=60) == 0
+    total = sum(len(sim.ground_truth(name)) for name in names)
+    if engine == "sqlite":
+        columns = sqlite_columns(Path(db))
+        tables = postgres_tables(copy, {n: c for n, c in columns.items() if n != "skipped_counts"})
+    else:
+        tables = sqlite_tables(Path(copy))
+    assert 0 < consistent(tables) == report.videos < total
