@@ -204,7 +204,12 @@ _SKIPPED_COUNTS: Final = "skipped_counts"
 
 @dataclasses.dataclass(frozen=True)
 class CopyProgress:
-    """Tell how far a copy got: a table, its rows copied so far and its rows in all."""
+    """Tell how far a copy got: a table, its rows copied so far and its rows in all.
+
+    :param table: the table being copied (its SQLite name: ``videos``, ``pages`` ...).
+    :param done: its rows written so far (0 when it starts).
+    :param total: its rows in the source's snapshot.
+    """
 
     table: str
     done: int
@@ -213,7 +218,18 @@ class CopyProgress:
 
 @dataclasses.dataclass(frozen=True)
 class CopyReport:
-    """Say what a copy carried: rows per table, and the store's users, rounds and requests."""
+    """Say what a copy carried: rows per table, and the store's users, rounds and requests.
+
+    :param source: the source, as shown to people (a URL's password masked).
+    :param target: the target, likewise.
+    :param rows: the rows copied per table (SQLite names), meta's engine keys aside.
+    :param users: the users copied.
+    :param rounds: the rounds copied.
+    :param pages: the pages (with their provenance) copied.
+    :param videos: the observations of videos copied.
+    :param requests: the requests the copied ledger counts, every day together.
+    :param seconds: how long the copy took, checks included.
+    """
 
     source: str
     target: str
@@ -466,6 +482,15 @@ def copy_store(
                 )
         finally:
             reader.close()
+    except CopyRefusedError:
+        raise
+    except StoreError as exc:
+        # A write the target refused half-way (a lost connection, a value its engine cannot
+        # hold): its transaction is rolled back, or its partial file removed.
+        raise StoreError(
+            f"{exc}; nothing was copied into {dst_label}: run the same command again once this"
+            " is fixed"
+        ) from None
     finally:
         if lock_fd is not None:
             _lock.release(lock_fd)
