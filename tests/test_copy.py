@@ -198,6 +198,17 @@ async def test_sqlite_to_postgres_and_back_keeps_every_row_and_the_harvest_goes_
         assert store.requests_on() == sim.stats.requests
     assert got == {n: v for n in NAMES if (v := sim.ground_truth(n))}
     assert [run.id for run in runs][:2] == [2, 1]
+    # Home again, the finished harvest: the same export (its runs' holders stay behind).
+    final = tmp_path / "final.db"
+    assert (await asyncio.to_thread(run_main, "copy", postgres_url, final)).returncode == 0
+    for options in ((), ("--provenance",)):
+        assert export_bytes(tmp_path, final, *options) == export_bytes(
+            tmp_path, postgres_url, *options
+        )
+    wire(sim, final)
+    with Store(final, create=False) as store:
+        assert store.state_counts()[UserState.DONE] == 4
+        assert [run.outcome for run in store.runs()] == ["finished", "finished"]
 
 
 async def test_a_second_round_and_a_refresh_audit_travel_or_are_refused_in_one_line(
