@@ -266,7 +266,7 @@ async def test_a_target_that_is_not_empty_is_refused_and_left_as_it_was(
     refused = run_main("copy", source, other)
     assert refused.returncode == 2
     assert refused.stderr.strip() == (
-        f"tiktok-reposts copy: error: the target {str(other)!r} is not empty (1 rows in users):"
+        f"tiktok-reposts copy: error: the target {str(other)!r} is not empty (1 row in users):"
         " copy into a new file or an empty database"
     )
     assert sqlite_tables(other) == before
@@ -277,7 +277,7 @@ async def test_a_target_that_is_not_empty_is_refused_and_left_as_it_was(
     assert again.returncode == 2
     password = postgres_url.split(":")[2].split("@")[0]
     assert password not in again.stderr
-    assert "is not empty (1 rows in users)" in again.stderr
+    assert "is not empty (1 row in users)" in again.stderr
     with open_store(postgres_url, create=False) as store:
         assert store.user("pz_n12") is None
         assert store.user("cp_b_n30") is not None
@@ -299,7 +299,7 @@ async def test_rows_the_target_cannot_hold_are_refused_before_any_is_written(
         conn.execute("UPDATE skipped_counts SET count = count - 5")
         conn.execute("CREATE TABLE notes (text TEXT)")
         conn.execute("INSERT INTO notes VALUES ('mine')")
-    with pytest.raises(CopyRefusedError, match=r"1 rows in a table this version does not copy"):
+    with pytest.raises(CopyRefusedError, match=r"1 row in a table this version does not copy"):
         copy_store(source, tmp_path / "c.db")
     assert not (tmp_path / "c.db").exists()
     with open_store(postgres_url, create=False) as store:

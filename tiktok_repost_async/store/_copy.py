@@ -522,6 +522,10 @@ def copy_store(
     )
 
 
+def _rows(number: int) -> str:
+    return f"{number:,} row{'' if number == 1 else 's'}"
+
+
 def _label(spec: str) -> str:
     return mask_url(spec) if is_postgres_url(spec) else spec
 
@@ -545,7 +549,7 @@ def _refuse_unknown(reader: _Side, tables: dict[str, set[str]], counts: dict[str
         if name not in known and counts[name]:
             shown = f"{_PG_PREFIX}{name}" if reader.engine == "postgresql" else name
             raise CopyRefusedError(
-                f"the source {reader.label} has {counts[name]:,} rows in a table this version"
+                f"the source {reader.label} has {_rows(counts[name])} in a table this version"
                 f" does not copy ({shown}): upgrade tiktok-repost-async and copy again"
             )
 
@@ -568,7 +572,7 @@ def _plan(
             if rows:
                 raise CopyRefusedError(
                     f"the target {target_label} has no table for {table.what} ({table.name},"
-                    f" {rows:,} rows in the source): this version's {_ENGINE[engine]} store does"
+                    f" {_rows(rows)} in the source): this version's {_ENGINE[engine]} store does"
                     " not keep them yet; nothing was copied (keep the store on its engine)"
                 )
             continue
@@ -630,7 +634,7 @@ def _check_counts(
             continue  # the engine's own keys stay the target's
         if rows != counts[name] or writer.count(name) != rows:
             raise StoreError(
-                f"the copy into {label} read {rows:,} rows of {name}, not {counts[name]:,}:"
+                f"the copy into {label} read {_rows(rows)} of {name}, not {counts[name]:,}:"
                 " nothing was kept; run the same command again"
             )
 
@@ -662,7 +666,7 @@ def _empty_or_refuse(side: _Side, tables: dict[str, set[str]], label: str) -> No
         rows = side.count(name)
         if rows > (1 if name == "rounds" else 0):
             raise CopyRefusedError(
-                f"the target {label} is not empty ({rows:,} rows in {name}): copy into a new"
+                f"the target {label} is not empty ({_rows(rows)} in {name}): copy into a new"
                 " file or an empty database"
             )
 
