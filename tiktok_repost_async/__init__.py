@@ -60,6 +60,9 @@ if TYPE_CHECKING:
     from .refresher import Refresher, RefreshReport, refresh
     from .retry import RetryPolicy
     from .store import (
+        CopyProgress,
+        CopyRefusedError,
+        CopyReport,
         PostgresStore,
         RefreshRecord,
         RoundRecord,
@@ -71,6 +74,7 @@ if TYPE_CHECKING:
         StoreMismatchError,
         UserRecord,
         UserState,
+        copy_store,
         open_store,
     )
 
@@ -158,6 +162,10 @@ _LAZY: dict[str, str] = {
     "StoreLike": "store",
     "PostgresStore": "store",
     "open_store": "store",
+    "copy_store": "store",
+    "CopyProgress": "store",
+    "CopyRefusedError": "store",
+    "CopyReport": "store",
     "StoreLockedError": "store",
     "StoreMismatchError": "store",
     "UserRecord": "store",
@@ -179,6 +187,9 @@ __all__ = [
     "ClientClosedError",
     "ClientStats",
     "ConnectError",
+    "CopyProgress",
+    "CopyRefusedError",
+    "CopyReport",
     "Credentials",
     "DailyQuota",
     "DiffError",
@@ -242,6 +253,7 @@ __all__ = [
     "WalkState",
     "WalkStopped",
     "__version__",
+    "copy_store",
     "decode_video",
     "diff_rounds",
     "harvest",

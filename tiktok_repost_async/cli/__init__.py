@@ -1,4 +1,4 @@
-"""The ``tiktok-reposts`` command: harvest, status, export, diff, refresh, serve and demo.
+"""The ``tiktok-reposts`` command: harvest, status, export, diff, refresh, copy, serve and demo.
 
 Exit statuses: 0 when every user of the run reached a final state; 1 when the run finished but
 some users failed (the next run retries them), or a command could not do its work; 2 for usage
@@ -6,9 +6,10 @@ and configuration errors, or an answer this version cannot read (one line, no tr
 when the run stopped early, resumable: on the daily quota, an API down or unreachable, a shared
 ledger out of reach, a repeat round's users coming back empty, or Ctrl-C / SIGTERM.
 
-One module per command (``harvest``, ``status``, ``export``, ``diff``, ``refresh``, ``serve``,
-``demo``), each imported only when its command runs or shows its help; ``plan`` estimates the
-quota days left. The names below load on first use, so that importing ``main`` stays cheap.
+One module per command (``harvest``, ``status``, ``export``, ``diff``, ``refresh``, ``copy``,
+``serve``, ``demo``), each imported only when its command runs or shows its help; ``plan``
+estimates the quota days left. The names below load on first use, so that importing ``main``
+stays cheap.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ _COMMANDS: Final = {
     "export": "write a store's videos as JSONL, CSV or Parquet",
     "diff": "write what changed in each user's reposts between two rounds of a panel",
     "refresh": "check the stored videos with TikTok and delete those no longer available",
+    "copy": "copy a store between SQLite and PostgreSQL, table by table",
     "serve": "run the Research API simulator for your own tests and tools",
     "demo": "harvest a built-in sample from a local simulator, then summarise and export it",
 }

@@ -45,12 +45,13 @@ meta checks), `_core` (the connection and transactions every part shares), `_rea
 (runs and rounds; the cadence of a panel's rounds, kept in the meta table), `_lists` (a user's list
 in a round, completed where a walk stopped at a known video), `_refreshes` (the refresh audit, its
 tasks, deletion without trace), `_lock` (the run lock) and `_store` (`Store`: opening, life cycle,
-writing).
+writing), and `_copy` (`copy_store`: a store copied between engines, table by table).
 """
 
 from __future__ import annotations
 
 from ..errors import StoreError
+from ._copy import CopyProgress, CopyRefusedError, CopyReport, copy_store
 from ._core import SKIPPED_ROWS_KEPT
 from ._open import open_store
 from ._postgres import CLAIM_LEASE_S, PostgresStore
@@ -76,6 +77,9 @@ __all__ = [
     "REFRESH_DAYS",
     "SCHEMA_VERSION",
     "SKIPPED_ROWS_KEPT",
+    "CopyProgress",
+    "CopyRefusedError",
+    "CopyReport",
     "PageCommit",
     "PostgresStore",
     "RefreshBatch",
@@ -90,5 +94,6 @@ __all__ = [
     "StoreMismatchError",
     "UserRecord",
     "UserState",
+    "copy_store",
     "open_store",
 ]
