@@ -285,6 +285,33 @@ async def test_a_target_that_is_not_empty_is_refused_and_left_as_it_was(
         copy_store(source, source)
 
 
+async def test_an_input_line_with_a_nul_is_kept_on_both_engines_and_copied_across(
+    sim: Simulator, postgres_url: str, tmp_path: Path
+) -> None:
+    # SQLite keeps a NUL inside text, PostgreSQL refuses it: a skipped line holding one is
+    # written as "\\x00" there, by a harvest into PostgreSQL and by a copy into it alike.
+    lines = ["cp_b_n30", "bad\x00name", "pz_n12"]
+    source = tmp_path / "h.db"
+    await harvested(sim, source, lines)
+    with Store(source, create=False) as store:
+        assert store.skipped() == [(2, "bad\x00name", "NUL byte")]
+    assert copy_store(source, postgres_url).videos == 42
+    with open_store(postgres_url, create=False) as copied:
+        assert copied.skipped() == [(2, "bad\\x00name", "NUL byte")]
+    # A harvest straight into PostgreSQL reads the same line the same way, and goes on.
+    direct = postgres_url.rsplit("/", 1)[0] + "/" + "nul_direct"
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE nul_direct")
+    async with make_client(sim) as client:
+        outcomes = [o async for o in harvest(client, lines, store=direct)]
+    assert sorted(o.username for o in outcomes) == ["cp_b_n30", "pz_n12"]
+    with open_store(direct, create=False) as store:
+        assert store.skipped() == [(2, "bad\\x00name", "NUL byte")]
+        assert store.video_count() == 42
+
+
 async def test_rows_the_target_cannot_hold_are_refused_before_any_is_written(
     sim: Simulator, postgres_url: str, tmp_path: Path
 ) -> None:

@@ -46,6 +46,7 @@ from .._dburl import (
 from ..errors import StoreError
 from . import _lock
 from ._open import open_store
+from ._postgres import pg_text
 
 __all__ = ["CopyProgress", "CopyRefusedError", "CopyReport", "copy_store"]
 
@@ -411,7 +412,11 @@ class _PostgresSide(_Side):
         try:
             with self.conn.cursor() as cur, cur.copy(sql) as copy:
                 for row in rows:
-                    copy.write_row(row)
+                    # A NUL that SQLite kept in free text (a skipped input line) is refused by
+                    # PostgreSQL: written as the harvest into PostgreSQL writes it.
+                    copy.write_row(
+                        [pg_text(v) if isinstance(v, str) and "\x00" in v else v for v in row]
+                    )
         except self.psycopg.Error as exc:
             raise self.error("cannot write to", exc) from None
 

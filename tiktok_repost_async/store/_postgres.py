@@ -147,6 +147,17 @@ _BOOK: Final = (
 )
 
 
+def pg_text(text: str) -> str:
+    """Return ``text`` as PostgreSQL's ``text`` can hold it: a NUL character written ``\\x00``.
+
+    SQLite keeps a NUL inside text; PostgreSQL refuses the whole value. Only free text can hold
+    one (an input line that was skipped, an error's words): a username or an id never does.
+
+    :param text: the text to store.
+    """
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
+
+
 def not_yet(what: str) -> StoreError:
     """Return the error of a feature the PostgreSQL store does not have yet.
 
@@ -868,7 +879,7 @@ class PostgresStore(_PgRounds, _StoreFrames):
             lambda conn: conn.execute(
                 "INSERT INTO tiktok_skipped (line_no, raw, reason) VALUES (%s, %s, %s)"
                 " ON CONFLICT DO NOTHING",
-                (line_no, raw[:_SKIPPED_RAW_CHARS], reason),
+                (line_no, pg_text(raw[:_SKIPPED_RAW_CHARS]), pg_text(reason)),
             )
         )
 
