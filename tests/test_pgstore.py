@@ -124,7 +124,6 @@ async def test_diff_refresh_and_new_rounds_refuse_a_postgres_store_in_one_line(
     users.write_text("pg_a_n3\n")
     for args in (
         ("diff", "--db", postgres_url, "--from", "1", "--to", "2"),
-        ("refresh", "--db", postgres_url),
         ("harvest", users, "--db", postgres_url, "--new-round"),
     ):
         ran = await asyncio.to_thread(run_main, *args, env=env_for(sim))

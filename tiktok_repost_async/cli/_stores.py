@@ -97,7 +97,7 @@ def open_existing(db: str) -> StoreLike:
 
 
 def open_sqlite_existing(db: str, *, command: str | None = None) -> Store:
-    """Open an existing SQLite store (diff, refresh); raise UsageError if there is none.
+    """Open an existing SQLite store (diff); raise UsageError if there is none.
 
     :param db: the ``--db`` path.
     :param command: the command that needs SQLite, named when ``db`` is a PostgreSQL URL.
@@ -105,7 +105,7 @@ def open_sqlite_existing(db: str, *, command: str | None = None) -> Store:
     if is_postgres_url(db):
         raise UsageError(
             f"{command or 'this command'} is not yet on a PostgreSQL store: use a SQLite store"
-            " for diff/refresh"
+            " for diff"
         )
     if not check_db(db):
         raise _empty(db)

@@ -3,9 +3,9 @@
 `PostgresStore` keeps what a `Store` keeps, with the same meaning (raw video bytes as ``bytea``,
 each page's provenance, runs, the users' states and cursors, the write-ahead request ledger), in
 tables named ``tiktok_*`` of one database. It implements the part of the store interface
-(`StoreLike`) that ``harvest``, ``status`` and ``export`` use. Panel rounds after the first,
-``diff`` and ``refresh`` are not there yet: they refuse with a `StoreError` that says to use a
-SQLite store for them.
+(`StoreLike`) that ``harvest``, ``status``, ``export`` and ``refresh`` use (the refresh's part,
+and its deletion that leaves nothing behind, is `_pg_refreshes`). Panel rounds after the first and
+``diff`` are not there yet: they refuse with a `StoreError` that says to use a SQLite store.
 
 Several processes, on one machine or several, may harvest into one PostgreSQL store at once. Each
 user is walked by one process at a time through a claim: a row of ``tiktok_claims`` (user,
@@ -38,6 +38,7 @@ from typing import Any, Final, Self, TypeVar
 
 from .._dburl import driver_detail, import_psycopg, mask_url, pg_connect, url_password
 from ..errors import StoreError
+from ._pg_refreshes import REFRESH_TABLES, _PgRefreshes
 from ._records import (
     FINAL_STATES,
     PageCommit,
@@ -54,7 +55,6 @@ from ._records import (
     _utc_stamp,
     _utc_stamp_ms,
 )
-from ._refreshes import RefreshRecord, _parse_stamp
 from ._schema import _check_fields
 
 __all__ = ["CLAIM_LEASE_S", "PostgresStore"]
@@ -69,7 +69,7 @@ CLAIM_LEASE_S: Final = 60.0
 # One lock key for making the tables, so that processes starting at once on a new database do
 # not race in PostgreSQL's catalogue (CREATE TABLE IF NOT EXISTS is not safe against that).
 _SCHEMA_LOCK: Final = 0x7469_6B74_6F6C  # "tiktol"
-_SCHEMA_VERSION: Final = 1
+_SCHEMA_VERSION: Final = 2
 _KIND: Final = "tiktok-repost-async store"
 _SKIPPED_RAW_CHARS: Final = 1_000
 _DEADLOCK_TRIES: Final = 5
@@ -122,6 +122,7 @@ _TABLES: Final = (
     " expires timestamptz NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tiktok_claims (username text PRIMARY KEY, holder text NOT NULL,"
     " expires timestamptz NOT NULL)",
+    *REFRESH_TABLES,
 )
 
 # A free claim, an expired one, or our own: taken (or renewed); another live holder's: not.
@@ -153,7 +154,7 @@ def not_yet(what: str) -> StoreError:
     return StoreError(_NOT_YET.format(what=what))
 
 
-class PostgresStore:
+class PostgresStore(_PgRefreshes):
     """Open (or create) a harvest store in a PostgreSQL database that several processes share."""
 
     #: Several processes may harvest into it at once (claims, a shared day's count).
@@ -302,6 +303,16 @@ class PostgresStore:
                 f"{self._label} was written by a newer version of tiktok_repost_async (store"
                 f" schema {version}): upgrade tiktok-repost-async, or use another --db"
             )
+        if int(version) < _SCHEMA_VERSION:
+            # Version 1 (round 1 only) gains the tables it lacks, in one transaction.
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                for statement in _TABLES:
+                    conn.execute(statement)
+                conn.execute(
+                    "UPDATE tiktok_meta SET value = %s WHERE key = 'schema_version'",
+                    (str(_SCHEMA_VERSION),),
+                )
         stored = tuple(f for f in meta.get("fields", "").split(",") if f)
         stored_max = int(meta.get("max_count", "0"))
         if fields is not None and set(fields) != set(stored):
@@ -1051,23 +1062,6 @@ class PostgresStore:
                     yield from rows
         except self._psycopg.Error as exc:
             raise self._error("cannot read", exc) from None
-
-    def refreshes(self, limit: int | None = None) -> list[RefreshRecord]:
-        """Return no refresh: the refresh is not on a PostgreSQL store yet."""
-        return []
-
-    def refresh_due(self, days: float) -> float | None:
-        """Return when the first refresh is due: ``days`` after the oldest page was fetched."""
-        if not days > 0:
-            raise ValueError(f"days must be a positive number, not {days!r}")
-        rows = self._read(
-            "SELECT min(p.fetched_at) FROM tiktok_pages AS p"
-            " WHERE EXISTS (SELECT 1 FROM tiktok_videos AS v WHERE v.page_id = p.id)"
-        )
-        oldest = rows[0][0]
-        if oldest is None:
-            return None
-        return _parse_stamp(str(oldest)) + days * 86400.0
 
 
 def _alive(pid: int) -> bool:
