@@ -217,6 +217,41 @@ async def test_a_video_in_toast_leaves_nothing_there_either(
     assert now != toast
 
 
+async def test_a_role_that_does_not_own_the_tables_says_what_it_could_not_erase(
+    sim: Simulator, postgres_url: str, postgres_server: PostgresServer, caplog: Any
+) -> None:
+    # A collaborator with a role of their own, granted the tables but not owning them: only
+    # the owner may rewrite a table, so the deleted bytes stay until the owner's next refresh.
+    await harvested(sim, postgres_url, USERS[:3])
+    before = stored_at(postgres_url)
+    database = postgres_url.rsplit("/", 1)[1]
+    sql(
+        postgres_url,
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'helper') THEN"
+        f" CREATE ROLE helper LOGIN PASSWORD '{postgres_server.password}'; END IF; END $$;"
+        " GRANT ALL ON ALL TABLES IN SCHEMA public TO helper;"
+        " GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO helper",
+    )
+    helper = postgres_url.replace("postgres:", "helper:", 1)
+    assert helper.rsplit("/", 1)[1] == database
+    gone = wire_ids(sim, USERS[:3], 0) - wire_ids(sim, USERS[:3], EPOCH)
+    removed = [data for key, data in before.items() if int(key[1]) in gone]
+    sim.config.epoch = EPOCH
+    with caplog.at_level("WARNING", logger="tiktok_repost_async.store"):
+        report = await run_refresh(sim, helper)
+    assert report.finished
+    assert report.removed == len(gone)
+    [warning] = [r.getMessage() for r in caplog.records if "only the owner" in r.getMessage()]
+    assert "(role postgres)" in warning
+    assert postgres_server.password not in warning
+    assert all(data in database_files(postgres_url) for data in removed[:20])
+    # The owner pays the debt: its next refresh first, or by hand.
+    with PostgresStore(postgres_url, create=False) as store:
+        assert store.erase_deleted()
+    blob = database_files(postgres_url)
+    assert not any(data in blob for data in removed)
+
+
 async def test_a_video_stored_again_while_a_refresh_runs_is_kept_for_the_next(
     sim: Simulator, postgres_url: str
 ) -> None:

@@ -602,18 +602,36 @@ class _PgRefreshes:
         ``VACUUM (FULL)`` copies the live rows of the videos (their TOAST table and indexes
         too), the pages and the batches' ids into new files and drops the old ones; then a
         ``CHECKPOINT`` if the role may. Return whether nothing deleted is left in them: False
-        when a long reader of a table (an export) held the rewrite off; the debt is kept and
-        the next refresh pays it first.
+        when a long reader of a table (an export) held the rewrite off, or when this role does
+        not own the tables (only their owner may rewrite them); the debt is kept and the next
+        refresh pays it first.
         """
         owed = "SELECT 1 FROM tiktok_meta WHERE key = %s AND value = '1'"
         if not self._read(owed, (_ERASE_KEY,)):
             return True
+        tables = ("tiktok_videos", "tiktok_pages", "tiktok_refresh_ids")
+        # VACUUM of a table one does not own only warns on the server and does nothing.
+        owners = self._read(
+            "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = ANY(%s::regclass[])"
+            " AND NOT pg_has_role(relowner, 'USAGE')",
+            (list(tables),),
+        )
+        if owners:
+            logger.warning(
+                "the deleted videos' bytes are still in the files of %s: only the owner of its"
+                " tables (role %s) may rewrite them; the next refresh by that role does, or"
+                " run VACUUM (FULL) %s as it",
+                self._label,
+                owners[0][0],
+                ", ".join(tables),
+            )
+            return False
         conn = self._db
         try:
             # Not in a transaction block (VACUUM refuses one): this connection autocommits.
             conn.execute(f"SET lock_timeout = '{_REWRITE_LOCK_TIMEOUT}'")
             try:
-                for table in ("tiktok_videos", "tiktok_pages", "tiktok_refresh_ids"):
+                for table in tables:
                     conn.execute(f"VACUUM (FULL) {table}")
             finally:
                 conn.execute("RESET lock_timeout")
