@@ -389,6 +389,11 @@ async def test_the_refresh_books_within_the_day_that_harvests_share(
     report = await run_refresh(sim, postgres_url, daily_quota=spent + 2)
     assert report.outcome == "stopped: quota"
     assert report.requests == sim.stats.compliance_requests == 2
+    # Said as a harvest on the store says it: the day the processes share, password masked.
+    password = postgres_url.split(":")[2].split("@")[0]
+    assert "shared daily quota is spent" in (report.detail or "")
+    assert password not in (report.detail or "")
+    assert "***" in (report.detail or "")
     with PostgresStore(postgres_url, create=False) as store:
         assert store.requests_on(utc_day(time.time())) == spent + 2 == sim.stats.quota_used
 

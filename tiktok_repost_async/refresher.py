@@ -266,7 +266,14 @@ class Refresher:
                 spent_today=spent,
                 clock=self._clock,
                 margin=self.quota.margin,
-                shared=None if self.ledger is None else self.ledger.label,
+                # The day others spend too: the organisation's, or a shared store's own.
+                shared=(
+                    self.ledger.label
+                    if self.ledger is not None
+                    else store.label
+                    if store.shared
+                    else None
+                ),
             )
             gate = Gate(
                 self.quota,
