@@ -24,7 +24,7 @@ __all__ = ["StoreLike"]
 
 
 class StoreLike(Protocol):
-    """Name what a harvest, ``status`` and ``export`` need of a store, whatever its engine."""
+    """Name what harvest, status, export and refresh need of a store, whatever its engine."""
 
     @property
     def shared(self) -> bool:
