@@ -521,13 +521,14 @@ class _PgRefreshes:
                 if found is None:
                     raise StoreError(f"no user of seq {seq}")
                 name = str(found[0])
-                # The claim before the user's row, as a page's commit locks them.
+                # The claim before the user's row, as a page's commit locks them; an expired
+                # claim too, so that a harvest taking it over waits and then reads the new state.
                 held = conn.execute(
-                    "SELECT holder FROM tiktok_claims WHERE username = %s AND expires > now()"
-                    " AND holder <> %s FOR UPDATE",
-                    (name, self._holder),
+                    "SELECT holder, expires > now() AND holder <> %s FROM tiktok_claims"
+                    " WHERE username = %s FOR UPDATE",
+                    (self._holder, name),
                 ).fetchone()
-                if held is not None:
+                if held is not None and held[1]:
                     raise StoreLockedError(
                         f"user {name!r} is being harvested by {held[0]} right now: its data is"
                         " left as it is"
