@@ -117,18 +117,6 @@ async def test_status_and_export_read_a_postgres_store_and_never_show_its_passwo
         assert password not in text
 
 
-async def test_refresh_refuses_a_postgres_store_in_one_line(
-    sim: Simulator, postgres_url: str, tmp_path: Path
-) -> None:
-    # Rounds and diffs are on a PostgreSQL store now (tests/test_pgrounds.py).
-    for args in (("refresh", "--db", postgres_url),):
-        ran = await asyncio.to_thread(run_main, *args, env=env_for(sim))
-        assert ran.returncode == 2, (args, ran.stderr)
-        assert "not yet on a PostgreSQL store: use a SQLite store" in ran.stderr
-        assert len(ran.stderr.strip().splitlines()) == 1
-    assert sim.stats.requests == 0
-
-
 async def test_two_harvests_on_one_postgres_store_share_its_daily_quota(
     sim: Simulator, postgres_url: str
 ) -> None:

@@ -7,7 +7,8 @@ TikTok's Research Tools terms ask researchers to refresh their stored data regul
 days by the stricter reading) and to delete what is no longer available. `refresh` does that for
 a store: it takes every distinct stored video id, 10,000 a task (`MAX_TASK_IDS`), asks the Batch
 Compliance API which are still served, and deletes every observation (every round's) of the
-others, without trace (``secure_delete``, then a checkpoint that truncates the WAL). With
+others, without trace (SQLite: ``secure_delete``, then a checkpoint that truncates the WAL;
+PostgreSQL: the tables rewritten, see `store._pg_refreshes`). With
 ``check_users`` it first re-checks each user with stored videos with one request (the first page)
 and deletes all data of a user the API now says is not found or refuses (deleted, private, opted
 out).
@@ -60,7 +61,7 @@ from .errors import (
 from .gate import Gate
 from .ledger import Ledger
 from .quota import DailyQuota, QuotaPolicy, utc_day
-from .store import REFRESH_DAYS, RefreshBatch, Store
+from .store import REFRESH_DAYS, RefreshBatch, StoreLike, StoreLockedError
 
 __all__ = [
     "MAX_TASK_ATTEMPTS",
@@ -158,7 +159,7 @@ class Refresher:
     def __init__(
         self,
         client: RepostClient,
-        store: Store,
+        store: StoreLike,
         *,
         check_users: bool = False,
         daily_quota: int = 1000,
@@ -176,7 +177,8 @@ class Refresher:
         """Make a refresher; `run` does the work.
 
         :param client: the client whose session, limiter, token and retry policy the calls use.
-        :param store: the store to refresh (its run lock is held while it runs).
+        :param store: the store to refresh, SQLite or PostgreSQL (`StoreLike`): on SQLite its run
+            lock is held while it runs; on PostgreSQL one refresh at a time, harvests beside it.
         :param check_users: also re-check each user with stored videos with one request (the
             first page) and delete all data of those the API now says are not found or refuses.
         :param daily_quota: requests allowed per UTC day, shared with the store's ledger.
@@ -245,7 +247,7 @@ class Refresher:
     async def run(self) -> RefreshReport:
         """Refresh the store; return what was checked, removed and spent, and how it ended."""
         store = self.store
-        store.acquire_run_lock()
+        store.acquire_refresh_lock()
         outcome = "interrupted"
         detail: str | None = None
         retry_at: float | None = None
@@ -264,7 +266,14 @@ class Refresher:
                 spent_today=spent,
                 clock=self._clock,
                 margin=self.quota.margin,
-                shared=None if self.ledger is None else self.ledger.label,
+                # The day others spend too: the organisation's, or a shared store's own.
+                shared=(
+                    self.ledger.label
+                    if self.ledger is not None
+                    else store.label
+                    if store.shared
+                    else None
+                ),
             )
             gate = Gate(
                 self.quota,
@@ -301,7 +310,7 @@ class Refresher:
                 if self._refresh_id:
                     store.end_refresh(self._refresh_id, outcome)
             finally:
-                store.release_run_lock()
+                store.release_refresh_lock()
         final = store.refresh_record(self._refresh_id)
         assert final is not None
         return RefreshReport(
@@ -335,7 +344,13 @@ class Refresher:
             1, day=utc_day(self._clock()), limit=self.daily_quota
         ):
             return False
-        self.store.book_requests({username: 1})
+        if self.ledger is None and self.store.shared:
+            # The store's own day, which harvests beside the refresh book against too: booked
+            # within the limit, atomically, as theirs are.
+            if not self.store.book_requests({username: 1}, limit=self.daily_quota):
+                return False
+        else:
+            self.store.book_requests({username: 1})
         self.store.count_refresh_requests(self._refresh_id, 1)
         self.requests += 1
         return True
@@ -363,9 +378,11 @@ class Refresher:
                     gate.clear_suspect()
                     continue
                 except UserNotFoundError as gone:
-                    self._remove_user(seq, username, "not_found", gone)
+                    if not self._remove_user(seq, username, "not_found", gone):
+                        return
                 except UserUnavailableError as refused:
-                    self._remove_user(seq, username, "unavailable", refused)
+                    if not self._remove_user(seq, username, "unavailable", refused):
+                        return
                 except (WalkStopped, AuthError):
                     raise
                 except TikTokError as error:
@@ -381,16 +398,27 @@ class Refresher:
                     self.store.refresh_user_checked(self._refresh_id, seq)
                 break
 
-    def _remove_user(self, seq: int, username: str, state: str, error: APIError) -> None:
-        rows = self.store.refresh_user_checked(
-            self._refresh_id, seq, gone=state, error=f"{type(error).__name__}: {error}"
-        )
+    def _remove_user(self, seq: int, username: str, state: str, error: APIError) -> bool:
+        """Delete a gone user's data; False if a harvest walks it now (checked next run)."""
+        try:
+            rows = self.store.refresh_user_checked(
+                self._refresh_id, seq, gone=state, error=f"{type(error).__name__}: {error}"
+            )
+        except StoreLockedError as busy:
+            # A harvest beside the refresh (a shared store) holds the user's walk: its pages
+            # are not deleted under its feet. Not checked, so the users from it on wait too.
+            logger.warning("%s", busy)
+            self._incomplete.append(
+                f"{busy}; it and the users after it are checked again by the next run"
+            )
+            return False
         logger.info(
             "user %r is %s now: its %d stored video observations are deleted",
             username,
             state.replace("_", " "),
             rows,
         )
+        return True
 
     # -- compliance tasks ----------------------------------------------------------------------
 
@@ -552,7 +580,7 @@ class Refresher:
 
 async def refresh(
     client: RepostClient,
-    store: Store,
+    store: StoreLike,
     *,
     check_users: bool = False,
     daily_quota: int = 1000,
@@ -567,7 +595,8 @@ async def refresh(
     """Check every stored video (and with ``check_users`` every user) and delete what is gone.
 
     :param client: the client the calls go through (its limiter, token and retry policy).
-    :param store: the store to refresh; a refresh it left unfinished is resumed.
+    :param store: the store to refresh (a `Store` or a `PostgresStore`); a refresh it left
+        unfinished is resumed.
     :param check_users: also re-check each user with one request and delete all data of those
         now not found or refusing access.
     :param daily_quota: requests allowed per UTC day, shared with the store's ledger.

@@ -23,7 +23,6 @@ __all__ = [
     "open_existing",
     "open_for_harvest",
     "open_shared_ledger",
-    "open_sqlite_existing",
 ]
 
 
@@ -87,27 +86,16 @@ def _no_tables(db: str) -> bool:
 
 
 def open_existing(db: str) -> StoreLike:
-    """Open the store that status, export or diff reads; raise UsageError if there is none.
+    """Open the store that status, export, diff or refresh reads; raise UsageError if none.
 
     :param db: the ``--db`` given: a path, or a ``postgresql://`` URL.
     """
     if is_postgres_url(db):
         return _open_postgres(db, create=False)
-    return open_sqlite_existing(db)
+    return _open_sqlite_existing(db)
 
 
-def open_sqlite_existing(db: str, *, command: str | None = None) -> Store:
-    """Open an existing SQLite store (refresh; status, export and diff through `open_existing`);
-    raise UsageError if there is none.
-
-    :param db: the ``--db`` path.
-    :param command: the command that needs SQLite, named when ``db`` is a PostgreSQL URL.
-    """
-    if is_postgres_url(db):
-        raise UsageError(
-            f"{command or 'this command'} is not yet on a PostgreSQL store: use a SQLite store"
-            " for it"
-        )
+def _open_sqlite_existing(db: str) -> Store:
     if not check_db(db):
         raise _empty(db)
     try:

@@ -225,15 +225,6 @@ def _warn_if_refresh_overdue(store: StoreLike, days: int) -> None:
     due = store.refresh_due(days)
     if due is not None and due <= time.time():
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(due))
-        if store.shared:
-            logger.warning(
-                "a refresh of %s is overdue since %s (every %d days, TikTok's terms); the refresh"
-                " is not yet on a PostgreSQL store",
-                store.label,
-                when,
-                days,
-            )
-            return
         logger.warning(
             "a refresh of %s is overdue since %s (every %d days, TikTok's terms): run %s refresh"
             " --db %s",

@@ -28,13 +28,13 @@ from ._parser import add_ledger, add_rate, add_refresh_days, add_verbosity, int_
 from ._progress import duration
 from ._run import authenticate, credentials, make_client
 from ._signals import StopSignals
-from ._stores import open_shared_ledger, open_sqlite_existing
+from ._stores import open_existing, open_shared_ledger
 
 if TYPE_CHECKING:
     from ..client import RepostClient
     from ..ledger import Ledger
     from ..refresher import RefreshReport
-    from ..store import Store
+    from ..store import StoreLike
 
 __all__ = ["DESCRIPTION", "add_arguments", "due_line", "run"]
 
@@ -123,7 +123,7 @@ def _seconds(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     """Run ``refresh``; return the exit status."""
     key, secret = credentials()
-    store = open_sqlite_existing(args.db, command="refresh")
+    store = open_existing(args.db)
     ledger: Ledger | None = None
     try:
         if args.if_due:
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _refresh(
     client: RepostClient,
-    store: Store,
+    store: StoreLike,
     args: argparse.Namespace,
     console: Console,
     ledger: Ledger | None,
@@ -213,7 +213,7 @@ async def _refresh(
 
 def _summarise(
     report: RefreshReport,
-    store: Store,
+    store: StoreLike,
     args: argparse.Namespace,
     console: Console,
     ledger: Ledger | None,
@@ -269,7 +269,7 @@ def _summarise(
             console.line(line)
 
 
-def _rest(store: Store, days: int, now: float) -> tuple[str, int] | None:
+def _rest(store: StoreLike, days: int, now: float) -> tuple[str, int] | None:
     """Return why a refresh ``--if-due`` does nothing now, and its exit status; None: go on."""
     latest = store.refreshes(limit=1)
     if latest and not latest[0].finished:
@@ -294,7 +294,7 @@ def _rest(store: Store, days: int, now: float) -> tuple[str, int] | None:
     )
 
 
-def due_line(store: Store, days: int, now: float) -> str | None:
+def due_line(store: StoreLike, days: int, now: float) -> str | None:
     """Return one line saying when the store's next refresh is due, or None if nothing is stored.
 
     :param store: the store.

@@ -33,9 +33,11 @@ calls `Store.clear_skipped` first so that its lines are not counted twice.
 
 A lab's store may live in PostgreSQL instead (`PostgresStore`, `_postgres`; its panel rounds in
 `_pg_rounds`): several harvest processes share one store and one users list there, each user
-claimed by one of them at a time, and processes asking for a new round at once start one.
-Both engines implement `StoreLike`, the interface harvest, status and export use; `open_store`
-picks one from ``--db`` (a path, or a ``postgresql://`` URL).
+claimed by one of them at a time, and processes asking for a new round at once start one. Its
+refresh (`_pg_refreshes`) runs beside those harvests and rewrites the tables it deleted from
+(``VACUUM (FULL)``), PostgreSQL having no ``secure_delete``. Both engines implement `StoreLike`,
+the interface harvest, status, export, diff and refresh use; `open_store` picks one from ``--db``
+(a path, or a ``postgresql://`` URL).
 
 The store has no column, table or meta key for credentials: client keys, secrets and tokens are
 never written to it, so a store file can be shared with collaborators as it is.

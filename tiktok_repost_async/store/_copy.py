@@ -53,8 +53,10 @@ __all__ = ["CopyProgress", "CopyRefusedError", "CopyReport", "copy_store"]
 #: Rows read and written at a time.
 _BATCH: Final = 1_000
 _PG_PREFIX: Final = "tiktok_"
-# Meta keys each engine writes for itself when it makes a store: never copied over.
-_ENGINE_META: Final = frozenset({"schema_version", "kind"})
+# Meta keys each engine writes for itself when it makes a store: never copied over. A PostgreSQL
+# store's erase_pending says that rows already deleted still sit in its own files until its next
+# refresh rewrites them: the copy carries no deleted row, so the target owes nothing.
+_ENGINE_META: Final = frozenset({"schema_version", "kind", "erase_pending"})
 # Tables of one engine that hold live state, not data: never copied, never a reason to refuse.
 _LIVE: Final = {"postgresql": frozenset({"holders", "claims"}), "sqlite": frozenset()}
 # A shared ledger's tables may live in a store's database: the organisation's, not the store's.

@@ -3,9 +3,9 @@
 `PostgresStore` keeps what a `Store` keeps, with the same meaning (raw video bytes as ``bytea``,
 each page's provenance, runs, the users' states and cursors, the write-ahead request ledger), in
 tables named ``tiktok_*`` of one database. It implements the part of the store interface
-(`StoreLike`) that ``harvest``, ``status``, ``export`` and ``diff`` use, a panel's rounds
-included (`_pg_rounds`). The ``refresh`` is not there yet: it refuses with a `StoreError` that
-says to use a SQLite store for it.
+(`StoreLike`) that ``harvest``, ``status``, ``export``, ``diff`` and ``refresh`` use, a panel's
+rounds included (`_pg_rounds`), and the refresh's part with its deletion that leaves nothing
+behind (`_pg_refreshes`).
 
 Several processes, on one machine or several, may harvest into one PostgreSQL store at once. Each
 user is walked by one process at a time through a claim: a row of ``tiktok_claims`` (user,
@@ -39,6 +39,7 @@ from typing import Any, Final, Self, TypeVar
 from .._dburl import driver_detail, import_psycopg, mask_url, pg_connect, url_password
 from ..errors import StoreError
 from ._frames import _StoreFrames
+from ._pg_refreshes import REFRESH_TABLES, _PgRefreshes
 from ._pg_rounds import _ROUND_TABLES, _PgRounds
 from ._records import (
     FINAL_STATES,
@@ -54,7 +55,6 @@ from ._records import (
     _utc_stamp,
     _utc_stamp_ms,
 )
-from ._refreshes import RefreshRecord, _parse_stamp
 from ._schema import _check_fields
 
 __all__ = ["CLAIM_LEASE_S", "PostgresStore"]
@@ -77,7 +77,6 @@ _DEADLOCK_TRIES: Final = 5
 _FINAL_VALUES: Final = tuple(sorted(state.value for state in FINAL_STATES))
 _STATE_CHECK: Final = ", ".join(f"'{s.value}'" for s in UserState)
 _USER_COLUMNS: Final = "username, state, cursor, pages, videos, requests, error"
-_NOT_YET: Final = "not yet on a PostgreSQL store: use a SQLite store for {what}"
 
 _TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS tiktok_meta (key text PRIMARY KEY, value text NOT NULL)",
@@ -124,6 +123,7 @@ _TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS tiktok_claims (username text PRIMARY KEY, holder text NOT NULL,"
     " expires timestamptz NOT NULL)",
     *_ROUND_TABLES,
+    *REFRESH_TABLES,
 )
 
 # A free claim, an expired one, or our own: taken (or renewed); another live holder's: not.
@@ -158,15 +158,7 @@ def pg_text(text: str) -> str:
     return text.replace("\x00", "\\x00") if "\x00" in text else text
 
 
-def not_yet(what: str) -> StoreError:
-    """Return the error of a feature the PostgreSQL store does not have yet.
-
-    :param what: what to use a SQLite store for (``"refresh"``).
-    """
-    return StoreError(_NOT_YET.format(what=what))
-
-
-class PostgresStore(_PgRounds, _StoreFrames):
+class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
     """Open (or create) a harvest store in a PostgreSQL database that several processes share."""
 
     #: Several processes may harvest into it at once (claims, a shared day's count).
@@ -970,23 +962,6 @@ class PostgresStore(_PgRounds, _StoreFrames):
                     yield from rows
         except self._psycopg.Error as exc:
             raise self._error("cannot read", exc) from None
-
-    def refreshes(self, limit: int | None = None) -> list[RefreshRecord]:
-        """Return no refresh: the refresh is not on a PostgreSQL store yet."""
-        return []
-
-    def refresh_due(self, days: float) -> float | None:
-        """Return when the first refresh is due: ``days`` after the oldest page was fetched."""
-        if not days > 0:
-            raise ValueError(f"days must be a positive number, not {days!r}")
-        rows = self._read(
-            "SELECT min(p.fetched_at) FROM tiktok_pages AS p"
-            " WHERE EXISTS (SELECT 1 FROM tiktok_videos AS v WHERE v.page_id = p.id)"
-        )
-        oldest = rows[0][0]
-        if oldest is None:
-            return None
-        return _parse_stamp(str(oldest)) + days * 86400.0
 
 
 def _alive(pid: int) -> bool:

@@ -2,8 +2,8 @@
 
 Two engines implement it: `Store` (SQLite, one harvest process at a time under its run lock) and
 `PostgresStore` (several processes sharing users through claims). Nothing of either's SQL leaks
-through it. A panel's rounds, diffs and data frames take either; the refresh still takes a
-`Store`: on a PostgreSQL store it refuses (see `PostgresStore`).
+through it. A harvest, a panel's rounds, diffs, data frames and the refresh (`refresher`) take
+either.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from ._records import PageCommit, RoundRecord, RoundSchedule, RunRecord, UserRecord, UserState
-from ._refreshes import RefreshRecord
+from ._refreshes import RefreshBatch, RefreshRecord
 
 if TYPE_CHECKING:
     from ._postgres import PostgresStore
@@ -24,8 +24,8 @@ __all__ = ["StoreLike"]
 
 
 class StoreLike(Protocol):
-    """Name what a harvest, ``status``, ``export``, ``diff`` and the data frames need of a store,
-    whatever its engine."""
+    """Name what a harvest, ``status``, ``export``, ``diff``, the data frames and the refresh
+    need of a store, whatever its engine."""
 
     @property
     def shared(self) -> bool:
@@ -278,6 +278,71 @@ class StoreLike(Protocol):
 
     def refresh_due(self, days: float) -> float | None:
         """Return when the next refresh is due."""
+        ...
+
+    # -- a refresh ----------------------------------------------------------------------------
+
+    def acquire_refresh_lock(self) -> None:
+        """Take the store for a refresh (SQLite: its run lock; PostgreSQL: one refresh at a
+        time, harvests beside it)."""
+        ...
+
+    def release_refresh_lock(self) -> None:
+        """Let go of what `acquire_refresh_lock` took."""
+        ...
+
+    def start_refresh(
+        self, version: str, *, check_users: bool = False, batch_size: int = 10_000
+    ) -> tuple[RefreshRecord, bool]:
+        """Resume the unfinished refresh, or begin one; return it and whether it is new."""
+        ...
+
+    def end_refresh(self, refresh_id: int, outcome: str) -> None:
+        """Record how a refresh ended, and leave nothing it deleted in the store's files."""
+        ...
+
+    def refresh_record(self, refresh_id: int) -> RefreshRecord | None:
+        """Return one refresh's audit."""
+        ...
+
+    def count_refresh_requests(self, refresh_id: int, count: int = 1) -> None:
+        """Add booked requests to a refresh's audit."""
+        ...
+
+    def uncount_refresh_requests(self, refresh_id: int, count: int = 1) -> None:
+        """Take requests that never reached the API off a refresh's audit."""
+        ...
+
+    def refresh_batches(self, refresh_id: int) -> list[RefreshBatch]:
+        """Return a refresh's batches in order."""
+        ...
+
+    def refresh_batch_ids(self, refresh_id: int, batch: int) -> tuple[int, ...]:
+        """Return the video ids of one batch."""
+        ...
+
+    def set_refresh_task(self, refresh_id: int, batch: int, task_id: int) -> None:
+        """Record the task just made for a batch."""
+        ...
+
+    def fail_refresh_task(self, refresh_id: int, batch: int) -> None:
+        """Record that a batch's task Failed: it needs a task again."""
+        ...
+
+    def apply_refresh_batch(
+        self, refresh_id: int, batch: int, valid: Collection[int]
+    ) -> tuple[int, int]:
+        """Delete the batch's videos that ``valid`` does not name; return (ids, rows) deleted."""
+        ...
+
+    def refresh_users_left(self, refresh_id: int) -> Iterator[tuple[int, str]]:
+        """Stream (seq, username) of the users a refresh still has to re-check."""
+        ...
+
+    def refresh_user_checked(
+        self, refresh_id: int, seq: int, *, gone: str | None = None, error: str | None = None
+    ) -> int:
+        """Record a user's re-check; delete all its data if ``gone``; return rows deleted."""
         ...
 
 

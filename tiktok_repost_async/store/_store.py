@@ -264,6 +264,14 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
         """Tell whether this Store holds the harvest lock."""
         return self._lock_fd is not None
 
+    def acquire_refresh_lock(self) -> None:
+        """Take the store for a refresh: its run lock, so no harvest writes meanwhile."""
+        self.acquire_run_lock()
+
+    def release_refresh_lock(self) -> None:
+        """Let go of what `acquire_refresh_lock` took."""
+        self.release_run_lock()
+
     @contextmanager
     def run_lock(self) -> Iterator[Self]:
         """Hold the exclusive harvest lock for the duration of a with-block."""
