@@ -629,7 +629,7 @@ def test_run_lock_within_one_process(db: Path) -> None:
                 first.acquire_run_lock()
         assert not first.holds_run_lock
         second.acquire_run_lock()
-        assert first.lock_path.read_text().strip() == str(os.getpid())
+        assert first.lock_path.read_text().strip() == f"{os.getpid()} harvest"
     # close() released it.
     with Store(db, create=False) as third:
         third.acquire_run_lock()

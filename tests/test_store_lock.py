@@ -123,11 +123,17 @@ def test_a_second_store_is_refused_with_the_holders_pid(db: Path, msvcrt: FakeMs
             first.acquire_run_lock()
         first.release_run_lock()
         assert msvcrt.calls[-1] == ("unlock", 0)
+        # A refresh says so: a harvest refused meanwhile is not told of another harvest.
+        first.acquire_refresh_lock()
+        with pytest.raises(StoreLockedError) as info:
+            second.acquire_run_lock()
+        assert f"being refreshed by another process (pid {os.getpid()});" in str(info.value)
+        first.release_refresh_lock()
         assert not msvcrt.held
         # Released: the next acquire wins.
         second.acquire_run_lock()
         assert second.holds_run_lock
-        assert first.lock_path.read_bytes() == f" {os.getpid()}\n".encode("ascii")
+        assert first.lock_path.read_bytes() == f" {os.getpid()} harvest\n".encode("ascii")
     # close() unlocked it (the fixture checks that no lock is left).
 
 

@@ -4,10 +4,11 @@ POSIX systems (Linux, macOS) take ``flock`` on the whole file; Windows takes ``m
 on its first byte. Either lock belongs to the open file, so a harvest killed at any instant
 (SIGKILL, a closed console window) leaves no stale lock behind, unlike a pid file alone.
 
-The file holds the holder's pid for the message of a harvest that is refused. It is written
-after the first byte: Windows locks are mandatory, so no other process could read a pid kept
-inside the locked byte. Positioned reads and writes go through ``lseek`` with ``read`` and
-``write``, which both systems have (``pread`` and ``pwrite`` are Unix only).
+The file holds the holder's pid and purpose (``harvest``, ``refresh``) for the message of a
+process that is refused. They are written after the first byte: Windows locks are mandatory, so
+no other process could read a pid kept inside the locked byte. Positioned reads and writes go
+through ``lseek`` with ``read`` and ``write``, which both systems have (``pread`` and ``pwrite``
+are Unix only).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _HELD_ERRNOS: Final = frozenset({errno.EACCES, errno.EDEADLK})
 
 
 class LockHeldError(StoreError):
-    """Report that another open file holds the lock, naming the holder's pid as it wrote it.
+    """Report that another open file holds the lock, naming the holder as it wrote itself.
 
     The store turns it into `StoreLockedError` with a message for people.
     """
@@ -65,10 +66,12 @@ def _msvcrt() -> _Msvcrt:
     return cast(_Msvcrt, importlib.import_module("msvcrt"))
 
 
-def acquire(path: Path) -> int:
+def acquire(path: Path, purpose: str = "harvest") -> int:
     """Open ``path`` (creating it), lock it without waiting and write our pid; return the fd.
 
     :param path: the lock file; it is created if missing and never removed.
+    :param purpose: one word after the pid (``harvest``, ``refresh``), for the message of a
+        process that is refused.
     :raises LockHeldError: another open file holds the lock.
     """
     # O_BINARY (Windows only) keeps the pid's newline from becoming CRLF.
@@ -78,7 +81,7 @@ def acquire(path: Path) -> int:
             raise LockHeldError(_read_holder(fd))
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, _LOCKED_BYTE + f"{os.getpid()}\n".encode("ascii"))
+        os.write(fd, _LOCKED_BYTE + f"{os.getpid()} {purpose}\n".encode("ascii"))
     except BaseException:
         os.close(fd)
         raise

@@ -238,15 +238,21 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
 
     def acquire_run_lock(self) -> None:
         """Take the exclusive harvest lock of this store, or raise StoreLockedError."""
+        self._take_lock("harvest")
+
+    def _take_lock(self, purpose: str) -> None:
         self._require_open()
         if self._lock_fd is not None:
             raise StoreError(f"this Store already holds the run lock of {str(self._path)!r}")
         try:
-            fd = _lock.acquire(self.lock_path)
+            fd = _lock.acquire(self.lock_path, purpose)
         except _lock.LockHeldError as held:
+            # A lock file of an older version holds the pid alone: a harvest's.
+            pid, _, doing = held.holder.partition(" ")
             raise StoreLockedError(
-                f"{str(self._path)!r} is being harvested by another process "
-                f"(pid {held.holder}); wait for it to finish, stop it, or use another --db"
+                f"{str(self._path)!r} is being {'refreshed' if doing == 'refresh' else 'harvested'}"
+                f" by another process (pid {pid}); wait for it to finish, stop it, or use"
+                " another --db"
             ) from None
         self._lock_fd = fd
         # Each run claims its names afresh: the names a previous run on this Store claimed are
@@ -266,7 +272,7 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
 
     def acquire_refresh_lock(self) -> None:
         """Take the store for a refresh: its run lock, so no harvest writes meanwhile."""
-        self.acquire_run_lock()
+        self._take_lock("refresh")
 
     def release_refresh_lock(self) -> None:
         """Let go of what `acquire_refresh_lock` took."""
