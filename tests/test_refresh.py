@@ -70,6 +70,34 @@ async def run_refresh(sim: Simulator, db: Path, **options: Any) -> RefreshReport
             return await refresh(client, store, sleep=time.sleep, clock=time, **options)
 
 
+async def test_a_rebuild_owed_by_a_killed_refresh_is_paid_by_the_next_one(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # A refresh killed after its deletions committed, before its rebuild: the debt it recorded
+    # in the same transaction makes the next refresh rebuild first, even one that removes none.
+    db = tmp_path / "h.db"
+    await harvested(sim, db, USERS)
+    gone = sorted(str(i) for i in wire_ids(sim, USERS, 0) - wire_ids(sim, USERS, EPOCH))
+    marks = ",".join("?" * len(gone))
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        for video_id in gone:  # moved, so that stale copies stay in free space
+            conn.execute(
+                "UPDATE videos SET data = CAST(data || zeroblob(600) AS BLOB) WHERE video_id = ?",
+                (video_id,),
+            )
+        conn.execute("PRAGMA secure_delete=ON")
+        conn.execute(f"DELETE FROM videos WHERE video_id IN ({marks})", gone)
+        conn.execute("INSERT INTO meta (key, value) VALUES ('erase_pending', '1')")
+    assert any(video_id.encode() in file_bytes(db) for video_id in gone)
+
+    report = await run_refresh(sim, db)  # epoch 0: nothing is gone now
+
+    assert report.finished
+    assert report.removed == 0
+    blob = file_bytes(db)
+    assert [video_id for video_id in gone if video_id.encode() in blob] == []
+
+
 async def test_a_refresh_deletes_exactly_what_is_gone_and_leaves_no_trace(
     sim: Simulator, tmp_path: Path
 ) -> None:
@@ -131,6 +159,46 @@ def time_day() -> str:
     from tiktok_repost_async.quota import utc_day
 
     return utc_day(time.time())
+
+
+async def test_stale_copies_in_free_space_are_gone_after_a_refresh_too(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # SQLite moves a row when it grows, and without secure_delete (a harvest runs without it)
+    # the old cell stays in the page's free space, bytes intact. Each video to be removed is
+    # moved twice so: its stale copies are in the file, whatever secure_delete does later.
+    db = tmp_path / "h.db"
+    await harvested(sim, db, USERS)
+    gone = wire_ids(sim, USERS, 0) - wire_ids(sim, USERS, EPOCH)
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("PRAGMA secure_delete=OFF")
+        for video_id in gone:
+            conn.execute(
+                "UPDATE videos SET data = CAST(data || zeroblob(600) AS BLOB) WHERE video_id = ?",
+                (str(video_id),),
+            )
+            conn.execute(
+                "UPDATE videos SET data = substr(data, 1, length(data) - 600) WHERE video_id = ?",
+                (str(video_id),),
+            )
+    before = stored(db)
+    removed = {key: data for key, data in before.items() if int(key[2]) in gone}
+    assert removed
+    assert all(data in file_bytes(db) for data in removed.values())
+    sim.config.epoch = EPOCH
+
+    report = await run_refresh(sim, db)
+
+    assert report.finished
+    assert report.removed == len(gone)
+    blob = file_bytes(db)
+    for (_, _, video_id), data in removed.items():
+        assert data not in blob
+        assert video_id.encode() not in blob
+    # What is kept is as it was, and no rebuild is owed any more.
+    assert stored(db) == {key: data for key, data in before.items() if key not in removed}
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'erase_pending'").fetchone() is None
 
 
 async def test_more_than_ten_thousand_ids_go_in_several_tasks(

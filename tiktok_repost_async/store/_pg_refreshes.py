@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..errors import StoreError
 from ._records import StoreLockedError, _check_count, _utc_stamp
-from ._refreshes import RefreshBatch, RefreshRecord, _parse_stamp
+from ._refreshes import (
+    _REFRESH_COLUMNS,
+    RefreshBatch,
+    RefreshRecord,
+    _parse_stamp,
+    refresh_record,
+)
 
 __all__ = ["REFRESH_TABLES"]
 
@@ -57,10 +63,6 @@ _REFRESH_LOCK: Final = 0x7469_6B74_7266
 _REWRITE_LOCK_TIMEOUT: Final = "30s"
 # The meta key that says deleted content still lies in the tables' files (a rewrite is owed).
 _ERASE_KEY: Final = "erase_pending"
-_REFRESH_COLUMNS: Final = (
-    "id, started_at, ended_at, outcome, version, check_users, checked, removed,"
-    " observations_removed, users_checked, users_removed, requests"
-)
 
 #: The refresh's tables (schema version 2), mirroring SQLite's ``refreshes``, ``refresh_tasks``
 #: and ``refresh_ids``, and the statistics the server must never keep of a video's bytes or id.
@@ -282,32 +284,11 @@ class _PgRefreshes:
         return [self._refresh_record(row) for row in rows]
 
     def _refresh_record(self, row: Sequence[Any]) -> RefreshRecord:
-        refresh_id, started, ended, outcome, version, users = row[:6]
-        checked, removed, observations, users_checked, users_removed, requests = row[6:]
-        tasks = [
-            task
-            for (joined,) in self._read(
-                "SELECT task_ids FROM tiktok_refresh_tasks WHERE refresh_id = %s ORDER BY batch",
-                (refresh_id,),
-            )
-            for task in str(joined).split(",")
-            if task
-        ]
-        return RefreshRecord(
-            int(refresh_id),
-            str(started),
-            ended,
-            outcome,
-            str(version),
-            bool(users),
-            int(checked),
-            int(removed),
-            int(observations),
-            int(users_checked),
-            int(users_removed),
-            int(requests),
-            tuple(tasks),
+        task_ids = self._read(
+            "SELECT task_ids FROM tiktok_refresh_tasks WHERE refresh_id = %s ORDER BY batch",
+            (row[0],),
         )
+        return refresh_record(row, (str(joined) for (joined,) in task_ids))
 
     def count_refresh_requests(self, refresh_id: int, count: int = 1) -> None:
         """Add requests (already booked in the ledger) to a refresh's audit."""

@@ -4,8 +4,14 @@ A refresh checks every distinct stored video id with TikTok's Batch Compliance A
 what is no longer served. The store keeps, per refresh, the batches of ids it began with (so that
 a killed refresh sends and reads the same batches again), each batch's task id (persisted before
 it is polled), and the audit: when, how many ids checked and removed, requests spent, task ids.
-Deletions run with ``secure_delete`` on, and a checkpoint that truncates the WAL follows them, so
-that a removed video's bytes are found in none of the store's files.
+Deletions run with ``secure_delete`` on, and a checkpoint that truncates the WAL follows them. That
+is not enough on its own: ``secure_delete`` zeroes what a deletion frees, but the b-tree's page
+splits and moves during the harvest (which ran without it) leave stale copies of cells in the
+free space of pages, an id or a whole video among them. So a refresh that deleted anything ends by
+rebuilding the database from its live rows (``VACUUM``, whose temporary copy holds only what is
+kept), then truncating the WAL: a removed video's bytes are found in none of the store's files.
+The debt is recorded (meta ``erase_pending``) in each deletion's own transaction, so a refresh
+killed before its rebuild leaves it said, and the next refresh pays it first.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import dataclasses
 import datetime
 import logging
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 from ..errors import StoreError
@@ -32,6 +38,8 @@ REFRESH_DAYS: Final = 15
 _IN_CHUNK: Final = 500
 # The states of a batch: no task yet, a task made and not yet answered, its tasks Failed, done.
 _BATCH_STATES: Final = ("new", "created", "failed", "applied")
+# The meta key that says deleted content may still lie in the file (a rebuild is owed).
+_ERASE_KEY: Final = "erase_pending"
 _REFRESH_COLUMNS: Final = (
     "id, started_at, ended_at, outcome, version, check_users, checked, removed,"
     " observations_removed, users_checked, users_removed, requests"
@@ -103,6 +111,32 @@ def _parse_stamp(stamp: str) -> float:
     )
 
 
+def refresh_record(row: Sequence[Any], task_ids: Iterable[str]) -> RefreshRecord:
+    """Return a refresh's audit from its row (the columns ``_REFRESH_COLUMNS`` names, in order)
+    and the comma-joined task ids of its batches, in batch order: one reading for both engines.
+
+    :param row: the refresh's row.
+    :param task_ids: each batch's ``task_ids``.
+    """
+    refresh_id, started, ended, outcome, version, users = row[:6]
+    checked, removed, observations, users_checked, users_removed, requests = row[6:12]
+    return RefreshRecord(
+        int(refresh_id),
+        str(started),
+        ended,
+        outcome,
+        str(version),
+        bool(users),
+        int(checked),
+        int(removed),
+        int(observations),
+        int(users_checked),
+        int(users_removed),
+        int(requests),
+        tuple(task for joined in task_ids for task in joined.split(",") if task),
+    )
+
+
 class _StoreRefreshes(_StoreCore):
     """Record refreshes, their batches and tasks; delete what they find gone, without trace."""
 
@@ -123,6 +157,8 @@ class _StoreRefreshes(_StoreCore):
         _check_count("batch_size", batch_size)
         if batch_size == 0:
             raise ValueError("batch_size must be a positive int, not 0")
+        # What a killed run deleted may still lie in the file: rebuilt before anything else.
+        self.erase_deleted()
         stamp = _utc_stamp(self._clock())
         with self._transaction() as conn:
             row = conn.execute(
@@ -185,8 +221,12 @@ class _StoreRefreshes(_StoreCore):
             )
             if outcome == "finished":
                 self._secure(conn)
-                conn.execute("DELETE FROM refresh_ids WHERE refresh_id = ?", (refresh_id,))
+                if conn.execute(
+                    "DELETE FROM refresh_ids WHERE refresh_id = ?", (refresh_id,)
+                ).rowcount:
+                    self._owe_erase(conn)
         self.checkpoint()
+        self.erase_deleted()
 
     def refresh_record(self, refresh_id: int) -> RefreshRecord | None:
         """Return one refresh's audit, or None if there is no such refresh."""
@@ -206,34 +246,10 @@ class _StoreRefreshes(_StoreCore):
         return [self._refresh_record(row) for row in rows]
 
     def _refresh_record(self, row: tuple[Any, ...]) -> RefreshRecord:
-        (refresh_id, started, ended, outcome, version, users, checked, removed, observations) = row[
-            :9
-        ]
-        users_checked, users_removed, requests = row[9:]
-        tasks = [
-            task
-            for (joined,) in self._db.execute(
-                "SELECT task_ids FROM refresh_tasks WHERE refresh_id = ? ORDER BY batch",
-                (refresh_id,),
-            )
-            for task in str(joined).split(",")
-            if task
-        ]
-        return RefreshRecord(
-            int(refresh_id),
-            str(started),
-            ended,
-            outcome,
-            str(version),
-            bool(users),
-            int(checked),
-            int(removed),
-            int(observations),
-            int(users_checked),
-            int(users_removed),
-            int(requests),
-            tuple(tasks),
+        task_ids = self._db.execute(
+            "SELECT task_ids FROM refresh_tasks WHERE refresh_id = ? ORDER BY batch", (row[0],)
         )
+        return refresh_record(row, (str(joined) for (joined,) in task_ids))
 
     def count_refresh_requests(self, refresh_id: int, count: int = 1) -> None:
         """Add requests (already booked in the ledger) to a refresh's audit."""
@@ -341,6 +357,9 @@ class _StoreRefreshes(_StoreCore):
             conn.execute(
                 "DELETE FROM refresh_ids WHERE refresh_id = ? AND batch = ?", (refresh_id, batch)
             )
+            if gone:
+                # Its ids were in refresh_ids, and its rows, if any, in videos and pages.
+                self._owe_erase(conn)
             conn.execute(
                 "UPDATE refresh_tasks SET state = 'applied', removed = ? WHERE refresh_id = ?"
                 " AND batch = ?",
@@ -439,6 +458,7 @@ class _StoreRefreshes(_StoreCore):
                 self._secure(conn)
                 rows = conn.execute("DELETE FROM videos WHERE username = ?", (name,)).rowcount
                 conn.execute("DELETE FROM pages WHERE username = ?", (name,))
+                self._owe_erase(conn)
                 conn.execute(
                     "UPDATE users SET state = ?, error = ?, videos = 0, pages = 0, cursor = 0,"
                     " partial = 0, updated_at = ? WHERE seq = ?",
@@ -494,6 +514,42 @@ class _StoreRefreshes(_StoreCore):
         # Deleted content is overwritten with zeros in the database and the WAL, not left in
         # free space where a file's bytes would still show it.
         conn.execute("PRAGMA secure_delete=ON")
+
+    @staticmethod
+    def _owe_erase(conn: sqlite3.Connection) -> None:
+        # In the deletion's own transaction: a kill after it commits still leaves the debt said.
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE"
+            " SET value = '1'",
+            (_ERASE_KEY,),
+        )
+
+    def erase_deleted(self) -> bool:
+        """Rebuild the database from its live rows, so that nothing deleted stays in its file.
+
+        Only when a deletion owes it (meta ``erase_pending``): ``VACUUM`` copies what is kept
+        into a temporary database and writes it back over every page, stale free space
+        included, then the WAL is truncated. Return whether nothing deleted is left: False when
+        another process's read of the store held the rebuild off (said in a warning); the debt
+        is kept and the next refresh pays it first.
+        """
+        db = self._db
+        owed = db.execute("SELECT value FROM meta WHERE key = ?", (_ERASE_KEY,)).fetchone()
+        if owed is None or owed[0] != "1":
+            return True
+        try:
+            db.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            logger.warning(
+                "deleted videos may linger in the free space of %s until the next refresh:"
+                " it could not be rebuilt (%s)",
+                self._path.name,
+                exc,
+            )
+            return False
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM meta WHERE key = ?", (_ERASE_KEY,))
+        return self.checkpoint()
 
     def checkpoint(self) -> bool:
         """Copy the WAL into the database and truncate it; return whether it went through whole.
