@@ -6,12 +6,13 @@ a killed refresh sends and reads the same batches again), each batch's task id (
 it is polled), and the audit: when, how many ids checked and removed, requests spent, task ids.
 Deletions run with ``secure_delete`` on, and a checkpoint that truncates the WAL follows them. That
 is not enough on its own: ``secure_delete`` zeroes what a deletion frees, but the b-tree's page
-splits and moves during the harvest (which ran without it) leave stale copies of cells in the
-free space of pages, an id or a whole video among them. So a refresh that deleted anything ends by
-rebuilding the database from its live rows (``VACUUM``, whose temporary copy holds only what is
-kept), then truncating the WAL: a removed video's bytes are found in none of the store's files.
-The debt is recorded (meta ``erase_pending``) in each deletion's own transaction, so a refresh
-killed before its rebuild leaves it said, and the next refresh pays it first.
+splits and moves during the harvest leave stale copies of cells in the free space of pages (with
+``secure_delete`` on or off, as the build defaults), an id or a whole video among them. So a
+refresh that deleted anything ends by rebuilding the database from its live rows (``VACUUM``, whose
+temporary copy holds only what is kept), then truncating the WAL: a removed video's bytes are found
+in none of the store's files. The debt is recorded (meta ``erase_pending``) in each deletion's own
+transaction, so a refresh killed before its rebuild leaves it said, and the next refresh pays it
+first.
 """
 
 from __future__ import annotations
