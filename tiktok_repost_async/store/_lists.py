@@ -11,8 +11,8 @@ both read lists through these functions; the PostgreSQL store through `complete_
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from typing import TypeAlias
+from collections.abc import Callable, Iterator
+from typing import Any, TypeAlias
 
 #: (video_id, data, round observed in, page's fetched_at, page's log_id); the last two are None
 #: unless provenance was asked for (and for videos stored before provenance was recorded).
@@ -122,3 +122,47 @@ def splice(head: list[Row], earlier: list[Row]) -> list[Row]:
     # Past the anchor the earlier list goes on as it was (newest first: the assumption that
     # stop_at_known rests on); before it, a video that this walk did not see again was gone.
     return head + [row for row in earlier[anchor + 1 :] if row[0] not in seen]
+
+
+def completing(
+    rows: Iterator[Any],
+    number: int,
+    *,
+    provenance: bool,
+    rounds_of: Callable[[str], dict[int, tuple[str, bool]]],
+    list_of: Callable[[str, dict[int, tuple[str, bool]]], list[Row]],
+) -> Iterator[Any]:
+    """Pass round ``number``'s rows on (grouped by user), each partial walk's list completed.
+
+    What follows a user's rows is the rest of its `completed` list, from the rounds before: one
+    engine's reading of the user's rounds (``rounds_of``) and of its completed list (``list_of``).
+
+    :param rows: (username, video_id, data[, round, fetched_at, log_id]) in the store's order.
+    :param number: the round the rows are of.
+    :param provenance: the rows, and so their completion, carry round, fetched_at and log_id.
+    :param rounds_of: a user's `user_rounds`.
+    :param list_of: a user's completed list in the round, given its rounds.
+    """
+
+    def completion(username: str, seen: int) -> Iterator[Any]:
+        # One small lookup per user, not per video: most walks are whole and add nothing.
+        rounds = rounds_of(username)
+        if not is_partial(rounds, number):
+            return
+        for video_id, data, observed, fetched_at, log_id in list_of(username, rounds)[seen:]:
+            if provenance:
+                yield username, video_id, data, observed, fetched_at, log_id
+            else:
+                yield username, video_id, data
+
+    username: str | None = None
+    count = 0
+    for row in rows:
+        if row[0] != username:
+            if username is not None:
+                yield from completion(username, count)
+            username, count = row[0], 0
+        count += 1
+        yield row
+    if username is not None:
+        yield from completion(username, count)

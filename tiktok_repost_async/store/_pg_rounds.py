@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ._lists import Row, complete_chain, done_before, is_partial
+from ._lists import Row, complete_chain, completing, done_before
 from ._records import (
     RoundRecord,
     RoundSchedule,
@@ -477,29 +477,15 @@ class _PgRounds:
 
     def _completing(self, rows: Iterator[Any], number: int, provenance: bool) -> Iterator[Any]:
         """Pass a round's rows on, each partial walk's list followed by its completion."""
-        username: str | None = None
-        count = 0
-        for row in rows:
-            if row[0] != username:
-                if username is not None:
-                    yield from self._completion(username, number, count, provenance)
-                username, count = row[0], 0
-            count += 1
-            yield row
-        if username is not None:
-            yield from self._completion(username, number, count, provenance)
-
-    def _completion(self, username: str, number: int, seen: int, provenance: bool) -> Iterator[Any]:
-        # One small lookup per user, not per video: most walks are whole and add nothing.
-        rounds = self._user_rounds(username)
-        if not is_partial(rounds, number):
-            return
-        tail = self._completed(username, number, rounds, provenance=provenance)[seen:]
-        for video_id, data, observed, fetched_at, log_id in tail:
-            if provenance:
-                yield username, video_id, data, observed, fetched_at, log_id
-            else:
-                yield username, video_id, data
+        return completing(
+            rows,
+            number,
+            provenance=provenance,
+            rounds_of=self._user_rounds,
+            list_of=lambda username, rounds: self._completed(
+                username, number, rounds, provenance=provenance
+            ),
+        )
 
 
 def _finished(conn: Any, number: int, retry_failed: bool) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterator
 from typing import Any
 
 from ._core import _StoreCore
-from ._lists import completed, is_partial, user_rounds
+from ._lists import completed, completing, user_rounds
 from ._records import UserRecord, UserState, _check_count, _check_day, _row_to_record, _utc_day
 
 _USER_COLUMNS = "username, state, cursor, pages, videos, requests, error"
@@ -141,29 +141,16 @@ class _StoreReading(_StoreCore):
 
     def _completing(self, rows: Iterator[Any], number: int, *, provenance: bool) -> Iterator[Any]:
         """Pass a round's rows on, each partial walk's list followed by its completion."""
-        username: str | None = None
-        count = 0
-        for row in rows:
-            if row[0] != username:
-                if username is not None:
-                    yield from self._completion(username, number, count, provenance)
-                username, count = row[0], 0
-            count += 1
-            yield row
-        if username is not None:
-            yield from self._completion(username, number, count, provenance)
-
-    def _completion(self, username: str, number: int, seen: int, provenance: bool) -> Iterator[Any]:
-        # One small lookup per user, not per video: most walks are whole and add nothing.
-        rounds = user_rounds(self._db, username)
-        if not is_partial(rounds, number):
-            return
-        tail = completed(self._db, username, number, rounds, provenance=provenance)[seen:]
-        for video_id, data, observed, fetched_at, log_id in tail:
-            if provenance:
-                yield username, video_id, data, observed, fetched_at, log_id
-            else:
-                yield username, video_id, data
+        db = self._db
+        return completing(
+            rows,
+            number,
+            provenance=provenance,
+            rounds_of=lambda username: user_rounds(db, username),
+            list_of=lambda username, rounds: completed(
+                db, username, number, rounds, provenance=provenance
+            ),
+        )
 
     def _videos_query(
         self, batch: int, round: int | None, *, provenance: bool
