@@ -170,6 +170,19 @@ def _text_stream(data: bytes = b"") -> io.TextIOWrapper:
     return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="", write_through=True)
 
 
+def sim_env(sim: Simulator, **extra: str) -> dict[str, str]:
+    """Return an environment for a CLI process on ``sim``: its URL and test credentials, and
+    none of the caller's ``TIKTOK_*`` or libpq ``PG*`` variables (plus ``extra``)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("TIKTOK_", "PG"))}
+    env.update(
+        TIKTOK_API_BASE_URL=sim.base_url,
+        TIKTOK_CLIENT_KEY=TEST_CLIENT_KEY,
+        TIKTOK_CLIENT_SECRET=TEST_CLIENT_SECRET,
+        **extra,
+    )
+    return env
+
+
 def run_main(
     *args: object, env: Mapping[str, str] | None = None, stdin: str | bytes | None = None
 ) -> Ran:

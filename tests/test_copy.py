@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import make_client, run_main
+from support import make_client, run_main, sim_env
 
 from tiktok_repost_async import (
     CopyRefusedError,
@@ -36,22 +35,12 @@ from tiktok_repost_async import (
     open_store,
     refresh,
 )
-from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Fault, Simulator
+from tiktok_repost_async.simulator import Fault, Simulator
 
 # cp_c (420 reposts, 5 pages) and cp_a (3 pages) are cut by max_pages=2; broken fails.
 NAMES = ["cp_a_n250", "cp_b_n30", "missing_cp", "broken_n120", "cp_c_n420", "private_cp"]
 LINES = ["cp_a_n250", "b a d", "cp_b_n30", "", "missing_cp", "broken_n120", "cp_c_n420"]
 LINES += ["@@@", "private_cp"]
-
-
-def env_for(sim: Simulator) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIKTOK_", "PG"))}
-    env.update(
-        TIKTOK_API_BASE_URL=sim.base_url,
-        TIKTOK_CLIENT_KEY=TEST_CLIENT_KEY,
-        TIKTOK_CLIENT_SECRET=TEST_CLIENT_SECRET,
-    )
-    return env
 
 
 async def harvested(sim: Simulator, db: Path, lines: list[str] = LINES) -> None:
@@ -342,7 +331,7 @@ async def test_a_copy_killed_half_way_is_finished_by_the_same_command(
     source = tmp_path / "h.db"
     await harvested(sim, source, ["cp_d_n1500", "cp_e_n900", "b a d", "cp_b_n30"])
     target = postgres_url if engine == "postgresql" else str(tmp_path / "copy.db")
-    env = env_for(sim)
+    env = sim_env(sim)
     killed = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-c", _KILLER, str(source), target], env=env
     )
@@ -401,7 +390,7 @@ def test_a_copy_taken_while_a_harvest_runs_is_one_moment_of_the_store(
             sys.executable, "-m", "tiktok_repost_async", "harvest", str(users), "--db", db,
             "--concurrency", "2", "--rate", "10000", "--no-progress",
         ]  # fmt: skip
-        child = subprocess.Popen(argv, env=env_for(sim), stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(argv, env=sim_env(sim), stderr=subprocess.DEVNULL)
         try:
             while sim.stats.requests < 10 and child.poll() is None:
                 time.sleep(0.01)

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from pg_server import PostgresServer
+from support import sim_env
 
-from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, Simulator
+from tiktok_repost_async.simulator import Simulator
 
 QUOTA = 60
 USERS = {"a": [f"a{i}_n5000" for i in range(6)], "b": [f"b{i}_n5000" for i in range(6)]}
-
-
-def environment(sim: Simulator, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("TIKTOK_", "PG"))}
-    env.update(
-        TIKTOK_API_BASE_URL=sim.base_url,
-        TIKTOK_CLIENT_KEY=TEST_CLIENT_KEY,
-        TIKTOK_CLIENT_SECRET=TEST_CLIENT_SECRET,
-        **extra,
-    )
-    return env
 
 
 def command(*args: object) -> list[str]:
@@ -44,7 +33,7 @@ def harvest_both(
                 "harvest", tmp_path / f"{name}.txt", "--db", tmp_path / f"{name}.db",
                 "--daily-quota", QUOTA, "--no-progress", *ledger[name],
             ),
-            env=environment(sim, **env.get(name, {})),
+            env=sim_env(sim, **env.get(name, {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -80,7 +69,7 @@ def status(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command("status", "--db", tmp_path / f"{name}.db", "--daily-quota", QUOTA, *ledger),
-        env=environment(sim, **env),
+        env=sim_env(sim, **env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -145,7 +134,7 @@ def test_two_cli_harvests_on_one_postgres_ledger_never_show_its_password(
     wrong = postgres_url.replace(password, "Not-The-Passw0rd")
     refused = subprocess.run(
         command("harvest", tmp_path / "a.txt", "--db", tmp_path / "c.db", "--ledger", wrong),
-        env=environment(sim),
+        env=sim_env(sim),
         capture_output=True,
         text=True,
         timeout=60,

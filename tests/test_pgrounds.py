@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import FakeClock, make_client, run_main
+from support import FakeClock, make_client, run_main, sim_env
 from test_frames import read_rows, wire_rows
-from test_pgstore import env_for
 from test_round_completion import by_user
 from test_rounds import FIELDS, video
 
@@ -413,7 +412,7 @@ def test_a_new_round_killed_mid_round_is_finished_by_the_same_command(
     users.write_text("\n".join(KILL_PANEL) + "\n")
     sim = Simulator()
     with sim.run_in_thread():
-        env = env_for(sim)
+        env = sim_env(sim)
         first = subprocess.run(
             harvest_argv(users, postgres_url), env=env, capture_output=True, text=True, timeout=120
         )
@@ -455,7 +454,7 @@ def test_two_scheduled_runs_at_once_start_one_round_and_share_it(
     users.write_text("\n".join(KILL_PANEL) + "\n")
     sim = Simulator()
     with sim.run_in_thread():
-        env = env_for(sim)
+        env = sim_env(sim)
         argv = harvest_argv(users, postgres_url, "--new-round-every", "7d", "--concurrency", "2")
         first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
         assert first.returncode == 0, first.stderr

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import make_client, run_main
+from support import make_client, run_main, sim_env
 
 from tiktok_repost_async import (
     PostgresStore,
@@ -35,16 +35,6 @@ from tiktok_repost_async.simulator import TEST_CLIENT_KEY, TEST_CLIENT_SECRET, S
 from tiktok_repost_async.store import PageCommit
 
 NAMES = ["pg_a_n250", "pg_b_n1", "pg_c_n0", "missing_pg", "private_pg", "pg_d_n420"]
-
-
-def env_for(sim: Simulator) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("TIKTOK_", "PG"))}
-    env.update(
-        TIKTOK_API_BASE_URL=sim.base_url,
-        TIKTOK_CLIENT_KEY=TEST_CLIENT_KEY,
-        TIKTOK_CLIENT_SECRET=TEST_CLIENT_SECRET,
-    )
-    return env
 
 
 def stored(store: StoreLike) -> dict[str, list[bytes]]:
@@ -214,7 +204,7 @@ def test_a_killed_harvest_into_postgres_is_cured_by_the_same_command(
             sys.executable, "-m", "tiktok_repost_async", "harvest", str(users), "--db",
             postgres_url, "--concurrency", "3", "--rate", "10000", "--no-progress",
         ]  # fmt: skip
-        child = subprocess.Popen(argv, env=env_for(sim), cwd=tmp_path)
+        child = subprocess.Popen(argv, env=sim_env(sim), cwd=tmp_path)
         deadline = time.monotonic() + 60
         while videos_in(postgres_url) < 1500 and child.poll() is None:
             assert time.monotonic() < deadline, "the harvest made no progress"
@@ -223,7 +213,7 @@ def test_a_killed_harvest_into_postgres_is_cured_by_the_same_command(
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
         again = subprocess.run(
-            argv, env=env_for(sim), cwd=tmp_path, capture_output=True, text=True, timeout=120
+            argv, env=sim_env(sim), cwd=tmp_path, capture_output=True, text=True, timeout=120
         )
         assert again.returncode == 0, again.stderr
         refetched = sum(count - 1 for count in sim.stats.by_cursor.values())
