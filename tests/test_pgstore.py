@@ -212,10 +212,16 @@ def test_a_killed_harvest_into_postgres_is_cured_by_the_same_command(
         assert child.poll() is None, "the harvest ended before it could be killed"
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
+        with PostgresStore(postgres_url, create=False) as store:
+            finished = store.state_counts()[UserState.DONE]
         again = subprocess.run(
             argv, env=sim_env(sim), cwd=tmp_path, capture_output=True, text=True, timeout=120
         )
         assert again.returncode == 0, again.stderr
+        # On a shared store "already finished": another process may have finished them meanwhile.
+        if finished:
+            assert f"input: {finished:,} already finished" in again.stderr
+        assert "finished in earlier runs" not in again.stderr
         refetched = sum(count - 1 for count in sim.stats.by_cursor.values())
         assert refetched <= 3  # the pages in flight at the kill
         assert sim.stats.requests == sum(sim.pages_needed(n) for n in names) + refetched

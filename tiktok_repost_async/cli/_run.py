@@ -428,7 +428,9 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: Harves
     if p.duplicates:
         notes.append(f"{p.duplicates:,} duplicate{'s' if p.duplicates > 1 else ''}")
     if p.already_final:
-        notes.append(f"{p.already_final:,} finished in earlier runs")
+        # On a shared store another process may have finished a user during this very run.
+        earlier = "already finished" if harvester.store.shared else "finished in earlier runs"
+        notes.append(f"{p.already_final:,} {earlier}")
     if p.elsewhere:
         notes.append(f"{p.elsewhere:,} walked by other processes on the store")
     if notes:
