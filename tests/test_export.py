@@ -439,3 +439,37 @@ def test_write_atomically_gives_the_file_the_umask_s_permissions(tmp_path: Path)
     assert (tmp_path / "x.jsonl").stat().st_mode & 0o777 == 0o640
     with pytest.raises(FileNotFoundError):
         write_atomically(tmp_path / "no" / "x.jsonl", lambda sink: sink.write(b""))
+
+
+def test_export_into_a_fifo_or_through_a_link_keeps_what_is_there(
+    store: Store, tmp_path: Path
+) -> None:
+    import os
+    import stat
+    import threading
+
+    db = str(tmp_path / "s.db")
+    store.close()
+    argv = [sys.executable, "-m", "tiktok_repost_async", "export", "--db", db, "--output"]
+    plain = tmp_path / "plain.jsonl"
+    subprocess.run([*argv, str(plain)], check=True, capture_output=True, timeout=60)
+    # A FIFO (as a device or a shell's >(gzip > x.gz) is) is written in place: renaming a plain
+    # file over it left its reader with nothing, and the FIFO gone (root's /dev/null likewise).
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    done = subprocess.run([*argv, str(fifo)], capture_output=True, text=True, timeout=60)
+    reader.join(timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert got == [plain.read_bytes()]
+    # A link stays a link, and the file it names gets the export.
+    (tmp_path / "real.jsonl").write_bytes(b"an old export")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to("real.jsonl")
+    subprocess.run([*argv, str(link)], check=True, capture_output=True, timeout=60)
+    assert link.is_symlink()
+    assert (tmp_path / "real.jsonl").read_bytes() == plain.read_bytes()
+    assert len(plain.read_bytes().splitlines()) == len(expected_rows())

@@ -59,6 +59,7 @@ import importlib
 import io
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, Protocol, TypeVar
@@ -232,11 +233,23 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryOutput
     the old file (if any) stays until the new one is whole. The new file gets the permissions a
     plain ``open()`` would give it (0o666 less the umask), not the temporary file's 0o600.
 
+    A symbolic link is followed: the file it points to is replaced, and the link stays. What is
+    not a regular file (a FIFO, a device such as ``/dev/stdout`` or ``/dev/null``, a process
+    substitution) is written in place, as ``open()`` would: renaming over it would put a plain
+    file where a reader or the system expects the device.
+
     :param path: the file to write (replaced if it exists).
     :param write: writes the content to the binary file it is given; what it returns is returned.
     :raises OSError: the directory cannot hold the temporary file, or the rename failed.
     """
-    target = os.fspath(path)
+    target = os.path.realpath(path)
+    try:
+        regular = stat.S_ISREG(os.stat(target).st_mode)
+    except FileNotFoundError:
+        regular = True  # a new file
+    if not regular:
+        with open(target, "wb") as sink:
+            return write(sink)
     directory = os.path.dirname(target) or "."
     fd, partial = tempfile.mkstemp(
         prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory
