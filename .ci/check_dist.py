@@ -18,6 +18,7 @@ SDIST_ROOTS = {
     "tests",
     "benchmarks",
     "docs",
+    "scripts",
     ".ci",
     "README.md",
     "CHANGELOG.md",
