@@ -229,7 +229,15 @@ def test_status_shows_each_run_with_its_version_settings_and_requests(
     assert run["videos"] == report["videos"]
     assert run["started_at"] <= run["ended_at"]
     text = cli("status", "--db", db).stdout
-    assert "runs (newest first)" in text
+    lines = text.splitlines()
+    at = lines.index("runs (newest first)")
+    head, row = lines[at + 1], lines[at + 2]
+    # Each head stands over its column: text from the left, figures from the right.
+    assert row.index(run["started_at"]) == head.index("started")
+    assert row.index(run["ended_at"]) == head.index("ended")
+    for name, value in (("requests", run["requests"]), ("pages", run["pages"])):
+        end = head.index(name) + len(name)
+        assert row[:end].endswith(f" {value:,}"), (head, row)
     assert f"finished (v{__version__})" in text
 
 

@@ -263,6 +263,13 @@ def test_a_repeat_round_with_stop_at_known_costs_one_request_per_user(tmp_path: 
     assert report["rounds"][2]["stop_at_known"] is True
     text = cli("status", "--db", db).stdout
     assert "stop-at-known (2 partial)" in text
+    lines = text.splitlines()
+    head = lines[lines.index("rounds") + 1]
+    for number, row in enumerate(lines[lines.index("rounds") + 2 :][:3], start=1):
+        # Each head stands over its column: text from the left, figures from the right.
+        assert row.index(report["rounds"][number - 1]["started_at"]) == head.index("started")
+        end = head.index("requests") + len("requests")
+        assert row[:end].endswith(f" {report['rounds'][number - 1]['requests']:,}"), (head, row)
     # No change between identical rounds; the diff says so, and names its rounds.
     diff = cli("diff", "--db", db, "--output", "-")
     assert diff.returncode == 0, diff.stderr

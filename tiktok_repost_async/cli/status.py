@@ -470,10 +470,13 @@ def _schedule_lines(schedule: ScheduleRow | None) -> list[str]:
 def _table_lines(report: StatusReport) -> list[str]:
     lines: list[str] = []
     if len(report.rounds) > 1:
+        # The heads take the widths of the rows' own fields, so that each stands over its column.
         lines += [
             "",
-            "rounds    started               done  not_found  unavailable  failed"
-            "  incomplete  pending  dropped   videos  requests",
+            "rounds",
+            f"  {'round':>5}  {'started':<20}  {'done':>5} {'not_found':>10} {'unavailable':>12}"
+            f" {'failed':>7} {'incomplete':>11} {'pending':>8} {'dropped':>8} {'videos':>8}"
+            f" {'requests':>9}  how",
         ]
         for panel in report.rounds:
             users = panel.users
@@ -483,19 +486,24 @@ def _table_lines(report: StatusReport) -> list[str]:
             if panel.stop_at_known:
                 how += f", stop-at-known ({panel.partial:,} partial)"
             lines.append(
-                f"  {panel.round:>3}   {panel.started_at}  {users['done']:>5,}"
+                f"  {panel.round:>5}  {panel.started_at:<20}  {users['done']:>5,}"
                 f" {users['not_found']:>10,} {users['unavailable']:>12,} {users['failed']:>7,}"
                 f" {users['incomplete']:>11,} {users['pending']:>8,} {users['dropped']:>8,}"
                 f" {panel.videos:>8,}"
                 f" {panel.requests:>9,}  {how}"
             )
     if report.runs:
-        lines += ["", "runs (newest first)   ended                 requests  pages  videos  how"]
+        lines += [
+            "",
+            "runs (newest first)",
+            f"  {'run':>5}  {'started':<20}  {'ended':<20} {'requests':>9} {'pages':>6}"
+            f" {'videos':>7}  how",
+        ]
         for run in report.runs:
             ended = run.ended_at or "-"
             how = run.outcome or "running, or killed"
             lines.append(
-                f"  {run.run:>3} {run.started_at}  {ended:<20} {run.requests:>9,}"
+                f"  {run.run:>5}  {run.started_at:<20}  {ended:<20} {run.requests:>9,}"
                 f" {run.pages:>6,} {run.videos:>7,}  {how} (v{run.version})"
             )
         more = report.runs_total - len(report.runs)
