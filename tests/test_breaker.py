@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from tiktok_repost_async.errors import (
     TransportError,
     UserNotFoundError,
 )
+from tiktok_repost_async.gate import WAIT_SLICE
 from tiktok_repost_async.harvester import Harvester, UserOutcome
 from tiktok_repost_async.simulator import Simulator
 
@@ -106,14 +108,52 @@ async def test_one_probe_at_a_time_after_growing_waits(clock: FakeTime) -> None:
     assert not await gate.take("b")  # another worker that left the limiter: back to admit
     await gate.admit("a")  # the probe sent back by take keeps its place, with no new wait
     assert len(clock.sleeps) == 1
+    waits = [clock.sleeps[0]]
     for _ in range(4):
         # The probe failed: the next one waits longer.
         assert gate.unhealthy("a", ServerError("down", status=500))
+        before = clock.now
         await gate.admit("a")
-    assert all(a < b for a, b in zip(clock.sleeps, clock.sleeps[1:], strict=False))
-    assert clock.sleeps[0] <= 5.0
+        waits.append(clock.now - before)
+    assert all(a < b for a, b in itertools.pairwise(waits))
+    assert waits[0] <= 5.0
     gate.healthy()
     assert await gate.take("b")
+
+
+async def test_a_probe_wait_goes_on_within_a_slice_after_a_suspend(clock: FakeTime) -> None:
+    # A laptop suspended during the breaker's longest wait: a sleep's own clock stands still
+    # meanwhile, so one sleep of five minutes would wake five minutes after the lid opens. The
+    # wait sleeps in slices and reads the wall clock after each: the probe goes within a slice.
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await clock.sleep(seconds)
+        if len(slept) == 1:
+            clock.now += 20 * 60  # the lid closes during the first slice
+
+    gate = Gate(clock=clock, sleep=sleep)
+    for i in range(BREAKER_THRESHOLD):
+        gate.unhealthy(f"u{i}", ServerError("down", status=500))
+    gate._probes = 10  # the waits have grown to their most (BREAKER_MAX_WAIT)
+    began = clock.now
+    await gate.admit("a")
+    assert slept == [WAIT_SLICE]
+    assert clock.now - began == WAIT_SLICE + 20 * 60  # not + BREAKER_MAX_WAIT's rest as well
+    # A retry's wait (a Retry-After of 15 minutes) likewise.
+    slept.clear()
+    began = clock.now
+    await gate.pause(900.0, sleep)
+    assert slept == [WAIT_SLICE]
+    assert clock.now - began == WAIT_SLICE + 20 * 60
+    # Without a suspend the wait is whole: slices that add up to it.
+    slept.clear()
+    clock_before = clock.now
+    slept.append(0.0)  # no more lid
+    await gate.pause(150.0, sleep)
+    assert slept[1:] == [WAIT_SLICE, WAIT_SLICE, 30.0]
+    assert clock.now - clock_before == 150.0
 
 
 @pytest.mark.parametrize("kind", ["server_error", "gateway", "drop"])

@@ -86,8 +86,9 @@ RATE_FLOOR: Final = 0.1
 RATE_JITTER: Final = 0.8
 # The rate the learned one falls from when the engine did not say the client's (a gate alone).
 DEFAULT_CEILING: Final = 10.0
-# The longest one sleep of a quota wait (hours, to the reset) lasts before the wall clock is read
-# again: a run that waits through a laptop's suspend or a clock jump goes on within this long.
+# The longest one sleep of a long wait (the quota's reset, a breaker's probe, a Retry-After) lasts
+# before the wall clock is read again: a run that waits through a laptop's suspend or a clock jump
+# goes on within this long.
 WAIT_SLICE: Final = 60.0
 QUOTA_NEAR_FRACTION: Final = 0.01
 
@@ -642,7 +643,7 @@ class Gate:
             if self._on_probe is not None:
                 self._on_probe(self._clock() + wait)
             try:
-                await self._sleep_unless_stopped(wait, self._sleep)
+                await self._sleep_sliced(wait, self._sleep)
             except BaseException:
                 self._free_probe()
                 raise
@@ -793,8 +794,12 @@ class Gate:
             await self._refund(username, day)
 
     async def pause(self, seconds: float, sleep: Sleep) -> None:
-        """Sleep before a retry, cut short (with `WalkStopped`) by a stop."""
-        await self._sleep_unless_stopped(seconds, sleep)
+        """Sleep before a retry, cut short (with `WalkStopped`) by a stop.
+
+        :param seconds: how long (a backoff, or a ``Retry-After`` of up to 15 minutes).
+        :param sleep: the sleep to wait with (the retry policy's).
+        """
+        await self._sleep_sliced(seconds, sleep)
 
     async def quota_exhausted(self) -> None:
         """Handle the API's daily-quota answer: stop, or wait for the reset (or a lagging one).
@@ -875,6 +880,18 @@ class Gate:
             waiter.cancel()
             waker.cancel()
         self.check()
+
+    async def _sleep_sliced(self, seconds: float, sleep: Sleep) -> None:
+        # A sleep's clock stands still while a laptop is suspended, and the wall clock may jump:
+        # a long wait (a breaker's probe, a Retry-After) sleeps in slices of WAIT_SLICE and ends
+        # when either the wall clock or the time slept says it is over. So a suspend costs one
+        # slice at most, and a clock that stands or goes back never stretches the wait.
+        until = self._clock() + seconds
+        slept = 0.0
+        while (wait := min(until - self._clock(), seconds - slept)) > 0:
+            step = min(wait, WAIT_SLICE)
+            await self._sleep_unless_stopped(step, sleep)
+            slept += step
 
     async def _sleep_unless_stopped(self, seconds: float, sleep: Sleep) -> None:
         self.check()
