@@ -234,7 +234,7 @@ def test_status_shows_each_run_with_its_version_settings_and_requests(
     head, row = lines[at + 1], lines[at + 2]
     # Each head stands over its column: text from the left, figures from the right.
     assert row.index(run["started_at"]) == head.index("started")
-    assert row.index(run["ended_at"]) == head.index("ended")
+    assert row.rindex(run["ended_at"]) == head.index("ended")  # rindex: it may equal the start
     for name, value in (("requests", run["requests"]), ("pages", run["pages"])):
         end = head.index(name) + len(name)
         assert row[:end].endswith(f" {value:,}"), (head, row)
@@ -652,7 +652,7 @@ def test_on_a_terminal_the_progress_is_one_redrawn_line(sim: Simulator, tmp_path
     # The line is erased for good at the end, and the summary takes its place.
     summary = text.split("\r\x1b[K")[-1]
     assert summary.startswith("6 users in ")
-    assert ": 6 done; 1,800 new videos; 18 requests" in summary
+    assert ": 6 done; 1,800 videos stored; 18 requests" in summary
 
 
 def test_the_progress_line_shows_a_pause_of_the_circuit_breaker() -> None:

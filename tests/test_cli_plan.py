@@ -230,6 +230,10 @@ def test_after_the_api_says_the_quota_is_spent_the_plan_starts_tomorrow(
     )  # fmt: skip
     assert ran.returncode == 75, ran.stderr
     assert "daily quota is spent" in ran.stderr
+    # The run's own summary says what status says: nothing left today (it said 984 left).
+    spent = sim.stats.requests
+    assert f"({spent:,} today, 0 left of 1,000)" in ran.stderr
+    assert status_json(db)["requests"]["left"] == 0
     plan = status_json(db)["plan"]
     assert (plan["finished_users"], plan["users_left"]) == (2, 4)
     assert plan["left_today"] == 0

@@ -235,7 +235,7 @@ async def run_harvest(
     async def consume() -> None:
         async for outcome in harvester.run(users.lines()):
             logger.debug(
-                "%s: %s, %d new videos, %d pages, %d requests%s",
+                "%s: %s, %d videos stored, %d pages, %d requests%s",
                 outcome.username,
                 outcome.state,
                 outcome.videos,
@@ -315,7 +315,7 @@ async def run_harvest(
         if logger.isEnabledFor(logging.INFO):
             console.line(rest_line(harvester.schedule, time.time()))
         return status
-    _summarise(harvester, console, db, settings)
+    _summarise(harvester, console, db, settings, stopped)
     if interrupted:
         console.line(f"interrupted: {settings.resume_hint}")
     elif stopped is not None:
@@ -391,7 +391,13 @@ def _stop_line(stopped: HarvestStopped, resume_hint: str) -> str:
     return f"stopped ({stopped.reason}): {resume_hint}"
 
 
-def _summarise(harvester: Harvester, console: Console, db: str, settings: HarvestSettings) -> None:
+def _summarise(
+    harvester: Harvester,
+    console: Console,
+    db: str,
+    settings: HarvestSettings,
+    stopped: HarvestStopped | None,
+) -> None:
     if not logger.isEnabledFor(logging.INFO):
         return
     p = harvester.progress
@@ -406,6 +412,10 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: Harves
         with contextlib.suppress(Exception):
             spent = max(spent, harvester.store.requests_on())
     left = max(settings.daily_quota - spent, 0)
+    if stopped is not None and stopped.reason == "quota":
+        # The API may say the day is spent before our count does (collaborators, a lagging
+        # count): then nothing is left today, whatever the count says (as status says too).
+        left = 0
     if harvester.round > 1:  # a first harvest is round 1 without saying so
         started = "started" if harvester.round_started else "resumed"
         known = ", stopping at known videos" if harvester.stop_at_known else ""
@@ -418,8 +428,8 @@ def _summarise(harvester: Harvester, console: Console, db: str, settings: Harves
             " completes without them, and a run of the round that names them walks them on)"
         )
     console.line(
-        f"{p.done:,} users in {duration(elapsed)}{': ' + states if states else ''};"
-        f" {p.videos:,} new videos; {p.requests:,} requests"
+        f"{p.done:,} user{'' if p.done == 1 else 's'} in {duration(elapsed)}"
+        f"{': ' + states if states else ''}; {p.videos:,} videos stored; {p.requests:,} requests"
         f" ({whose}{spent:,} today, {left:,} left of {settings.daily_quota:,})"
     )
     notes = []
