@@ -9,6 +9,7 @@ Expected values come from the simulator's ground truth at each epoch (round N is
 
 from __future__ import annotations
 
+import csv
 import functools
 import io
 import json
@@ -108,6 +109,23 @@ def test_diff_and_export_of_a_stop_at_known_round_count_what_the_rounds_between_
         assert all(i in listed[0][name] or i in listed[1][name] for i in unseen)
     # What round 2 added past round 3's head was observed in round 2, and says so.
     assert {row["round"] for row in rows if row["id"] in deep} == {2}
+    # The panel's whole dehydrated dataset in one file: each round's list whole, each row's
+    # round the round whose list holds it (round 3's completion from round 2 included).
+    shared = cli("export", "--db", db, "--ids-only", "--round", "all", "--format", "csv")
+    assert shared.returncode == 0, shared.stderr
+    table = list(csv.reader(io.StringIO(shared.stdout, newline="")))
+    assert table[0] == ["reposted_by", "id", "round"]
+    assert len(set(map(tuple, table[1:]))) == len(table) - 1  # no row twice
+    for number in (1, 2, 3):
+        for name in PANEL:
+            ids = [int(i) for u, i, r in table[1:] if u == name and r == str(number)]
+            in_truth = [i for i in ids if i in listed[number - 1][name]]
+            assert in_truth == listed[number - 1][name], (number, name)
+            if number == 1:
+                assert ids == listed[0][name]
+    refused = cli("export", "--db", db, "--round", "all")
+    assert refused.returncode == 2
+    assert "--round all goes with --ids-only" in refused.stderr
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -73,6 +73,7 @@ from .models import FIELD_ALIASES
 from .store import StoreLike
 
 __all__ = [
+    "ALL_ROUNDS",
     "EXTRA",
     "FORMATS",
     "IDS_ONLY_COLUMNS",
@@ -103,6 +104,9 @@ _T = TypeVar("_T")
 
 #: The export formats, by name.
 FORMATS: Final = ("jsonl", "csv", "parquet")
+#: ``round=ALL_ROUNDS`` with ``ids_only``: every complete round's list, one row per user, video and
+#: round (a panel's whole dehydrated dataset in one file).
+ALL_ROUNDS: Final = "all"
 #: What to install for Parquet.
 PARQUET_EXTRA: Final = install_hint("parquet")
 #: How ids can be written: ``number`` (Parquet decimal128(38, 0); CSV and JSONL as sent) or
@@ -170,14 +174,30 @@ def require_format(format: str) -> None:
         pyarrow_modules()
 
 
-def check_options(format: str, *, id_type: str = "number", ids_only: bool = False) -> None:
+def check_options(
+    format: str,
+    *,
+    id_type: str = "number",
+    ids_only: bool = False,
+    round: int | Literal["all"] | None = None,
+) -> None:
     """Raise ValueError for options that do not go together, before anything is read.
 
     :param format: ``jsonl``, ``csv`` or ``parquet``.
     :param id_type: ``number`` or ``string`` (see `ID_TYPES`).
     :param ids_only: a dehydrated export (see `export`).
+    :param round: the round asked for (`ALL_ROUNDS` goes with ``ids_only`` only).
     """
     require_format(format)
+    if round == ALL_ROUNDS and not ids_only:
+        # Every round's full content would repeat each video's JSON once per round: a panel's
+        # content is exported a round at a time, its ids all at once.
+        raise ValueError(
+            "--round all goes with --ids-only (who reposted which video in each round); export"
+            " the videos themselves one round at a time (--round N)"
+        )
+    if isinstance(round, str) and round != ALL_ROUNDS:
+        raise ValueError(f"round {round!r}: give a round's number, or {ALL_ROUNDS!r}")
     if id_type not in ID_TYPES:
         raise ValueError(f"unknown id type {id_type!r}; choose from {', '.join(ID_TYPES)}")
     if format == "jsonl" and id_type == "string" and not ids_only:
@@ -197,7 +217,7 @@ def export(
     format: str,
     *,
     provenance: bool = False,
-    round: int | None = None,
+    round: int | Literal["all"] | None = None,
     id_type: str = "number",
     ids_only: bool = False,
 ) -> int:
@@ -208,7 +228,9 @@ def export(
     :param format: ``jsonl``, ``csv`` or ``parquet``.
     :param provenance: add each video's ``round``, and ``fetched_at`` and ``log_id`` of its page.
     :param round: export each user's list as observed in this round, a partial walk completed
-        from the rounds before it (default: each user's latest complete observation).
+        from the rounds before it (default: each user's latest complete observation); with
+        ``ids_only``, `ALL_ROUNDS` (``"all"``) writes every complete round's list, each row's
+        ``round`` the round whose list holds it.
     :param id_type: ``number`` (Parquet ids as decimal128(38, 0), CSV and JSONL as sent) or
         ``string`` (Parquet and CSV: every id as the text of its digits, for R, Excel and other
         readers that cannot hold 20 digits; JSONL only with ``ids_only``).
@@ -216,9 +238,10 @@ def export(
         ``reposted_by``, ``id`` and ``round`` (plus ``fetched_at`` and ``log_id`` with
         ``provenance``), no content.
     """
-    check_options(format, id_type=id_type, ids_only=ids_only)
+    check_options(format, id_type=id_type, ids_only=ids_only, round=round)
     if ids_only:
         return _export_ids(store, out, format, provenance=provenance, round=round, id_type=id_type)
+    assert not isinstance(round, str)  # check_options refused "all" without ids_only
     if format == "jsonl":
         return export_jsonl(store, out, provenance=provenance, round=round)
     if format == "csv":
@@ -274,7 +297,7 @@ def export_to_path(
     format: str | None = None,
     *,
     provenance: bool = False,
-    round: int | None = None,
+    round: int | Literal["all"] | None = None,
     id_type: str = "number",
     ids_only: bool = False,
 ) -> int:
@@ -284,13 +307,12 @@ def export_to_path(
     :param path: the file to write (replaced, once the export is whole, if it exists).
     :param format: ``jsonl``, ``csv`` or ``parquet`` (None: from the path's suffix, else jsonl).
     :param provenance: add each video's ``round``, and ``fetched_at`` and ``log_id`` of its page.
-    :param round: export each user's list as observed in this round, a partial walk completed
-        from the rounds before it (default: each user's latest complete observation).
+    :param round: a round's number, or `ALL_ROUNDS` with ``ids_only``, as `export` takes it.
     :param id_type: ``number`` or ``string``, as `export` takes it.
     :param ids_only: a dehydrated dataset, as `export` writes it.
     """
     chosen = format or format_for_path(os.fspath(path)) or "jsonl"
-    check_options(chosen, id_type=id_type, ids_only=ids_only)
+    check_options(chosen, id_type=id_type, ids_only=ids_only, round=round)
     return write_atomically(
         path,
         lambda out: export(
@@ -824,14 +846,31 @@ def _video_rows(
         yield row
 
 
+def _id_observations(
+    store: StoreLike, round: int | Literal["all"] | None
+) -> Iterator[tuple[str, str, int, str | None, str | None]]:
+    """Yield (reposted_by, video id, round, fetched_at, log_id) for each row of an ids export."""
+    if round != ALL_ROUNDS:
+        rows = store.iter_videos_with_provenance(_BATCH, round=round)
+        for username, video_id, _, observed, fetched_at, log_id in rows:
+            yield username, video_id, observed, fetched_at, log_id
+        return
+    for record in store.rounds():
+        if not record.complete:
+            continue  # a round in progress is shared once it is whole
+        rows = store.iter_videos_with_provenance(_BATCH, round=record.number)
+        for username, video_id, _, _, fetched_at, log_id in rows:
+            # The round whose list holds it, also where a stop-at-known walk's list was
+            # completed from an earlier round's observation: one row per round, none twice.
+            yield username, video_id, record.number, fetched_at, log_id
+
+
 def _id_rows(
-    store: StoreLike, provenance: bool, round: int | None, id_type: str
+    store: StoreLike, provenance: bool, round: int | Literal["all"] | None, id_type: str
 ) -> Iterator[list[Any]]:
     # The store's video_id is the decimal text of the id the API sent: no video is decoded.
     text_ids = id_type == "string"
-    for username, video_id, _, observed, fetched_at, log_id in store.iter_videos_with_provenance(
-        _BATCH, round=round
-    ):
+    for username, video_id, observed, fetched_at, log_id in _id_observations(store, round):
         row: list[Any] = [username, video_id if text_ids else int(video_id), observed]
         if provenance:
             row += [_timestamp(fetched_at), log_id]
@@ -909,7 +948,7 @@ def _export_ids(
     format: str,
     *,
     provenance: bool,
-    round: int | None,
+    round: int | Literal["all"] | None,
     id_type: str,
 ) -> int:
     """Write who reposted which video in which round, and nothing of the videos themselves."""
@@ -925,9 +964,7 @@ def _export_ids(
     csv_out = CsvOutput(out, columns) if format == "csv" else None
     sink = _Buffered(out)
     count = 0
-    for username, video_id, _, observed, fetched_at, log_id in store.iter_videos_with_provenance(
-        _BATCH, round=round
-    ):
+    for username, video_id, observed, fetched_at, log_id in _id_observations(store, round):
         count += 1
         if csv_out is not None:
             row = [username, video_id, str(observed)]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..export import (
+    ALL_ROUNDS,
     FORMATS,
     ID_TYPES,
     BinaryOutput,
@@ -55,9 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--round",
-        type=int_in(1),
+        type=_round_choice,
         metavar="N",
-        help="each user's videos as observed in round N (default: its latest complete round)",
+        help="each user's videos as observed in round N (default: its latest complete round);"
+        " with --ids-only, 'all': every complete round, a row per user, video and round",
     )
     parser.add_argument(
         "--id-type",
@@ -74,12 +76,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _round_choice(text: str) -> int | str:
+    """Parse ``--round``: a round's number, or ``all``."""
+    if text == ALL_ROUNDS:
+        return text
+    try:
+        return int_in(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a round: give an integer >= 1, or {ALL_ROUNDS!r}"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``export``; return the exit status."""
     output: str = args.output
     fmt = args.format or (None if output == "-" else format_for_path(output)) or "jsonl"
     try:
-        check_options(fmt, id_type=args.id_type, ids_only=args.ids_only)
+        check_options(fmt, id_type=args.id_type, ids_only=args.ids_only, round=args.round)
     except (MissingExtraError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     if fmt == "parquet" and output == "-" and sys.stdout.isatty():
@@ -88,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             "--format parquet writes binary: give a file with -o FILE.parquet (or pipe it)"
         )
     with open_existing(args.db) as store:
-        if args.round is not None and args.round > store.current_round:
+        if isinstance(args.round, int) and args.round > store.current_round:
             raise UsageError(
                 f"--round {args.round}: {args.db!r} has no round {args.round}; "
                 f"its rounds are 1 to {store.current_round}"
