@@ -117,8 +117,8 @@ def age(text: str) -> float:
     match = _AGE.fullmatch(text)
     if match is None:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an age: give a whole number and one unit, m (minutes), h (hours),"
-            " d (days) or w (weeks), e.g. 7d or 12h"
+            f"{text!r} is not an age: give a whole number from 1 and one unit, m (minutes),"
+            " h (hours), d (days) or w (weeks), e.g. 7d or 12h"
         )
     return float(int(match[1]) * _AGE_UNITS[match[2]])
 

@@ -349,10 +349,14 @@ def _say_round(
     users = record.users
     failed = users[UserState.FAILED] if settings.retry_failed else 0
     left = users[UserState.PENDING] + failed
-    why = [f"{left:,} user{'s' if left != 1 else ''} left"]
+    why = []
+    if left or record.input_read:
+        why.append(f"{left:,} user{'s' if left != 1 else ''} left")
     if failed:
         why.append(f"{failed:,} failed")
     if not record.input_read:
+        # Its members not yet read are in the input, not the store: so no "0 users left"
+        # (it misled, before a run that walked the rest of the input).
         why.append("its input was not read to the end")
     console.line(
         f"resuming round {record.number}: {', '.join(why)} (a round is finished before the"

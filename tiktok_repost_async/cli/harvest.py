@@ -119,8 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=age,
         metavar="AGE",
         help="for a run on a schedule (cron, a systemd timer): start the next round only once the"
-        " latest is finished and started AGE ago (30m, 12h, 7d, 2w; a twentieth earlier at most,"
-        " an hour at most), resume an unfinished round, or else do nothing and say so (exit 0);"
+        " latest is finished and started AGE ago (30m, 12h, 7d, 2w; a run up to a twentieth of"
+        " AGE early, an hour at most, starts it, so that an hourly timer keeps the cadence),"
+        " resume an unfinished round, or else do nothing and say so (exit 0);"
         " the cadence is recorded in the store, for status --check",
     )
     parser.add_argument(
