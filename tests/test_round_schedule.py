@@ -18,7 +18,7 @@ from support import FakeClock, make_client, run_main
 from test_cli import cli_env, write_users
 
 from tiktok_repost_async import RoundSchedule, Store, UserState
-from tiktok_repost_async.cli.status import needs_a_person, status_report
+from tiktok_repost_async.cli.status import needs_a_person, status_report, status_text
 from tiktok_repost_async.harvester import Harvester
 from tiktok_repost_async.simulator import Fault, Simulator
 
@@ -194,6 +194,14 @@ async def test_status_says_when_the_next_round_is_due_and_check_alarms_when_over
         assert (report.schedule.every, report.schedule.overdue) == ("7d", False)
         assert report.schedule.next_due == stamp(start + WEEK)
         assert needs_a_person(report) == []
+        assert not report.schedule.due_now
+        # An hour past its time: due now, and not yet a person's business.
+        due = status_report(store, daily_quota=1000, limit=None, now=start + WEEK + 3600)
+        assert due.schedule is not None
+        assert (due.schedule.due_now, due.schedule.overdue) == (True, False)
+        assert needs_a_person(due) == []
+        assert ": now (the next scheduled run starts it)" in status_text(due)
+        assert ": now (" not in status_text(report)
         # The timer stopped running: a day past due, a person is needed.
         late = status_report(store, daily_quota=1000, limit=None, now=start + WEEK + DAY + 1)
         assert late.schedule is not None

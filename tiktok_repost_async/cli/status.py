@@ -216,6 +216,8 @@ class ScheduleRow(msgspec.Struct, frozen=True):
     next_due: str
     #: True once the next round is late enough for a person to look (see `RoundSchedule`).
     overdue: bool
+    #: True once the next round's time has come (the next scheduled run starts it).
+    due_now: bool = False
 
 
 class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -404,6 +406,7 @@ def _schedule(store: StoreLike, now: float) -> ScheduleRow | None:
         round_finished=schedule.finished,
         next_due=_stamp(schedule.due),
         overdue=schedule.overdue(now),
+        due_now=now >= schedule.due,
     )
 
 
@@ -464,6 +467,9 @@ def _schedule_lines(schedule: ScheduleRow | None) -> list[str]:
         return [head, f"          round {schedule.round + 1} was due {due}: OVERDUE ({why})"]
     if not schedule.round_finished:
         return [head, f"          round {schedule.round} in progress; the next is due {due}"]
+    if schedule.due_now and schedule.round_finished:
+        # Past its time but not yet overdue: the next run of the timer starts it.
+        return [head, f"          next round due {due}: now (the next scheduled run starts it)"]
     return [head, f"          next round due {due}"]
 
 
