@@ -73,6 +73,7 @@ def test_the_plan_rests_on_the_pages_finished_users_took(store_with_known_pages:
         "left_today": 1000 - spent,
         "days_left": 0,
         "finish_day": today,
+        "fetched_left": 2,
     }
     # Today's ledger already holds 15: a quota of 16 leaves 1 today; the other 6 fit tomorrow.
     plan = status_json(db, "--daily-quota", 16)["plan"]
@@ -83,8 +84,8 @@ def test_the_plan_rests_on_the_pages_finished_users_took(store_with_known_pages:
     assert plan["finish_day"] == day_after(today, 4)
     text = run_main("status", "--db", db, "--daily-quota", 2).stdout
     assert (
-        f"plan      4 users left, ~7 requests ({round(mean, 2):g} per user, the mean of 6 finished)"
-        in text
+        f"plan      4 users left, ~7 requests ({round(mean, 2):g} per user, the mean of 6 finished,"
+        " less 2 pages fetched already)" in text
     )
     assert (
         f"          0 left today, then 4 more days at 2 a day: done about {plan['finish_day']}"

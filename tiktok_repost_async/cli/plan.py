@@ -40,6 +40,7 @@ class QuotaPlan(msgspec.Struct, frozen=True, kw_only=True):
         quota); None while unknown.
     :param finish_day: the UTC date (YYYY-MM-DD) the harvest is expected to finish on; None
         while unknown.
+    :param fetched_left: pages already fetched for the users left, which the estimate takes off.
     """
 
     users_left: int
@@ -50,6 +51,7 @@ class QuotaPlan(msgspec.Struct, frozen=True, kw_only=True):
     left_today: int
     days_left: int | None
     finish_day: str | None
+    fetched_left: int = 0
 
 
 def estimate_plan(
@@ -105,6 +107,7 @@ def estimate_plan(
         left_today=left_today,
         days_left=days,
         finish_day=(today + datetime.timedelta(days=days)).isoformat(),
+        fetched_left=fetched_left,
     )
 
 

@@ -431,7 +431,14 @@ def _plan_lines(plan: QuotaPlan) -> list[str]:
     )
     return [
         f"plan      {users}, ~{plan.requests_left:,} requests"
-        f" ({plan.pages_per_user:g} per user, the mean of {plan.finished_users:,} finished)",
+        f" ({plan.pages_per_user:g} per user, the mean of {plan.finished_users:,} finished"
+        + (
+            # Else "5 users, 2 per user" beside "~5 requests" does not add up.
+            f", less {plan.fetched_left:,} page{'s' if plan.fetched_left != 1 else ''} fetched"
+            " already)"
+            if plan.fetched_left
+            else ")"
+        ),
         f"          {when} {plan.finish_day} (UTC)",
     ]
 
