@@ -60,3 +60,32 @@ def test_a_run_ended_by_an_error_needs_a_person(tmp_path: Path) -> None:
         drift = run_main(*base, env=cli_env())
         assert drift.returncode == 2, drift.stderr
         assert check(db) == ["needs a person: run 1 ended in an error: UnknownListKeyError"]
+
+
+def test_a_scheduled_run_refused_its_credentials_needs_a_person_once(tmp_path: Path) -> None:
+    # Research API access expires: an hourly timer's runs are refused before they begin, and the
+    # store must say so to the monitoring job (nothing else in it would, until a round is late).
+    db = tmp_path / "h.db"
+    users = write_users(tmp_path / "u.txt", NAMES[:2])
+    sim = Simulator()
+    with sim.run_in_thread() as base_url:
+        base = ["harvest", users, "--db", db, "--base-url", base_url, "--rate", 500]
+        assert run_main(*base, env=cli_env()).returncode == 0
+        requests = sim.stats.requests
+        wrong = {**cli_env(), "TIKTOK_CLIENT_SECRET": "revoked-secret"}
+        for _ in range(3):
+            refused = run_main(*base, "--new-round", env=wrong)
+            assert refused.returncode == 2, refused.stderr
+            assert "the API refused the credentials" in refused.stderr
+        assert sim.stats.requests == requests  # no research request was spent
+        assert check(db) == [
+            "needs a person: run 2 refused: authentication: the API refused the credentials (or"
+            " the base URL is not the API's) before the run began; no later run can succeed"
+            " until they are fixed"
+        ]
+        status = run_main("status", "--db", db, env=cli_env()).stdout
+        assert status.count("refused: authentication") == 1  # one row for three refusals
+        assert "revoked-secret" not in status
+        # Fixed: the next run goes on, and the check falls quiet.
+        assert run_main(*base, "--new-round", env=cli_env()).returncode == 0
+    assert check(db) == []

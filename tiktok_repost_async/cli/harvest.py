@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
+from .. import __version__
 from ..models import VIDEO_FIELDS
 from ..protocol import DEFAULT_BASE_URL, DEFAULT_MAX_COUNT, MAX_COUNT_LIMIT, normalize_fields
 from ..quota import DEFAULT_DAILY_LIMIT, QuotaPolicy
@@ -237,6 +238,23 @@ def _warn_if_refresh_overdue(store: StoreLike, days: int) -> None:
         )
 
 
+#: How a run ends that the API refused before it began (credentials, or not the API at all).
+REFUSED: Final = "refused: authentication"
+
+
+def _record_refusal(store: StoreLike) -> None:
+    """Record a run refused before it began, once, so that ``status --check`` sees it.
+
+    A scheduled run with expired or revoked credentials otherwise leaves no trace in the store:
+    the alarm would wait until a round or refresh is overdue.
+    """
+    last = store.runs(1)
+    if last and last[0].outcome == REFUSED:
+        return  # the same refusal every hour is one alarm, not a row an hour
+    store.begin_run(__version__)
+    store.end_run(REFUSED)
+
+
 async def _harvest(
     client: RepostClient,
     store: StoreLike | None,
@@ -247,7 +265,12 @@ async def _harvest(
     ledger: Ledger | None,
 ) -> int:
     async with client:
-        await authenticate(client)
+        try:
+            await authenticate(client)
+        except UsageError:
+            if store is not None:
+                _record_refusal(store)
+            raise
         if store is not None:
             return await run_harvest(client, store, users, settings, console, ledger=ledger)
         # Created only now: wrong credentials must not leave an empty store behind.

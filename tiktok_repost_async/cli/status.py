@@ -646,9 +646,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="for a monitoring job: exit 1, with one line each on standard error, when something"
         " needs a person (failed users; a last run stopped by an API that stayed down, by a"
         " repeat round coming back empty, by a shared ledger that could not book, or by an"
-        " error; a round overdue under the cadence harvest --new-round-every recorded; a"
-        " refresh overdue, or the last one stopped on a suspicious answer, incomplete or ended"
-        " by an error)",
+        " error, or refused its credentials; a round overdue under the cadence harvest"
+        " --new-round-every recorded; a refresh overdue, or the last one stopped on a"
+        " suspicious answer, incomplete or ended by an error)",
     )
     add_refresh_days(parser)
     parser.add_argument(
@@ -695,6 +695,9 @@ _ALARMING_STOPS: Final = {
     # A scheduled run retries by itself, but a ledger that cannot book (its server down, a full
     # disk, a file locked by another program) stays so until someone looks.
     "stopped: ledger": "the shared ledger could not book a request, so nothing more was sent",
+    # Expired or revoked access: every scheduled run after it is refused the same way.
+    "refused: authentication": "the API refused the credentials (or the base URL is not the"
+    " API's) before the run began; no later run can succeed until they are fixed",
 }
 
 
