@@ -62,7 +62,11 @@ _DELAY_SECONDS = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,9})?")
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Return the wait a Retry-After value asks for, in seconds, or None if it is unusable."""
+    """Return the wait a Retry-After value asks for, in seconds, or None if it is unusable.
+
+    :param value: the header's value: delay seconds or an HTTP date (None: no header).
+    :param now: the epoch seconds an HTTP date is measured from (None: the system clock).
+    """
     if value is None:
         return None
     text = value.strip()

@@ -53,9 +53,10 @@ EMPTY_RUN_POSITIONS = 300
 def empty_page_bound(max_count: int) -> int:
     """Return how many consecutive empty pages with ``has_more`` true end a walk.
 
-    ``max_count``: videos asked for per page. The bound is ``MIN_EMPTY_PAGES`` (3) pages, or
-    as many as span ``EMPTY_RUN_POSITIONS`` (300) positions when pages are smaller: 3 at 100
-    videos a page, 15 at 20.
+    The bound is ``MIN_EMPTY_PAGES`` (3) pages, or as many as span ``EMPTY_RUN_POSITIONS``
+    (300) positions when pages are smaller: 3 at 100 videos a page, 15 at 20.
+
+    :param max_count: videos asked for per page.
     """
     return max(MIN_EMPTY_PAGES, math.ceil(EMPTY_RUN_POSITIONS / max_count))
 
@@ -64,22 +65,44 @@ class RequestGate(Protocol):
     """Decide whether a research request may go out: the quota and stop gate of a walk."""
 
     async def admit(self, username: str) -> None:
-        """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop."""
+        """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop.
+
+        :param username: the user whose request it is.
+        """
 
     async def take(self, username: str) -> bool:
-        """Spend and book one request about to be sent; False sends it back to `admit`."""
+        """Spend and book one request about to be sent; False sends it back to `admit`.
+
+        :param username: the user whose request it is.
+        """
 
     async def refund(self, username: str) -> None:
-        """Give back the request of ``username`` that `take` booked and that never left."""
+        """Give back the request of ``username`` that `take` booked and that never left.
+
+        :param username: the user whose request it was.
+        """
 
     async def pause(self, seconds: float, sleep: Sleep) -> None:
-        """Sleep before a retry, cut short (with `WalkStopped`) by a stop."""
+        """Sleep before a retry, cut short (with `WalkStopped`) by a stop.
+
+        :param seconds: how long to sleep.
+        :param sleep: the sleep to use (the client's).
+        """
 
     def answered(self, reached: bool, username: str | None = None) -> None:
-        """Note that ``username``'s request got an answer (``reached``) or none (no answer)."""
+        """Note that ``username``'s request got an answer (``reached``) or none (no answer).
+
+        :param reached: whether an answer came (any status); False: none came (a refused connection,
+            a timeout).
+        :param username: the user whose request it was (None: none named).
+        """
 
     def rate_limited(self, username: str, error: RateLimitError) -> bool:
-        """Note a 429 for ``username``; tell whether it means the daily quota is spent."""
+        """Note a 429 for ``username``; tell whether it means the daily quota is spent.
+
+        :param username: the user whose request got the 429.
+        :param error: the 429, with its Retry-After.
+        """
 
     def not_rate_limited(self) -> None:
         """Note an answer that was not a 429: the API still serves this project today."""
@@ -88,16 +111,26 @@ class RequestGate(Protocol):
         """Note a page served: the quota of this UTC day is fresh (a lagging reset came)."""
 
     def unhealthy(self, username: str, error: TikTokError) -> bool:
-        """Note an outage failure (5xx, timeout, no connection); True: hold it, not the user's."""
+        """Note an outage failure (5xx, timeout, no connection); True: hold it, not the user's.
+
+        :param username: the user whose request failed.
+        :param error: the failure.
+        """
 
     def healthy(self, username: str | None = None) -> None:
-        """Note that the API answered ``username``'s request (anything but an outage failure)."""
+        """Note that the API answered ``username``'s request (anything but an outage failure).
+
+        :param username: the user whose request was answered (None: none named).
+        """
 
     def limit_held(self) -> bool:
         """Tell whether a streak of 429s holds every request until a probe is answered."""
 
     def guilty(self, username: str) -> TikTokError | None:
-        """Return the failure shown ``username``'s own while others were served, if any."""
+        """Return the failure shown ``username``'s own while others were served, if any.
+
+        :param username: the user.
+        """
 
 
 class StepAside(TikTokError):
@@ -107,6 +140,10 @@ class StepAside(TikTokError):
     """
 
     def __init__(self, username: str) -> None:
+        """Make the signal.
+
+        :param username: the suspect user that steps aside.
+        """
         self.username = username
         super().__init__(f"user {username!r} steps aside while another user probes the API")
 
@@ -117,6 +154,7 @@ class WalkTally:
     __slots__ = ("cut", "requests")
 
     def __init__(self) -> None:
+        """Start at no request and no cut."""
         self.requests = 0
         self.cut: str | None = None
 
@@ -129,6 +167,8 @@ def is_outage(error: BaseException) -> bool:
     meets it, the run pauses as for an outage; when one user alone does, the breaker finds it
     that user's own); not a certificate that does not verify (no wait cures it), not a garbled
     answer (`ProtocolError`).
+
+    :param error: the failure of a request.
     """
     if isinstance(error, CertificateError):
         return False

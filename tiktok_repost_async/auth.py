@@ -121,10 +121,12 @@ class TokenManager:
     ) -> None:
         """Make a token manager.
 
-        ``credentials``: the client key and secret. ``base_url``: the API's root URL.
-        ``refresh_margin``: seconds before the token's expiry at which it is refreshed.
-        ``clock``: a monotonic clock. ``retry``: spaces the refreshes after failures (its
-        ``base_delay``, ``max_delay`` and ``max_retry_after``).
+        :param credentials: the client key and secret.
+        :param base_url: the API's root URL.
+        :param refresh_margin: seconds before the token's expiry at which it is refreshed.
+        :param clock: a monotonic clock.
+        :param retry: spaces the refreshes after failures (its ``base_delay``, ``max_delay`` and
+            ``max_retry_after``); None: `RetryPolicy`'s defaults.
         """
         self._credentials = credentials
         self.base_url = base_url
@@ -164,17 +166,21 @@ class TokenManager:
     def fresh_for(self, seconds: float) -> bool:
         """Tell whether `token` will return the token at hand, without a request, for ``seconds``.
 
-        ``seconds`` counts for at most half the time a token is used for.
+        :param seconds: how long from now; it counts for at most half the time a token is used
+            for.
         """
         return self._fresh(seconds)
 
     async def token(self, send: Send, *, ahead: float = 0.0) -> str:
         """Return a valid access token, fetching a new one when none is fresh.
 
-        ``send``: sends the token request. ``ahead``: refresh a token that goes stale within
-        this many seconds (at most half its span) too. Callers that arrive while a refresh is in
-        flight wait for it and share its outcome, a failure included, as do calls during the
-        pause after a failure (`retry_in`); the first call after it starts a new refresh.
+        Callers that arrive while a refresh is in flight wait for it and share its outcome, a
+        failure included, as do calls during the pause after a failure (`retry_in`); the first
+        call after it starts a new refresh.
+
+        :param send: sends the token request.
+        :param ahead: refresh a token that goes stale within this many seconds (at most half its
+            span) too.
         """
         token = self._token
         if token is not None and self._fresh(ahead):
@@ -216,7 +222,10 @@ class TokenManager:
         return max(self._not_before - self._clock(), 0.0)
 
     def invalidate(self, stale: str) -> None:
-        """Drop ``stale`` if it is still the current token (the API refused it)."""
+        """Drop ``stale`` if it is still the current token (the API refused it).
+
+        :param stale: the token the API refused.
+        """
         # Comparing with the refused token keeps fifty workers that saw one 401 from throwing
         # away the fresh token that the first of them already fetched.
         if self._token == stale:

@@ -390,7 +390,13 @@ class RepostClient:
         return token
 
     async def fetch_page(self, username: str, cursor: int = 0) -> RepostedVideosPage:
-        """Fetch one page of a user's reposted videos, retrying what may succeed on a second try."""
+        """Fetch one page of a user's reposted videos, retrying what may succeed on a second try.
+
+        :param username: the user's TikTok name (a leading ``@`` and surrounding spaces are
+            dropped; a bad name raises before any request).
+        :param cursor: where the page starts: 0 for the first, else the ``cursor`` of the page
+            before.
+        """
         username = normalize_username(username)
         validate_cursor(cursor)
         return await self._fetch_page(username, cursor)
@@ -554,14 +560,20 @@ class RepostClient:
     ) -> int:
         """Create a compliance task that checks up to 10,000 video ids; return its task id.
 
-        ``ids``: positive ints or strs of digits, none repeated (checked here, before any
-        request). The task id is an int above int64, as the API sends it.
+        The task id is an int above int64, as the API sends it.
+
+        :param ids: the video ids, 1 to 10,000 positive ints or strs of digits, none repeated
+            (checked here, before any request).
+        :param category: what the ids are: ``"video"`` or ``"comment"``.
         """
         checked = validate_video_ids(ids)
         return await self._create_compliance_task(checked, validate_category(category))
 
     async def compliance_task_status(self, task_id: int | str) -> TaskStatus:
-        """Return a compliance task's status: Processing, Completed or Failed."""
+        """Return a compliance task's status: Processing, Completed or Failed.
+
+        :param task_id: the id `create_compliance_task` returned (an int, or a str of digits).
+        """
         return await self._compliance_task_status(validate_task_id(task_id))
 
     async def download_compliance_task(self, task_id: int | str) -> frozenset[int]:
@@ -569,6 +581,8 @@ class RepostClient:
 
         An id sent and missing here is no longer available from TikTok. An answer that is not
         a text file of ids raises (`ProtocolError`): it is never read as "no id is valid".
+
+        :param task_id: the id of a task whose status is Completed (an int, or a str of digits).
         """
         return await self._download_compliance_task(validate_task_id(task_id))
 
@@ -691,8 +705,12 @@ class RepostClient:
     ) -> AsyncGenerator[RepostedVideosPage, None]:
         """Walk a user's cursor chain page by page until the API says there is no more.
 
-        ``cursor`` starts the walk elsewhere (a page's ``cursor`` from an earlier walk);
-        ``max_pages`` caps the pages fetched. Arguments are checked here, before any request.
+        Arguments are checked here, before any request.
+
+        :param username: the user's TikTok name (a leading ``@`` and surrounding spaces are
+            dropped).
+        :param cursor: where the walk starts: 0, or a page's ``cursor`` from an earlier walk.
+        :param max_pages: pages fetched at most (None: until the API says there is no more).
         """
         username = normalize_username(username)
         validate_cursor(cursor)
@@ -775,7 +793,13 @@ class RepostClient:
     async def reposted_videos(
         self, username: str, *, cursor: int = 0, max_pages: int | None = None
     ) -> AsyncGenerator[Video, None]:
-        """Yield every video a user reposted, each id once (arguments as for `pages`)."""
+        """Yield every video a user reposted, each id once.
+
+        :param username: the user's TikTok name (a leading ``@`` and surrounding spaces are
+            dropped).
+        :param cursor: where the walk starts: 0, or a page's ``cursor`` from an earlier walk.
+        :param max_pages: pages fetched at most (None: until the API says there is no more).
+        """
         seen: set[int] = set()
         async with contextlib.aclosing(
             self.pages(username, cursor=cursor, max_pages=max_pages)
@@ -795,12 +819,13 @@ class RepostClient:
     ) -> AsyncGenerator[WalkEvent, None]:
         """Walk many users at once through this client, yielding each page and each user's end.
 
-        ``usernames``: any iterable or async iterable of names, read as the walk goes (a
-        generator, a file, a pipe); bad and repeated names become `NameSkipped` events.
-        ``concurrency``: users walked at once (the client's ``concurrency`` by default).
-        ``max_pages``: pages per user at most; a user cut short ends ``incomplete``.
         Every argument is checked here, before any request. Close the generator (or use
         ``contextlib.aclosing``) to stop early: every worker stops with it.
+
+        :param usernames: any iterable or async iterable of names, read as the walk goes (a
+            generator, a file, a pipe); bad and repeated names become `NameSkipped` events.
+        :param concurrency: users walked at once (the client's ``concurrency`` by default).
+        :param max_pages: pages per user at most; a user cut short ends ``incomplete``.
         """
         from .engine import walk_many
 

@@ -89,10 +89,12 @@ def _exact_id(what: str, value: object) -> int:
 def validate_video_ids(ids: Iterable[int | str]) -> tuple[int, ...]:
     """Return the ids of one task as ints, in order; raise ValueError if they cannot be sent.
 
-    ``ids``: 1 to 10,000 video ids, each a positive int or a str of its digits (never a float:
-    ids exceed what a float holds). A repeated id is refused: the API does not say whether it
-    counts twice toward the 10,000, and a batch with repeats was not built from a set of stored
-    ids, which the refresh relies on to read the answer.
+    A repeated id is refused: the API does not say whether it counts twice toward the 10,000, and
+    a batch with repeats was not built from a set of stored ids, which the refresh relies on to
+    read the answer.
+
+    :param ids: 1 to 10,000 video ids, each a positive int or a str of its digits (never a
+        float: ids exceed what a float holds).
     """
     if isinstance(ids, str | bytes | bytearray | memoryview) or not isinstance(ids, Iterable):
         raise ValueError(f"ids must be an iterable of video ids, got {type(ids).__name__}")
@@ -114,12 +116,18 @@ def validate_video_ids(ids: Iterable[int | str]) -> tuple[int, ...]:
 
 
 def validate_task_id(task_id: int | str) -> int:
-    """Return a task id as an int (they exceed int64: never a float); raise ValueError if bad."""
+    """Return a task id as an int (they exceed int64: never a float); raise ValueError if bad.
+
+    :param task_id: a task id, a positive int or a str of its digits.
+    """
     return _exact_id("task_id", task_id)
 
 
 def validate_category(category: str) -> str:
-    """Return ``category`` if a task can check it (``video`` or ``comment``); raise ValueError."""
+    """Return ``category`` if a task can check it (``video`` or ``comment``); raise ValueError.
+
+    :param category: the category asked for.
+    """
     if category not in COMPLIANCE_CATEGORIES:
         raise ValueError(
             f"category must be one of {', '.join(COMPLIANCE_CATEGORIES)}, got {category!r}"
@@ -161,7 +169,13 @@ def build_create_task_request(
     """Build the request that creates a compliance task for up to 10,000 ids.
 
     The body is a multipart form: ``file_data``, a text file of one id per line, and
-    ``category``. ``boundary`` fixes the multipart boundary (tests); a random one otherwise.
+    ``category``.
+
+    :param ids: 1 to 10,000 video ids, each a positive int or a str of its digits, none repeated.
+    :param access_token: the client-credentials token the request is authorized with.
+    :param category: what the ids are: ``"video"`` or ``"comment"``.
+    :param base_url: the API's base URL, an ``http://`` or ``https://`` URL without the path.
+    :param boundary: the multipart boundary (tests fix it); None: a random one.
     """
     checked = validate_video_ids(ids)
     kind = validate_category(category)
@@ -210,14 +224,24 @@ def _task_request(path: str, task_id: int | str, access_token: str, base_url: st
 def build_task_status_request(
     task_id: int | str, *, access_token: str, base_url: str = DEFAULT_BASE_URL
 ) -> Request:
-    """Build the request for a compliance task's status."""
+    """Build the request for a compliance task's status.
+
+    :param task_id: the task's id, an int or a str of digits.
+    :param access_token: the client-credentials token the request is authorized with.
+    :param base_url: the API's base URL, an ``http://`` or ``https://`` URL without the path.
+    """
     return _task_request(TASK_STATUS_PATH, task_id, access_token, base_url)
 
 
 def build_download_task_request(
     task_id: int | str, *, access_token: str, base_url: str = DEFAULT_BASE_URL
 ) -> Request:
-    """Build the request that downloads a completed task's file of valid ids."""
+    """Build the request that downloads a completed task's file of valid ids.
+
+    :param task_id: the task's id, an int or a str of digits.
+    :param access_token: the client-credentials token the request is authorized with.
+    :param base_url: the API's base URL, an ``http://`` or ``https://`` URL without the path.
+    """
     return _task_request(DOWNLOAD_TASK_PATH, task_id, access_token, base_url)
 
 
@@ -296,6 +320,10 @@ def parse_create_task_response(status: int, headers: Mapping[str, str], body: by
     """Return the id of the task an answer created, or raise the TikTokError it means.
 
     A refused file (400 ``invalid_file_upload``) raises `InvalidFileUploadError`.
+
+    :param status: the answer's HTTP status.
+    :param headers: the answer's headers (names in any case).
+    :param body: the answer's body, as received.
     """
     data = _task_data(status, headers, body, "create task")
     task_id = data.task_id
@@ -316,6 +344,10 @@ def parse_task_status_response(status: int, headers: Mapping[str, str], body: by
 
     A status the documentation does not name raises ProtocolError: reading it as one of ours
     would either poll for ever or download a file that is not there.
+
+    :param status: the answer's HTTP status.
+    :param headers: the answer's headers (names in any case).
+    :param body: the answer's body, as received.
     """
     data = _task_data(status, headers, body, "task status")
     text = data.task_status
@@ -341,6 +373,11 @@ def parse_download_task_response(
     id at all is the empty set only when its Content-Type says text (text/plain, or an
     octet-stream attachment): a task all of whose ids are gone. Every id the answer names is
     returned, also one that was never sent: the caller, who knows what it sent, decides.
+
+    :param status: the answer's HTTP status.
+    :param headers: the answer's headers (names in any case); its Content-Type tells an empty file
+        from an empty answer.
+    :param body: the answer's body, as received.
     """
     if not 200 <= status < 300:
         _task_data(status, headers, body, "download task")

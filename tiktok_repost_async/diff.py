@@ -179,6 +179,10 @@ def pick_rounds(
 
     Raise DiffError naming the problem: one round only, a round that does not exist, one still in
     progress, or the same round twice.
+
+    :param store: the store whose rounds to compare.
+    :param from_round: the earlier round (None: the complete round before ``to_round``).
+    :param to_round: the later round (None: the latest complete one, after ``from_round`` if given).
     """
     rounds = {record.number: record for record in store.rounds()}
     if len(rounds) < 2:

@@ -153,11 +153,13 @@ class Engine:
     ) -> None:
         """Make an engine.
 
-        ``client``: the client whose session, limiter and token every worker shares.
-        ``concurrency``: users walked at once. ``max_pages``: pages per user at most.
-        ``gate``: the stop and quota gate (a fresh one without a budget by default).
-        ``sink``: what receives claims, pages and ends (the in-memory `Sink` by default).
-        ``page_events``/``skip_events``: whether `run` yields `PageEvent`/`NameSkipped` too.
+        :param client: the client whose session, limiter and token every worker shares.
+        :param concurrency: users walked at once.
+        :param max_pages: pages per user at most (None: no cap).
+        :param gate: the stop and quota gate (None: a fresh one without a budget).
+        :param sink: what receives claims, pages and ends (None: the in-memory `Sink`).
+        :param page_events: whether `run` yields a `PageEvent` for each page too.
+        :param skip_events: whether `run` yields a `NameSkipped` for each unusable name too.
         """
         validate_positive_int("concurrency", concurrency)
         validate_positive_int("max_pages", max_pages, optional=True)
@@ -181,7 +183,10 @@ class Engine:
     async def run(
         self, usernames: Iterable[str] | AsyncIterable[str]
     ) -> AsyncGenerator[WalkEvent, None]:
-        """Walk every name and yield the events as they happen; raise `WalkStopped` on a stop."""
+        """Walk every name and yield the events as they happen; raise `WalkStopped` on a stop.
+
+        :param usernames: the names, from any iterable or async iterable (read as the walk goes).
+        """
         _check_source(usernames)
         events: asyncio.Queue[WalkEvent | _End | _Failure] = asyncio.Queue(
             maxsize=2 * self.concurrency
@@ -467,7 +472,13 @@ def walk_many(
     concurrency: int | None = None,
     max_pages: int | None = None,
 ) -> AsyncGenerator[WalkEvent, None]:
-    """Walk many users at once through ``client``; see `RepostClient.walk_many`."""
+    """Walk many users at once through ``client``; see `RepostClient.walk_many`.
+
+    :param client: the client whose session, limiter and token every worker shares.
+    :param usernames: the names, from any iterable or async iterable (read as the walk goes).
+    :param concurrency: users walked at once (None: the client's ``concurrency``).
+    :param max_pages: pages per user at most; a user cut short ends ``incomplete`` (None: no cap).
+    """
     concurrency = client.concurrency if concurrency is None else concurrency
     engine = Engine(client, concurrency=concurrency, max_pages=max_pages)
     _check_source(usernames)

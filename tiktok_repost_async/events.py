@@ -52,7 +52,10 @@ class WalkGuard(enum.StrEnum):
     NO_CURSOR = "no_cursor"
 
     def describe(self, cursor: int) -> str:
-        """Return one line that says how this guard cut a walk that stopped at ``cursor``."""
+        """Return one line that says how this guard cut a walk that stopped at ``cursor``.
+
+        :param cursor: the cursor the walk stopped at.
+        """
         why = {
             WalkGuard.MAX_PAGES: "reached max_pages",
             WalkGuard.REPEATED_CURSOR: "the API sent back a cursor already sent",
@@ -146,12 +149,17 @@ class Sink:
     """Receive what a walk produces; this base keeps nothing but the names it has seen."""
 
     def __init__(self) -> None:
+        """Start with no name seen."""
         # The one thing that grows with the input: walking each name once means remembering
         # it (about a hundred bytes a name). The harvest remembers them in its store instead.
         self._seen: set[str] = set()
 
     async def claim(self, names: list[str], lines: list[int]) -> list[WalkJob | NameSkipped]:
-        """Turn valid names into jobs, or into skips (a duplicate, a user already done)."""
+        """Turn valid names into jobs, or into skips (a duplicate, a user already done).
+
+        :param names: the valid names of one batch of input, in input order.
+        :param lines: each name's line number in the input, from 1.
+        """
         out: list[WalkJob | NameSkipped] = []
         for name, line in zip(names, lines, strict=True):
             if name in self._seen:
@@ -162,14 +170,25 @@ class Sink:
         return out
 
     async def skipped(self, names: list[NameSkipped]) -> None:
-        """Receive the unusable names of one batch of input."""
+        """Receive the unusable names of one batch of input.
+
+        :param names: the batch's unusable names, each with its line and why.
+        """
 
     async def page(self, job: WalkJob, event: PageEvent) -> int:
-        """Receive one page; return the number of videos to count for the user."""
+        """Receive one page; return the number of videos to count for the user.
+
+        :param job: the user's walk.
+        :param event: the page, with the cursor that fetched it.
+        """
         return len(event.page.videos)
 
     async def finish(self, job: WalkJob, done: UserDone) -> None:
-        """Receive one user's end, before the event is handed on."""
+        """Receive one user's end, before the event is handed on.
+
+        :param job: the user's walk.
+        :param done: how the walk ended.
+        """
 
     def input_done(self) -> None:
         """Note that every input name has been read."""

@@ -158,16 +158,25 @@ class BinaryOutput(Protocol):
     """Anything with ``write(bytes)``: a file opened in binary mode, ``sys.stdout.buffer``."""
 
     def write(self, data: bytes, /) -> object:
-        """Write the bytes."""
+        """Write the bytes.
+
+        :param data: the bytes to write.
+        """
 
 
 def format_for_path(path: str) -> str | None:
-    """Return the format a file name's suffix implies (``.csv`` is csv), or None."""
+    """Return the format a file name's suffix implies (``.csv`` is csv), or None.
+
+    :param path: the file's path or name.
+    """
     return _SUFFIXES.get(os.path.splitext(path)[1].lower())
 
 
 def require_format(format: str) -> None:
-    """Raise ValueError for an unknown format, MissingExtraError if its extra is not installed."""
+    """Raise ValueError for an unknown format, MissingExtraError if its extra is not installed.
+
+    :param format: the format's name (``jsonl``, ``csv`` or ``parquet``).
+    """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
     if format == "parquet":
@@ -380,7 +389,14 @@ def _object_body(username: str, video_id: str, data: bytes) -> bytes:
 def export_jsonl(
     store: StoreLike, out: BinaryOutput, *, provenance: bool = False, round: int | None = None
 ) -> int:
-    """Write one JSON object per line: ``reposted_by``, then the video as sent; return the count."""
+    """Write one JSON object per line: ``reposted_by``, then the video as sent; return the count.
+
+    :param store: the harvest store to read.
+    :param out: where to write (a binary file, ``sys.stdout.buffer``).
+    :param provenance: add each video's ``round``, and ``fetched_at`` and ``log_id`` of its page.
+    :param round: export each user's list as observed in this round, a partial walk completed from
+        the rounds before it (default: each user's latest complete observation).
+    """
     sink = _Buffered(out)
     count = 0
     user: str | None = None
@@ -490,6 +506,11 @@ class CsvOutput:
     __slots__ = ("_out", "_text", "_writer")
 
     def __init__(self, out: BinaryOutput, header: Iterable[str]) -> None:
+        """Write the header row first.
+
+        :param out: where the encoded rows go (a binary file, ``sys.stdout.buffer``).
+        :param header: the column names.
+        """
         self._out = out
         self._text = io.StringIO()
         # Fields holding commas, quotes or newlines are quoted by the csv module.
@@ -497,7 +518,10 @@ class CsvOutput:
         self._writer.writerow(header)
 
     def writerow(self, row: Iterable[object]) -> None:
-        """Write one row; the text reaches ``out`` in blocks of about a megabyte."""
+        """Write one row; the text reaches ``out`` in blocks of about a megabyte.
+
+        :param row: the row's values, in the header's order (None is an empty field).
+        """
         self._writer.writerow(row)
         if self._text.tell() >= _FLUSH_BYTES:
             self.flush()
@@ -522,6 +546,14 @@ def export_csv(
     With ``id_type="string"`` the ids inside the hashtag, sticker and effect lists are written
     as JSON strings of their digits, so that a JSON reader that turns big numbers into floats
     (R's jsonlite, pandas) keeps them; top-level ids are their digits either way.
+
+    :param store: the harvest store to read.
+    :param out: where to write (a binary file, ``sys.stdout.buffer``).
+    :param provenance: add each video's ``round``, and ``fetched_at`` and ``log_id`` of its page.
+    :param round: export each user's list as observed in this round, a partial walk completed from
+        the rounds before it (default: each user's latest complete observation).
+    :param id_type: ``number`` (ids as sent) or ``string`` (nested ids too as the text of their
+        digits).
     """
     fields = store.fields
     nested = _STRUCTS if id_type == "string" else {}

@@ -138,18 +138,22 @@ class Gate:
     ) -> None:
         """Make a gate.
 
-        ``quota``: the day's budget (None: no budget of our own; the API's daily 429 still
-        stops). ``on_quota``: stop, or wait for the reset, when it is spent. ``clock`` and
-        ``sleep``: the wall clock and the sleep of quota waits (tests move time with them).
-        ``book``: awaited with the username right before each request is sent (the harvest's
-        write-ahead ledger); False means a shared ledger refused it: the organisation's day is
-        spent. ``refund``: awaited with the username and the UTC day it was booked
-        on when a booked request never reached the API (a refused connection, a failed token
-        fetch, a stop while it was being booked). ``on_wait``: told when a quota wait starts
-        (its end) and ends.
-        ``on_probe``: told when the next probe of a hold (the circuit breaker, or a streak of
-        429s: see `holding`) is due, and None when it closes. ``on_send``: told +1 for each
-        request let out to be sent, and -1 for one given back as never sent (`refund`).
+        :param quota: the day's budget (None: no budget of our own; the API's daily 429 still
+            stops).
+        :param on_quota: stop, or wait for the reset, when it is spent.
+        :param clock: the wall clock of quota waits (tests move time with it).
+        :param sleep: the sleep of quota waits (tests move time with it).
+        :param book: awaited with the username right before each request is sent (the harvest's
+            write-ahead ledger); False means a shared ledger refused it: the organisation's day
+            is spent.
+        :param refund: awaited with the username and the UTC day it was booked on when a booked
+            request never reached the API (a refused connection, a failed token fetch, a stop
+            while it was being booked).
+        :param on_wait: told when a quota wait starts (its end) and ends (None).
+        :param on_probe: told when the next probe of a hold (the circuit breaker, or a streak of
+            429s: see `holding`) is due, and None when it closes.
+        :param on_send: told +1 for each request let out to be sent, and -1 for one given back
+            as never sent (`refund`).
         """
         self.quota = quota
         self.on_quota = QuotaPolicy(on_quota)
@@ -248,7 +252,9 @@ class Gate:
     ) -> None:
         """Stop the walk: nothing waiting goes out, idle workers end, sleepers wake.
 
-        ``detail`` and ``retry_at`` go to the `WalkStopped` raised (see there).
+        :param reason: why, for the `WalkStopped` raised.
+        :param detail: one line more for it (None: none).
+        :param retry_at: epoch seconds after which a new run may succeed, for it (None: unknown).
         """
         if self._stopped is not None:
             return
@@ -260,11 +266,17 @@ class Gate:
             listener()
 
     def add_listener(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` once when the gate stops."""
+        """Call ``listener`` once when the gate stops.
+
+        :param listener: called with no argument.
+        """
         self._listeners.append(listener)
 
     def remove_listener(self, listener: Callable[[], None]) -> None:
-        """Forget a listener added with `add_listener`."""
+        """Forget a listener added with `add_listener`.
+
+        :param listener: the listener as it was added.
+        """
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
@@ -278,6 +290,8 @@ class Gate:
 
         The harvest books a prepaid request with the user's previous page, in the same
         transaction, so that it goes out without waiting for a booking of its own.
+
+        :param username: the user whose request it is.
         """
         if self._stopped is not None or username in self._prepaid:
             return False
@@ -291,6 +305,8 @@ class Gate:
 
         Only such a booking is given back if the request is never sent (`unsent_bookings`): one
         whose commit failed, or was left unawaited, may or may not be in the ledger.
+
+        :param username: the user whose request it is.
         """
         # A booking committed across midnight may sit on either day: it is not given back.
         if self._prepaid.get(username) == self._today():
@@ -342,7 +358,12 @@ class Gate:
             raise WalkStopped(self._stopped, self._detail, self._retry_at)
 
     def answered(self, reached: bool, username: str | None = None) -> None:
-        """Note that ``username``'s request got an answer (``reached``) or none (no answer)."""
+        """Note that ``username``'s request got an answer (``reached``) or none (no answer).
+
+        :param reached: whether an answer came (any status); False: none came (a refused connection,
+            a timeout).
+        :param username: the user whose request it was (None: none named).
+        """
         if username is not None:
             self._land(username)
         if self._answered:
@@ -361,6 +382,9 @@ class Gate:
         The rules are those above `QUOTA_STREAK`; the 429's text plays no part. A 429 that is
         not the daily quota lowers the send rate; when it is held (`limit_held`), the request
         waits for the hold's probe instead of counting against its user's attempts.
+
+        :param username: the user whose request got the 429.
+        :param error: the 429, with its Retry-After.
         """
         quota = self.quota
         if self._lagging and error.retry_after is None:
@@ -499,6 +523,8 @@ class Gate:
         """Return the failure that another user's answer showed ``username``'s own, if any.
 
         Such a user's failures are not held by the breaker, and its next one ends its walk.
+
+        :param username: the user.
         """
         return self._guilty.get(username)
 
@@ -522,6 +548,9 @@ class Gate:
         The same error reported again (one token refresh that failed for all its waiters) is
         one failure, not one per worker. A user whose failures were proven its own (`guilty`)
         is not held: its attempts count.
+
+        :param username: the user whose request failed.
+        :param error: the failure.
         """
         if username in self._guilty:
             return False  # its own: charged to its attempts (see `guilty`)
@@ -570,6 +599,8 @@ class Gate:
 
         An answer to another user than the breaker's suspect proves the suspect's failures its
         own (`guilty`).
+
+        :param username: the user whose request was answered (None: none named).
         """
         self._outages = 0
         self._last_outage = None
@@ -650,7 +681,10 @@ class Gate:
             return
 
     def release(self, username: str) -> None:
-        """Hand the trial on if ``username``'s walk ended without an answer (see `answered`)."""
+        """Hand the trial on if ``username``'s walk ended without an answer (see `answered`).
+
+        :param username: the user whose walk ended.
+        """
         if self._probe == username:
             self._free_probe()
         if self._lag_probe == username:
@@ -663,7 +697,10 @@ class Gate:
             self.answered(False)
 
     async def admit(self, username: str) -> None:
-        """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop."""
+        """Wait until a request may queue for the limiter; raise `WalkStopped` after a stop.
+
+        :param username: the user whose request it is.
+        """
         if self._stopped is None:
             # Before the prepaid ones too: the breaker holds every request, paid or not.
             await self._await_health(username)
@@ -705,7 +742,10 @@ class Gate:
             await self._pace()
 
     async def take(self, username: str) -> bool:
-        """Spend and book one request that is about to be sent; False: back to `admit`."""
+        """Spend and book one request that is about to be sent; False: back to `admit`.
+
+        :param username: the user whose request it is.
+        """
         if username == self.canary and self._suspect is None:
             raise StepAside(username)  # the probe it was meant to be is no longer needed
         if self._single_file(username) and self._stopped is None:
@@ -783,6 +823,8 @@ class Gate:
 
         A refused connection or a failed token fetch: the API never saw it, so neither the
         budget nor the ledger counts it (booked yesterday, it is taken off yesterday's ledger).
+
+        :param username: the user whose request it was.
         """
         day = self._taken.pop(username, None)
         if day is None:

@@ -508,7 +508,10 @@ class Harvester:
     async def run(
         self, usernames: Iterable[str] | AsyncIterable[str]
     ) -> AsyncGenerator[UserOutcome, None]:
-        """Harvest every name and yield each user's outcome as its walk ends."""
+        """Harvest every name and yield each user's outcome as its walk ends.
+
+        :param usernames: the names, from any iterable or async iterable (read as the walk goes).
+        """
         self._writer = _Writer(self.store, self.ledger, self.quota.limit, self._clock)
         self._sink = None
         # How the run ends, for its record in the store: anything that leaves before the end

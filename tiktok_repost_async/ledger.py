@@ -91,19 +91,34 @@ class Ledger(Protocol):
         ...
 
     def book(self, n: int, *, day: str, limit: int) -> bool:
-        """Count ``n`` requests on ``day`` if the day's total stays within ``limit``; else none."""
+        """Count ``n`` requests on ``day`` if the day's total stays within ``limit``; else none.
+
+        :param n: the requests about to be sent.
+        :param day: the UTC day 'YYYY-MM-DD' they count on.
+        :param limit: the organisation's budget for that day.
+        """
         ...
 
     def refund(self, n: int, *, day: str) -> None:
-        """Take back ``n`` requests booked on ``day`` that never reached the API."""
+        """Take back ``n`` requests booked on ``day`` that never reached the API.
+
+        :param n: the requests to take back.
+        :param day: the UTC day 'YYYY-MM-DD' they were booked on.
+        """
         ...
 
     def spent(self, day: str) -> int:
-        """Return the requests booked on ``day`` by everyone sharing the ledger."""
+        """Return the requests booked on ``day`` by everyone sharing the ledger.
+
+        :param day: the UTC day 'YYYY-MM-DD'.
+        """
         ...
 
     def breakdown(self, day: str) -> dict[str, int]:
-        """Return the requests booked on ``day`` per source (machine and store)."""
+        """Return the requests booked on ``day`` per source (machine and store).
+
+        :param day: the UTC day 'YYYY-MM-DD'.
+        """
         ...
 
     def close(self) -> None:
@@ -216,19 +231,34 @@ class StoreLedger:
         return False
 
     def book(self, n: int, *, day: str, limit: int) -> bool:
-        """Count ``n`` requests on ``day`` in the store if they fit ``limit``."""
+        """Count ``n`` requests on ``day`` in the store if they fit ``limit``.
+
+        :param n: the requests about to be sent.
+        :param day: the UTC day 'YYYY-MM-DD' they count on.
+        :param limit: the budget for that day.
+        """
         return self._store.book_within(_check_n("n", n), limit=_check_n("limit", limit), day=day)
 
     def refund(self, n: int, *, day: str) -> None:
-        """Take back ``n`` requests of ``day`` from the store's ledger."""
+        """Take back ``n`` requests of ``day`` from the store's ledger.
+
+        :param n: the requests to take back.
+        :param day: the UTC day 'YYYY-MM-DD' they were booked on.
+        """
         self._store.unbook(_check_n("n", n), day=day)
 
     def spent(self, day: str) -> int:
-        """Return the store's requests on ``day``."""
+        """Return the store's requests on ``day``.
+
+        :param day: the UTC day 'YYYY-MM-DD'.
+        """
         return self._store.requests_on(_check_day(day))
 
     def breakdown(self, day: str) -> dict[str, int]:
-        """Return the store's requests on ``day`` under its path."""
+        """Return the store's requests on ``day`` under its path.
+
+        :param day: the UTC day 'YYYY-MM-DD'.
+        """
         spent = self.spent(day)
         return {self.label: spent} if spent else {}
 
@@ -406,7 +436,12 @@ class SQLiteLedger:
                 pause = min(pause * 2, 0.5)
 
     def book(self, n: int, *, day: str, limit: int) -> bool:
-        """Count ``n`` requests on ``day`` if the day's total stays within ``limit``."""
+        """Count ``n`` requests on ``day`` if the day's total stays within ``limit``.
+
+        :param n: the requests about to be sent.
+        :param day: the UTC day 'YYYY-MM-DD' they count on.
+        :param limit: the organisation's budget for that day.
+        """
         _check_n("n", n)
         _check_n("limit", limit)
         _check_day(day)
@@ -433,7 +468,11 @@ class SQLiteLedger:
         return bool(self._retrying(work))
 
     def refund(self, n: int, *, day: str) -> None:
-        """Take back ``n`` requests of ``day`` (never below zero)."""
+        """Take back ``n`` requests of ``day`` (never below zero).
+
+        :param n: the requests to take back.
+        :param day: the UTC day 'YYYY-MM-DD' they were booked on.
+        """
         _check_n("n", n)
         _check_day(day)
         if not n:
@@ -453,7 +492,10 @@ class SQLiteLedger:
         self._retrying(work)
 
     def spent(self, day: str) -> int:
-        """Return the organisation's requests on ``day``."""
+        """Return the organisation's requests on ``day``.
+
+        :param day: the UTC day 'YYYY-MM-DD'.
+        """
         _check_day(day)
 
         def work(conn: sqlite3.Connection) -> int:
@@ -463,7 +505,10 @@ class SQLiteLedger:
         return int(self._retrying(work))
 
     def breakdown(self, day: str) -> dict[str, int]:
-        """Return the requests on ``day`` per source, largest first."""
+        """Return the requests on ``day`` per source, largest first.
+
+        :param day: the UTC day 'YYYY-MM-DD'.
+        """
         _check_day(day)
 
         def work(conn: sqlite3.Connection) -> dict[str, int]:
@@ -634,7 +679,12 @@ class PostgresLedger:
                 raise self._error("cannot use", exc) from None
 
     def book(self, n: int, *, day: str, limit: int) -> bool:
-        """Count ``n`` requests on ``day`` if the day's total stays within ``limit``."""
+        """Count ``n`` requests on ``day`` if the day's total stays within ``limit``.
+
+        :param n: the requests about to be sent.
+        :param day: the UTC day 'YYYY-MM-DD' they count on.
+        :param limit: the organisation's budget for that day.
+        """
         _check_n("n", n)
         _check_n("limit", limit)
         _check_day(day)
@@ -656,7 +706,11 @@ class PostgresLedger:
         return bool(self._run(work))
 
     def refund(self, n: int, *, day: str) -> None:
-        """Take back ``n`` requests of ``day`` (never below zero)."""
+        """Take back ``n`` requests of ``day`` (never below zero).
+
+        :param n: the requests to take back.
+        :param day: the UTC day 'YYYY-MM-DD' they were booked on.
+        """
         _check_n("n", n)
         _check_day(day)
         if not n:
@@ -677,7 +731,10 @@ class PostgresLedger:
         self._run(work)
 
     def spent(self, day: str) -> int:
-        """Return the organisation's requests on ``day``."""
+        """Return the organisation's requests on ``day``.
+
+        :param day: the UTC day 'YYYY-MM-DD'.
+        """
         _check_day(day)
 
         def work(conn: Any) -> int:
@@ -689,7 +746,10 @@ class PostgresLedger:
         return int(self._run(work))
 
     def breakdown(self, day: str) -> dict[str, int]:
-        """Return the requests on ``day`` per source, largest first."""
+        """Return the requests on ``day`` per source, largest first.
+
+        :param day: the UTC day 'YYYY-MM-DD'.
+        """
         _check_day(day)
 
         def work(conn: Any) -> dict[str, int]:

@@ -196,14 +196,22 @@ def normalize_fields(fields: Iterable[str] | str | None) -> tuple[str, ...]:
 
 
 def validate_max_count(n: int) -> int:
-    """Return ``n`` if it is a valid max_count (an int from 1 to 100); raise ValueError if not."""
+    """Return ``n`` if it is a valid max_count (an int from 1 to 100); raise ValueError if not.
+
+    :param n: the page size to check.
+    """
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_COUNT_LIMIT:
         raise ValueError(f"max_count must be an int from 1 to {MAX_COUNT_LIMIT}, got {n!r}")
     return n
 
 
 def validate_positive_int(name: str, value: int | None, *, optional: bool = False) -> int | None:
-    """Return ``value`` if it is an int of at least 1 (or None, if optional); raise ValueError."""
+    """Return ``value`` if it is an int of at least 1 (or None, if optional); raise ValueError.
+
+    :param name: the argument's name, for the error.
+    :param value: the value to check.
+    :param optional: whether None is allowed.
+    """
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -213,7 +221,10 @@ def validate_positive_int(name: str, value: int | None, *, optional: bool = Fals
 
 
 def validate_cursor(cursor: int) -> int:
-    """Return ``cursor`` if it is a valid cursor (an int64 >= 0); raise ValueError if not."""
+    """Return ``cursor`` if it is a valid cursor (an int64 >= 0); raise ValueError if not.
+
+    :param cursor: the cursor to check.
+    """
     if isinstance(cursor, bool) or not isinstance(cursor, int) or not 0 <= cursor <= MAX_CURSOR:
         raise ValueError(f"cursor must be an int from 0 to {MAX_CURSOR}, got {cursor!r}")
     return cursor
@@ -276,7 +287,13 @@ def _check_token(token: str) -> str:
 def build_token_request(
     client_key: str, client_secret: str, base_url: str = DEFAULT_BASE_URL
 ) -> Request:
-    """Build the client-credentials token request."""
+    """Build the client-credentials token request.
+
+    :param client_key: the research client's key.
+    :param client_secret: its secret; the request's body holds it, so the request marks its body
+        secret (never shown in a repr).
+    :param base_url: the API's base URL, an ``http://`` or ``https://`` URL without the path.
+    """
     form = {
         "client_key": _check_credential("client_key", client_key),
         "client_secret": _check_credential("client_secret", client_secret),
@@ -303,7 +320,16 @@ def build_reposted_request(
     cursor: int = 0,
     base_url: str = DEFAULT_BASE_URL,
 ) -> Request:
-    """Build the request for one page of a user's reposted videos."""
+    """Build the request for one page of a user's reposted videos.
+
+    :param username: the user's TikTok name (a leading ``@`` and surrounding spaces are dropped).
+    :param access_token: the client-credentials token the request is authorized with.
+    :param fields: the video fields to ask for, as names or one comma-separated string (None: every
+        documented field).
+    :param max_count: videos per page, 1 to 100.
+    :param cursor: where the page starts: 0 for the first, else the ``cursor`` of the page before.
+    :param base_url: the API's base URL, an ``http://`` or ``https://`` URL without the path.
+    """
     handle = normalize_username(username)
     # Every page of a walk asks for the same fields: their query text is made once.
     query = _fields_query(fields) if isinstance(fields, tuple) else _query(normalize_fields(fields))
@@ -339,6 +365,11 @@ def parse_reposted_response(
     gives every video of both, each id once (the first occurrence in the answer wins), and logs a
     warning. An answer that is not the API's JSON at all raises ProtocolError; one whose ``data``
     holds a list of objects under an unknown key and neither list key raises UnknownListKeyError.
+
+    :param status: the answer's HTTP status.
+    :param headers: the answer's headers (names in any case).
+    :param body: the answer's body, as received.
+    :param username: the user the request asked for, named in the errors it raises (None: unnamed).
     """
     if 200 <= status < 300:
         answer, restore = _decode_page(body)
@@ -465,7 +496,12 @@ def _both_lists(
 
 
 def parse_token_response(status: int, headers: Mapping[str, str], body: bytes) -> TokenResponse:
-    """Return the token an answer of the token endpoint holds, or raise the matching error."""
+    """Return the token an answer of the token endpoint holds, or raise the matching error.
+
+    :param status: the answer's HTTP status.
+    :param headers: the answer's headers (names in any case).
+    :param body: the answer's body, as received.
+    """
     # This function never sees the client secret, so no message it builds can hold it.
     if 500 <= status < 600 or status == 429:
         raise _api_error(status, headers, _token_error_object(body), None, body)

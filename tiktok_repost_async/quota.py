@@ -72,7 +72,10 @@ def _day_index(now: float) -> int:
 
 
 def utc_day(now: float) -> str:
-    """Return the UTC date of an epoch instant as 'YYYY-MM-DD'."""
+    """Return the UTC date of an epoch instant as 'YYYY-MM-DD'.
+
+    :param now: the instant, in epoch seconds.
+    """
     return _day_text(_day_index(now))
 
 
@@ -83,17 +86,22 @@ def _day_text(index: int) -> str:
 
 
 def next_utc_midnight(now: float) -> float:
-    """Return the epoch seconds of the first UTC midnight strictly after `now`."""
+    """Return the epoch seconds of the first UTC midnight strictly after `now`.
+
+    :param now: the time, in epoch seconds.
+    """
     return (_day_index(now) + 1) * DAY_SECONDS
 
 
 def reset_lag_wait(now: float) -> float:
     """Return how long to wait before probing again a reset that still lags at ``now``.
 
-    ``now``: epoch seconds. The wait is the `RESET_LAG_WAITS` step that the time since the last
-    midnight has reached (a lag that lasted two hours waits an hour, one that lasted a minute
-    five minutes), so that a run that starts in the middle of a lag, or a stopped run told when
-    to try again, falls in step with one that waited through it.
+    The wait is the `RESET_LAG_WAITS` step that the time since the last midnight has reached (a
+    lag that lasted two hours waits an hour, one that lasted a minute five minutes), so that a
+    run that starts in the middle of a lag, or a stopped run told when to try again, falls in
+    step with one that waited through it.
+
+    :param now: the time, in epoch seconds.
     """
     elapsed = now - _day_index(now) * DAY_SECONDS
     passed = 0.0
@@ -107,9 +115,10 @@ def reset_lag_wait(now: float) -> float:
 def quota_stop_message(quota: DailyQuota | None, retry_at: float, *, lagging: bool) -> str:
     """Return the one line that tells a researcher why a run stopped on quota and when to retry.
 
-    ``quota``: the run's budget (None: it had none, the API's 429 stopped it).
-    ``retry_at``: epoch seconds after which a new run may succeed. ``lagging``: the API refused
-    the UTC day's first requests as over quota, so the reset seems to lag.
+    :param quota: the run's budget (None: it had none, the API's 429 stopped it).
+    :param retry_at: epoch seconds after which a new run may succeed.
+    :param lagging: the API refused the UTC day's first requests as over quota, so the reset
+        seems to lag.
     """
     at = time.strftime("%H:%M", time.gmtime(math.ceil(retry_at / 60) * 60))
     if lagging:
@@ -231,7 +240,10 @@ class DailyQuota:
         return max(self._limit - self._spent, 0)
 
     def try_spend(self, n: int = 1) -> bool:
-        """Count `n` requests and return True if they fit today's budget, else count nothing."""
+        """Count `n` requests and return True if they fit today's budget, else count nothing.
+
+        :param n: the requests about to be sent.
+        """
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError(f"n must be a non-negative int, not {n!r}")
         if n > self.remaining:
@@ -268,8 +280,8 @@ class DailyQuota:
     def exhaust(self, until: float | None = None) -> None:
         """Mark today's quota as spent because the API said so, whatever our own count.
 
-        ``until``: epoch seconds when to try again (a lagging reset's next probe); by default
-        the margin past the next reset.
+        :param until: epoch seconds when to try again (a lagging reset's next probe); None: the
+            margin past the next reset.
         """
         now = self._now()
         # Until the margin past the next reset, not merely until midnight: this also covers a
@@ -278,7 +290,10 @@ class DailyQuota:
         self._exhausted_until = reset if until is None else min(max(until, now), reset)
 
     def refund(self, n: int = 1) -> None:
-        """Give back ``n`` requests counted today that never reached the API."""
+        """Give back ``n`` requests counted today that never reached the API.
+
+        :param n: the requests to give back.
+        """
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError(f"n must be a non-negative int, not {n!r}")
         self._now()

@@ -61,7 +61,10 @@ class RetryPolicy:
             raise ValueError("retry delays must not be negative")
 
     def is_retryable(self, error: BaseException) -> bool:
-        """Tell whether repeating the same request may succeed."""
+        """Tell whether repeating the same request may succeed.
+
+        :param error: the failure of the request.
+        """
         if isinstance(error, QuotaExhaustedError | CertificateError | UnknownListKeyError):
             # The daily quota comes back at midnight UTC, not after a backoff: the caller
             # decides. A certificate that does not verify will not on a second try either, nor
@@ -72,8 +75,9 @@ class RetryPolicy:
     def ceiling(self, attempt: int, error: BaseException | None = None) -> float:
         """Return the longest wait after failed attempt number ``attempt``, without jitter.
 
-        ``attempt``: the failed attempt's number, from 1. ``error``: its failure, whose
-        ``Retry-After`` (a 429's) is honoured up to ``max_retry_after``.
+        :param attempt: the failed attempt's number, from 1.
+        :param error: its failure, whose ``Retry-After`` (a 429's) is honoured up to
+            ``max_retry_after`` (None: no failure to read).
         """
         if isinstance(error, TokenExpiredError):
             # A fresh token cures it at once; waiting would only slow every worker.
@@ -83,7 +87,12 @@ class RetryPolicy:
         return min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
 
     def delay(self, attempt: int, error: BaseException | None = None) -> float:
-        """Return the wait before the attempt that follows failed attempt number ``attempt``."""
+        """Return the wait before the attempt that follows failed attempt number ``attempt``.
+
+        :param attempt: the failed attempt's number, from 1.
+        :param error: its failure, whose ``Retry-After`` (a 429's) is honoured up to
+            ``max_retry_after`` (None: no failure to read).
+        """
         ceiling = self.ceiling(attempt, error)
         if isinstance(error, TokenExpiredError | RateLimitError) and (
             isinstance(error, TokenExpiredError) or error.retry_after is not None

@@ -123,7 +123,10 @@ def _field_name(text: str) -> str:
 
 
 def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the simulator's address, credential and knob options to a parser."""
+    """Add the simulator's address, credential and knob options to a parser.
+
+    :param parser: the parser to add them to (``serve``'s, or the simulator module's own).
+    """
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8080, help="port; 0 picks a free one (8080)")
     parser.add_argument("--client-key", help="accepted client key (the test key if omitted)")
@@ -371,6 +374,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     """Build a configuration from parsed options; raise ValueError if they do not fit together.
 
     A relative ``--outage-start`` counts from now, the moment this is called.
+
+    :param args: the options as `add_simulator_arguments` parsed them.
     """
     outage_start = None
     if args.outage_start is not None:
@@ -447,7 +452,10 @@ async def _serve(simulator: Simulator, host: str, port: int, defaults: Sequence[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the simulator as the command line asks; return the exit code."""
+    """Serve the simulator as the command line asks; return the exit code.
+
+    :param argv: the command line's arguments, without the program's name (None: ``sys.argv[1:]``).
+    """
     parser = argparse.ArgumentParser(
         prog="python -m tiktok_repost_async.simulator",
         description="Serve a local simulator of the TikTok Research API's reposted videos.",

@@ -130,6 +130,12 @@ class Simulator(_Faults):
     """A local TikTok Research API serving the reposted-videos endpoint and its token."""
 
     def __init__(self, config: SimulatorConfig | None = None, **knobs: Any) -> None:
+        """Make a simulator; it serves once started (`start`, ``async with``, `run_in_thread`).
+
+        :param config: the knobs to start from (None: `SimulatorConfig`'s defaults).
+        :param knobs: fields of `SimulatorConfig` by name, set over ``config``
+            (``Simulator(rate_limit=10, latency=0.05)``).
+        """
         base = config if config is not None else SimulatorConfig()
         self.config = dataclasses.replace(base, **knobs) if knobs else base
         self.stats = SimulatorStats()
@@ -159,7 +165,11 @@ class Simulator(_Faults):
     # -- running -------------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Start serving on host:port (0 picks a free port); return the base URL."""
+        """Start serving on host:port (0 picks a free port); return the base URL.
+
+        :param host: the address to listen on.
+        :param port: the port to listen on (0: a free one).
+        """
         if self._runner is not None:
             raise RuntimeError("the simulator is already running")
         app = web.Application(middlewares=[_errors])
@@ -203,7 +213,11 @@ class Simulator(_Faults):
         await self.close()
 
     def run_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> SimulatorThread:
-        """Return a runner serving this simulator from a background thread: `with ... as url:`."""
+        """Return a runner serving this simulator from a background thread: `with ... as url:`.
+
+        :param host: the address to listen on.
+        :param port: the port to listen on (0: a free one).
+        """
         return SimulatorThread(self, host, port)
 
     @property
@@ -226,7 +240,12 @@ class Simulator(_Faults):
     # -- controls for tests ----------------------------------------------------------------------
 
     def script(self, username: str, faults: Iterable[Fault | str]) -> None:
-        """Give the user's next research requests these faults, in order, then normal service."""
+        """Give the user's next research requests these faults, in order, then normal service.
+
+        :param username: the user whose requests fail.
+        :param faults: the faults, as `Fault` members or their values (``"server_error"``,
+            ``"drop"`` ...), one request each.
+        """
         queue = self._scripts.setdefault(username, deque())
         queue.extend(Fault(fault) for fault in faults)
 
@@ -234,6 +253,8 @@ class Simulator(_Faults):
         """Give the next token requests these faults, in order, then normal service.
 
         Each is one of TOKEN_FAULTS; scripted faults come before random `token_faults`.
+
+        :param faults: the faults, as `Fault` members or their values, one token request each.
         """
         added = [Fault(fault) for fault in faults]
         for fault in added:
@@ -246,6 +267,8 @@ class Simulator(_Faults):
         """Give the next compliance requests these faults, in order, then normal service.
 
         Each is one of COMPLIANCE_FAULTS; scripted faults come before random `compliance_faults`.
+
+        :param faults: the faults, as `Fault` members or their values, one compliance request each.
         """
         added = [Fault(fault) for fault in faults]
         for fault in added:
@@ -260,19 +283,28 @@ class Simulator(_Faults):
         What a researcher meets when an account harvested earlier is deleted or made private
         (or its owner opted out): the user's requests are refused as for a ``missing…`` or
         ``private…`` name. Compliance tasks still find its videos as before.
+
+        :param username: the user.
+        :param how: ``"missing"`` (the account is gone) or ``"private"`` (it is no longer public).
         """
         if how not in ("missing", "private"):
             raise ValueError(f"how must be 'missing' or 'private', not {how!r}")
         self._gone[username] = how
 
     def fail_tasks(self, count: int = 1) -> None:
-        """Make the next `count` compliance tasks end Failed, whatever `task_failure_rate` says."""
+        """Make the next `count` compliance tasks end Failed, whatever `task_failure_rate` says.
+
+        :param count: how many of the next tasks fail.
+        """
         checked = _count("count", count, 1, optional=False)
         assert checked is not None
         self._tasks.failures_scripted += checked
 
     def task(self, task_id: int) -> Task:
-        """Return the compliance task of this id (its ids, epoch, and the ids it found valid)."""
+        """Return the compliance task of this id (its ids, epoch, and the ids it found valid).
+
+        :param task_id: the id the create task endpoint answered.
+        """
         return self._tasks.tasks[task_id]
 
     @property
@@ -303,6 +335,10 @@ class Simulator(_Faults):
         positions add to earlier ones and to `type_drift`, and override both. Positions are those
         of the list at epoch 0, whatever the epoch knob: the drift follows the video as later
         epochs move it (and ends with it if it is removed).
+
+        :param username: the user.
+        :param indices: positions, from 0, in the user's full repost list at epoch 0.
+        :param kind: one of DRIFT_KINDS for every position (None: each video picks one).
         """
         if kind is not None and kind not in DRIFT_KINDS:
             raise ValueError(f"unknown drift kind {kind!r}; kinds: {', '.join(DRIFT_KINDS)}")
@@ -318,6 +354,9 @@ class Simulator(_Faults):
 
         Positions count in the full repost list at `epoch` (by default the epoch knob's), which
         at epoch 0 is how `drift` takes them; moderated videos, never sent, are left out.
+
+        :param username: the user.
+        :param epoch: the epoch whose list the positions count in (None: the epoch knob's).
         """
         return drifted(
             username,
@@ -342,6 +381,11 @@ class Simulator(_Faults):
         sent; a client is expected to skip them. Every field comes back unless `fields` names a
         request's, and favorites_count is spelled so; max_count matters to `stall` users only,
         whose walk stops after their second page.
+
+        :param username: the user.
+        :param max_count: the page size of the walk (it matters to ``stall…`` users only).
+        :param fields: the fields a request asked for (None: every field).
+        :param epoch: the epoch whose list to give (None: the epoch knob's).
         """
         config = self.config
         return ground_truth(
@@ -369,6 +413,11 @@ class Simulator(_Faults):
         are integers on both sides. Ids are ints, whatever `string_ids` says; videos drifted to
         `no_id` or `bad_id` are left out. max_count matters to `stall` users only. Raise
         ValueError unless 0 <= from_epoch <= to_epoch.
+
+        :param username: the user.
+        :param from_epoch: the earlier epoch.
+        :param to_epoch: the later epoch (at least ``from_epoch``).
+        :param max_count: the page size of the walks (it matters to ``stall…`` users only).
         """
         config = self.config
         return changes(
@@ -386,7 +435,10 @@ class Simulator(_Faults):
 
     @staticmethod
     def user_kind(username: str) -> str:
-        """Return the kind of user a name selects: normal, missing, private, empty, big, ..."""
+        """Return the kind of user a name selects: normal, missing, private, empty, big, ...
+
+        :param username: the name.
+        """
         return user_kind(username)
 
     #: ``pages_needed(username, max_count=100, *, epoch=None)``: the fewest research requests a

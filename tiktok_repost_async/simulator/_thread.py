@@ -18,6 +18,12 @@ class SimulatorThread:
     """Run a `Simulator` on its own event loop in a daemon thread; `with` it to get the base URL."""
 
     def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Prepare the thread; nothing runs before `start` (or ``with``).
+
+        :param simulator: the simulator to serve.
+        :param host: the address to listen on.
+        :param port: the port to listen on (0: a free one).
+        """
         self.simulator = simulator
         self.host = host
         self.port = port
@@ -28,7 +34,10 @@ class SimulatorThread:
         self._error: Exception | None = None
 
     def start(self, timeout: float = 30.0) -> str:
-        """Start the thread and wait until the simulator listens; return its base URL."""
+        """Start the thread and wait until the simulator listens; return its base URL.
+
+        :param timeout: seconds to wait for the simulator to listen before raising.
+        """
         if self._thread is not None:
             raise RuntimeError("this SimulatorThread was started already")
         self._thread = threading.Thread(
@@ -43,7 +52,10 @@ class SimulatorThread:
         return self.simulator.base_url
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Close the simulator and wait for the thread to end."""
+        """Close the simulator and wait for the thread to end.
+
+        :param timeout: seconds to wait for the thread to end.
+        """
         thread, loop, stop = self._thread, self._loop, self._stop
         if thread is None:
             return

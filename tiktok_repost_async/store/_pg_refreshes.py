@@ -175,6 +175,11 @@ class _PgRefreshes:
         with no page commit in flight: the same batches are sent and read until it finishes,
         and a video stored later is not in them. ``check_users`` asks it to re-check each user
         with stored videos too.
+
+        :param version: the package version that runs, recorded with a new refresh.
+        :param check_users: re-check each user with stored videos too (deleting the data of one the
+            API now refuses).
+        :param batch_size: video ids per batch, one compliance task each (at most 10,000).
         """
         if not isinstance(version, str) or not version:
             raise ValueError(f"version must be a non-empty str, not {version!r}")
@@ -244,6 +249,10 @@ class _PgRefreshes:
         """Record how a refresh ended; a finished one keeps no id of what it checked.
 
         Then the tables that held what it deleted are rewritten (see the module's notes).
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param outcome: how it ended: ``finished``, ``interrupted``, ``stopped: <reason>``, ``error:
+            <type>``.
         """
         if not isinstance(outcome, str) or not outcome:
             raise ValueError(f"outcome must be a non-empty str, not {outcome!r}")
@@ -267,14 +276,20 @@ class _PgRefreshes:
         self.erase_deleted()
 
     def refresh_record(self, refresh_id: int) -> RefreshRecord | None:
-        """Return one refresh's audit, or None if there is no such refresh."""
+        """Return one refresh's audit, or None if there is no such refresh.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        """
         rows = self._read(
             f"SELECT {_REFRESH_COLUMNS} FROM tiktok_refreshes WHERE id = %s", (refresh_id,)
         )
         return self._refresh_record(rows[0]) if rows else None
 
     def refreshes(self, limit: int | None = None) -> list[RefreshRecord]:
-        """Return the refreshes, newest first, at most ``limit`` of them."""
+        """Return the refreshes, newest first, at most ``limit`` of them.
+
+        :param limit: the most refreshes to return (None: all).
+        """
         if limit is not None:
             _check_count("limit", limit)
         rows = self._read(
@@ -291,12 +306,20 @@ class _PgRefreshes:
         return refresh_record(row, (str(joined) for (joined,) in task_ids))
 
     def count_refresh_requests(self, refresh_id: int, count: int = 1) -> None:
-        """Add requests (already booked in the ledger) to a refresh's audit."""
+        """Add requests (already booked in the ledger) to a refresh's audit.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param count: the requests to add.
+        """
         _check_count("count", count)
         self._add_requests(refresh_id, count)
 
     def uncount_refresh_requests(self, refresh_id: int, count: int = 1) -> None:
-        """Take requests that never reached the API off a refresh's audit."""
+        """Take requests that never reached the API off a refresh's audit.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param count: the requests to take off.
+        """
         _check_count("count", count)
         self._add_requests(refresh_id, -count)
 
@@ -311,7 +334,10 @@ class _PgRefreshes:
     # -- batches and tasks ---------------------------------------------------------------------
 
     def refresh_batches(self, refresh_id: int) -> list[RefreshBatch]:
-        """Return a refresh's batches in order."""
+        """Return a refresh's batches in order.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        """
         rows = self._read(
             "SELECT batch, size, task_id, state, removed FROM tiktok_refresh_tasks"
             " WHERE refresh_id = %s ORDER BY batch",
@@ -323,7 +349,11 @@ class _PgRefreshes:
         ]
 
     def refresh_batch_ids(self, refresh_id: int, batch: int) -> tuple[int, ...]:
-        """Return the video ids of one batch of an unfinished refresh, in the order it keeps."""
+        """Return the video ids of one batch of an unfinished refresh, in the order it keeps.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param batch: the batch's number.
+        """
         rows = self._read(
             "SELECT video_id FROM tiktok_refresh_ids WHERE refresh_id = %s AND batch = %s"
             ' ORDER BY video_id COLLATE "C"',
@@ -332,7 +362,12 @@ class _PgRefreshes:
         return tuple(int(video_id) for (video_id,) in rows)
 
     def set_refresh_task(self, refresh_id: int, batch: int, task_id: int) -> None:
-        """Record the task just made for a batch: it is polled from now on, also after a kill."""
+        """Record the task just made for a batch: it is polled from now on, also after a kill.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param batch: the batch's number.
+        :param task_id: the id the compliance task was created with.
+        """
         if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id < 1:
             raise ValueError(f"task_id must be a positive int, not {task_id!r}")
         changed = self._tx(
@@ -349,7 +384,11 @@ class _PgRefreshes:
             raise StoreError(f"refresh {refresh_id} has no batch {batch}")
 
     def fail_refresh_task(self, refresh_id: int, batch: int) -> None:
-        """Record that a batch's task Failed (or was lost): the batch needs a task again."""
+        """Record that a batch's task Failed (or was lost): the batch needs a task again.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param batch: the batch's number.
+        """
         self._tx(
             lambda conn: conn.execute(
                 "UPDATE tiktok_refresh_tasks SET state = 'failed', task_id = NULL"
@@ -366,6 +405,10 @@ class _PgRefreshes:
         Only the batch's ids are read, and only observations of pages stored before the refresh
         began are deleted: a video harvested later was not checked. Applying a batch twice
         deletes nothing the second time. The refresh's end rewrites the files (`end_refresh`).
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param batch: the batch's number.
+        :param valid: the ids the batch's task found still available (its downloaded file).
         """
         wanted = {str(video_id) for video_id in valid}
 
@@ -460,6 +503,8 @@ class _PgRefreshes:
         """Stream (seq, username) of the users a refresh still has to re-check, in input order.
 
         Those with videos stored, up to the last user stored when the check was asked for.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
         """
         found = self._read(
             "SELECT users_done, users_until FROM tiktok_refreshes WHERE id = %s"
@@ -483,10 +528,16 @@ class _PgRefreshes:
     ) -> int:
         """Record that a refresh re-checked the user of ``seq``; return the video rows deleted.
 
-        ``gone``: ``not_found`` or ``unavailable`` when the API now refuses the user: every
-        video and page of that user is deleted, and the user keeps that state (with ``error``,
-        the API's words), so that no harvest walks it again unasked. A user whose walk another
-        live process holds right now is left as it is: StoreLockedError (check it next time).
+        When the API now refuses the user (``gone``), every video and page of that user is
+        deleted, and the user keeps that state, so that no harvest walks it again unasked. A user
+        whose walk another live process holds right now is left as it is: StoreLockedError
+        (check it next time).
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param seq: the user's input position, as `refresh_users_left` gives it.
+        :param gone: ``not_found`` or ``unavailable`` when the API now refuses the user (None: still
+            there).
+        :param error: the API's words when it refused the user.
         """
         if gone not in (None, "not_found", "unavailable"):
             raise ValueError(f"gone must be None, 'not_found' or 'unavailable', not {gone!r}")
@@ -543,6 +594,8 @@ class _PgRefreshes:
 
         It is ``days`` after the last finished refresh began, or, before any, after the oldest
         stored page was fetched (the store's creation for videos without provenance).
+
+        :param days: the refresh interval in days.
         """
         if not days > 0:
             raise ValueError(f"days must be a positive number, not {days!r}")

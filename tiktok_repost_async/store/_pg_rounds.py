@@ -132,7 +132,10 @@ class _PgRounds:
         return float(rows[0][0]) if rows else None
 
     def set_round_cadence(self, every: float | None) -> None:
-        """Record the cadence of the panel's rounds (seconds; None forgets it)."""
+        """Record the cadence of the panel's rounds (seconds; None forgets it).
+
+        :param every: the cadence in seconds (None forgets it).
+        """
         if every is not None:
             every = check_cadence(every)
 
@@ -170,7 +173,10 @@ class _PgRounds:
         return self._tx(work)
 
     def round_stops_at_known(self, number: int | None = None) -> bool:
-        """Tell whether a round (the current one by default) stops walks at known videos."""
+        """Tell whether a round (the current one by default) stops walks at known videos.
+
+        :param number: the round (None: the current one).
+        """
         rows = self._read(
             "SELECT stop_at_known FROM tiktok_rounds WHERE number = %s",
             (self.current_round if number is None else number,),
@@ -239,6 +245,9 @@ class _PgRounds:
         With ``drop_unnamed`` (a ``--new-round`` run), an unfinished member (pending or failed)
         that this run's input did not name becomes ``dropped``, unless another live process
         walks it now. Return how many were dropped.
+
+        :param drop_unnamed: (a ``--new-round`` run, whose input is the panel's list) make each
+            unfinished member of the round that this run did not claim ``dropped``.
         """
         stamp = _utc_stamp(self._clock())
 
@@ -315,7 +324,10 @@ class _PgRounds:
         ]
 
     def round_record(self, number: int | None = None) -> RoundRecord:
-        """Return one round's record (the current round by default), as `rounds` gives it."""
+        """Return one round's record (the current round by default), as `rounds` gives it.
+
+        :param number: the round (None: the current one).
+        """
         wanted = self.current_round if number is None else number
         for record in self.rounds():
             if record.number == wanted:
@@ -325,7 +337,10 @@ class _PgRounds:
     # -- a user's lists --------------------------------------------------------------------------
 
     def iter_round_users(self, number: int) -> Iterator[tuple[str, UserState, bool]]:
-        """Stream (username, state, partial) of every user of a round, in input order."""
+        """Stream (username, state, partial) of every user of a round, in input order.
+
+        :param number: the round.
+        """
         sql = (
             "SELECT o.username, o.state, o.partial FROM tiktok_users AS u JOIN ("
             " SELECT username, state, partial FROM tiktok_user_rounds WHERE round = %s"
@@ -336,11 +351,19 @@ class _PgRounds:
             yield str(username), UserState(state), bool(parts)
 
     def round_videos(self, username: str, number: int) -> list[tuple[str, bytes]]:
-        """Return one user's videos as observed in a round: (video_id, data), in API order."""
+        """Return one user's videos as observed in a round: (video_id, data), in API order.
+
+        :param username: the user.
+        :param number: the round.
+        """
         return [(row[0], row[1]) for row in self._observed(username, number, provenance=False)]
 
     def had_videos_before(self, username: str, round: int | None = None) -> bool:
-        """Tell whether a user had any video in a round before ``round`` (the current one)."""
+        """Tell whether a user had any video in a round before ``round`` (the current one).
+
+        :param username: the user.
+        :param round: the round whose earlier rounds count (None: the current one).
+        """
         limit = self.current_round if round is None else round
         rows = self._read(
             "SELECT 1 FROM tiktok_videos WHERE username = %s AND round < %s LIMIT 1",
@@ -350,7 +373,11 @@ class _PgRounds:
 
     def known_video_ids(self, username: str, before: int | None = None) -> set[str]:
         """Return the ids of a user's list as last walked whole, in its latest round before
-        ``before`` (the current one) in which its walk ended ``done``; none without one."""
+        ``before`` (the current one) in which its walk ended ``done``; none without one.
+
+        :param username: the user.
+        :param before: the round whose earlier rounds count (None: the current one).
+        """
         limit = self.current_round if before is None else before
         rounds = self._user_rounds(username)
         base = done_before(rounds, limit)
@@ -436,7 +463,12 @@ class _PgRounds:
         self, batch: int = 1000, *, round: int | None = None
     ) -> Iterator[tuple[str, str, bytes, int, str | None, str | None]]:
         """Stream videos as `iter_videos` does, with their round, and their page's fetched_at
-        and log_id added."""
+        and log_id added.
+
+        :param batch: rows fetched from the database at a time.
+        :param round: the round whose list of each user to give, as for `iter_videos` (None: each
+            user's latest whole one).
+        """
         for username, video_id, data, observed, fetched_at, log_id in self._videos(
             batch, round, provenance=True
         ):

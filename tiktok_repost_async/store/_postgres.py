@@ -513,7 +513,11 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
         self, usernames: Sequence[str]
     ) -> list[tuple[str, UserState, int] | str | None]:
         """Add names as pending and claim them; give None for a duplicate, and the holder's
-        name for a user another live process walks."""
+        name for a user another live process walks.
+
+        :param usernames: the names, as read from the input (each a non-empty str); a name given
+            twice gives None the second time.
+        """
         names = list(usernames)
         for name in names:
             if not isinstance(name, str) or not name:
@@ -574,7 +578,10 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
         return result
 
     def release_claims(self, usernames: Collection[str]) -> None:
-        """Let go of this process's claims on ``usernames`` (their walks ended, or never began)."""
+        """Let go of this process's claims on ``usernames`` (their walks ended, or never began).
+
+        :param usernames: the users whose claims to let go of.
+        """
         names = list(usernames)
         if names:
             self._tx(
@@ -600,7 +607,10 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
     # -- runs and the round --------------------------------------------------------------------
 
     def begin_run(self, version: str) -> int:
-        """Record the start of a harvest run; later pages and requests are booked to it."""
+        """Record the start of a harvest run; later pages and requests are booked to it.
+
+        :param version: the package version that runs, recorded with the run.
+        """
         if not isinstance(version, str) or not version:
             raise ValueError(f"version must be a non-empty str, not {version!r}")
         if self._run_id is not None:
@@ -632,7 +642,10 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
         return self._run_id
 
     def end_run(self, outcome: str) -> None:
-        """Record how the current run ended (``finished``, ``stopped: quota`` ...), if one runs."""
+        """Record how the current run ended (``finished``, ``stopped: quota`` ...), if one runs.
+
+        :param outcome: how the run ended: ``finished``, ``interrupted``, ``stopped: <reason>`` ...
+        """
         run_id, self._run_id = self._run_id, None
         if run_id is not None:
             self._tx(
@@ -648,7 +661,10 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
         return self._run_id
 
     def runs(self, limit: int | None = None) -> list[RunRecord]:
-        """Return the runs, newest first, at most ``limit`` of them."""
+        """Return the runs, newest first, at most ``limit`` of them.
+
+        :param limit: the most runs to return (None: all).
+        """
         if limit is not None:
             _check_count("limit", limit)
         rows = self._read(
@@ -665,7 +681,10 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
     # -- the ledger ------------------------------------------------------------------------------
 
     def requests_on(self, day: str | None = None) -> int:
-        """Return the requests recorded for a UTC day 'YYYY-MM-DD' (today by default)."""
+        """Return the requests recorded for a UTC day 'YYYY-MM-DD' (today by default).
+
+        :param day: the UTC day 'YYYY-MM-DD' (None: today).
+        """
         when = _check_day(day) if day is not None else _utc_day(self._clock())
         rows = self._read("SELECT count FROM tiktok_requests WHERE day = %s", (when,))
         return int(rows[0][0]) if rows else 0
@@ -739,6 +758,9 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
 
         A page commits only while this process holds its user's claim (or holds none while no
         harvest runs through it, as a Python caller writing by hand).
+
+        :param pages: the pages, each with its user, videos, next cursor and provenance
+            (`PageCommit`).
         """
         for page in pages:
             _check_count("requests", page.requests)
@@ -830,7 +852,16 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
         has_more: bool,
         requests: int,
     ) -> int:
-        """Store one page's videos and advance the user's cursor atomically; return new videos."""
+        """Store one page's videos and advance the user's cursor atomically; return new videos.
+
+        :param username: the user whose page it is.
+        :param videos: the page's videos as (id, the bytes of its JSON object as sent), in API
+            order.
+        :param next_cursor: the cursor the answer gave, where the user's walk goes on.
+        :param has_more: whether the answer said more pages follow.
+        :param requests: requests the page cost, added to the user's and the day's count (0 when
+            they were booked before they left).
+        """
         return self.commit_pages([PageCommit(username, videos, next_cursor, has_more, requests)])[0]
 
     def finish_user(
@@ -842,7 +873,16 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
         requests: int = 0,
         partial: bool = False,
     ) -> None:
-        """Give a user a final state (or FAILED with its error) and count its last requests."""
+        """Give a user a final state (or FAILED with its error) and count its last requests.
+
+        :param username: the user.
+        :param state: a final state (``done``, ``not_found``, ``unavailable``, ``incomplete``) or
+            ``failed``.
+        :param error: what went wrong, for a failed or incomplete user (None: nothing).
+        :param requests: requests not yet counted, added to the user's and the day's count.
+        :param partial: a ``done`` walk that stopped early at a video known from the user's previous
+            round (a repeat round's ``stop_at_known``).
+        """
         state = UserState(state)
         if state in (UserState.PENDING, UserState.DROPPED):
             raise ValueError(f"finish_user needs a final state or FAILED, not {state.value}")
@@ -866,7 +906,12 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
         self._tx(work)
 
     def add_skipped(self, line_no: int, raw: str, reason: str) -> None:
-        """Record a bad input line (once, whichever process read it first)."""
+        """Record a bad input line (once, whichever process read it first).
+
+        :param line_no: the line's number in the input, from 1.
+        :param raw: the line as read (its first 1,000 characters are kept).
+        :param reason: why it was skipped, for people (``blank line``, ``duplicate`` ...).
+        """
         self._tx(
             lambda conn: conn.execute(
                 "INSERT INTO tiktok_skipped (line_no, raw, reason) VALUES (%s, %s, %s)"
@@ -897,7 +942,10 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
         return {str(reason): int(count) for reason, count in rows}
 
     def skipped(self, limit: int = 100) -> list[tuple[int, str, str]]:
-        """Return up to `limit` kept skipped lines as (line_no, raw, reason), in input order."""
+        """Return up to `limit` kept skipped lines as (line_no, raw, reason), in input order.
+
+        :param limit: the most lines to return.
+        """
         _check_count("limit", limit)
         rows = self._read(
             "SELECT line_no, raw, reason FROM tiktok_skipped ORDER BY line_no LIMIT %s", (limit,)
@@ -916,18 +964,28 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
         return int(self._read("SELECT count(*) FROM tiktok_videos")[0][0])
 
     def user(self, username: str) -> UserRecord | None:
-        """Return one user's record, or None if the store does not know the name."""
+        """Return one user's record, or None if the store does not know the name.
+
+        :param username: the user's name as stored.
+        """
         rows = self._read(
             f"SELECT {_USER_COLUMNS} FROM tiktok_users WHERE username = %s", (username,)
         )
         return _record(rows[0]) if rows else None
 
     def failed_users(self, limit: int | None = None) -> list[UserRecord]:
-        """Return failed users in input order, at most `limit` of them."""
+        """Return failed users in input order, at most `limit` of them.
+
+        :param limit: the most users to return (None: all).
+        """
         return self.users_in(UserState.FAILED, limit)
 
     def users_in(self, state: UserState, limit: int | None = None) -> list[UserRecord]:
-        """Return the users in ``state`` in input order, at most ``limit`` of them."""
+        """Return the users in ``state`` in input order, at most ``limit`` of them.
+
+        :param state: the state.
+        :param limit: the most users to return (None: all).
+        """
         if limit is not None:
             _check_count("limit", limit)
         rows = self._read(
@@ -937,7 +995,10 @@ class PostgresStore(_PgRounds, _PgRefreshes, _StoreFrames):
         return [_record(row) for row in rows]
 
     def iter_users(self, states: Collection[UserState] | None = None) -> Iterator[UserRecord]:
-        """Stream user records in input order, optionally only those in the given states."""
+        """Stream user records in input order, optionally only those in the given states.
+
+        :param states: only users in these states (None: every user).
+        """
         wanted = (
             [s.value for s in UserState] if states is None else [UserState(s).value for s in states]
         )

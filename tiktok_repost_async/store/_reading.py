@@ -36,7 +36,10 @@ class _StoreReading(_StoreCore):
     """Read what a store holds; every method streams or returns plain records."""
 
     def requests_on(self, day: str | None = None) -> int:
-        """Return the requests recorded for a UTC day 'YYYY-MM-DD' (today by default)."""
+        """Return the requests recorded for a UTC day 'YYYY-MM-DD' (today by default).
+
+        :param day: the UTC day 'YYYY-MM-DD' (None: today).
+        """
         when = _check_day(day) if day is not None else _utc_day(self._clock())
         row = self._db.execute("SELECT count FROM requests WHERE day = ?", (when,)).fetchone()
         return int(row[0]) if row else 0
@@ -47,7 +50,10 @@ class _StoreReading(_StoreCore):
         return dict(self._db.execute("SELECT reason, count FROM skipped_counts ORDER BY reason"))
 
     def skipped(self, limit: int = 100) -> list[tuple[int, str, str]]:
-        """Return up to `limit` kept skipped lines as (line_no, raw, reason), oldest first."""
+        """Return up to `limit` kept skipped lines as (line_no, raw, reason), oldest first.
+
+        :param limit: the most lines to return.
+        """
         _check_count("limit", limit)
         self._flush_skipped()
         rows = self._db.execute(
@@ -76,18 +82,28 @@ class _StoreReading(_StoreCore):
         return int(self._db.execute(sql).fetchone()[0])
 
     def user(self, username: str) -> UserRecord | None:
-        """Return one user's record, or None if the store does not know the name."""
+        """Return one user's record, or None if the store does not know the name.
+
+        :param username: the user's name as stored.
+        """
         row = self._db.execute(
             f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,)
         ).fetchone()
         return _row_to_record(row) if row else None
 
     def failed_users(self, limit: int | None = None) -> list[UserRecord]:
-        """Return failed users in input order, at most `limit` of them."""
+        """Return failed users in input order, at most `limit` of them.
+
+        :param limit: the most users to return (None: all).
+        """
         return self.users_in(UserState.FAILED, limit)
 
     def users_in(self, state: UserState, limit: int | None = None) -> list[UserRecord]:
-        """Return the users in ``state`` in input order, at most ``limit`` of them."""
+        """Return the users in ``state`` in input order, at most ``limit`` of them.
+
+        :param state: the state.
+        :param limit: the most users to return (None: all).
+        """
         if limit is not None:
             _check_count("limit", limit)
         rows = self._db.execute(
@@ -97,7 +113,10 @@ class _StoreReading(_StoreCore):
         return [_row_to_record(row) for row in rows]
 
     def iter_users(self, states: Collection[UserState] | None = None) -> Iterator[UserRecord]:
-        """Stream user records in input order, optionally only those in the given states."""
+        """Stream user records in input order, optionally only those in the given states.
+
+        :param states: only users in these states (None: every user).
+        """
         params: tuple[str, ...] = ()
         if states is None:
             sql = f"SELECT {_USER_COLUMNS} FROM users ORDER BY seq"
@@ -134,6 +153,10 @@ class _StoreReading(_StoreCore):
         fetched_at and log_id are None for videos stored before provenance was recorded
         (schema version 1). A partial walk's list completed from earlier rounds gives those
         videos with the round they were observed in.
+
+        :param batch: rows fetched from the database at a time.
+        :param round: the round whose list of each user to give, as for `iter_videos` (None: each
+            user's latest whole one).
         """
         sql, params = self._videos_query(batch, round, provenance=True)
         rows = self._stream(sql, params, batch)
@@ -189,6 +212,8 @@ class _StoreReading(_StoreCore):
 
         Each is (username, cursor sent, next cursor, has_more, videos in the answer, log_id,
         fetched_at, run id); log_id is None when the answer carried none.
+
+        :param username: the user (None: every user).
         """
         sql = (
             "SELECT username, cursor, next_cursor, has_more, videos, nullif(log_id, ''),"

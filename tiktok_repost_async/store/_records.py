@@ -258,13 +258,19 @@ class RoundSchedule:
         return min(self.every / 20, ROUND_EARLY_LIMIT)
 
     def starts_now(self, now: float) -> bool:
-        """Tell whether a scheduled run at ``now`` starts a new round (else it resumes or rests)."""
+        """Tell whether a scheduled run at ``now`` starts a new round (else it resumes or rests).
+
+        :param now: the time of the run (epoch seconds).
+        """
         return self.finished and now >= self.due - self.early
 
     def overdue(self, now: float) -> bool:
         """Tell whether the next round is late enough for a person to look: no run started it
         within the cadence (at most a day) after it was due, or the latest round is unfinished
-        that long after the next was due."""
+        that long after the next was due.
+
+        :param now: the time to judge at (epoch seconds).
+        """
         return now > self.due + min(self.every, ROUND_GRACE_LIMIT)
 
 

@@ -152,6 +152,11 @@ class _StoreRefreshes(_StoreCore):
         the same batches are sent and read until it finishes, and a video stored later is not
         in them. ``check_users`` asks it to re-check each user with stored videos too (a resumed
         refresh asked for it checks the users stored when it is asked).
+
+        :param version: the package version that runs, recorded with a new refresh.
+        :param check_users: re-check each user with stored videos too (deleting the data of one the
+            API now refuses).
+        :param batch_size: video ids per batch, one compliance task each (at most 10,000).
         """
         if not isinstance(version, str) or not version:
             raise ValueError(f"version must be a non-empty str, not {version!r}")
@@ -212,7 +217,12 @@ class _StoreRefreshes(_StoreCore):
         return record, started
 
     def end_refresh(self, refresh_id: int, outcome: str) -> None:
-        """Record how a refresh ended; a finished one keeps no id of what it checked."""
+        """Record how a refresh ended; a finished one keeps no id of what it checked.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param outcome: how it ended: ``finished``, ``interrupted``, ``stopped: <reason>``, ``error:
+            <type>``.
+        """
         if not isinstance(outcome, str) or not outcome:
             raise ValueError(f"outcome must be a non-empty str, not {outcome!r}")
         with self._transaction() as conn:
@@ -230,14 +240,20 @@ class _StoreRefreshes(_StoreCore):
         self.erase_deleted()
 
     def refresh_record(self, refresh_id: int) -> RefreshRecord | None:
-        """Return one refresh's audit, or None if there is no such refresh."""
+        """Return one refresh's audit, or None if there is no such refresh.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        """
         row = self._db.execute(
             f"SELECT {_REFRESH_COLUMNS} FROM refreshes WHERE id = ?", (refresh_id,)
         ).fetchone()
         return None if row is None else self._refresh_record(row)
 
     def refreshes(self, limit: int | None = None) -> list[RefreshRecord]:
-        """Return the refreshes, newest first, at most ``limit`` of them."""
+        """Return the refreshes, newest first, at most ``limit`` of them.
+
+        :param limit: the most refreshes to return (None: all).
+        """
         if limit is not None:
             _check_count("limit", limit)
         rows = self._db.execute(
@@ -253,7 +269,11 @@ class _StoreRefreshes(_StoreCore):
         return refresh_record(row, (str(joined) for (joined,) in task_ids))
 
     def count_refresh_requests(self, refresh_id: int, count: int = 1) -> None:
-        """Add requests (already booked in the ledger) to a refresh's audit."""
+        """Add requests (already booked in the ledger) to a refresh's audit.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param count: the requests to add.
+        """
         _check_count("count", count)
         with self._transaction() as conn:
             conn.execute(
@@ -262,7 +282,11 @@ class _StoreRefreshes(_StoreCore):
             )
 
     def uncount_refresh_requests(self, refresh_id: int, count: int = 1) -> None:
-        """Take requests that never reached the API off a refresh's audit."""
+        """Take requests that never reached the API off a refresh's audit.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param count: the requests to take off.
+        """
         _check_count("count", count)
         with self._transaction() as conn:
             conn.execute(
@@ -273,7 +297,10 @@ class _StoreRefreshes(_StoreCore):
     # -- batches and tasks ---------------------------------------------------------------------
 
     def refresh_batches(self, refresh_id: int) -> list[RefreshBatch]:
-        """Return a refresh's batches in order."""
+        """Return a refresh's batches in order.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        """
         rows = self._db.execute(
             "SELECT batch, size, task_id, state, removed FROM refresh_tasks WHERE refresh_id = ?"
             " ORDER BY batch",
@@ -285,7 +312,11 @@ class _StoreRefreshes(_StoreCore):
         ]
 
     def refresh_batch_ids(self, refresh_id: int, batch: int) -> tuple[int, ...]:
-        """Return the video ids of one batch of an unfinished refresh, in the order it keeps."""
+        """Return the video ids of one batch of an unfinished refresh, in the order it keeps.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param batch: the batch's number.
+        """
         return tuple(
             int(video_id)
             for (video_id,) in self._db.execute(
@@ -296,7 +327,12 @@ class _StoreRefreshes(_StoreCore):
         )
 
     def set_refresh_task(self, refresh_id: int, batch: int, task_id: int) -> None:
-        """Record the task just made for a batch: it is polled from now on, also after a kill."""
+        """Record the task just made for a batch: it is polled from now on, also after a kill.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param batch: the batch's number.
+        :param task_id: the id the compliance task was created with.
+        """
         if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id < 1:
             raise ValueError(f"task_id must be a positive int, not {task_id!r}")
         with self._transaction() as conn:
@@ -310,7 +346,11 @@ class _StoreRefreshes(_StoreCore):
             raise StoreError(f"refresh {refresh_id} has no batch {batch}")
 
     def fail_refresh_task(self, refresh_id: int, batch: int) -> None:
-        """Record that a batch's task Failed (or was lost): the batch needs a task again."""
+        """Record that a batch's task Failed (or was lost): the batch needs a task again.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param batch: the batch's number.
+        """
         self._set_batch_state(refresh_id, batch, "failed")
 
     def _set_batch_state(self, refresh_id: int, batch: int, state: str) -> None:
@@ -330,6 +370,10 @@ class _StoreRefreshes(_StoreCore):
         Only the batch's ids are read, and only observations stored before the refresh began
         are deleted: a video harvested later was not checked. The deletion leaves no trace (see
         `checkpoint`); the batch's ids are dropped with it.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param batch: the batch's number.
+        :param valid: the ids the batch's task found still available (its downloaded file).
         """
         with self._transaction() as conn:
             row = conn.execute(
@@ -421,6 +465,8 @@ class _StoreRefreshes(_StoreCore):
         """Stream (seq, username) of the users a refresh still has to re-check, in input order.
 
         Those with videos stored, up to the last user stored when the check was asked for.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
         """
         row = self._db.execute(
             "SELECT users_done, users_until FROM refreshes WHERE id = ? AND check_users",
@@ -443,9 +489,15 @@ class _StoreRefreshes(_StoreCore):
     ) -> int:
         """Record that a refresh re-checked the user of ``seq``; return the video rows deleted.
 
-        ``gone``: ``not_found`` or ``unavailable`` when the API now refuses the user: every
-        video and page of that user is deleted without trace, and the user keeps that state
-        (with ``error``, the API's words), so that no harvest walks it again unasked.
+        When the API now refuses the user (``gone``), every video and page of that user is
+        deleted without trace, and the user keeps that state, so that no harvest walks it again
+        unasked.
+
+        :param refresh_id: the refresh's id (its record's ``id``).
+        :param seq: the user's input position, as `refresh_users_left` gives it.
+        :param gone: ``not_found`` or ``unavailable`` when the API now refuses the user (None: still
+            there).
+        :param error: the API's words when it refused the user.
         """
         if gone not in (None, "not_found", "unavailable"):
             raise ValueError(f"gone must be None, 'not_found' or 'unavailable', not {gone!r}")
@@ -483,6 +535,8 @@ class _StoreRefreshes(_StoreCore):
 
         It is ``days`` after the last finished refresh began, or, before any, after the oldest
         stored page was fetched (the store's creation for videos without provenance).
+
+        :param days: the refresh interval in days.
         """
         if not days > 0:
             raise ValueError(f"days must be a positive number, not {days!r}")

@@ -28,7 +28,10 @@ class _StoreRounds(_StoreCore):
     # -- runs --------------------------------------------------------------------------------
 
     def begin_run(self, version: str) -> int:
-        """Record the start of a harvest run; later pages and requests are booked to it."""
+        """Record the start of a harvest run; later pages and requests are booked to it.
+
+        :param version: the package version that runs, recorded with the run.
+        """
         if not isinstance(version, str) or not version:
             raise ValueError(f"version must be a non-empty str, not {version!r}")
         if self._run_id is not None:
@@ -55,7 +58,10 @@ class _StoreRounds(_StoreCore):
         return run_id
 
     def end_run(self, outcome: str) -> None:
-        """Record how the current run ended (``finished``, ``stopped: quota`` ...), if one runs."""
+        """Record how the current run ended (``finished``, ``stopped: quota`` ...), if one runs.
+
+        :param outcome: how the run ended: ``finished``, ``interrupted``, ``stopped: <reason>`` ...
+        """
         run_id, self._run_id = self._run_id, None
         if run_id is None:
             return
@@ -71,7 +77,10 @@ class _StoreRounds(_StoreCore):
         return self._run_id
 
     def runs(self, limit: int | None = None) -> list[RunRecord]:
-        """Return the runs, newest first, at most ``limit`` of them."""
+        """Return the runs, newest first, at most ``limit`` of them.
+
+        :param limit: the most runs to return (None: all).
+        """
         if limit is not None:
             _check_count("limit", limit)
         rows = self._db.execute(
@@ -101,6 +110,13 @@ class _StoreRounds(_StoreCore):
         and the next round starts. The names of a round join it as a harvest claims them
         (`add_users`). With ``every`` (a scheduled run's cadence, seconds) the next round starts
         only once it is due (`RoundSchedule.starts_now`), read in the same transaction.
+
+        :param stop_at_known: the new round's walks stop at the first page holding a video of the
+            user's previous round.
+        :param retry_failed: failed members keep the current round unfinished (a run walks them
+            again); False leaves them failed and lets the next round start.
+        :param every: the cadence of a scheduled run (seconds): start only once the next round is
+            due; None: start it now if the current one is finished.
         """
         if every is not None:
             every = check_cadence(every)
@@ -135,6 +151,8 @@ class _StoreRounds(_StoreCore):
         A harvest with ``new_round_every`` records it, so that `round_schedule` and ``status
         --check`` know when a round is due without being told again. It lives in the store's
         meta table: no schema change.
+
+        :param every: the cadence in seconds (None forgets it).
         """
         if every is not None:
             every = check_cadence(every)
@@ -186,6 +204,9 @@ class _StoreRounds(_StoreCore):
         (pending or failed) becomes ``dropped``: out of the round, which then completes without
         it. A member already walked to a final state keeps it: that observation is whole and
         true. Return how many were dropped.
+
+        :param drop_unnamed: (a ``--new-round`` run, whose input is the panel's list) make each
+            unfinished member of the round that this run did not claim ``dropped``.
         """
         with self._transaction() as conn:
             current = _current_round(conn)
@@ -221,7 +242,10 @@ class _StoreRounds(_StoreCore):
         )
 
     def round_stops_at_known(self, number: int | None = None) -> bool:
-        """Tell whether a round (the current one by default) stops walks at known videos."""
+        """Tell whether a round (the current one by default) stops walks at known videos.
+
+        :param number: the round (None: the current one).
+        """
         row = self._db.execute(
             "SELECT stop_at_known FROM rounds WHERE number = ?",
             (self.current_round if number is None else number,),
@@ -259,7 +283,10 @@ class _StoreRounds(_StoreCore):
         ]
 
     def round_record(self, number: int | None = None) -> RoundRecord:
-        """Return one round's record (the current round by default), as `rounds` gives it."""
+        """Return one round's record (the current round by default), as `rounds` gives it.
+
+        :param number: the round (None: the current one).
+        """
         wanted = self.current_round if number is None else number
         for record in self.rounds():
             if record.number == wanted:
@@ -267,7 +294,10 @@ class _StoreRounds(_StoreCore):
         raise ValueError(f"{str(self._path)!r} has no round {wanted}")
 
     def iter_round_users(self, number: int) -> Iterator[tuple[str, UserState, bool]]:
-        """Stream (username, state, partial) of every user of a round, in input order."""
+        """Stream (username, state, partial) of every user of a round, in input order.
+
+        :param number: the round.
+        """
         sql = (
             "SELECT o.username, o.state, o.partial FROM users AS u CROSS JOIN ("
             " SELECT username, state, partial FROM user_rounds WHERE round = ?"
@@ -280,7 +310,11 @@ class _StoreRounds(_StoreCore):
             yield username, UserState(state), bool(parts)
 
     def round_videos(self, username: str, number: int) -> list[tuple[str, bytes]]:
-        """Return one user's videos as observed in a round: (video_id, data), in API order."""
+        """Return one user's videos as observed in a round: (video_id, data), in API order.
+
+        :param username: the user.
+        :param number: the round.
+        """
         rows = self._db.execute(
             "SELECT video_id, data FROM videos WHERE username = ? AND round = ? ORDER BY rowid",
             (username, number),
@@ -288,7 +322,11 @@ class _StoreRounds(_StoreCore):
         return [(str(video_id), bytes(data)) for video_id, data in rows]
 
     def had_videos_before(self, username: str, round: int | None = None) -> bool:
-        """Tell whether a user had any video in a round before ``round`` (the current one)."""
+        """Tell whether a user had any video in a round before ``round`` (the current one).
+
+        :param username: the user.
+        :param round: the round whose earlier rounds count (None: the current one).
+        """
         limit = self.current_round if round is None else round
         row = self._db.execute(
             "SELECT 1 FROM videos WHERE username = ? AND round < ? LIMIT 1", (username, limit)
@@ -302,6 +340,9 @@ class _StoreRounds(_StoreCore):
         ``before`` defaults to the current round; an empty set when there is no such round. A
         walk that failed, was cut short or is unfinished saw only part of the list: it is
         passed over, so that a later walk stopping at a known video stops on whole ground.
+
+        :param username: the user.
+        :param before: the round whose earlier rounds count (None: the current one).
         """
         limit = self.current_round if before is None else before
         rounds = user_rounds(self._db, username)

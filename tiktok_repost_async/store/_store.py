@@ -294,6 +294,9 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
 
         A name of an earlier round joins the current one from cursor 0; a name dropped from the
         current round (`end_round_input`) is back in it, pending at its cursor.
+
+        :param usernames: the names to add (each a non-empty str); a name already stored keeps its
+            state.
         """
         names = list(usernames)
         for name in names:
@@ -350,6 +353,9 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
 
         (Never the name of another holder, as a `PostgresStore` may: the run lock keeps every
         other harvest out.)
+
+        :param usernames: the names, as read from the input (each a non-empty str); a name given
+            twice gives None the second time.
         """
         names = list(usernames)
         rows = self.add_users(names)
@@ -378,7 +384,10 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
         return result
 
     def release_claims(self, usernames: Collection[str]) -> None:
-        """Do nothing: under the run lock every user is this process's (see `PostgresStore`)."""
+        """Do nothing: under the run lock every user is this process's (see `PostgresStore`).
+
+        :param usernames: the users whose claims to let go of.
+        """
         self._require_open()
 
     def orphaned_users(self) -> tuple[list[str], int]:
@@ -395,12 +404,25 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
         has_more: bool,
         requests: int,
     ) -> int:
-        """Store one page's videos and advance the user's cursor atomically; return new videos."""
+        """Store one page's videos and advance the user's cursor atomically; return new videos.
+
+        :param username: the user whose page it is.
+        :param videos: the page's videos as (id, the bytes of its JSON object as sent), in API
+            order.
+        :param next_cursor: the cursor the answer gave, where the user's walk goes on.
+        :param has_more: whether the answer said more pages follow.
+        :param requests: requests the page cost, added to the user's and the day's count (0 when
+            they were booked before they left).
+        """
         page = PageCommit(username, videos, next_cursor, has_more, requests)
         return self.commit_pages([page])[0]
 
     def commit_pages(self, pages: Sequence[PageCommit]) -> list[int]:
-        """Commit several pages in one transaction (all or none); return each one's new videos."""
+        """Commit several pages in one transaction (all or none); return each one's new videos.
+
+        :param pages: the pages, each with its user, videos, next cursor and provenance
+            (`PageCommit`).
+        """
         for page in pages:
             _check_count("requests", page.requests)
             if not isinstance(page.next_cursor, int) or isinstance(page.next_cursor, bool):
@@ -522,8 +544,13 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
     ) -> None:
         """Give a user a final state (or FAILED with its error) and count its last requests.
 
-        ``partial`` marks a ``done`` walk that stopped early at a video known from the user's
-        previous round (a repeat round's ``stop_at_known``).
+        :param username: the user.
+        :param state: a final state (``done``, ``not_found``, ``unavailable``, ``incomplete``) or
+            ``failed``.
+        :param error: what went wrong, for a failed or incomplete user (None: nothing).
+        :param requests: requests not yet counted, added to the user's and the day's count.
+        :param partial: a ``done`` walk that stopped early at a video known from the user's previous
+            round (a repeat round's ``stop_at_known``).
         """
         state = UserState(state)
         if state in (UserState.PENDING, UserState.DROPPED):
@@ -543,7 +570,11 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
             self._add_to_ledger(conn, _utc_day(now), requests)
 
     def record_requests(self, count: int, *, day: str | None = None) -> None:
-        """Add sent requests to the ledger of a UTC day (today by default)."""
+        """Add sent requests to the ledger of a UTC day (today by default).
+
+        :param count: the requests sent.
+        :param day: the UTC day 'YYYY-MM-DD' (None: today).
+        """
         _check_count("count", count)
         when = _check_day(day) if day is not None else _utc_day(self._clock())
         with self._transaction() as conn:
@@ -552,9 +583,12 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
     def book_within(self, count: int, *, limit: int, day: str | None = None) -> bool:
         """Add requests to a day's ledger only if it stays within ``limit``; tell whether it did.
 
-        ``count``: the requests about to be sent. ``limit``: the day's budget. ``day``: the UTC
-        day 'YYYY-MM-DD' (today by default). The check and the count are one transaction, so
-        that two processes booking at once cannot both take the last request.
+        The check and the count are one transaction, so that two processes booking at once
+        cannot both take the last request.
+
+        :param count: the requests about to be sent.
+        :param limit: the day's budget.
+        :param day: the UTC day 'YYYY-MM-DD' (None: today).
         """
         _check_count("count", count)
         _check_count("limit", limit)
@@ -567,7 +601,11 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
         return True
 
     def unbook(self, count: int, *, day: str) -> None:
-        """Take requests that never reached the API off a day's ledger (never below zero)."""
+        """Take requests that never reached the API off a day's ledger (never below zero).
+
+        :param count: the requests to take off.
+        :param day: the UTC day 'YYYY-MM-DD' they were booked on.
+        """
         _check_count("count", count)
         when = _check_day(day)
         if count:
@@ -587,7 +625,12 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
         return cur.rowcount
 
     def add_skipped(self, line_no: int, raw: str, reason: str) -> None:
-        """Record a bad input line; it is written with the next transaction."""
+        """Record a bad input line; it is written with the next transaction.
+
+        :param line_no: the line's number in the input, from 1.
+        :param raw: the line as read (its first 1,000 characters are kept).
+        :param reason: why it was skipped, for people (``blank line``, ``duplicate`` ...).
+        """
         self._require_open()
         self._skipped_buffer.append((line_no, raw[:_SKIPPED_RAW_CHARS], reason))
         if len(self._skipped_buffer) >= _SKIPPED_FLUSH_AT:
@@ -631,7 +674,8 @@ class Store(_StoreReading, _StoreRounds, _StoreRefreshes, _StoreFrames):
     def refund_requests(self, counts: Mapping[str, int], *, day: str) -> None:
         """Take back booked requests that never reached the API, per user and from a day's ledger.
 
-        ``counts``: requests per username. ``day``: the UTC day 'YYYY-MM-DD' they were booked on.
+        :param counts: requests per username.
+        :param day: the UTC day 'YYYY-MM-DD' they were booked on.
         """
         # The write-ahead ledger books a request before it leaves; one whose connection was
         # refused never left, and the API did not count it. No count goes below zero.
