@@ -59,6 +59,11 @@ SLOW_PAGES: frozenset[str] = frozenset(
         "docs/tutorials/panel.md",
         "docs/tutorials/terms.md",
         "docs/how-to/dataframes.md",
+        # These three also start the suite's PostgreSQL server, if it is not up yet, and
+        # harvest, copy and refresh stores on it.
+        "docs/how-to/lab.md",
+        "docs/how-to/move-a-store.md",
+        "README.md",
         "docs/how-to/sharing.md",
         "docs/reference/commands.md",
         "docs/reference/rounds.md",
