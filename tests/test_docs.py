@@ -16,7 +16,16 @@ The convention every page is written to (docs/explanation/architecture.md restat
 - a line ``<!-- simulator: knob=value ... -->`` sets knobs of `SimulatorConfig` on the page's
   running simulator before the next block runs (or is skipped), e.g. ``epoch=1`` for a week
   later in a panel; each value is a Python literal (a bare word is a string), checked as the
-  config checks it, and an unknown knob fails the page.
+  config checks it, and an unknown knob fails the page;
+- a line ``<!-- postgres: NAME ... -->`` sets each named environment variable (``LAB_DB``,
+  ``TIKTOK_LEDGER``) to the URL of one fresh database on the suite's throwaway PostgreSQL server,
+  from the next block to the page's end, as a lab's administrator would hand it out: the URL
+  without its password, which is in the page's own ``~/.pgpass`` (HOME is a temporary
+  directory on such a page). Where PostgreSQL is missing the page skips (fails in CI);
+- a python block with a top-level ``if __name__ == "__main__":`` is a script: besides running
+  in the page's namespace (where the guard is false), it runs as ``python FILE`` in the same
+  directory and environment and must exit 0. A coroutine function that a page defines and
+  nothing at the top of its blocks, or inside such a guard, ever runs is a finding.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from support import sim_env
 
 import tiktok_repost_async
 from tiktok_repost_async.simulator import Simulator
@@ -49,6 +59,11 @@ SLOW_PAGES: frozenset[str] = frozenset(
         "docs/tutorials/panel.md",
         "docs/tutorials/terms.md",
         "docs/how-to/dataframes.md",
+        # These three also start the suite's PostgreSQL server, if it is not up yet, and
+        # harvest, copy and refresh stores on it.
+        "docs/how-to/lab.md",
+        "docs/how-to/move-a-store.md",
+        "README.md",
         "docs/how-to/sharing.md",
         "docs/reference/commands.md",
         "docs/reference/rounds.md",
@@ -60,6 +75,7 @@ _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$"
 _NO_TEST = re.compile(r"^\s*<!--\s*no-test:(?P<reason>.*?)-->\s*$")
 _SIMULATOR = re.compile(r"^\s*<!--\s*simulator:(?P<knobs>.*?)-->\s*$")
 _EXITS = re.compile(r"#\s*exits\s+(?P<status>\d+)\s*$")
+_POSTGRES = re.compile(r"^\s*<!--\s*postgres:(?P<names>.*?)-->\s*$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +91,9 @@ class Block:
     #: Simulator knobs to set before the block, from ``<!-- simulator: ... -->`` lines since
     #: the block before it, in order: (name, value as written).
     knobs: tuple[tuple[str, str], ...] = ()
+    #: Environment variables to point at one fresh PostgreSQL database before the block, from a
+    #: ``<!-- postgres: ... -->`` line since the block before it.
+    databases: tuple[str, ...] = ()
 
 
 def _knobs(line: str, number: int) -> list[tuple[str, str]]:
@@ -88,16 +107,29 @@ def _knobs(line: str, number: int) -> list[tuple[str, str]]:
     return [(name, value) for name, _, value in (pair.partition("=") for pair in pairs)]
 
 
+def _databases(line: str, number: int) -> list[str]:
+    """Return the variable names of a postgres directive line, or [] for other lines."""
+    match = _POSTGRES.match(line)
+    if match is None:
+        return []
+    names = match["names"].split()
+    if not names or not all(re.fullmatch(r"[A-Z_][A-Z0-9_]*", name) for name in names):
+        raise ValueError(f"line {number}: a postgres directive names variables: {line!r}")
+    return names
+
+
 def blocks(text: str) -> list[Block]:
     """Return the fenced code blocks of a Markdown text, indented ones (in lists) included."""
     lines = text.splitlines()
     found: list[Block] = []
     knobs: list[tuple[str, str]] = []
+    databases: list[str] = []
     i = 0
     while i < len(lines):
         match = _FENCE.match(lines[i])
         if match is None:
             knobs += _knobs(lines[i], i + 1)
+            databases += _databases(lines[i], i + 1)
             i += 1
             continue
         indent, fence = len(match["indent"]), match["fence"]
@@ -119,12 +151,15 @@ def blocks(text: str) -> list[Block]:
                 "\n".join(body) + "\n",
                 marker["reason"] if marker else None,
                 tuple(knobs),
+                tuple(databases),
             )
         )
-        knobs = []
+        knobs, databases = [], []
         i = j + 1
     if knobs:
         raise ValueError(f"a simulator directive with no block after it: {knobs}")
+    if databases:
+        raise ValueError(f"a postgres directive with no block after it: {databases}")
     return found
 
 
@@ -141,6 +176,90 @@ def _params() -> list[Any]:
         )
         for path in PAGES
     ]
+
+
+def _tree(block: Block, where: str) -> ast.Module:
+    source = "\n" * (block.line - 1) + block.code
+    flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    tree: ast.Module = compile(source, where, "exec", flags=flags)
+    return tree
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """Tell whether a statement is ``if __name__ == "__main__":``."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    sides = [test.left, *test.comparators]
+    return (
+        len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Eq)
+        and any(isinstance(side, ast.Name) and side.id == "__name__" for side in sides)
+        and any(isinstance(side, ast.Constant) and side.value == "__main__" for side in sides)
+    )
+
+
+def _is_script(block: Block, where: str) -> bool:
+    """Tell whether a python block is a script: it has a top-level ``__main__`` guard."""
+    return any(_is_main_guard(node) for node in _tree(block, where).body)
+
+
+def _names(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def never_run(found: list[Block], where: str) -> list[str]:
+    """Return the coroutine functions that a page's python blocks define and never run.
+
+    A function runs when a top-level statement names it (a call, an ``await``, or
+    ``asyncio.run`` in a ``__main__`` guard, which the harness runs as a script), or when a
+    function that runs names it.
+    """
+    coroutines: dict[str, int] = {}
+    calls: dict[str, set[str]] = {}
+    reached: set[str] = set()
+    for block in found:
+        if block.language != "python" or not _runs(block):
+            continue
+        for node in _tree(block, where).body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                calls[node.name] = _names(node) - {node.name}
+                if isinstance(node, ast.AsyncFunctionDef):
+                    coroutines[node.name] = node.lineno
+            else:
+                reached |= _names(node)
+    todo = list(reached)
+    while todo:
+        for name in calls.get(todo.pop(), set()) - reached:
+            reached.add(name)
+            todo.append(name)
+    return [
+        f"{where}:{line}: {name}() is defined and never awaited: no block awaits it (nor runs "
+        'it in an `if __name__ == "__main__":` guard), so the page\'s tests never ran it'
+        for name, line in coroutines.items()
+        if name not in reached
+    ]
+
+
+def _run_script(block: Block, where: str, env: dict[str, str], cwd: Path, folder: Path) -> None:
+    """Run a python block as ``python FILE`` (its ``__main__`` guard true), as a reader would."""
+    # Padded so that a traceback's line numbers are the page's own.
+    script = folder / f"{re.sub(r'[^A-Za-z0-9]+', '-', where)}-{block.line}.py"
+    script.write_text("\n" * (block.line - 1) + block.code, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, (
+        f"{where}:{block.line}: the block run as a script (python {script.name}) exited "
+        f"{done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+    )
 
 
 async def _run_python(block: Block, where: str, namespace: dict[str, Any]) -> None:
@@ -186,7 +305,12 @@ def _runnable(path: Path) -> list[Block]:
     for block in found:
         if block.no_test is not None:
             assert block.no_test.strip(), f"{_page_id(path)}:{block.line}: no-test says no reason"
-    return [b for b in found if _runs(b) or b.knobs]
+    return _runnable_blocks(found)
+
+
+def _runnable_blocks(found: list[Block]) -> list[Block]:
+    """Return the blocks to run, or to set knobs or databases before."""
+    return [b for b in found if _runs(b) or b.knobs or b.databases]
 
 
 def _set_knobs(simulator: Simulator, block: Block, where: str) -> None:
@@ -208,35 +332,68 @@ def _set_knobs(simulator: Simulator, block: Block, where: str) -> None:
             ) from None
 
 
+def _commands_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The commands are this interpreter's: its tiktok-reposts and python come first.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env["PYTHONPATH"]) if p)
+    return env
+
+
+def _lab_home(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Give a page that names databases the suite's PostgreSQL server, and a HOME of its own
+    whose ``~/.pgpass`` holds the server's password (the page may add lines to it)."""
+    server = request.getfixturevalue("postgres_server")
+    home = request.getfixturevalue("tmp_path_factory").mktemp("home")
+    pgpass = home / ".pgpass"
+    pgpass.write_text(f"{server.host}:{server.port}:*:{server.user}:{server.password}\n")
+    pgpass.chmod(0o600)
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("PGPASSWORD", "PGPASSFILE", "PGSERVICE", "PGSERVICEFILE"):
+        monkeypatch.delenv(name, raising=False)
+    return server
+
+
 @pytest.mark.parametrize("path", _params())
 async def test_every_block_of_the_page_runs(
-    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     runnable = _runnable(path)
     if not runnable:
         return
     where = _page_id(path)
+    unrun = never_run(runnable, where)
+    assert unrun == [], "\n".join(unrun)
+    server = _lab_home(request, monkeypatch) if any(b.databases for b in runnable) else None
+    scripts = tmp_path_factory.mktemp("scripts")
     simulator = Simulator()
     with simulator.run_in_thread():
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("TIKTOK_API_BASE_URL", simulator.base_url)
         monkeypatch.setenv("TIKTOK_CLIENT_KEY", simulator.client_key)
         monkeypatch.setenv("TIKTOK_CLIENT_SECRET", simulator.client_secret)
-        env = dict(os.environ)
-        # The commands are this interpreter's: its tiktok-reposts and python come first.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        env.setdefault("PYTHONPATH", "")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env["PYTHONPATH"]) if p)
         namespace: dict[str, Any] = {"__name__": "docs_page"}
         for block in runnable:
             # No request is in flight between blocks: the knobs apply from the next one on.
             _set_knobs(simulator, block, where)
+            if block.databases:
+                assert server is not None
+                url = server.url(server.create_database(), password=False)
+                for name in block.databases:
+                    monkeypatch.setenv(name, url)
             if not _runs(block):
                 continue
             if block.language == "python":
                 await _run_python(block, where, namespace)
+                if _is_script(block, where):
+                    _run_script(block, where, _commands_env(), tmp_path, scripts)
             else:
-                _run_console(block, where, env, tmp_path)
+                _run_console(block, where, _commands_env(), tmp_path)
 
 
 # -- the harness itself ---------------------------------------------------------------------
@@ -313,6 +470,83 @@ def test_simulator_directives_set_checked_knobs() -> None:
     with pytest.raises(AssertionError, match=r"p.md:3: simulator epoch=-1: "):
         _set_knobs(simulator, Block("console", 3, "", None, (("epoch", "-1"),)), "p.md")
     assert simulator.config.epoch == 2
+
+
+def test_postgres_directives_go_with_the_next_block() -> None:
+    text = (
+        "<!-- postgres: LAB_DB TIKTOK_LEDGER -->\n"
+        "<!-- no-test: the docs harness sets these (the line above) -->\n"
+        "```console\n"
+        "$ export LAB_DB=postgresql://ben@db.lab.example/tiktok\n"
+        "```\n"
+        "```console\n"
+        '$ tiktok-reposts status --db "$LAB_DB"\n'
+        "```\n"
+    )
+    found = blocks(text)
+    assert [b.databases for b in found] == [("LAB_DB", "TIKTOK_LEDGER"), ()]
+    assert found[0].no_test is not None
+    # A page whose only postgres directive sits on a skipped block still gets its database.
+    assert _runnable_blocks(found) == found
+    with pytest.raises(ValueError, match="names variables"):
+        blocks("<!-- postgres: lab-db -->\n```console\n```\n")
+    with pytest.raises(ValueError, match="no block after it"):
+        blocks("```console\n```\n<!-- postgres: LAB_DB -->\n")
+
+
+README_EXAMPLE = (
+    "import asyncio\n"
+    "\n"
+    "async def main() -> None:\n"
+    "    await asyncio.sleep(0)\n"
+    "\n"
+    "if __name__ == '__main__':\n"
+    "    asyncio.run(main())\n"
+)
+
+
+def test_a_block_with_a_main_guard_is_a_script() -> None:
+    assert _is_script(Block("python", 1, README_EXAMPLE, None), "p.md")
+    assert not _is_script(Block("python", 1, "x = 1\nif x == 1:\n    y = 2\n", None), "p.md")
+    # Top-level await is no script, and still parses.
+    assert not _is_script(Block("python", 1, "await main()\n", None), "p.md")
+
+
+def test_a_coroutine_function_that_no_block_runs_is_a_finding() -> None:
+    # The README's example once defined main() and ran it only under the guard, which the
+    # namespace never enters: the guard counts now only because such a block runs as a script.
+    never = Block("python", 10, "async def main() -> None:\n    pass\n", None)
+    assert never_run([never], "p.md") == [
+        "p.md:10: main() is defined and never awaited: no block awaits it (nor runs it in an "
+        '`if __name__ == "__main__":` guard), so the page\'s tests never ran it'
+    ]
+    awaited = Block("python", 20, "await main()\n", None)
+    assert never_run([never, awaited], "p.md") == []
+    assert never_run([Block("python", 1, README_EXAMPLE, None)], "p.md") == []
+    # A helper that only a run coroutine calls runs too; one that only an unrun one calls not.
+    helpers = Block(
+        "python",
+        1,
+        "async def fetch():\n    pass\n"
+        "async def walk():\n    await fetch()\n"
+        "async def unused():\n    await fetch()\n",
+        None,
+    )
+    found = never_run([helpers, Block("python", 9, "await walk()\n", None)], "p.md")
+    assert [line.split(": ")[1] for line in found] == ["unused() is defined and never awaited"]
+    # A block that is not run (no-test) neither defines nor runs anything.
+    skipped = Block("python", 30, "await main()\n", " live API ")
+    assert len(never_run([never, skipped], "p.md")) == 1
+
+
+def test_a_script_block_runs_as_a_real_process(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    ok = Block("python", 1, README_EXAMPLE + "    open('ran', 'w').close()\n", None)
+    _run_script(ok, "p.md", env, tmp_path, tmp_path)
+    assert (tmp_path / "ran").exists()
+    failing = Block("python", 3, "if __name__ == '__main__':\n    raise SystemExit(4)\n", None)
+    with pytest.raises(AssertionError, match=r"p.md:3: the block run as a script .* exited 4"):
+        _run_script(failing, "p.md", env, tmp_path, tmp_path)
 
 
 async def test_python_blocks_share_one_namespace_and_may_await() -> None:
@@ -469,6 +703,41 @@ def test_the_errors_page_shows_the_exception_tree_of_the_code() -> None:
     found = [b for b in blocks(text) if b.language == "text"]
     assert found, "docs/reference/api/errors.md lost its tree"
     assert found[0].code == error_tree(), "the tree should read:\n" + error_tree()
+
+
+def test_the_readme_python_example_runs_as_a_script_and_prints_the_simulators_videos(
+    sim_in_thread: Simulator, tmp_path: Path
+) -> None:
+    # The docs page's namespace never enters the example's `__main__` guard: this runs the
+    # example as the README tells a reader to, saved as a file and run with python.
+    readme = ROOT / "README.md"
+    scripts = [
+        b
+        for b in blocks(readme.read_text(encoding="utf-8"))
+        if b.language == "python" and _is_script(b, "README.md")
+    ]
+    assert len(scripts) == 1, "the README's Python example lost its `__main__` guard"
+    script = tmp_path / "example.py"
+    script.write_text(scripts[0].code, encoding="utf-8")
+    env = sim_env(sim_in_thread, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    truth = sim_in_thread.ground_truth("alice_n250")
+    assert len(truth) == 250
+    assert done.stdout.splitlines() == [
+        f"{video['id']} {video.get('like_count')} {video.get('hashtag_names')}" for video in truth
+    ]
+    # One user's walk: a request per page of 100, and no more.
+    assert sim_in_thread.stats.by_user["alice_n250"] == 3
 
 
 def test_the_readme_links_only_to_files_that_exist() -> None:

@@ -1,10 +1,13 @@
 """Data frames and exports read back with the real libraries, every id as the simulator sent it.
 
-pyarrow, pandas, Polars and DuckDB read a store (`Store.to_arrow`, `to_pandas`, `to_polars`) and its
-exports (Parquet and CSV, ids as numbers or as text, and the dehydrated ``--ids-only``), and every
-id (the video's, ``music_id``, the nested hashtag, sticker and effect ids) is compared, as decimal
-text, with the simulator's own wire JSON: users whose ids are 19 digits, above int64 and 20 digits
-above uint64, and a music_id above int64 (which ``pd.read_json`` turns into a float).
+pyarrow, pandas, Polars and DuckDB read a store (`to_arrow`, `to_pandas`, `to_polars` of
+`open_store(spec)`) and its exports (Parquet and CSV, ids as numbers or as text, and the
+dehydrated ``--ids-only``), and every id (the video's, ``music_id``, the nested hashtag, sticker
+and effect ids) is compared, as decimal text, with the simulator's own wire JSON: users whose
+ids are 19 digits, above int64 and 20 digits above uint64, and a music_id above int64 (which
+``pd.read_json`` turns into a float). Each test runs on both engines: a SQLite file and a
+database on the session's throwaway PostgreSQL server (`postgres_server`, tests/pg_server.py),
+whose ``--db postgresql://`` the exports read.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 from support import make_client, run_main
 
-from tiktok_repost_async import Store, UserState, harvest
+from tiktok_repost_async import PostgresStore, Store, UserState, harvest, open_store
 from tiktok_repost_async.export import MissingExtraError
 from tiktok_repost_async.simulator import Simulator
 
@@ -97,25 +100,46 @@ def read_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture(scope="module", params=["plain", "string_ids"])
+def new_store(request: pytest.FixtureRequest, folder: Path, engine: str) -> str:
+    """Return a new store's place on ``engine``: a SQLite file, or a fresh PostgreSQL URL."""
+    if engine == "sqlite":
+        return str(folder / "h.db")
+    server = request.getfixturevalue("postgres_server")
+    url: str = server.url(server.create_database())
+    return url
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param((engine, ids), id=f"{engine}-{ids}")
+        for engine in ("sqlite", "postgres")
+        for ids in ("plain", "string_ids")
+    ],
+)
 def harvested(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Simulator, Path]]:
-    """Harvest USERS once per module and knob: ids as JSON numbers, or all as JSON strings."""
-    sim = Simulator(string_ids=request.param == "string_ids")
-    db = tmp_path_factory.mktemp("frames") / "h.db"
+) -> Iterator[tuple[Simulator, str]]:
+    """Harvest USERS once per module, engine and knob: into a SQLite file or a PostgreSQL
+    database, ids as JSON numbers or all as JSON strings."""
+    engine, ids = request.param
+    sim = Simulator(string_ids=ids == "string_ids")
+    spec = new_store(request, tmp_path_factory.mktemp("frames"), engine)
 
     async def walk() -> None:
         async with make_client(sim) as client:
-            outcomes = [o async for o in harvest(client, USERS, store=db)]
+            outcomes = [o async for o in harvest(client, USERS, store=spec)]
         assert {o.state for o in outcomes} == {UserState.DONE}
 
     with sim.run_in_thread():
         asyncio.run(walk())
-        yield sim, db
+        with open_store(spec, create=False) as store:
+            # The data frames of each engine, not SQLite's twice.
+            assert isinstance(store, PostgresStore if engine == "postgres" else Store)
+        yield sim, spec
 
 
-def test_the_users_carry_ids_no_int64_holds(harvested: tuple[Simulator, Path]) -> None:
+def test_the_users_carry_ids_no_int64_holds(harvested: tuple[Simulator, str]) -> None:
     sim, _ = harvested
     rows = wire_rows(sim, USERS)
     ids = [int(row["id"]) for row in rows]
@@ -128,18 +152,18 @@ def test_the_users_carry_ids_no_int64_holds(harvested: tuple[Simulator, Path]) -
     assert any(row["effect_info_list"] for row in rows)
 
 
-def test_to_arrow_holds_every_id_exactly_as_decimal128(harvested: tuple[Simulator, Path]) -> None:
+def test_to_arrow_holds_every_id_exactly_as_decimal128(harvested: tuple[Simulator, str]) -> None:
     sim, db = harvested
-    with Store(db, create=False) as store:
+    with open_store(db, create=False) as store:
         table = store.to_arrow()
     assert table.schema.field("id").type == pa.decimal128(38, 0)
     assert table.schema.field("music_id").type == pa.decimal128(38, 0)
     assert read_rows(table.to_pylist()) == wire_rows(sim, USERS)
 
 
-def test_to_arrow_with_string_ids_holds_their_digits(harvested: tuple[Simulator, Path]) -> None:
+def test_to_arrow_with_string_ids_holds_their_digits(harvested: tuple[Simulator, str]) -> None:
     sim, db = harvested
-    with Store(db, create=False) as store:
+    with open_store(db, create=False) as store:
         table = store.to_arrow(id_type="string", provenance=True)
     assert table.schema.field("id").type == pa.string()
     hashtag = table.schema.field("hashtag_info_list").type.value_type
@@ -151,10 +175,10 @@ def test_to_arrow_with_string_ids_holds_their_digits(harvested: tuple[Simulator,
 
 
 def test_to_pandas_ids_are_exact_arrow_decimals_not_floats_or_objects(
-    harvested: tuple[Simulator, Path],
+    harvested: tuple[Simulator, str],
 ) -> None:
     sim, db = harvested
-    with Store(db, create=False) as store:
+    with open_store(db, create=False) as store:
         frame = store.to_pandas()
     for column in ("id", "music_id"):
         assert isinstance(frame[column].dtype, pd.ArrowDtype)
@@ -172,17 +196,17 @@ def test_to_pandas_ids_are_exact_arrow_decimals_not_floats_or_objects(
     assert (frame["id"] == decimal.Decimal(biggest)).sum() == 1
 
 
-def test_to_pandas_with_string_ids(harvested: tuple[Simulator, Path]) -> None:
+def test_to_pandas_with_string_ids(harvested: tuple[Simulator, str]) -> None:
     sim, db = harvested
-    with Store(db, create=False) as store:
+    with open_store(db, create=False) as store:
         frame = store.to_pandas(id_type="string")
     assert frame["id"].dtype == pd.ArrowDtype(pa.string())
     assert frame["id"].tolist() == [row["id"] for row in wire_rows(sim, USERS)]
 
 
-def test_to_polars_ids_are_exact_decimals(harvested: tuple[Simulator, Path]) -> None:
+def test_to_polars_ids_are_exact_decimals(harvested: tuple[Simulator, str]) -> None:
     sim, db = harvested
-    with Store(db, create=False) as store:
+    with open_store(db, create=False) as store:
         frame = store.to_polars()
         strings = store.to_polars(id_type="string")
     assert frame.schema["id"] == pl.Decimal(38, 0)
@@ -194,7 +218,7 @@ def test_to_polars_ids_are_exact_decimals(harvested: tuple[Simulator, Path]) -> 
 
 @pytest.mark.parametrize("id_type", ["number", "string"])
 def test_parquet_export_reads_back_exact_in_every_library(
-    harvested: tuple[Simulator, Path], tmp_path: Path, id_type: str
+    harvested: tuple[Simulator, str], tmp_path: Path, id_type: str
 ) -> None:
     sim, db = harvested
     out = tmp_path / "videos.parquet"
@@ -222,7 +246,7 @@ def test_parquet_export_reads_back_exact_in_every_library(
 
 
 def test_csv_with_string_ids_reads_back_exact(
-    harvested: tuple[Simulator, Path], tmp_path: Path
+    harvested: tuple[Simulator, str], tmp_path: Path
 ) -> None:
     sim, db = harvested
     out = tmp_path / "videos.csv"
@@ -270,7 +294,7 @@ def test_csv_with_string_ids_reads_back_exact(
 
 
 def test_the_default_csv_keeps_nested_ids_as_sent(
-    harvested: tuple[Simulator, Path], tmp_path: Path
+    harvested: tuple[Simulator, str], tmp_path: Path
 ) -> None:
     sim, db = harvested
     out = tmp_path / "videos.csv"
@@ -287,7 +311,7 @@ def ids_only_expected(sim: Simulator) -> list[tuple[str, str, int]]:
 
 @pytest.mark.parametrize("id_type", ["number", "string"])
 def test_ids_only_in_every_format(
-    harvested: tuple[Simulator, Path], tmp_path: Path, id_type: str
+    harvested: tuple[Simulator, str], tmp_path: Path, id_type: str
 ) -> None:
     sim, db = harvested
     expected = ids_only_expected(sim)
@@ -331,10 +355,10 @@ def test_jsonl_with_string_ids_is_refused_before_anything_is_read(tmp_path: Path
 
 
 def test_a_missing_library_names_the_extra_to_install(
-    harvested: tuple[Simulator, Path], monkeypatch: pytest.MonkeyPatch
+    harvested: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, db = harvested
-    with Store(db, create=False) as store:
+    with open_store(db, create=False) as store:
         monkeypatch.setitem(sys.modules, "pandas", None)
         with pytest.raises(MissingExtraError, match=r"pip install 'pyarrow>=14' 'pandas>=2\.0'"):
             store.to_pandas()
@@ -346,8 +370,11 @@ def test_a_missing_library_names_the_extra_to_install(
             store.to_arrow()
 
 
-async def test_to_arrow_per_round_follows_the_store_rounds(tmp_path: Path) -> None:
-    db = tmp_path / "panel.db"
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_to_arrow_per_round_follows_the_store_rounds(
+    request: pytest.FixtureRequest, tmp_path: Path, engine: str
+) -> None:
+    db = new_store(request, tmp_path, engine)
     names = ["hugeid_n60", "carol_n30"]
     async with Simulator(huge_ids=True) as sim:
         for epoch in (0, 1):
@@ -356,7 +383,7 @@ async def test_to_arrow_per_round_follows_the_store_rounds(tmp_path: Path) -> No
                 [_ async for _ in harvest(client, names, store=db, new_round=epoch > 0)]
         first, second = wire_rows(sim, names, epoch=0), wire_rows(sim, names, epoch=1)
     assert [row["id"] for row in first] != [row["id"] for row in second]
-    with Store(db, create=False) as store:
+    with open_store(db, create=False) as store:
         assert read_rows(store.to_arrow(round=1).to_pylist()) == first
         assert read_rows(store.to_arrow(round=2).to_pylist()) == second
         assert read_rows(store.to_arrow().to_pylist()) == second
