@@ -359,6 +359,52 @@ async def test_a_suspicious_answer_deletes_nothing_until_accepted(tmp_path: Path
         assert len(other.tasks) == 1  # the same task's answer, downloaded again
 
 
+async def test_a_small_store_is_not_wiped_by_an_answer_that_finds_everything_gone(
+    tmp_path: Path,
+) -> None:
+    # A store of 40 videos, far under a hundred; a simulator that never served the user (a
+    # server restarted without it) finds every id gone: suspicious, not acted on.
+    db = tmp_path / "h.db"
+    async with Simulator() as first:
+        await harvested(first, db, ["dave_n40"])
+        assert len(wire_ids(first, ["dave_n40"], 0)) == 40
+    before = stored(db)
+    async with Simulator() as other:
+        report = await run_refresh(other, db)
+        assert report.outcome == "stopped: suspicious"
+        assert "40 of the 40 videos" in (report.detail or "")
+        assert "all of them" in (report.detail or "")
+        assert (report.removed, report.answered) == (0, 0)
+        assert stored(db) == before
+
+
+async def test_more_than_half_gone_is_suspicious_from_ten_ids_on(tmp_path: Path) -> None:
+    # Two users; the checking simulator has served only the second, so every video of the
+    # first is gone there: 20 of 35 gone (over half, ten or more) is suspicious, while 8 of 13
+    # gone (over half, under ten) is an ordinary loss and is deleted.
+    for first_user, second_user, is_suspicious in (
+        ("ann_n20", "bob_n15", True),
+        ("cat_n8", "dan_n5", False),
+    ):
+        db = tmp_path / f"{first_user}.db"
+        async with Simulator() as first:
+            await harvested(first, db, [first_user])
+        async with Simulator() as other:
+            await harvested(other, db, [second_user])
+            kept = wire_ids(other, [second_user], 0)
+            lost = {int(key[2]) for key in stored(db)} - kept
+            assert len(lost) > len(kept)
+            report = await run_refresh(other, db)
+            if is_suspicious:
+                assert report.outcome == "stopped: suspicious"
+                assert "more than 50%" in (report.detail or "")
+                assert {int(key[2]) for key in stored(db)} == kept | lost
+            else:
+                assert report.finished, report.detail
+                assert report.removed == len(lost) < SUSPICIOUS_MIN
+                assert {int(key[2]) for key in stored(db)} == kept
+
+
 async def test_users_now_gone_lose_all_their_data(sim: Simulator, tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     names = [*USERS[:4], "missing_a", "private_b", "empty_c"]

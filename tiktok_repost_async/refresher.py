@@ -27,9 +27,10 @@ A `Failed` task is made again once (`MAX_TASK_ATTEMPTS` tasks per batch and run)
 tasks all fail is left as it is (nothing of it deleted) and the refresh ends ``incomplete``: the
 next run makes it a new task. A task the API no longer knows is made again likewise.
 
-A suspicious answer is not acted on: a batch whose task finds more than ``max_removed_share``
-(half) of at least `SUSPICIOUS_MIN` ids gone stops the refresh (``stopped: suspicious``) before
-anything of it is deleted; ``accept_removals=True`` takes such an answer at its word.
+A suspicious answer is not acted on: a batch whose task finds more than
+``max_removed_share`` (half) of its ids gone, at least `SUSPICIOUS_MIN` (10) of them, or every id
+of a batch of two or more, stops the refresh (``stopped: suspicious``) before anything of it is
+deleted; ``accept_removals=True`` takes such an answer at its word.
 """
 
 from __future__ import annotations
@@ -87,9 +88,31 @@ POLL_MAX_WAIT: Final = 300.0
 #: Seconds of polling a run spends at most before it stops, resumable (the tasks are kept).
 POLL_TIMEOUT: Final = 3600.0
 #: A batch whose task finds more than this share of its ids gone (and at least SUSPICIOUS_MIN
-#: of them) is suspicious: the refresh stops before deleting any of it.
+#: of them), or every id of a batch of two or more, is suspicious (see `_suspicious`): the
+#: refresh stops before deleting any of it.
 SUSPICIOUS_SHARE: Final = 0.5
-SUSPICIOUS_MIN: Final = 100
+SUSPICIOUS_MIN: Final = 10
+
+
+def _suspicious(gone: int, size: int, share: float = SUSPICIOUS_SHARE) -> bool:
+    """Tell whether a task that finds ``gone`` of a batch's ``size`` ids gone is not to be trusted.
+
+    TikTok removes a few videos a week; an answer that empties a store is far likelier an API
+    fault (an answer for another project, an empty file, a server restarted without its
+    videos) than a real mass removal, and a deletion cannot be undone. So more than ``share``
+    of a batch gone is suspicious once at least `SUSPICIOUS_MIN` ids are gone: below that a
+    small store's ordinary losses (3 of 5) would stop every refresh, yet ten is few enough that
+    a store of a few dozen videos is guarded too (a minimum of 100 let a store of 59 be wiped).
+    Every id of a batch gone is suspicious whatever the count, from two ids on: a single id
+    gone alone is an ordinary removal.
+
+    :param gone: ids of the batch the task found gone.
+    :param size: ids in the batch.
+    :param share: the share of the batch above which a loss is suspicious.
+    """
+    if gone >= 2 and gone == size:
+        return True
+    return gone >= SUSPICIOUS_MIN and gone > share * size
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -555,15 +578,16 @@ class Refresher:
     def _apply(self, batch: RefreshBatch, task_id: int, valid: frozenset[int]) -> None:
         ids = self.store.refresh_batch_ids(self._refresh_id, batch.batch)
         gone = len(ids) - len(valid.intersection(ids))
-        if (
-            not self.accept_removals
-            and gone >= SUSPICIOUS_MIN
-            and gone > self.max_removed_share * len(ids)
-        ):
+        if not self.accept_removals and _suspicious(gone, len(ids), self.max_removed_share):
+            share = (
+                "all of them"
+                if gone == len(ids)
+                else f"more than {self.max_removed_share:.0%}"
+            )
             raise _Stop(
                 "stopped: suspicious",
                 f"task {task_id} finds {gone:,} of the {len(ids):,} videos of batch"
-                f" {batch.batch} gone (more than {self.max_removed_share:.0%}): nothing of it"
+                f" {batch.batch} gone ({share}): nothing of it"
                 " was deleted; if TikTok really removed them, run again accepting it"
                 " (accept_removals, --accept-removals)",
             )
@@ -601,7 +625,8 @@ async def refresh(
         now not found or refusing access.
     :param daily_quota: requests allowed per UTC day, shared with the store's ledger.
     :param on_quota: ``stop`` or ``wait`` for the reset when the quota is spent.
-    :param accept_removals: act on an answer that removes more than half of a batch.
+    :param accept_removals: act on a suspicious answer (more than half of a batch gone, at least
+        10 ids, or all of a batch): by default the refresh stops before deleting any of it.
     :param poll_first_wait: seconds before a new task's first status poll (doubling after).
     :param poll_timeout: seconds of polling before the run stops, resumable.
     :param ledger: the organisation's shared ledger (`open_ledger`), booked before each call
