@@ -430,6 +430,32 @@ async def test_users_now_gone_lose_all_their_data(sim: Simulator, tmp_path: Path
     assert all(data not in blob for key, data in before.items() if key[0] in USERS[1:3])
 
 
+async def test_users_all_answered_not_found_delete_nothing_until_accepted(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # An API bug that answers "not found" for every user must not wipe the store user by user.
+    db = tmp_path / "h.db"
+    names = USERS[:3]
+    await harvested(sim, db, names)
+    for name in names:
+        sim.remove_user(name)
+    before = stored(db)
+    report = await run_refresh(sim, db, check_users=True)
+    assert report.outcome == "stopped: suspicious"
+    assert "3 of the 3 users" in (report.detail or "")
+    assert "--accept-removals" in (report.detail or "")
+    assert (report.users_checked, report.users_removed) == (0, 0)
+    assert sim.stats.compliance_requests == 0  # stopped before the videos' tasks
+    assert stored(db) == before
+    with Store(db, create=False) as store:
+        assert {store.user(name).state for name in names} == {UserState.DONE}  # type: ignore[union-attr]
+    accepted = await run_refresh(sim, db, check_users=True, accept_removals=True)
+    assert accepted.finished
+    assert accepted.resumed
+    assert (accepted.users_checked, accepted.users_removed) == (3, 3)
+    assert stored(db) == {}
+
+
 async def test_a_stop_before_anything_is_sent_spends_nothing(
     sim: Simulator, tmp_path: Path
 ) -> None:

@@ -30,7 +30,9 @@ next run makes it a new task. A task the API no longer knows is made again likew
 A suspicious answer is not acted on: a batch whose task finds more than
 ``max_removed_share`` (half) of its ids gone, at least `SUSPICIOUS_MIN` (10) of them, or every id
 of a batch of two or more, stops the refresh (``stopped: suspicious``) before anything of it is
-deleted; ``accept_removals=True`` takes such an answer at its word.
+deleted; ``accept_removals=True`` takes such an answer at its word. The users of ``check_users``
+are judged alike, `USER_CHUNK` at a time: a chunk in which a suspicious share of users is now not
+found or refused stops the refresh before any of their data is deleted.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ __all__ = [
     "REFRESH_DAYS",
     "SUSPICIOUS_MIN",
     "SUSPICIOUS_SHARE",
+    "USER_CHUNK",
     "RefreshReport",
     "Refresher",
     "refresh",
@@ -92,6 +95,9 @@ POLL_TIMEOUT: Final = 3600.0
 #: refresh stops before deleting any of it.
 SUSPICIOUS_SHARE: Final = 0.5
 SUSPICIOUS_MIN: Final = 10
+#: Users re-checked (``check_users``) before their answers are applied: a chunk with a
+#: suspicious share of users gone stops the refresh before any of it is deleted.
+USER_CHUNK: Final = 100
 
 
 def _suspicious(gone: int, size: int, share: float = SUSPICIOUS_SHARE) -> bool:
@@ -206,8 +212,10 @@ class Refresher:
             first page) and delete all data of those the API now says are not found or refuses.
         :param daily_quota: requests allowed per UTC day, shared with the store's ledger.
         :param on_quota: ``stop`` (the report says ``stopped: quota``) or ``wait`` for the reset.
-        :param accept_removals: act on an answer that removes a suspicious share of a batch.
-        :param max_removed_share: the share of a batch found gone above which it is suspicious.
+        :param accept_removals: act on an answer that removes a suspicious share of a batch of
+            videos, or of a chunk of users (`USER_CHUNK`).
+        :param max_removed_share: the share of a batch (or chunk of users) found gone above which
+            it is suspicious.
         :param poll_first_wait: seconds before a new task's first status poll.
         :param poll_max_wait: the longest wait between two polls.
         :param poll_timeout: seconds of polling before the run stops, resumable.
@@ -389,37 +397,95 @@ class Refresher:
     # -- users -----------------------------------------------------------------------------------
 
     async def _check_users(self) -> None:
+        # The users are asked in chunks of USER_CHUNK, and a chunk's verdicts are applied only
+        # once all of it is answered: an API that answers "not found" for everyone (a bug, an
+        # outage's odd answer) must not delete every user's data one by one before the pattern
+        # shows. A kill loses at most one chunk's requests; the next run asks them again.
+        chunk: list[tuple[int, str, str | None, APIError | None]] = []
+        try:
+            for seq, username in self.store.refresh_users_left(self._refresh_id):
+                verdict = await self._check_user(username)
+                if verdict is None:
+                    break
+                chunk.append((seq, username, *verdict))
+                if len(chunk) == USER_CHUNK:
+                    if not self._apply_users(chunk):
+                        return
+                    chunk = []
+        except WalkStopped:
+            # What was answered before the stop is kept, unless it is suspicious on its own
+            # (then the next run asks those users again and judges their whole chunk).
+            if chunk:
+                self._apply_users(chunk, stopping=True)
+            raise
+        if chunk:
+            self._apply_users(chunk)
+
+    async def _check_user(self, username: str) -> tuple[str | None, APIError | None] | None:
+        """Ask for a user's first page: (None, None) if served, (state, error) if gone.
+
+        None when it could not be checked (said in the report: the run ends incomplete).
+        """
         gate = self._gate
         assert gate is not None
-        for seq, username in self.store.refresh_users_left(self._refresh_id):
-            while True:
-                try:
-                    await self.client._fetch_page(username, 0, gate)
-                except StepAside:
-                    # Five failures in a row, all this user's: with one user at a time there
-                    # is nobody else to ask, so it is held like an outage (as a run of one).
-                    gate.clear_suspect()
-                    continue
-                except UserNotFoundError as gone:
-                    if not self._remove_user(seq, username, "not_found", gone):
-                        return
-                except UserUnavailableError as refused:
-                    if not self._remove_user(seq, username, "unavailable", refused):
-                        return
-                except (WalkStopped, AuthError):
-                    raise
-                except TikTokError as error:
-                    # Not an answer about the user: it keeps its data, and the next run checks
-                    # it (and those after it) again.
-                    logger.warning("user %r could not be checked: %s", username, error)
-                    self._incomplete.append(
-                        f"user {username!r} could not be checked ({error}); the users from it on"
-                        " are checked by the next run"
-                    )
-                    return
-                else:
-                    self.store.refresh_user_checked(self._refresh_id, seq)
-                break
+        while True:
+            try:
+                await self.client._fetch_page(username, 0, gate)
+            except StepAside:
+                # Five failures in a row, all this user's: with one user at a time there
+                # is nobody else to ask, so it is held like an outage (as a run of one).
+                gate.clear_suspect()
+                continue
+            except UserNotFoundError as gone:
+                return "not_found", gone
+            except UserUnavailableError as refused:
+                return "unavailable", refused
+            except (WalkStopped, AuthError):
+                raise
+            except TikTokError as error:
+                # Not an answer about the user: it keeps its data, and the next run checks
+                # it (and those after it) again.
+                logger.warning("user %r could not be checked: %s", username, error)
+                self._incomplete.append(
+                    f"user {username!r} could not be checked ({error}); the users from it on"
+                    " are checked by the next run"
+                )
+                return None
+            return None, None
+
+    def _apply_users(
+        self,
+        chunk: list[tuple[int, str, str | None, APIError | None]],
+        *,
+        stopping: bool = False,
+    ) -> bool:
+        """Record a chunk of user checks in order, deleting gone users' data; False: stop here.
+
+        A suspicious chunk (as a batch of videos is, `_suspicious`) stops the refresh before
+        any of it is recorded, unless ``accept_removals``; while ``stopping`` it is only left.
+        """
+        gone = sum(state is not None for _, _, state, _ in chunk)
+        if not self.accept_removals and _suspicious(gone, len(chunk), self.max_removed_share):
+            if stopping:
+                return False
+            share = (
+                "all of them" if gone == len(chunk) else f"more than {self.max_removed_share:.0%}"
+            )
+            raise _Stop(
+                "stopped: suspicious",
+                f"{gone:,} of the {len(chunk):,} users checked from {chunk[0][1]!r} on are now"
+                f" not found or refuse access ({share}): nothing of theirs was deleted; if"
+                " TikTok really removed them, run again accepting it (accept_removals,"
+                " --accept-removals)",
+            )
+        for seq, username, state, error in chunk:
+            if state is None:
+                self.store.refresh_user_checked(self._refresh_id, seq)
+                continue
+            assert error is not None
+            if not self._remove_user(seq, username, state, error):
+                return False
+        return True
 
     def _remove_user(self, seq: int, username: str, state: str, error: APIError) -> bool:
         """Delete a gone user's data; False if a harvest walks it now (checked next run)."""
@@ -579,11 +645,7 @@ class Refresher:
         ids = self.store.refresh_batch_ids(self._refresh_id, batch.batch)
         gone = len(ids) - len(valid.intersection(ids))
         if not self.accept_removals and _suspicious(gone, len(ids), self.max_removed_share):
-            share = (
-                "all of them"
-                if gone == len(ids)
-                else f"more than {self.max_removed_share:.0%}"
-            )
+            share = "all of them" if gone == len(ids) else f"more than {self.max_removed_share:.0%}"
             raise _Stop(
                 "stopped: suspicious",
                 f"task {task_id} finds {gone:,} of the {len(ids):,} videos of batch"
@@ -625,8 +687,9 @@ async def refresh(
         now not found or refusing access.
     :param daily_quota: requests allowed per UTC day, shared with the store's ledger.
     :param on_quota: ``stop`` or ``wait`` for the reset when the quota is spent.
-    :param accept_removals: act on a suspicious answer (more than half of a batch gone, at least
-        10 ids, or all of a batch): by default the refresh stops before deleting any of it.
+    :param accept_removals: act on a suspicious answer (more than half of a batch of videos, or
+        of a chunk of users re-checked, gone, at least 10 of them, or all of two or more): by
+        default the refresh stops before deleting any of it.
     :param poll_first_wait: seconds before a new task's first status poll (doubling after).
     :param poll_timeout: seconds of polling before the run stops, resumable.
     :param ledger: the organisation's shared ledger (`open_ledger`), booked before each call

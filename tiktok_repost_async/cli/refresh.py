@@ -85,8 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--accept-removals",
         action="store_true",
         help="act on a suspicious answer: a task that finds more than half of a batch gone (10"
-        " ids or more) or all of a batch of two or more (by default the refresh stops before"
-        " deleting any of it, exit 1)",
+        " ids or more) or all of a batch of two or more, or as many of 100 users re-checked now"
+        " gone (by default the refresh stops before deleting any of it, exit 1)",
     )
     parser.add_argument(
         "--poll-wait",
