@@ -166,6 +166,11 @@ def test_a_suspicious_answer_exits_1_and_needs_a_person(tmp_path: Path) -> None:
         check = cli("status", "--db", db, "--check")
         assert check.returncode == 1
         assert "needs a person: refresh 1 ended stopped: suspicious" in check.stderr
+        # None of the ids was answered (applied): status does not call them checked.
+        assert (
+            f"stopped: suspicious: 0 of {len(before):,} ids answered so far, 0 removed; 3 requests,"
+            " 1 task"
+        ) in check.stdout
         status, err = refresh(other, db, "--accept-removals")
         assert status == 0, err
         assert stored_ids(db) == set()
@@ -266,3 +271,44 @@ def test_if_due_leaves_a_suspicious_stop_to_a_person(tmp_path: Path) -> None:
         assert status == 1
         assert "stopped on a suspicious answer: a person decides" in err
         assert (len(other.tasks), other.stats.compliance_requests) == (tasks, sent)
+
+
+def test_an_erase_held_off_by_a_reader_stays_owed_and_said_until_a_refresh_pays_it(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process holds a read transaction open during the refresh: the WAL cannot be
+    # truncated, so the rebuild that erases the removed videos is not done, and must stay owed.
+    import tiktok_repost_async.store._store as store_module
+
+    monkeypatch.setattr(store_module, "_BUSY_TIMEOUT_S", 0.2)  # each wait for the reader
+    db = harvested(sim, tmp_path)
+    gone = wire_ids(sim, 0) - wire_ids(sim, EPOCH)
+    assert gone
+    sim.config.epoch = EPOCH
+    owed = "deleted data may still be in the store's files"
+    with contextlib.closing(sqlite3.connect(db)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM videos").fetchone()
+        status, err = refresh(sim, db)
+        assert status == 0, err
+        assert f"{len(gone):,} no longer available, deleted" in err
+        assert owed in err
+        assert "run refresh again" in err
+        blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("h.db"))
+        assert any(str(video_id).encode() in blob for video_id in gone)
+    # The reader is gone; the debt is not forgotten.
+    shown = cli("status", "--db", db)
+    assert f"{owed}" in shown.stdout
+    checked = cli("status", "--db", db, "--check")
+    assert checked.returncode == 1
+    assert f"needs a person: {owed}" in checked.stderr
+    assert json.loads(cli("status", "--db", db, "--json").stdout)["refresh"]["erase_owed"]
+    # A timer's --if-due run pays it too, though no refresh is due.
+    status, err = refresh(sim, db, "--if-due")
+    assert status == 0, err
+    assert owed not in err
+    assert stored_ids(db) == wire_ids(sim, 0) - gone
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("h.db"))
+    assert [video_id for video_id in gone if str(video_id).encode() in blob] == []
+    assert owed not in cli("status", "--db", db).stdout
+    assert cli("status", "--db", db, "--check").returncode == 0

@@ -149,6 +149,9 @@ class RefreshReport:
         deleted.
     :param retry_at: epoch seconds after which running again may succeed (a quota stop), when
         known.
+    :param erase_owed: content it (or an earlier refresh) deleted may still lie in the store's
+        files: another process's read held off the rebuild that erases it (SQLite), or the
+        tables' rewrite (PostgreSQL). The next refresh pays it first: run it again.
     """
 
     refresh_id: int
@@ -166,6 +169,7 @@ class RefreshReport:
     task_ids: tuple[int, ...]
     failed_batches: int = 0
     retry_at: float | None = None
+    erase_owed: bool = False
 
     @property
     def finished(self) -> bool:
@@ -350,9 +354,7 @@ class Refresher:
             outcome=outcome,
             detail=detail,
             checked=final.checked,
-            answered=sum(
-                batch.size for batch in store.refresh_batches(final.id) if batch.state == "applied"
-            ),
+            answered=final.answered,
             removed=final.removed,
             observations_removed=final.observations_removed,
             users_checked=final.users_checked,
@@ -362,6 +364,7 @@ class Refresher:
             task_ids=tuple(int(task) for task in final.task_ids),
             failed_batches=self._failed_batches,
             retry_at=retry_at,
+            erase_owed=store.erase_owed(),
         )
 
     # -- the ledger ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ._common import (
     DEFAULT_DB,
     ENV_CLIENT_KEY,
     ENV_CLIENT_SECRET,
+    ERASE_OWED,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_RESUMABLE,
@@ -261,9 +262,11 @@ def _summarise(
         else ""
     )
     console.line(
-        f"{report.requests:,} requests{extra}; {whose}{spent:,} today, {left:,} left of"
-        f" {args.daily_quota:,}"
+        f"{report.requests:,} request{'' if report.requests == 1 else 's'}{extra};"
+        f" {whose}{spent:,} today, {left:,} left of {args.daily_quota:,}"
     )
+    if report.erase_owed:
+        console.line(ERASE_OWED)
     if report.finished:
         line = due_line(store, args.refresh_days, time.time())
         if line:
@@ -272,6 +275,8 @@ def _summarise(
 
 def _rest(store: StoreLike, days: int, now: float) -> tuple[str, int] | None:
     """Return why a refresh ``--if-due`` does nothing now, and its exit status; None: go on."""
+    if store.erase_owed():
+        return None  # deleted data still in the files: the refresh erases it first
     latest = store.refreshes(limit=1)
     if latest and not latest[0].finished:
         if latest[0].outcome == "stopped: suspicious":
