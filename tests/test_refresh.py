@@ -27,6 +27,7 @@ from tiktok_repost_async import (
 from tiktok_repost_async.export import export_to_path
 from tiktok_repost_async.refresher import SUSPICIOUS_MIN, Refresher
 from tiktok_repost_async.simulator import Simulator
+from tiktok_repost_async.simulator._compliance import TASK_STATUS_PATH
 from tiktok_repost_async.store import SCHEMA_VERSION, PageCommit
 
 # Ten users of 300 reposts: 3,000 videos, some of which the simulator deletes by epoch 3.
@@ -201,6 +202,26 @@ async def test_stale_copies_in_free_space_are_gone_after_a_refresh_too(
     assert stored(db) == {key: data for key, data in before.items() if key not in removed}
     with contextlib.closing(sqlite3.connect(db)) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'erase_pending'").fetchone() is None
+
+
+async def test_the_waits_between_polls_double_from_one_second_on(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # As --poll-wait's help says: the first wait as given, then doubling, at least 1 s (a short
+    # first wait must not make every later poll as fast as the API answers).
+    db = tmp_path / "h.db"
+    await harvested(sim, db, USERS[:1])
+    sim.config.task_processing_polls = 4
+    time = FakeTime()
+    async with make_client(sim) as client:
+        with Store(db, create=False) as store:
+            report = await refresh(
+                client, store, poll_first_wait=0.25, sleep=time.sleep, clock=time
+            )
+    assert report.finished
+    polls = sim.stats.compliance_by_path[TASK_STATUS_PATH]
+    assert polls == 5
+    assert time.sleeps == [0.25, 1.0, 2.0, 4.0, 8.0]
 
 
 async def test_more_than_ten_thousand_ids_go_in_several_tasks(

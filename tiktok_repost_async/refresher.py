@@ -69,6 +69,7 @@ from .store import REFRESH_DAYS, RefreshBatch, StoreLike, StoreLockedError
 __all__ = [
     "MAX_TASK_ATTEMPTS",
     "POLL_FIRST_WAIT",
+    "POLL_LEAST_WAIT",
     "POLL_MAX_WAIT",
     "POLL_TIMEOUT",
     "REFRESH_DAYS",
@@ -84,9 +85,12 @@ logger = logging.getLogger("tiktok_repost_async.refresher")
 
 #: Tasks made per batch and run at most: a Failed one is made again once.
 MAX_TASK_ATTEMPTS: Final = 2
-#: Seconds before a new task's first status poll; each later wait is twice the one before, up to
-#: POLL_MAX_WAIT. Every poll is a request of the day's quota, so they are spaced out.
+#: Seconds before a new task's first status poll; each later wait is twice the one before, at
+#: least POLL_LEAST_WAIT and at most POLL_MAX_WAIT. Every poll is a request of the day's quota,
+#: so they are spaced out: a first wait of 0 (tests, the simulator) must not make the next polls
+#: as fast as the API answers.
 POLL_FIRST_WAIT: Final = 10.0
+POLL_LEAST_WAIT: Final = 1.0
 POLL_MAX_WAIT: Final = 300.0
 #: Seconds of polling a run spends at most before it stops, resumable (the tasks are kept).
 POLL_TIMEOUT: Final = 3600.0
@@ -220,7 +224,8 @@ class Refresher:
             videos, or of a chunk of users (`USER_CHUNK`).
         :param max_removed_share: the share of a batch (or chunk of users) found gone above which
             it is suspicious.
-        :param poll_first_wait: seconds before a new task's first status poll.
+        :param poll_first_wait: seconds before a new task's first status poll; each later wait
+            doubles the one before, from `POLL_LEAST_WAIT` (1 s) at least.
         :param poll_max_wait: the longest wait between two polls.
         :param poll_timeout: seconds of polling before the run stops, resumable.
         :param batch_size: ids per task (10,000 at most).
@@ -615,7 +620,7 @@ class Refresher:
                     " same command again later to poll them",
                 )
             await gate.pause(wait, self._sleep)
-            wait = min(max(wait * 2, 1.0), self.poll_max_wait)
+            wait = min(max(wait * 2, POLL_LEAST_WAIT), self.poll_max_wait)
             for number, (batch, task_id) in list(waiting.items()):
                 status = await self._status(task_id)
                 if status is TaskStatus.PROCESSING:
@@ -693,7 +698,8 @@ async def refresh(
     :param accept_removals: act on a suspicious answer (more than half of a batch of videos, or
         of a chunk of users re-checked, gone, at least 10 of them, or all of two or more): by
         default the refresh stops before deleting any of it.
-    :param poll_first_wait: seconds before a new task's first status poll (doubling after).
+    :param poll_first_wait: seconds before a new task's first status poll; each later wait
+        doubles the one before, at least 1 s and at most 5 minutes.
     :param poll_timeout: seconds of polling before the run stops, resumable.
     :param ledger: the organisation's shared ledger (`open_ledger`), booked before each call
         besides the store's own (None: the store alone keeps the count).

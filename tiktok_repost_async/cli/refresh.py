@@ -94,8 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_seconds,
         default=POLL_FIRST_WAIT,
         metavar="SECONDS",
-        help="wait before a task's first status poll, doubling up to 5 minutes; each poll is a"
-        " request (%(default)g)",
+        help="wait before a task's first status poll; each later wait doubles the one before, at"
+        " least 1 second and at most 5 minutes; each poll is a request (%(default)g)",
     )
     parser.add_argument(
         "--poll-timeout",
