@@ -312,3 +312,11 @@ def test_an_erase_held_off_by_a_reader_stays_owed_and_said_until_a_refresh_pays_
     assert [video_id for video_id in gone if str(video_id).encode() in blob] == []
     assert owed not in cli("status", "--db", db).stdout
     assert cli("status", "--db", db, "--check").returncode == 0
+
+
+def test_refresh_help_ends_with_its_exit_statuses() -> None:
+    shown = cli("refresh", "--help")
+    assert shown.returncode == 0
+    epilog = " ".join(shown.stdout.split("Exit status:", 1)[1].split())
+    for said in ("0 every batch checked", "1 incomplete", "suspicious answer", "2 usage", "75"):
+        assert said in epilog

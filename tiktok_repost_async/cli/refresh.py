@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ..refresher import RefreshReport
     from ..store import StoreLike
 
-__all__ = ["DESCRIPTION", "add_arguments", "due_line", "run"]
+__all__ = ["DESCRIPTION", "EPILOG", "add_arguments", "due_line", "run"]
 
 DESCRIPTION = (
     "Check every video in the store with TikTok's Batch Compliance API (10,000 ids a task) and"
@@ -45,6 +45,15 @@ DESCRIPTION = (
     " user and delete all data of those now not found, private or opted out. TikTok's terms ask"
     f" for this regularly. Credentials come from {ENV_CLIENT_KEY} and {ENV_CLIENT_SECRET}."
     " Running the same command again resumes with the same tasks."
+)
+
+EPILOG = (
+    "Exit status: 0 every batch checked and every answer applied (with --if-due, also nothing"
+    " due); 1 incomplete (a batch's tasks failed twice, or a user could not be checked: run it"
+    " again), or stopped on a suspicious answer (nothing of it deleted: look, then"
+    " --accept-removals); 2 usage or configuration error; 75 stopped early, resumable: the"
+    " daily quota, tasks still processing after --poll-timeout, an API that is down, or Ctrl-C"
+    " (run the same command again)."
 )
 
 
