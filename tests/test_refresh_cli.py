@@ -320,3 +320,19 @@ def test_refresh_help_ends_with_its_exit_statuses() -> None:
     epilog = " ".join(shown.stdout.split("Exit status:", 1)[1].split())
     for said in ("0 every batch checked", "1 incomplete", "suspicious answer", "2 usage", "75"):
         assert said in epilog
+
+
+def test_an_incomplete_refresh_says_once_what_to_do(sim: Simulator, tmp_path: Path) -> None:
+    db = harvested(sim, tmp_path)
+    before = stored_ids(db)
+    sim.fail_tasks(2)
+    status, err = refresh(sim, db)
+    assert status == 1, err
+    [line] = [line for line in err.splitlines() if line.startswith("incomplete:")]
+    assert line == (
+        f"incomplete: batch 0's tasks failed 2 times (nothing of its {len(before):,} ids was"
+        " deleted); run the refresh again to check them"
+    )
+    assert stored_ids(db) == before
+    status, err = refresh(sim, db)
+    assert status == 0, err

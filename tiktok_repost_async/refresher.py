@@ -337,7 +337,9 @@ class Refresher:
                 outcome, detail = stop.outcome, stop.detail
             else:
                 if self._incomplete:
-                    outcome, detail = "incomplete", "; ".join(self._incomplete)
+                    # Said once, after all of them: what to do is the same for each.
+                    outcome = "incomplete"
+                    detail = "; ".join(self._incomplete) + "; run the refresh again to check them"
                 else:
                     outcome = "finished"
         except Exception as error:
@@ -455,8 +457,8 @@ class Refresher:
                 # it (and those after it) again.
                 logger.warning("user %r could not be checked: %s", username, error)
                 self._incomplete.append(
-                    f"user {username!r} could not be checked ({error}); the users from it on"
-                    " are checked by the next run"
+                    f"user {username!r} could not be checked ({error}): it and the users after"
+                    " it keep their data"
                 )
                 return None
             return None, None
@@ -505,9 +507,7 @@ class Refresher:
             # A harvest beside the refresh (a shared store) holds the user's walk: its pages
             # are not deleted under its feet. Not checked, so the users from it on wait too.
             logger.warning("%s", busy)
-            self._incomplete.append(
-                f"{busy}; it and the users after it are checked again by the next run"
-            )
+            self._incomplete.append(f"{busy}; the users after it keep theirs too")
             return False
         logger.info(
             "user %r is %s now: its %d stored video observations are deleted",
@@ -636,7 +636,7 @@ class Refresher:
                     self._failed_batches += 1
                     self._incomplete.append(
                         f"batch {number}'s tasks failed {made[number]} times (nothing of its"
-                        f" {batch.size:,} ids was deleted); the next run makes it a new task"
+                        f" {batch.size:,} ids was deleted)"
                     )
                     del waiting[number]
                     continue

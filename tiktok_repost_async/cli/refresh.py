@@ -337,7 +337,8 @@ def _status(report: RefreshReport, args: argparse.Namespace, console: Console) -
         console.line(f"stopped: {why}")
         return EXIT_FAILED
     if outcome == "incomplete":
-        console.line(f"incomplete: {why}; {RESUME_HINT}")
+        # The detail ends with what to do (run again), said once.
+        console.line(f"incomplete: {why}")
         return EXIT_FAILED
     if outcome == "stopped: requested":
         console.line(f"interrupted: {RESUME_HINT} (the same tasks are polled)")
