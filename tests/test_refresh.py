@@ -426,6 +426,43 @@ async def test_more_than_half_gone_is_suspicious_from_ten_ids_on(tmp_path: Path)
                 assert {int(key[2]) for key in stored(db)} == kept
 
 
+async def test_a_video_two_users_reposted_in_two_rounds_is_deleted_everywhere(
+    tmp_path: Path,
+) -> None:
+    # ann reposted exactly what keep3 did (the simulator's same_reposts knob): every video of
+    # keep3 is in two users' lists, and a panel's two rounds store each of them twice over.
+    db = tmp_path / "h.db"
+    names = ["ann_n300", USERS[3]]
+    async with Simulator(same_reposts={"ann_n300": USERS[3]}) as sim:
+        assert sim.ground_truth("ann_n300") == sim.ground_truth(USERS[3])
+        for epoch in (0, 1):
+            sim.config.epoch = epoch
+            async with make_client(sim) as client:
+                async for outcome in harvest(
+                    client, names, store=db, daily_quota=10**6, new_round=epoch > 0
+                ):
+                    assert outcome.state is UserState.DONE
+        before = stored(db)
+        sim.config.epoch = EPOCH
+        # From the simulator's own lists: what epoch 3 no longer has, of what rounds 1 and 2 saw.
+        seen = wire_ids(sim, names, 0) | wire_ids(sim, names, 1)
+        gone = seen - wire_ids(sim, names, EPOCH)
+        copies = [key for key in before if int(key[2]) in gone]
+        places = {
+            video_id: {(user, round_) for user, round_, v in copies if v == video_id}
+            for *_, video_id in copies
+        }
+        assert sum(len(where) == 4 for where in places.values()) > 1, "removed from 2x2 places"
+        report = await run_refresh(sim, db)
+    assert report.finished
+    assert report.removed == len(gone)
+    assert report.observations_removed == len(copies)
+    after = stored(db)
+    assert after == {key: data for key, data in before.items() if int(key[2]) not in gone}
+    blob = file_bytes(db)
+    assert [video_id for video_id in gone if str(video_id).encode() in blob] == []
+
+
 async def test_users_now_gone_lose_all_their_data(sim: Simulator, tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     names = [*USERS[:4], "missing_a", "private_b", "empty_c"]

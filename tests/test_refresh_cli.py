@@ -336,3 +336,58 @@ def test_an_incomplete_refresh_says_once_what_to_do(sim: Simulator, tmp_path: Pa
     assert stored_ids(db) == before
     status, err = refresh(sim, db)
     assert status == 0, err
+
+
+def _serve(*options: object) -> tuple[subprocess.Popen[str], str]:
+    server = subprocess.Popen(
+        command("serve", "--port", 0, *options),
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert server.stdout is not None
+    return server, server.stdout.readline().strip()
+
+
+def _stop(server: subprocess.Popen[str]) -> None:
+    server.send_signal(signal.SIGINT)
+    _, stderr = server.communicate(timeout=30)
+    assert server.returncode == 0, stderr
+
+
+def test_serve_remove_user_makes_refresh_users_delete_that_users_data(tmp_path: Path) -> None:
+    # What a researcher does to see refresh --users at work: harvest from serve, then serve
+    # again with --remove-user, as if those accounts were deleted or made private meanwhile.
+    names = ["alice_n40", "bob_n30", "carol_n20", "dave_n10"]
+    users = write_users(tmp_path / "users.txt", names)
+    db = tmp_path / "h.db"
+    server, base_url = _serve()
+    try:
+        done = cli("harvest", users, "--db", db, "--base-url", base_url, "--no-progress")
+        assert done.returncode == 0, done.stderr
+    finally:
+        _stop(server)
+    before = stored_ids(db)
+    truth = Simulator()
+    kept = {int(v["id"]) for name in ("alice_n40", "dave_n10") for v in truth.ground_truth(name)}
+    assert kept < before
+    server, base_url = _serve(
+        "--remove-user", "bob_n30=missing", "--remove-user", "carol_n20=private"
+    )
+    try:
+        status, err = refresh_at(base_url, db, "--users")
+    finally:
+        _stop(server)
+    assert status == 0, err
+    assert "users: 4 re-checked, 2 now not found or refusing access: their data deleted" in err
+    assert stored_ids(db) == kept
+    with Store(db, create=False) as store:
+        assert store.user("bob_n30").state.value == "not_found"  # type: ignore[union-attr]
+        assert store.user("carol_n20").state.value == "unavailable"  # type: ignore[union-attr]
+    bad = cli("serve", "--remove-user", "bob_n30=banned")
+    assert bad.returncode == 2
+    assert "expected NAME=missing or NAME=private" in bad.stderr
+
+
+def refresh_at(base_url: str, db: Path, *options: object) -> tuple[int, str]:
+    ran = cli("refresh", "--db", db, "--base-url", base_url, "--poll-wait", "0", *options)
+    assert "Traceback" not in ran.stderr
+    return ran.returncode, ran.stderr

@@ -244,7 +244,7 @@ def _summarise(
     checked = (
         f"{report.checked:,} video ids checked"
         if report.answered == report.checked
-        else f"{report.answered:,} of {report.checked:,} video ids checked so far"
+        else f"{report.answered:,} of {report.checked:,} video ids answered so far"
     )
     console.line(
         f"refresh {report.refresh_id} ({begun}): {checked} in {tasks:,}"
@@ -258,6 +258,8 @@ def _summarise(
                 f"{report.users_removed:,} now not found or refusing access: {their} data deleted"
                 if report.users_removed
                 else "all still available"
+                if report.finished
+                else "none found gone so far"
             )
         )
     day = utc_day(time.time())
