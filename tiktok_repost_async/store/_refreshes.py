@@ -12,7 +12,8 @@ refresh that deleted anything ends by rebuilding the database from its live rows
 temporary copy holds only what is kept), then truncating the WAL: a removed video's bytes are found
 in none of the store's files. The debt is recorded (meta ``erase_pending``) in each deletion's own
 transaction, so a refresh killed before its rebuild leaves it said, and the next refresh pays it
-first.
+first; it is cleared only once the WAL after the rebuild was truncated (a reader holding an older
+snapshot keeps the old pages in the files until then), and `erase_owed` says it to `status`.
 """
 
 from __future__ import annotations
