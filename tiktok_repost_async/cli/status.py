@@ -723,7 +723,7 @@ def needs_a_person(report: StatusReport) -> list[str]:
                 f" terms): {PROG} refresh --db {report.store}"
             )
         if clock.erase_owed:
-            problems.append(f"{ERASE_OWED}: {PROG} refresh --db {report.store}")
+            problems.append(f"{ERASE_OWED} ({PROG} refresh --db {report.store})")
         last_refresh = clock.last
         outcome = (last_refresh.outcome or "") if last_refresh is not None else ""
         if last_refresh is not None and (
