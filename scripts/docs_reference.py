@@ -142,6 +142,8 @@ def render_cli() -> str:
         sub.format_usage()
         lines += [f"## `{parser.prog} {name}`", "", _escape(sub.description or ""), ""]
         lines += list(_options(sub, sub.prog))
+        if sub.epilog:
+            lines += [_escape(sub.epilog), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -288,11 +288,19 @@ async def test_a_role_that_does_not_own_the_tables_says_what_it_could_not_erase(
     blob = database_files(postgres_url)
     assert all(str(video_id).encode() in blob for video_id in gone)
     assert any(data in blob for data in removed)
+    # The debt is said: in the report, and by status until it is paid.
+    assert report.erase_owed
+    shown = cli("status", "--db", postgres_url)
+    assert "deleted data may still be in the store's files" in shown.stdout
+    assert cli("status", "--db", postgres_url, "--check").returncode == 1
     # The owner pays the debt: its next refresh first, or by hand.
     with PostgresStore(postgres_url, create=False) as store:
+        assert store.erase_owed()
         assert store.erase_deleted()
+        assert not store.erase_owed()
     blob = database_files(postgres_url)
     assert not any(data in blob for data in removed)
+    assert "deleted data may still" not in cli("status", "--db", postgres_url).stdout
 
 
 async def test_a_video_stored_again_while_a_refresh_runs_is_kept_for_the_next(

@@ -27,6 +27,7 @@ from tiktok_repost_async import (
 from tiktok_repost_async.export import export_to_path
 from tiktok_repost_async.refresher import SUSPICIOUS_MIN, Refresher
 from tiktok_repost_async.simulator import Simulator
+from tiktok_repost_async.simulator._compliance import TASK_STATUS_PATH
 from tiktok_repost_async.store import SCHEMA_VERSION, PageCommit
 
 # Ten users of 300 reposts: 3,000 videos, some of which the simulator deletes by epoch 3.
@@ -203,6 +204,26 @@ async def test_stale_copies_in_free_space_are_gone_after_a_refresh_too(
         assert conn.execute("SELECT value FROM meta WHERE key = 'erase_pending'").fetchone() is None
 
 
+async def test_the_waits_between_polls_double_from_one_second_on(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # As --poll-wait's help says: the first wait as given, then doubling, at least 1 s (a short
+    # first wait must not make every later poll as fast as the API answers).
+    db = tmp_path / "h.db"
+    await harvested(sim, db, USERS[:1])
+    sim.config.task_processing_polls = 4
+    time = FakeTime()
+    async with make_client(sim) as client:
+        with Store(db, create=False) as store:
+            report = await refresh(
+                client, store, poll_first_wait=0.25, sleep=time.sleep, clock=time
+            )
+    assert report.finished
+    polls = sim.stats.compliance_by_path[TASK_STATUS_PATH]
+    assert polls == 5
+    assert time.sleeps == [0.25, 1.0, 2.0, 4.0, 8.0]
+
+
 async def test_more_than_ten_thousand_ids_go_in_several_tasks(
     sim: Simulator, tmp_path: Path
 ) -> None:
@@ -359,6 +380,89 @@ async def test_a_suspicious_answer_deletes_nothing_until_accepted(tmp_path: Path
         assert len(other.tasks) == 1  # the same task's answer, downloaded again
 
 
+async def test_a_small_store_is_not_wiped_by_an_answer_that_finds_everything_gone(
+    tmp_path: Path,
+) -> None:
+    # A store of 40 videos, far under a hundred; a simulator that never served the user (a
+    # server restarted without it) finds every id gone: suspicious, not acted on.
+    db = tmp_path / "h.db"
+    async with Simulator() as first:
+        await harvested(first, db, ["dave_n40"])
+        assert len(wire_ids(first, ["dave_n40"], 0)) == 40
+    before = stored(db)
+    async with Simulator() as other:
+        report = await run_refresh(other, db)
+        assert report.outcome == "stopped: suspicious"
+        assert "40 of the 40 videos" in (report.detail or "")
+        assert "all of them" in (report.detail or "")
+        assert (report.removed, report.answered) == (0, 0)
+        assert stored(db) == before
+
+
+async def test_more_than_half_gone_is_suspicious_from_ten_ids_on(tmp_path: Path) -> None:
+    # Two users; the checking simulator has served only the second, so every video of the
+    # first is gone there: 20 of 35 gone (over half, ten or more) is suspicious, while 8 of 13
+    # gone (over half, under ten) is an ordinary loss and is deleted.
+    for first_user, second_user, is_suspicious in (
+        ("ann_n20", "bob_n15", True),
+        ("cat_n8", "dan_n5", False),
+    ):
+        db = tmp_path / f"{first_user}.db"
+        async with Simulator() as first:
+            await harvested(first, db, [first_user])
+        async with Simulator() as other:
+            await harvested(other, db, [second_user])
+            kept = wire_ids(other, [second_user], 0)
+            lost = {int(key[2]) for key in stored(db)} - kept
+            assert len(lost) > len(kept)
+            report = await run_refresh(other, db)
+            if is_suspicious:
+                assert report.outcome == "stopped: suspicious"
+                assert "more than 50%" in (report.detail or "")
+                assert {int(key[2]) for key in stored(db)} == kept | lost
+            else:
+                assert report.finished, report.detail
+                assert report.removed == len(lost) < SUSPICIOUS_MIN
+                assert {int(key[2]) for key in stored(db)} == kept
+
+
+async def test_a_video_two_users_reposted_in_two_rounds_is_deleted_everywhere(
+    tmp_path: Path,
+) -> None:
+    # ann reposted exactly what keep3 did (the simulator's same_reposts knob): every video of
+    # keep3 is in two users' lists, and a panel's two rounds store each of them twice over.
+    db = tmp_path / "h.db"
+    names = ["ann_n300", USERS[3]]
+    async with Simulator(same_reposts={"ann_n300": USERS[3]}) as sim:
+        assert sim.ground_truth("ann_n300") == sim.ground_truth(USERS[3])
+        for epoch in (0, 1):
+            sim.config.epoch = epoch
+            async with make_client(sim) as client:
+                async for outcome in harvest(
+                    client, names, store=db, daily_quota=10**6, new_round=epoch > 0
+                ):
+                    assert outcome.state is UserState.DONE
+        before = stored(db)
+        sim.config.epoch = EPOCH
+        # From the simulator's own lists: what epoch 3 no longer has, of what rounds 1 and 2 saw.
+        seen = wire_ids(sim, names, 0) | wire_ids(sim, names, 1)
+        gone = seen - wire_ids(sim, names, EPOCH)
+        copies = [key for key in before if int(key[2]) in gone]
+        places = {
+            video_id: {(user, round_) for user, round_, v in copies if v == video_id}
+            for *_, video_id in copies
+        }
+        assert sum(len(where) == 4 for where in places.values()) > 1, "removed from 2x2 places"
+        report = await run_refresh(sim, db)
+    assert report.finished
+    assert report.removed == len(gone)
+    assert report.observations_removed == len(copies)
+    after = stored(db)
+    assert after == {key: data for key, data in before.items() if int(key[2]) not in gone}
+    blob = file_bytes(db)
+    assert [video_id for video_id in gone if str(video_id).encode() in blob] == []
+
+
 async def test_users_now_gone_lose_all_their_data(sim: Simulator, tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     names = [*USERS[:4], "missing_a", "private_b", "empty_c"]
@@ -382,6 +486,32 @@ async def test_users_now_gone_lose_all_their_data(sim: Simulator, tmp_path: Path
         assert store.user(USERS[1]).videos == 0  # type: ignore[union-attr]
     blob = file_bytes(db)
     assert all(data not in blob for key, data in before.items() if key[0] in USERS[1:3])
+
+
+async def test_users_all_answered_not_found_delete_nothing_until_accepted(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # An API bug that answers "not found" for every user must not wipe the store user by user.
+    db = tmp_path / "h.db"
+    names = USERS[:3]
+    await harvested(sim, db, names)
+    for name in names:
+        sim.remove_user(name)
+    before = stored(db)
+    report = await run_refresh(sim, db, check_users=True)
+    assert report.outcome == "stopped: suspicious"
+    assert "3 of the 3 users" in (report.detail or "")
+    assert "--accept-removals" in (report.detail or "")
+    assert (report.users_checked, report.users_removed) == (0, 0)
+    assert sim.stats.compliance_requests == 0  # stopped before the videos' tasks
+    assert stored(db) == before
+    with Store(db, create=False) as store:
+        assert {store.user(name).state for name in names} == {UserState.DONE}  # type: ignore[union-attr]
+    accepted = await run_refresh(sim, db, check_users=True, accept_removals=True)
+    assert accepted.finished
+    assert accepted.resumed
+    assert (accepted.users_checked, accepted.users_removed) == (3, 3)
+    assert stored(db) == {}
 
 
 async def test_a_stop_before_anything_is_sent_spends_nothing(

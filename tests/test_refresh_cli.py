@@ -166,6 +166,11 @@ def test_a_suspicious_answer_exits_1_and_needs_a_person(tmp_path: Path) -> None:
         check = cli("status", "--db", db, "--check")
         assert check.returncode == 1
         assert "needs a person: refresh 1 ended stopped: suspicious" in check.stderr
+        # None of the ids was answered (applied): status does not call them checked.
+        assert (
+            f"stopped: suspicious: 0 of {len(before):,} ids answered so far, 0 removed; 3 requests,"
+            " 1 task"
+        ) in check.stdout
         status, err = refresh(other, db, "--accept-removals")
         assert status == 0, err
         assert stored_ids(db) == set()
@@ -266,3 +271,123 @@ def test_if_due_leaves_a_suspicious_stop_to_a_person(tmp_path: Path) -> None:
         assert status == 1
         assert "stopped on a suspicious answer: a person decides" in err
         assert (len(other.tasks), other.stats.compliance_requests) == (tasks, sent)
+
+
+def test_an_erase_held_off_by_a_reader_stays_owed_and_said_until_a_refresh_pays_it(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process holds a read transaction open during the refresh: the WAL cannot be
+    # truncated, so the rebuild that erases the removed videos is not done, and must stay owed.
+    import tiktok_repost_async.store._store as store_module
+
+    monkeypatch.setattr(store_module, "_BUSY_TIMEOUT_S", 0.2)  # each wait for the reader
+    db = harvested(sim, tmp_path)
+    gone = wire_ids(sim, 0) - wire_ids(sim, EPOCH)
+    assert gone
+    sim.config.epoch = EPOCH
+    owed = "deleted data may still be in the store's files"
+    with contextlib.closing(sqlite3.connect(db)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM videos").fetchone()
+        status, err = refresh(sim, db)
+        assert status == 0, err
+        assert f"{len(gone):,} no longer available, deleted" in err
+        assert owed in err
+        assert "run refresh again" in err
+        blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("h.db"))
+        assert any(str(video_id).encode() in blob for video_id in gone)
+    # The reader is gone; the debt is not forgotten.
+    shown = cli("status", "--db", db)
+    assert f"{owed}" in shown.stdout
+    checked = cli("status", "--db", db, "--check")
+    assert checked.returncode == 1
+    assert f"needs a person: {owed}" in checked.stderr
+    assert json.loads(cli("status", "--db", db, "--json").stdout)["refresh"]["erase_owed"]
+    # A timer's --if-due run pays it too, though no refresh is due.
+    status, err = refresh(sim, db, "--if-due")
+    assert status == 0, err
+    assert owed not in err
+    assert stored_ids(db) == wire_ids(sim, 0) - gone
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("h.db"))
+    assert [video_id for video_id in gone if str(video_id).encode() in blob] == []
+    assert owed not in cli("status", "--db", db).stdout
+    assert cli("status", "--db", db, "--check").returncode == 0
+
+
+def test_refresh_help_ends_with_its_exit_statuses() -> None:
+    shown = cli("refresh", "--help")
+    assert shown.returncode == 0
+    epilog = " ".join(shown.stdout.split("Exit status:", 1)[1].split())
+    for said in ("0 every batch checked", "1 incomplete", "suspicious answer", "2 usage", "75"):
+        assert said in epilog
+
+
+def test_an_incomplete_refresh_says_once_what_to_do(sim: Simulator, tmp_path: Path) -> None:
+    db = harvested(sim, tmp_path)
+    before = stored_ids(db)
+    sim.fail_tasks(2)
+    status, err = refresh(sim, db)
+    assert status == 1, err
+    [line] = [line for line in err.splitlines() if line.startswith("incomplete:")]
+    assert line == (
+        f"incomplete: batch 0's tasks failed 2 times (nothing of its {len(before):,} ids was"
+        " deleted); run the refresh again to check them"
+    )
+    assert stored_ids(db) == before
+    status, err = refresh(sim, db)
+    assert status == 0, err
+
+
+def _serve(*options: object) -> tuple[subprocess.Popen[str], str]:
+    server = subprocess.Popen(
+        command("serve", "--port", 0, *options),
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert server.stdout is not None
+    return server, server.stdout.readline().strip()
+
+
+def _stop(server: subprocess.Popen[str]) -> None:
+    server.send_signal(signal.SIGINT)
+    _, stderr = server.communicate(timeout=30)
+    assert server.returncode == 0, stderr
+
+
+def test_serve_remove_user_makes_refresh_users_delete_that_users_data(tmp_path: Path) -> None:
+    # What a researcher does to see refresh --users at work: harvest from serve, then serve
+    # again with --remove-user, as if those accounts were deleted or made private meanwhile.
+    names = ["alice_n40", "bob_n30", "carol_n20", "dave_n10"]
+    users = write_users(tmp_path / "users.txt", names)
+    db = tmp_path / "h.db"
+    server, base_url = _serve()
+    try:
+        done = cli("harvest", users, "--db", db, "--base-url", base_url, "--no-progress")
+        assert done.returncode == 0, done.stderr
+    finally:
+        _stop(server)
+    before = stored_ids(db)
+    truth = Simulator()
+    kept = {int(v["id"]) for name in ("alice_n40", "dave_n10") for v in truth.ground_truth(name)}
+    assert kept < before
+    server, base_url = _serve(
+        "--remove-user", "bob_n30=missing", "--remove-user", "carol_n20=private"
+    )
+    try:
+        status, err = refresh_at(base_url, db, "--users")
+    finally:
+        _stop(server)
+    assert status == 0, err
+    assert "users: 4 re-checked, 2 now not found or refusing access: their data deleted" in err
+    assert stored_ids(db) == kept
+    with Store(db, create=False) as store:
+        assert store.user("bob_n30").state.value == "not_found"  # type: ignore[union-attr]
+        assert store.user("carol_n20").state.value == "unavailable"  # type: ignore[union-attr]
+    bad = cli("serve", "--remove-user", "bob_n30=banned")
+    assert bad.returncode == 2
+    assert "expected NAME=missing or NAME=private" in bad.stderr
+
+
+def refresh_at(base_url: str, db: Path, *options: object) -> tuple[int, str]:
+    ran = cli("refresh", "--db", db, "--base-url", base_url, "--poll-wait", "0", *options)
+    assert "Traceback" not in ran.stderr
+    return ran.returncode, ran.stderr

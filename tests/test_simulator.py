@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from support import MIDNIGHT, FakeClock
+from support import MIDNIGHT, FakeClock, make_client
 
+from tiktok_repost_async.errors import UserNotFoundError, UserUnavailableError
 from tiktok_repost_async.simulator import (
     RESEARCH_PATH,
     TEST_CLIENT_KEY,
@@ -774,3 +775,38 @@ async def test_random_faults_follow_their_rates_and_seed(clock: FakeClock) -> No
     assert 35 <= runs[0].count(500) <= 85
     assert 20 <= runs[0].count(502) <= 65
     assert 70 <= runs[0].count(200) <= 130
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("gone_users", {"bob": "banned"}),
+        ("gone_users", {"": "missing"}),
+        ("gone_users", ["bob"]),
+        ("same_reposts", {"ann": "ann"}),
+        ("same_reposts", {"ann": "bob", "bob": "cat"}),
+        ("same_reposts", {"ann": ""}),
+    ],
+)
+def test_bad_gone_users_and_same_reposts_are_refused(name: str, value: object) -> None:
+    sim = Simulator()
+    with pytest.raises(ValueError, match=name):
+        setattr(sim.config, name, value)
+    with pytest.raises(ValueError, match=name):
+        Simulator(**{name: value})
+
+
+async def test_a_removed_user_is_refused_and_a_user_with_the_same_reposts_is_served_them() -> None:
+    async with Simulator(gone_users={"bob_n30": "private"}, same_reposts={"ann": "bob_n30"}) as sim:
+        sim.remove_user("cat_n20")
+        assert sim.config.gone_users == {"bob_n30": "private", "cat_n20": "missing"}
+        async with make_client(sim) as client:
+            with pytest.raises(UserUnavailableError):
+                await client.fetch_page("bob_n30")
+            with pytest.raises(UserNotFoundError):
+                await client.fetch_page("cat_n20")
+            page = await client.fetch_page("ann")
+        truth = Simulator().ground_truth("bob_n30")
+        assert [json.loads(raw) for raw in page.raw_videos] == truth[:30]
+        assert sim.ground_truth("ann") == truth
+        assert sim.pages_needed("ann", 10) == 3

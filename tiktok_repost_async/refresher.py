@@ -27,9 +27,12 @@ A `Failed` task is made again once (`MAX_TASK_ATTEMPTS` tasks per batch and run)
 tasks all fail is left as it is (nothing of it deleted) and the refresh ends ``incomplete``: the
 next run makes it a new task. A task the API no longer knows is made again likewise.
 
-A suspicious answer is not acted on: a batch whose task finds more than ``max_removed_share``
-(half) of at least `SUSPICIOUS_MIN` ids gone stops the refresh (``stopped: suspicious``) before
-anything of it is deleted; ``accept_removals=True`` takes such an answer at its word.
+A suspicious answer is not acted on: a batch whose task finds more than
+``max_removed_share`` (half) of its ids gone, at least `SUSPICIOUS_MIN` (10) of them, or every id
+of a batch of two or more, stops the refresh (``stopped: suspicious``) before anything of it is
+deleted; ``accept_removals=True`` takes such an answer at its word. The users of ``check_users``
+are judged alike, `USER_CHUNK` at a time: a chunk in which a suspicious share of users is now not
+found or refused stops the refresh before any of their data is deleted.
 """
 
 from __future__ import annotations
@@ -66,11 +69,13 @@ from .store import REFRESH_DAYS, RefreshBatch, StoreLike, StoreLockedError
 __all__ = [
     "MAX_TASK_ATTEMPTS",
     "POLL_FIRST_WAIT",
+    "POLL_LEAST_WAIT",
     "POLL_MAX_WAIT",
     "POLL_TIMEOUT",
     "REFRESH_DAYS",
     "SUSPICIOUS_MIN",
     "SUSPICIOUS_SHARE",
+    "USER_CHUNK",
     "RefreshReport",
     "Refresher",
     "refresh",
@@ -80,16 +85,44 @@ logger = logging.getLogger("tiktok_repost_async.refresher")
 
 #: Tasks made per batch and run at most: a Failed one is made again once.
 MAX_TASK_ATTEMPTS: Final = 2
-#: Seconds before a new task's first status poll; each later wait is twice the one before, up to
-#: POLL_MAX_WAIT. Every poll is a request of the day's quota, so they are spaced out.
+#: Seconds before a new task's first status poll; each later wait is twice the one before, at
+#: least POLL_LEAST_WAIT and at most POLL_MAX_WAIT. Every poll is a request of the day's quota,
+#: so they are spaced out: a first wait of 0 (tests, the simulator) must not make the next polls
+#: as fast as the API answers.
 POLL_FIRST_WAIT: Final = 10.0
+POLL_LEAST_WAIT: Final = 1.0
 POLL_MAX_WAIT: Final = 300.0
 #: Seconds of polling a run spends at most before it stops, resumable (the tasks are kept).
 POLL_TIMEOUT: Final = 3600.0
 #: A batch whose task finds more than this share of its ids gone (and at least SUSPICIOUS_MIN
-#: of them) is suspicious: the refresh stops before deleting any of it.
+#: of them), or every id of a batch of two or more, is suspicious (see `_suspicious`): the
+#: refresh stops before deleting any of it.
 SUSPICIOUS_SHARE: Final = 0.5
-SUSPICIOUS_MIN: Final = 100
+SUSPICIOUS_MIN: Final = 10
+#: Users re-checked (``check_users``) before their answers are applied: a chunk with a
+#: suspicious share of users gone stops the refresh before any of it is deleted.
+USER_CHUNK: Final = 100
+
+
+def _suspicious(gone: int, size: int, share: float = SUSPICIOUS_SHARE) -> bool:
+    """Tell whether a task that finds ``gone`` of a batch's ``size`` ids gone is not to be trusted.
+
+    TikTok removes a few videos a week; an answer that empties a store is far likelier an API
+    fault (an answer for another project, an empty file, a server restarted without its
+    videos) than a real mass removal, and a deletion cannot be undone. So more than ``share``
+    of a batch gone is suspicious once at least `SUSPICIOUS_MIN` ids are gone: below that a
+    small store's ordinary losses (3 of 5) would stop every refresh, yet ten is few enough that
+    a store of a few dozen videos is guarded too (a minimum of 100 let a store of 59 be wiped).
+    Every id of a batch gone is suspicious whatever the count, from two ids on: a single id
+    gone alone is an ordinary removal.
+
+    :param gone: ids of the batch the task found gone.
+    :param size: ids in the batch.
+    :param share: the share of the batch above which a loss is suspicious.
+    """
+    if gone >= 2 and gone == size:
+        return True
+    return gone >= SUSPICIOUS_MIN and gone > share * size
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -120,6 +153,9 @@ class RefreshReport:
         deleted.
     :param retry_at: epoch seconds after which running again may succeed (a quota stop), when
         known.
+    :param erase_owed: content it (or an earlier refresh) deleted may still lie in the store's
+        files: another process's read held off the rebuild that erases it (SQLite), or the
+        tables' rewrite (PostgreSQL). The next refresh pays it first: run it again.
     """
 
     refresh_id: int
@@ -137,6 +173,7 @@ class RefreshReport:
     task_ids: tuple[int, ...]
     failed_batches: int = 0
     retry_at: float | None = None
+    erase_owed: bool = False
 
     @property
     def finished(self) -> bool:
@@ -183,9 +220,12 @@ class Refresher:
             first page) and delete all data of those the API now says are not found or refuses.
         :param daily_quota: requests allowed per UTC day, shared with the store's ledger.
         :param on_quota: ``stop`` (the report says ``stopped: quota``) or ``wait`` for the reset.
-        :param accept_removals: act on an answer that removes a suspicious share of a batch.
-        :param max_removed_share: the share of a batch found gone above which it is suspicious.
-        :param poll_first_wait: seconds before a new task's first status poll.
+        :param accept_removals: act on an answer that removes a suspicious share of a batch of
+            videos, or of a chunk of users (`USER_CHUNK`).
+        :param max_removed_share: the share of a batch (or chunk of users) found gone above which
+            it is suspicious.
+        :param poll_first_wait: seconds before a new task's first status poll; each later wait
+            doubles the one before, from `POLL_LEAST_WAIT` (1 s) at least.
         :param poll_max_wait: the longest wait between two polls.
         :param poll_timeout: seconds of polling before the run stops, resumable.
         :param batch_size: ids per task (10,000 at most).
@@ -297,7 +337,9 @@ class Refresher:
                 outcome, detail = stop.outcome, stop.detail
             else:
                 if self._incomplete:
-                    outcome, detail = "incomplete", "; ".join(self._incomplete)
+                    # Said once, after all of them: what to do is the same for each.
+                    outcome = "incomplete"
+                    detail = "; ".join(self._incomplete) + "; run the refresh again to check them"
                 else:
                     outcome = "finished"
         except Exception as error:
@@ -319,9 +361,7 @@ class Refresher:
             outcome=outcome,
             detail=detail,
             checked=final.checked,
-            answered=sum(
-                batch.size for batch in store.refresh_batches(final.id) if batch.state == "applied"
-            ),
+            answered=final.answered,
             removed=final.removed,
             observations_removed=final.observations_removed,
             users_checked=final.users_checked,
@@ -331,6 +371,7 @@ class Refresher:
             task_ids=tuple(int(task) for task in final.task_ids),
             failed_batches=self._failed_batches,
             retry_at=retry_at,
+            erase_owed=store.erase_owed(),
         )
 
     # -- the ledger ------------------------------------------------------------------------------
@@ -366,37 +407,95 @@ class Refresher:
     # -- users -----------------------------------------------------------------------------------
 
     async def _check_users(self) -> None:
+        # The users are asked in chunks of USER_CHUNK, and a chunk's verdicts are applied only
+        # once all of it is answered: an API that answers "not found" for everyone (a bug, an
+        # outage's odd answer) must not delete every user's data one by one before the pattern
+        # shows. A kill loses at most one chunk's requests; the next run asks them again.
+        chunk: list[tuple[int, str, str | None, APIError | None]] = []
+        try:
+            for seq, username in self.store.refresh_users_left(self._refresh_id):
+                verdict = await self._check_user(username)
+                if verdict is None:
+                    break
+                chunk.append((seq, username, *verdict))
+                if len(chunk) == USER_CHUNK:
+                    if not self._apply_users(chunk):
+                        return
+                    chunk = []
+        except WalkStopped:
+            # What was answered before the stop is kept, unless it is suspicious on its own
+            # (then the next run asks those users again and judges their whole chunk).
+            if chunk:
+                self._apply_users(chunk, stopping=True)
+            raise
+        if chunk:
+            self._apply_users(chunk)
+
+    async def _check_user(self, username: str) -> tuple[str | None, APIError | None] | None:
+        """Ask for a user's first page: (None, None) if served, (state, error) if gone.
+
+        None when it could not be checked (said in the report: the run ends incomplete).
+        """
         gate = self._gate
         assert gate is not None
-        for seq, username in self.store.refresh_users_left(self._refresh_id):
-            while True:
-                try:
-                    await self.client._fetch_page(username, 0, gate)
-                except StepAside:
-                    # Five failures in a row, all this user's: with one user at a time there
-                    # is nobody else to ask, so it is held like an outage (as a run of one).
-                    gate.clear_suspect()
-                    continue
-                except UserNotFoundError as gone:
-                    if not self._remove_user(seq, username, "not_found", gone):
-                        return
-                except UserUnavailableError as refused:
-                    if not self._remove_user(seq, username, "unavailable", refused):
-                        return
-                except (WalkStopped, AuthError):
-                    raise
-                except TikTokError as error:
-                    # Not an answer about the user: it keeps its data, and the next run checks
-                    # it (and those after it) again.
-                    logger.warning("user %r could not be checked: %s", username, error)
-                    self._incomplete.append(
-                        f"user {username!r} could not be checked ({error}); the users from it on"
-                        " are checked by the next run"
-                    )
-                    return
-                else:
-                    self.store.refresh_user_checked(self._refresh_id, seq)
-                break
+        while True:
+            try:
+                await self.client._fetch_page(username, 0, gate)
+            except StepAside:
+                # Five failures in a row, all this user's: with one user at a time there
+                # is nobody else to ask, so it is held like an outage (as a run of one).
+                gate.clear_suspect()
+                continue
+            except UserNotFoundError as gone:
+                return "not_found", gone
+            except UserUnavailableError as refused:
+                return "unavailable", refused
+            except (WalkStopped, AuthError):
+                raise
+            except TikTokError as error:
+                # Not an answer about the user: it keeps its data, and the next run checks
+                # it (and those after it) again.
+                logger.warning("user %r could not be checked: %s", username, error)
+                self._incomplete.append(
+                    f"user {username!r} could not be checked ({error}): it and the users after"
+                    " it keep their data"
+                )
+                return None
+            return None, None
+
+    def _apply_users(
+        self,
+        chunk: list[tuple[int, str, str | None, APIError | None]],
+        *,
+        stopping: bool = False,
+    ) -> bool:
+        """Record a chunk of user checks in order, deleting gone users' data; False: stop here.
+
+        A suspicious chunk (as a batch of videos is, `_suspicious`) stops the refresh before
+        any of it is recorded, unless ``accept_removals``; while ``stopping`` it is only left.
+        """
+        gone = sum(state is not None for _, _, state, _ in chunk)
+        if not self.accept_removals and _suspicious(gone, len(chunk), self.max_removed_share):
+            if stopping:
+                return False
+            share = (
+                "all of them" if gone == len(chunk) else f"more than {self.max_removed_share:.0%}"
+            )
+            raise _Stop(
+                "stopped: suspicious",
+                f"{gone:,} of the {len(chunk):,} users checked from {chunk[0][1]!r} on are now"
+                f" not found or refuse access ({share}): nothing of theirs was deleted; if"
+                " TikTok really removed them, run again accepting it (accept_removals,"
+                " --accept-removals)",
+            )
+        for seq, username, state, error in chunk:
+            if state is None:
+                self.store.refresh_user_checked(self._refresh_id, seq)
+                continue
+            assert error is not None
+            if not self._remove_user(seq, username, state, error):
+                return False
+        return True
 
     def _remove_user(self, seq: int, username: str, state: str, error: APIError) -> bool:
         """Delete a gone user's data; False if a harvest walks it now (checked next run)."""
@@ -408,9 +507,7 @@ class Refresher:
             # A harvest beside the refresh (a shared store) holds the user's walk: its pages
             # are not deleted under its feet. Not checked, so the users from it on wait too.
             logger.warning("%s", busy)
-            self._incomplete.append(
-                f"{busy}; it and the users after it are checked again by the next run"
-            )
+            self._incomplete.append(f"{busy}; the users after it keep theirs too")
             return False
         logger.info(
             "user %r is %s now: its %d stored video observations are deleted",
@@ -523,7 +620,7 @@ class Refresher:
                     " same command again later to poll them",
                 )
             await gate.pause(wait, self._sleep)
-            wait = min(max(wait * 2, 1.0), self.poll_max_wait)
+            wait = min(max(wait * 2, POLL_LEAST_WAIT), self.poll_max_wait)
             for number, (batch, task_id) in list(waiting.items()):
                 status = await self._status(task_id)
                 if status is TaskStatus.PROCESSING:
@@ -539,7 +636,7 @@ class Refresher:
                     self._failed_batches += 1
                     self._incomplete.append(
                         f"batch {number}'s tasks failed {made[number]} times (nothing of its"
-                        f" {batch.size:,} ids was deleted); the next run makes it a new task"
+                        f" {batch.size:,} ids was deleted)"
                     )
                     del waiting[number]
                     continue
@@ -555,15 +652,12 @@ class Refresher:
     def _apply(self, batch: RefreshBatch, task_id: int, valid: frozenset[int]) -> None:
         ids = self.store.refresh_batch_ids(self._refresh_id, batch.batch)
         gone = len(ids) - len(valid.intersection(ids))
-        if (
-            not self.accept_removals
-            and gone >= SUSPICIOUS_MIN
-            and gone > self.max_removed_share * len(ids)
-        ):
+        if not self.accept_removals and _suspicious(gone, len(ids), self.max_removed_share):
+            share = "all of them" if gone == len(ids) else f"more than {self.max_removed_share:.0%}"
             raise _Stop(
                 "stopped: suspicious",
                 f"task {task_id} finds {gone:,} of the {len(ids):,} videos of batch"
-                f" {batch.batch} gone (more than {self.max_removed_share:.0%}): nothing of it"
+                f" {batch.batch} gone ({share}): nothing of it"
                 " was deleted; if TikTok really removed them, run again accepting it"
                 " (accept_removals, --accept-removals)",
             )
@@ -601,8 +695,11 @@ async def refresh(
         now not found or refusing access.
     :param daily_quota: requests allowed per UTC day, shared with the store's ledger.
     :param on_quota: ``stop`` or ``wait`` for the reset when the quota is spent.
-    :param accept_removals: act on an answer that removes more than half of a batch.
-    :param poll_first_wait: seconds before a new task's first status poll (doubling after).
+    :param accept_removals: act on a suspicious answer (more than half of a batch of videos, or
+        of a chunk of users re-checked, gone, at least 10 of them, or all of two or more): by
+        default the refresh stops before deleting any of it.
+    :param poll_first_wait: seconds before a new task's first status poll; each later wait
+        doubles the one before, at least 1 s and at most 5 minutes.
     :param poll_timeout: seconds of polling before the run stops, resumable.
     :param ledger: the organisation's shared ledger (`open_ledger`), booked before each call
         besides the store's own (None: the store alone keeps the count).

@@ -12,6 +12,7 @@ __all__ = [
     "DEFAULT_DB",
     "ENV_CLIENT_KEY",
     "ENV_CLIENT_SECRET",
+    "ERASE_OWED",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -40,6 +41,11 @@ EXIT_INTERRUPTED: Final = 130
 ENV_CLIENT_KEY: Final = "TIKTOK_CLIENT_KEY"
 ENV_CLIENT_SECRET: Final = "TIKTOK_CLIENT_SECRET"
 RESUME_HINT: Final = "run the same command again to resume"
+#: What `refresh` and `status` say while a refresh's erasure is owed (`Store.erase_owed`).
+ERASE_OWED: Final = (
+    "deleted data may still be in the store's files (another process was reading the store"
+    " when they were to be rewritten): run refresh again"
+)
 #: The store every command uses without --db.
 DEFAULT_DB: Final = "harvest.db"
 

@@ -19,6 +19,7 @@ from .. import __version__
 from ._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, CommandError
 
 __all__ = [
+    "HARVEST_EPILOG",
     "add_ledger",
     "add_progress",
     "add_refresh_days",
@@ -67,6 +68,8 @@ class _CommandParser(_Parser):
         self._loaded = True
         module = importlib.import_module(f".{self.command}", __package__)
         self.description = module.DESCRIPTION
+        # What its exit statuses mean, where a script or a timer needs to tell them apart.
+        self.epilog = getattr(module, "EPILOG", None)
         module.add_arguments(self)
         self.set_defaults(run=module.run)
 
@@ -220,6 +223,16 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: The harvest's exit statuses, under ``tiktok-reposts --help`` and ``harvest --help``.
+HARVEST_EPILOG: Final = (
+    "Exit status: 0 every user reached a final state; 1 some users failed (run again to"
+    " retry them); 2 usage or configuration error, or an answer this version cannot"
+    " read; 75 stopped early, resumable: on the daily quota, an API that is down or"
+    " unreachable, a shared --ledger out of reach, a repeat round's users coming back"
+    " empty, or Ctrl-C (run the same command again)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``tiktok-reposts`` command and its subcommands."""
     parser = _Parser(
@@ -228,14 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Harvest the reposted videos of many TikTok users through the Research API, "
             "resumably, within the daily quota."
         ),
-        epilog=(
-            "Exit status: 0 every user reached a final state; 1 some users failed (run again to"
-            " retry them); 2 usage or configuration error, or an answer this version cannot"
-            " read; 75 stopped early, resumable: on the daily quota, an API that is down or"
-            " unreachable, a shared --ledger out of reach, a repeat round's users coming back"
-            " empty, or Ctrl-C (run the same"
-            " command again)."
-        ),
+        epilog=HARVEST_EPILOG,
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -126,7 +126,12 @@ def run(args: argparse.Namespace) -> int:
     if count is None:
         return EXIT_FAILED
     where = "standard output" if output == "-" else output
-    what = "video ids (--ids-only)" if args.ids_only else "videos"
+    # Rows, not distinct videos: a video reposted by two users, or in two rounds, is a row each.
+    what = (
+        "video ids (--ids-only: one row per user and round, a shared video counts in each)"
+        if args.ids_only
+        else "videos"
+    )
     print(f"exported {count:,} {what} to {where} ({fmt})", file=sys.stderr)
     return EXIT_OK
 

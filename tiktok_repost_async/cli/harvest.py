@@ -25,6 +25,7 @@ from ._common import (
 from ._console import Console, logger, make_console
 from ._input import UserLines
 from ._parser import (
+    HARVEST_EPILOG,
     add_ledger,
     add_progress,
     add_rate,
@@ -47,7 +48,9 @@ if TYPE_CHECKING:
     from ..client import RepostClient
     from ..ledger import Ledger
 
-__all__ = ["DESCRIPTION", "add_arguments", "run"]
+__all__ = ["DESCRIPTION", "EPILOG", "add_arguments", "run"]
+
+EPILOG = HARVEST_EPILOG
 
 DESCRIPTION = (
     f"Fetch every listed user's reposted videos into the store. Credentials come from"

@@ -16,6 +16,7 @@ from ._common import (
     DEFAULT_DB,
     ENV_CLIENT_KEY,
     ENV_CLIENT_SECRET,
+    ERASE_OWED,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_RESUMABLE,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from ..refresher import RefreshReport
     from ..store import StoreLike
 
-__all__ = ["DESCRIPTION", "add_arguments", "due_line", "run"]
+__all__ = ["DESCRIPTION", "EPILOG", "add_arguments", "due_line", "run"]
 
 DESCRIPTION = (
     "Check every video in the store with TikTok's Batch Compliance API (10,000 ids a task) and"
@@ -44,6 +45,15 @@ DESCRIPTION = (
     " user and delete all data of those now not found, private or opted out. TikTok's terms ask"
     f" for this regularly. Credentials come from {ENV_CLIENT_KEY} and {ENV_CLIENT_SECRET}."
     " Running the same command again resumes with the same tasks."
+)
+
+EPILOG = (
+    "Exit status: 0 every batch checked and every answer applied (with --if-due, also nothing"
+    " due); 1 incomplete (a batch's tasks failed twice, or a user could not be checked: run it"
+    " again), or stopped on a suspicious answer (nothing of it deleted: look, then"
+    " --accept-removals); 2 usage or configuration error; 75 stopped early, resumable: the"
+    " daily quota, tasks still processing after --poll-timeout, an API that is down, or Ctrl-C"
+    " (run the same command again)."
 )
 
 
@@ -84,16 +94,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--accept-removals",
         action="store_true",
-        help="act on a task that finds more than half of a batch gone (by default the refresh"
-        " stops before deleting any of it, exit 1)",
+        help="act on a suspicious answer: a task that finds more than half of a batch gone (10"
+        " ids or more) or all of a batch of two or more, or as many of 100 users re-checked now"
+        " gone (by default the refresh stops before deleting any of it, exit 1)",
     )
     parser.add_argument(
         "--poll-wait",
         type=_seconds,
         default=POLL_FIRST_WAIT,
         metavar="SECONDS",
-        help="wait before a task's first status poll, doubling up to 5 minutes; each poll is a"
-        " request (%(default)g)",
+        help="wait before a task's first status poll; each later wait doubles the one before, at"
+        " least 1 second and at most 5 minutes; each poll is a request (%(default)g)",
     )
     parser.add_argument(
         "--poll-timeout",
@@ -233,7 +244,7 @@ def _summarise(
     checked = (
         f"{report.checked:,} video ids checked"
         if report.answered == report.checked
-        else f"{report.answered:,} of {report.checked:,} video ids checked so far"
+        else f"{report.answered:,} of {report.checked:,} video ids answered so far"
     )
     console.line(
         f"refresh {report.refresh_id} ({begun}): {checked} in {tasks:,}"
@@ -247,6 +258,8 @@ def _summarise(
                 f"{report.users_removed:,} now not found or refusing access: {their} data deleted"
                 if report.users_removed
                 else "all still available"
+                if report.finished
+                else "none found gone so far"
             )
         )
     day = utc_day(time.time())
@@ -260,9 +273,11 @@ def _summarise(
         else ""
     )
     console.line(
-        f"{report.requests:,} requests{extra}; {whose}{spent:,} today, {left:,} left of"
-        f" {args.daily_quota:,}"
+        f"{report.requests:,} request{'' if report.requests == 1 else 's'}{extra};"
+        f" {whose}{spent:,} today, {left:,} left of {args.daily_quota:,}"
     )
+    if report.erase_owed:
+        console.line(ERASE_OWED)
     if report.finished:
         line = due_line(store, args.refresh_days, time.time())
         if line:
@@ -271,6 +286,8 @@ def _summarise(
 
 def _rest(store: StoreLike, days: int, now: float) -> tuple[str, int] | None:
     """Return why a refresh ``--if-due`` does nothing now, and its exit status; None: go on."""
+    if store.erase_owed():
+        return None  # deleted data still in the files: the refresh erases it first
     latest = store.refreshes(limit=1)
     if latest and not latest[0].finished:
         if latest[0].outcome == "stopped: suspicious":
@@ -322,7 +339,8 @@ def _status(report: RefreshReport, args: argparse.Namespace, console: Console) -
         console.line(f"stopped: {why}")
         return EXIT_FAILED
     if outcome == "incomplete":
-        console.line(f"incomplete: {why}; {RESUME_HINT}")
+        # The detail ends with what to do (run again), said once.
+        console.line(f"incomplete: {why}")
         return EXIT_FAILED
     if outcome == "stopped: requested":
         console.line(f"interrupted: {RESUME_HINT} (the same tasks are polled)")

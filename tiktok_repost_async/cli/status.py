@@ -16,7 +16,7 @@ import msgspec
 from ..models import VIDEO_FIELDS
 from ..quota import DEFAULT_DAILY_LIMIT, utc_day
 from ..store import FINAL_STATES, REFRESH_DAYS, RefreshRecord, RunRecord, StoreLike, UserState
-from ._common import DEFAULT_DB, EXIT_FAILED, EXIT_OK, PROG, stdout
+from ._common import DEFAULT_DB, ERASE_OWED, EXIT_FAILED, EXIT_OK, PROG, stdout
 from ._parser import add_ledger, add_refresh_days, age_text, int_in
 from ._stores import open_existing, open_shared_ledger
 from .plan import QuotaPlan, estimate_plan, pages_seen
@@ -152,6 +152,8 @@ class RefreshRow(msgspec.Struct, frozen=True):
     #: finished, incomplete, stopped: <reason>, error: <type>; None while running or killed.
     outcome: str | None
     checked: int
+    #: Of the checked ids, those whose task's answer was applied (all once finished).
+    answered: int
     removed: int
     observations_removed: int
     users_checked: int
@@ -171,6 +173,9 @@ class RefreshClock(msgspec.Struct, frozen=True):
     #: When the next refresh is due, UTC (None: nothing stored).
     due: str | None
     overdue: bool
+    #: Content a refresh deleted may still lie in the store's files (a reader held off its
+    #: erasure): the next refresh erases it first.
+    erase_owed: bool = False
 
 
 def _refresh_row(record: RefreshRecord) -> RefreshRow:
@@ -180,6 +185,7 @@ def _refresh_row(record: RefreshRecord) -> RefreshRow:
         record.ended_at,
         record.outcome,
         record.checked,
+        record.answered,
         record.removed,
         record.observations_removed,
         record.users_checked,
@@ -199,6 +205,7 @@ def _refresh_clock(store: StoreLike, days: int, now: float) -> RefreshClock:
         last_finished=finished,
         due=None if due is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due)),
         overdue=due is not None and due <= now,
+        erase_owed=store.erase_owed(),
     )
 
 
@@ -582,14 +589,20 @@ def _refresh_lines(report: StatusReport) -> list[str]:
         how = last.outcome or "running, or killed (the next refresh resumes it)"
         lines = [
             f"refresh   #{last.refresh} begun {last.started_at}, {how}:"
-            f" {last.checked:,} ids checked, {last.removed:,} removed"
             + (
-                f", {last.users_checked:,} users re-checked, {last.users_removed:,} removed"
+                f" {last.checked:,} ids checked"
+                if last.answered == last.checked
+                else f" {last.answered:,} of {last.checked:,} ids answered so far"
+            )
+            + f", {last.removed:,} removed"
+            + (
+                f", {last.users_checked:,} user{'' if last.users_checked == 1 else 's'}"
+                f" re-checked, {last.users_removed:,} removed"
                 if last.users_checked
                 else ""
             )
-            + f"; {last.requests:,} requests, {len(last.task_ids):,}"
-            + (" task" if len(last.task_ids) == 1 else " tasks")
+            + f"; {last.requests:,} request{'' if last.requests == 1 else 's'},"
+            f" {len(last.task_ids):,}" + (" task" if len(last.task_ids) == 1 else " tasks")
         ]
     if clock.due is None:
         lines.append(f"          nothing stored to refresh ({every})")
@@ -600,6 +613,8 @@ def _refresh_lines(report: StatusReport) -> list[str]:
         )
     else:
         lines.append(f"          next due {clock.due} ({every})")
+    if clock.erase_owed:
+        lines.append(f"          {ERASE_OWED}")
     return lines
 
 
@@ -648,7 +663,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " repeat round coming back empty, by a shared ledger that could not book, or by an"
         " error, or refused its credentials; a round overdue under the cadence harvest"
         " --new-round-every recorded; a refresh overdue, or the last one stopped on a"
-        " suspicious answer, incomplete or ended by an error)",
+        " suspicious answer, incomplete or ended by an error; deleted data a refresh could not"
+        " yet erase from the store's files)",
     )
     add_refresh_days(parser)
     parser.add_argument(
@@ -723,6 +739,8 @@ def needs_a_person(report: StatusReport) -> list[str]:
                 f"a refresh is overdue since {clock.due} (every {clock.every_days} days, TikTok's"
                 f" terms): {PROG} refresh --db {report.store}"
             )
+        if clock.erase_owed:
+            problems.append(f"{ERASE_OWED} ({PROG} refresh --db {report.store})")
         last_refresh = clock.last
         outcome = (last_refresh.outcome or "") if last_refresh is not None else ""
         if last_refresh is not None and (

@@ -23,6 +23,7 @@ from ._config import (
     DownloadFormat,
     Fault,
     FavoritesSpelling,
+    GoneHow,
     ListKey,
     OutageKind,
     SimulatorConfig,
@@ -94,6 +95,20 @@ def _user_fault(text: str) -> tuple[str, Fault]:
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"expected NAME=KIND, got {text!r}")
     return name.strip(), _fault_kind(kind)
+
+
+def _gone_user(text: str) -> tuple[str, str]:
+    name, sep, how = text.partition("=")
+    if not sep or not name.strip() or how not in get_args(GoneHow):
+        raise argparse.ArgumentTypeError(f"expected NAME=missing or NAME=private, got {text!r}")
+    return name.strip(), how
+
+
+def _same_user(text: str) -> tuple[str, str]:
+    name, sep, other = text.partition("=")
+    if not sep or not name.strip() or not other.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=OTHER, got {text!r}")
+    return name.strip(), other.strip()
 
 
 def _token_fault(text: str) -> tuple[Fault, float]:
@@ -246,6 +261,23 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="rounds of time passed: every repost list moved K steps on (new reposts at the "
         "head, some removed, counts grown); 0 serves them as named (0)",
+    )
+    knobs.add_argument(
+        "--remove-user",
+        type=_gone_user,
+        action="append",
+        metavar="NAME=missing|private",
+        help="this user's account went away: refuse its research requests as deleted (missing)"
+        " or private, while compliance tasks still find its videos; for refresh --users"
+        " (repeatable)",
+    )
+    knobs.add_argument(
+        "--same-reposts",
+        type=_same_user,
+        action="append",
+        metavar="NAME=OTHER",
+        help="NAME reposted exactly what OTHER did: serve OTHER's list under NAME, so every video"
+        " of it is in both lists (repeatable)",
     )
     bad = parser.add_argument_group("bad days")
     bad.add_argument(
@@ -427,6 +459,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         task_failure_rate=args.task_failure_rate,
         compliance_faults=dict(args.compliance_fault or ()),
         download_format=args.download_format,
+        gone_users=dict(args.remove_user or ()),
+        same_reposts=dict(args.same_reposts or ()),
     )
 
 

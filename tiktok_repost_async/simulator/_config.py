@@ -27,6 +27,7 @@ __all__ = [
     "DownloadFormat",
     "Fault",
     "FavoritesSpelling",
+    "GoneHow",
     "ListKey",
     "OutageKind",
     "SimulatorConfig",
@@ -46,6 +47,8 @@ FavoritesSpelling = Literal["favorites_count", "favourites_count"]
 OutageKind = Literal["server_error", "gateway", "drop"]
 AuthFailure = Literal["scope_permission_missed", "scope_not_authorized"]
 DownloadFormat = Literal["text", "html", "json"]
+#: What became of an account that went away after it was served (`gone_users`).
+GoneHow = Literal["missing", "private"]
 
 QUOTA_MESSAGE: Final = (
     "Rate limit exceeded: the daily quota of research API requests is used up; "
@@ -193,6 +196,38 @@ def _user_faults(value: Any) -> dict[str, Fault]:
     return faults
 
 
+def _gone_users(value: Any) -> dict[str, GoneHow]:
+    allowed = get_args(GoneHow)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"gone_users must map a username to 'missing' or 'private', not {value!r}")
+    gone: dict[str, GoneHow] = {}
+    for username, how in value.items():
+        if not isinstance(username, str) or not username:
+            raise ValueError(f"gone_users: a username must be a non-empty string, not {username!r}")
+        checked = _choice(f"gone_users[{username!r}]", how, allowed)
+        gone[username] = "missing" if checked == "missing" else "private"
+    return gone
+
+
+def _same_reposts(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"same_reposts must map a username to another username, not {value!r}")
+    same: dict[str, str] = {}
+    for username, other in value.items():
+        for name in (username, other):
+            if not isinstance(name, str) or not name:
+                raise ValueError(
+                    f"same_reposts: a username must be a non-empty string, not {name!r}"
+                )
+        if other == username or other in value:
+            # One step only: a chain (or a loop) would make ground truth depend on the order.
+            raise ValueError(
+                f"same_reposts[{username!r}] must name a user whose list is its own, not {other!r}"
+            )
+        same[username] = other
+    return same
+
+
 def _field_names(name: str, value: Any) -> frozenset[str]:
     known = (*VIDEO_FIELDS, FAVOURITES_ALIAS)
     if isinstance(value, str) or not isinstance(value, Iterable):
@@ -247,6 +282,10 @@ def _checked(name: str, value: Any) -> Any:
         return _fault(name, value)
     if name == "user_faults":
         return _user_faults(value)
+    if name == "gone_users":
+        return _gone_users(value)
+    if name == "same_reposts":
+        return _same_reposts(value)
     if name == "rejected_fields":
         return _field_names(name, value)
     if name == "auth_failure":
@@ -412,6 +451,15 @@ class SimulatorConfig:
     #: research envelope with no file at all (``"json"``): drift a client must not read as
     #: "no id is valid".
     download_format: DownloadFormat = "text"
+    #: Users whose account went away after they were served, each `missing` (deleted) or
+    #: `private` (made private, or its owner opted out): their research requests are refused
+    #: from now on as for a `missing…` or `private…` name, while compliance tasks still find
+    #: their videos, as `Simulator.remove_user` makes them. Assign a new dict.
+    gone_users: dict[str, GoneHow] = field(default_factory=dict)
+    #: Users who reposted exactly what another did: each name here is served the other's list
+    #: (its kind, epochs and drift), so that every video of it is in both users' lists, as real
+    #: users share reposts. Ground truth follows. Assign a new dict.
+    same_reposts: dict[str, str] = field(default_factory=dict)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Checked on every assignment, so that a bad value set at run time fails where it is set,

@@ -42,6 +42,7 @@ from ._config import (
     TOKEN_MISSING_MESSAGE,
     TOKEN_PATH,
     Fault,
+    GoneHow,
     SimulatorConfig,
     SimulatorStats,
     _count,
@@ -121,6 +122,8 @@ class _PagesNeededAt:
             """
             if epoch is None:
                 epoch = 0 if simulator is None else simulator.config.epoch
+            if simulator is not None:
+                username = simulator.config.same_reposts.get(username, username)
             return pages_needed(username, max_count, epoch)
 
         return needed
@@ -159,8 +162,6 @@ class Simulator(_Faults):
         self._base_url: str | None = None
         self._tasks = TaskBook(self.config.seed)
         self._compliance_script: deque[Fault] = deque()
-        # Users whose account went away after they were served: username -> missing or private.
-        self._gone: dict[str, str] = {}
 
     # -- running -------------------------------------------------------------------------------
 
@@ -289,7 +290,9 @@ class Simulator(_Faults):
         """
         if how not in ("missing", "private"):
             raise ValueError(f"how must be 'missing' or 'private', not {how!r}")
-        self._gone[username] = how
+        # The knob (`gone_users`, `serve --remove-user`) holds them: a new dict, checked.
+        gone: GoneHow = "missing" if how == "missing" else "private"
+        self.config.gone_users = {**self.config.gone_users, username: gone}
 
     def fail_tasks(self, count: int = 1) -> None:
         """Make the next `count` compliance tasks end Failed, whatever `task_failure_rate` says.
@@ -342,6 +345,8 @@ class Simulator(_Faults):
         """
         if kind is not None and kind not in DRIFT_KINDS:
             raise ValueError(f"unknown drift kind {kind!r}; kinds: {', '.join(DRIFT_KINDS)}")
+        # A user who reposted what another did shares its videos, drift and all.
+        username = self.config.same_reposts.get(username, username)
         added = [(index, kind) for index in indices]
         # A kind, not None, so that checking the positions draws nothing.
         drift_plan(username, repost_count(username), 0.0, [(index, "no_id") for index, _ in added])
@@ -358,6 +363,7 @@ class Simulator(_Faults):
         :param username: the user.
         :param epoch: the epoch whose list the positions count in (None: the epoch knob's).
         """
+        username = self.config.same_reposts.get(username, username)
         return drifted(
             username,
             type_drift=self.config.type_drift,
@@ -388,6 +394,7 @@ class Simulator(_Faults):
         :param epoch: the epoch whose list to give (None: the epoch knob's).
         """
         config = self.config
+        username = config.same_reposts.get(username, username)
         return ground_truth(
             username,
             huge_ids=config.huge_ids,
@@ -420,6 +427,7 @@ class Simulator(_Faults):
         :param max_count: the page size of the walks (it matters to ``stall…`` users only).
         """
         config = self.config
+        username = config.same_reposts.get(username, username)
         return changes(
             username,
             from_epoch,
@@ -672,22 +680,24 @@ class Simulator(_Faults):
     def _answer(self, query: _Query, *, empty: bool = False) -> web.Response:
         username, max_count, cursor = query.username, query.max_count, query.cursor
         assert username is not None
-        kind = self._gone.get(username) or user_kind(username)
+        config = self.config
+        # A user who reposted what another did is served the other's list, under its own name.
+        source = config.same_reposts.get(username, username)
+        kind = config.gone_users.get(username) or user_kind(source)
         if kind == "missing":
             message = f"The username {username} is invalid: cannot find the user"
             return self._error(400, "invalid_params", message)
         if kind == "private":
             message = f"API cannot return this user's information: {username} is not public"
             return self._error(400, "invalid_params", message)
-        config = self.config
         # Its videos now exist for compliance tasks (see `_compliance`).
-        self._tasks.serve(username, config.huge_ids)
+        self._tasks.serve(source, config.huge_ids)
         user = self._cache.get(
-            username,
+            source,
             config.huge_ids,
             query.mask,
             config.favorites_spelling == FAVOURITES_ALIAS,
-            self._wire(username),
+            self._wire(source),
             config.epoch,
         )
         videos, count = user.page(cursor, cursor + max_count)

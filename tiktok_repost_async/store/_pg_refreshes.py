@@ -299,11 +299,16 @@ class _PgRefreshes:
         return [self._refresh_record(row) for row in rows]
 
     def _refresh_record(self, row: Sequence[Any]) -> RefreshRecord:
-        task_ids = self._read(
-            "SELECT task_ids FROM tiktok_refresh_tasks WHERE refresh_id = %s ORDER BY batch",
+        batches = self._read(
+            "SELECT task_ids, size, state FROM tiktok_refresh_tasks WHERE refresh_id = %s"
+            " ORDER BY batch",
             (row[0],),
         )
-        return refresh_record(row, (str(joined) for (joined,) in task_ids))
+        return refresh_record(
+            row,
+            (str(joined) for joined, _, _ in batches),
+            sum(int(size) for _, size, state in batches if state == "applied"),
+        )
 
     def count_refresh_requests(self, refresh_id: int, count: int = 1) -> None:
         """Add requests (already booked in the ledger) to a refresh's audit.
@@ -630,6 +635,16 @@ class _PgRefreshes:
             (_ERASE_KEY,),
         )
 
+    def erase_owed(self) -> bool:
+        """Tell whether rows a refresh deleted may still lie in the tables' files.
+
+        True from a deletion until a rewrite of the tables went through (`erase_deleted`): a
+        refresh pays it first; `status` says it is owed.
+        """
+        return bool(
+            self._read("SELECT 1 FROM tiktok_meta WHERE key = %s AND value = '1'", (_ERASE_KEY,))
+        )
+
     def erase_deleted(self) -> bool:
         """Rewrite the tables a refresh deleted from, so that nothing deleted stays in their files.
 
@@ -640,8 +655,7 @@ class _PgRefreshes:
         not own the tables (only their owner may rewrite them); the debt is kept and the next
         refresh pays it first.
         """
-        owed = "SELECT 1 FROM tiktok_meta WHERE key = %s AND value = '1'"
-        if not self._read(owed, (_ERASE_KEY,)):
+        if not self.erase_owed():
             return True
         tables = ("tiktok_videos", "tiktok_pages", "tiktok_refresh_ids")
         # VACUUM of a table one does not own only warns on the server and does nothing.

@@ -422,6 +422,10 @@ class StoreLike(Protocol):
         """
         ...
 
+    def erase_owed(self) -> bool:
+        """Tell whether content a refresh deleted may still lie in the store's files."""
+        ...
+
     # -- a refresh ----------------------------------------------------------------------------
 
     def acquire_refresh_lock(self) -> None:

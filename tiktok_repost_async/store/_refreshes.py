@@ -12,7 +12,8 @@ refresh that deleted anything ends by rebuilding the database from its live rows
 temporary copy holds only what is kept), then truncating the WAL: a removed video's bytes are found
 in none of the store's files. The debt is recorded (meta ``erase_pending``) in each deletion's own
 transaction, so a refresh killed before its rebuild leaves it said, and the next refresh pays it
-first.
+first; it is cleared only once the WAL after the rebuild was truncated (a reader holding an older
+snapshot keeps the old pages in the files until then), and `erase_owed` says it to `status`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class RefreshRecord:
     :param requests: requests it spent (compliance calls and user checks), each booked in the
         ledger too.
     :param task_ids: every compliance task it made, in batch order (as the digits the API sent).
+    :param answered: of the ``checked`` ids, those whose task's answer it applied (all of them
+        once finished).
     """
 
     id: int
@@ -83,6 +86,7 @@ class RefreshRecord:
     users_removed: int
     requests: int
     task_ids: tuple[str, ...] = ()
+    answered: int = 0
 
     @property
     def finished(self) -> bool:
@@ -112,12 +116,13 @@ def _parse_stamp(stamp: str) -> float:
     )
 
 
-def refresh_record(row: Sequence[Any], task_ids: Iterable[str]) -> RefreshRecord:
+def refresh_record(row: Sequence[Any], task_ids: Iterable[str], answered: int = 0) -> RefreshRecord:
     """Return a refresh's audit from its row (the columns ``_REFRESH_COLUMNS`` names, in order)
     and the comma-joined task ids of its batches, in batch order: one reading for both engines.
 
     :param row: the refresh's row.
     :param task_ids: each batch's ``task_ids``.
+    :param answered: the ids of its batches whose answer was applied.
     """
     refresh_id, started, ended, outcome, version, users = row[:6]
     checked, removed, observations, users_checked, users_removed, requests = row[6:12]
@@ -135,6 +140,7 @@ def refresh_record(row: Sequence[Any], task_ids: Iterable[str]) -> RefreshRecord
         int(users_removed),
         int(requests),
         tuple(task for joined in task_ids for task in joined.split(",") if task),
+        int(answered),
     )
 
 
@@ -236,8 +242,10 @@ class _StoreRefreshes(_StoreCore):
                     "DELETE FROM refresh_ids WHERE refresh_id = ?", (refresh_id,)
                 ).rowcount:
                     self._owe_erase(conn)
-        self.checkpoint()
-        self.erase_deleted()
+        if self.erase_owed():
+            self.erase_deleted()  # it ends with the checkpoint
+        else:
+            self.checkpoint()
 
     def refresh_record(self, refresh_id: int) -> RefreshRecord | None:
         """Return one refresh's audit, or None if there is no such refresh.
@@ -263,10 +271,15 @@ class _StoreRefreshes(_StoreCore):
         return [self._refresh_record(row) for row in rows]
 
     def _refresh_record(self, row: tuple[Any, ...]) -> RefreshRecord:
-        task_ids = self._db.execute(
-            "SELECT task_ids FROM refresh_tasks WHERE refresh_id = ? ORDER BY batch", (row[0],)
+        batches = self._db.execute(
+            "SELECT task_ids, size, state FROM refresh_tasks WHERE refresh_id = ? ORDER BY batch",
+            (row[0],),
+        ).fetchall()
+        return refresh_record(
+            row,
+            (str(joined) for joined, _, _ in batches),
+            sum(int(size) for _, size, state in batches if state == "applied"),
         )
-        return refresh_record(row, (str(joined) for (joined,) in task_ids))
 
     def count_refresh_requests(self, refresh_id: int, count: int = 1) -> None:
         """Add requests (already booked in the ledger) to a refresh's audit.
@@ -579,18 +592,26 @@ class _StoreRefreshes(_StoreCore):
             (_ERASE_KEY,),
         )
 
+    def erase_owed(self) -> bool:
+        """Tell whether content a refresh deleted may still lie in the store's files.
+
+        True from a deletion until the rebuild and a WAL truncation after it both went through
+        (`erase_deleted`): a refresh pays it first; `status` says it is owed.
+        """
+        owed = self._db.execute("SELECT value FROM meta WHERE key = ?", (_ERASE_KEY,)).fetchone()
+        return owed is not None and owed[0] == "1"
+
     def erase_deleted(self) -> bool:
         """Rebuild the database from its live rows, so that nothing deleted stays in its file.
 
         Only when a deletion owes it (meta ``erase_pending``): ``VACUUM`` copies what is kept
         into a temporary database and writes it back over every page, stale free space
         included, then the WAL is truncated. Return whether nothing deleted is left: False when
-        another process's read of the store held the rebuild off (said in a warning); the debt
-        is kept and the next refresh pays it first.
+        another process's read of the store held the rebuild or the truncation off (said in a
+        warning); the debt is kept and the next refresh pays it first.
         """
         db = self._db
-        owed = db.execute("SELECT value FROM meta WHERE key = ?", (_ERASE_KEY,)).fetchone()
-        if owed is None or owed[0] != "1":
+        if not self.erase_owed():
             return True
         try:
             db.execute("VACUUM")
@@ -602,9 +623,16 @@ class _StoreRefreshes(_StoreCore):
                 exc,
             )
             return False
+        # The rebuilt pages sit in the WAL until a checkpoint copies them over the old ones: a
+        # reader holding an older snapshot keeps the database file (and the WAL) as they were,
+        # deleted rows and all. Paid only once the WAL is truncated; else owed still.
+        if not self.checkpoint():
+            return False
         with self._transaction() as conn:
             conn.execute("DELETE FROM meta WHERE key = ?", (_ERASE_KEY,))
-        return self.checkpoint()
+        # That change holds nothing deleted: a reader that holds this checkpoint off is harmless.
+        self.checkpoint()
+        return True
 
     def checkpoint(self) -> bool:
         """Copy the WAL into the database and truncate it; return whether it went through whole.
