@@ -433,7 +433,8 @@ def _summarise(
         )
     console.line(
         f"{p.done:,} user{'' if p.done == 1 else 's'} in {duration(elapsed)}"
-        f"{': ' + states if states else ''}; {p.videos:,} videos stored; {p.requests:,} requests"
+        f"{': ' + states if states else ''}; {p.videos:,} videos stored; {p.requests:,}"
+        f" request{'' if p.requests == 1 else 's'}"
         f" ({whose}{spent:,} today, {left:,} left of {settings.daily_quota:,})"
     )
     notes = []
