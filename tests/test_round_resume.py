@@ -193,6 +193,10 @@ def test_a_new_round_killed_half_way_through_its_input_is_not_complete_until_res
         status = json.loads(cli("status", "--db", db, "--json").stdout)
         assert status["rounds"][1]["complete"] is False
         assert status["rounds"][1]["input_read"] is False
+        # Item 5: the plan counts the members not yet read from the input too, not only the
+        # users read into the round so far; each needs a request at least.
+        assert status["plan"]["users_left"] == len(PANEL) - 2
+        assert status["plan"]["requests_left"] >= len(PANEL) - 2
         # The same command, with the whole list this time, finishes round 2.
         again = harvest(sim, "-", db, "--new-round", stdin="\n".join(PANEL) + "\n")
         assert again.returncode == 0, again.stderr
