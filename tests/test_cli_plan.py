@@ -74,6 +74,7 @@ def test_the_plan_rests_on_the_pages_finished_users_took(store_with_known_pages:
         "days_left": 0,
         "finish_day": today,
         "fetched_left": 2,
+        "basis_round": None,
     }
     # Today's ledger already holds 15: a quota of 16 leaves 1 today; the other 6 fit tomorrow.
     plan = status_json(db, "--daily-quota", 16)["plan"]
@@ -241,3 +242,27 @@ def test_after_the_api_says_the_quota_is_spent_the_plan_starts_tomorrow(
     assert plan["days_left"] == 1
     today = time.strftime("%Y-%m-%d", time.gmtime())
     assert plan["finish_day"] == day_after(today, 1)
+
+
+def test_a_new_round_with_nobody_finished_yet_plans_at_the_last_rounds_cost(
+    sim_in_thread: Simulator, tmp_path: Path
+) -> None:
+    sim = sim_in_thread
+    db = tmp_path / "h.db"
+    names = ["plan0_n250", "plan1_n30", "plan2_n120", "missing_user"]
+    users = write_users(tmp_path / "u.txt", names)
+    base = ["harvest", users, "--db", db, "--base-url", sim.base_url, "--rate", 500]
+    assert run_main(*base, env=cli_env()).returncode == 0
+    first = sim.stats.requests
+    assert first == sum(sim.pages_needed(name) for name in names)
+    # Round 2 starts, and the day's budget (all spent by round 1) stops it before any walk.
+    stopped = run_main(*base, "--new-round", "--daily-quota", first, env=cli_env())
+    assert stopped.returncode == 75, stopped.stderr
+    assert sim.stats.requests == first
+    plan = status_json(db, "--daily-quota", 1000)["plan"]
+    # Not "unknown until a user has finished": round 1's cost per user, from the simulator.
+    assert (plan["users_left"], plan["finished_users"], plan["basis_round"]) == (4, 4, 1)
+    assert plan["pages_per_user"] == round(first / 4, 2)
+    assert plan["requests_left"] == first
+    text = run_main("status", "--db", db, env=cli_env()).stdout
+    assert f"{round(first / 4, 2):g} per user, the mean of 4 finished in round 1)" in text

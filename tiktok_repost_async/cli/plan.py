@@ -41,6 +41,8 @@ class QuotaPlan(msgspec.Struct, frozen=True, kw_only=True):
     :param finish_day: the UTC date (YYYY-MM-DD) the harvest is expected to finish on; None
         while unknown.
     :param fetched_left: pages already fetched for the users left, which the estimate takes off.
+    :param basis_round: the earlier round whose finished users the mean rests on, when none of
+        this round's has finished yet; None: this round's own.
     """
 
     users_left: int
@@ -52,6 +54,7 @@ class QuotaPlan(msgspec.Struct, frozen=True, kw_only=True):
     days_left: int | None
     finish_day: str | None
     fetched_left: int = 0
+    basis_round: int | None = None
 
 
 def estimate_plan(
@@ -63,6 +66,7 @@ def estimate_plan(
     daily_quota: int,
     spent_today: int,
     now: float,
+    basis_round: int | None = None,
 ) -> QuotaPlan:
     """Return the plan for ``users_left`` users at the cost the finished ones had.
 
@@ -74,6 +78,7 @@ def estimate_plan(
     :param daily_quota: research requests per UTC day (> 0).
     :param spent_today: research requests today's ledger holds.
     :param now: the current time, epoch seconds; its UTC date is "today".
+    :param basis_round: the earlier round the finished users are of (None: the current one).
     """
     left_today = max(daily_quota - spent_today, 0)
     per_user = finished_requests / finished_users if finished_users else None
@@ -95,6 +100,8 @@ def estimate_plan(
             left_today=left_today,
             days_left=None,
             finish_day=None,
+            fetched_left=fetched_left,
+            basis_round=basis_round,
         )
     days = 0 if requests_left <= left_today else -(-(requests_left - left_today) // daily_quota)
     today = datetime.date.fromisoformat(utc_day(now))
@@ -108,6 +115,7 @@ def estimate_plan(
         days_left=days,
         finish_day=(today + datetime.timedelta(days=days)).isoformat(),
         fetched_left=fetched_left,
+        basis_round=basis_round,
     )
 
 

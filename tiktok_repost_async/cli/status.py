@@ -270,6 +270,18 @@ def _plan(store: StoreLike, *, daily_quota: int, left_today: int, now: float) ->
         else:
             users_left += 1
             fetched_left += record.pages
+    basis_round = None
+    if not finished and users_left:
+        # A new round none of whose users has finished yet (just started, or stopped by the
+        # silent empty): the latest complete round's cost is the best guess there is, a timer
+        # running each round with the same options.
+        for earlier in reversed(store.rounds()[:-1]):
+            if earlier.complete:
+                walked = sum(n for state, n in earlier.users.items() if state in FINAL_STATES)
+                if walked:
+                    finished, finished_requests = walked, earlier.requests
+                    basis_round = earlier.number
+                break
     return estimate_plan(
         # A round whose input is not read to the end will name more users than it holds yet.
         users_left=users_left + store.awaited_users(),
@@ -279,6 +291,7 @@ def _plan(store: StoreLike, *, daily_quota: int, left_today: int, now: float) ->
         daily_quota=daily_quota,
         spent_today=daily_quota - left_today,
         now=now,
+        basis_round=basis_round,
     )
 
 
@@ -439,6 +452,7 @@ def _plan_lines(plan: QuotaPlan) -> list[str]:
     return [
         f"plan      {users}, ~{plan.requests_left:,} requests"
         f" ({plan.pages_per_user:g} per user, the mean of {plan.finished_users:,} finished"
+        + (f" in round {plan.basis_round}" if plan.basis_round is not None else "")
         + (
             # Else "5 users, 2 per user" beside "~5 requests" does not add up.
             f", less {plan.fetched_left:,} page{'s' if plan.fetched_left != 1 else ''} fetched"
