@@ -34,7 +34,14 @@ from .engine import (
     WalkJob,
     WalkState,
 )
-from .errors import HarvestStopped, LedgerError, StopReason, WalkStopped
+from .errors import (
+    HarvestStopped,
+    LedgerError,
+    RateLimitError,
+    StopReason,
+    TikTokError,
+    WalkStopped,
+)
 from .ledger import Ledger
 from .models import RepostedVideosPage
 from .protocol import validate_positive_int
@@ -76,11 +83,20 @@ ORGANISATION_READ_S: Final = 1.0
 
 # The silent empty: the Research API has answered empty lists with no error for days (a sibling
 # endpoint, 2026-03). In a repeat round of a panel that would record every repost as removed.
-# So the empty first-and-last page of a user who had videos in an earlier round is held back,
-# the user left pending, and the run stops (`StopReason.EMPTY`, resumable) once such users are
-# at least half of the EMPTY_ALARM_SEEN or more of them seen in this run, or EMPTY_ALARM_COUNT
-# in all; at the end of the input, once they are at least half and EMPTY_ALARM_END or more.
-# Otherwise the held pages are committed at the end of the run: those users are done, empty.
+# So a suspect empty end is held back, its user left pending at that cursor: the empty
+# first-and-last page of a user who had videos in an earlier round, or an empty page with
+# ``has_more`` false past cursor 0 where the user's last whole list was longer than the cursor
+# (the list ended early: a page that ends a list normally holds its last videos). A suspect end
+# past cursor 0 is asked once more first (`WalkJob.again`): the walk had answers a moment ago, and
+# that one request is the one the walk needs anyway if the emptiness was a blip; at cursor 0 it
+# is not, as in a silent spell it would double the cost of every user heard before the alarm.
+# The run stops (`StopReason.EMPTY`, resumable) once the held users are at least half of the
+# EMPTY_ALARM_SEEN or more such users heard in this run, or EMPTY_ALARM_COUNT in all; at the end
+# of the input, once they are at least half and EMPTY_ALARM_END or more, or every one heard
+# (even one) while no user of the round has come back with a video yet. Otherwise the held pages
+# are committed at the end of the run: those users are done, their lists as the API said.
+# A run that follows a silent-empty stop probes first (see `_StoreSink.probe_turn`): one such
+# user is asked alone, and its empty answer stops the run again at the cost of that request.
 # ``accept_empty`` turns the alarm off, for a researcher who knows the emptiness is real.
 EMPTY_ALARM_SEEN: Final = 10
 EMPTY_ALARM_COUNT: Final = 20
@@ -560,6 +576,14 @@ class Harvester:
                 self.on_round(
                     await self._write(self.store.round_record, self.round), self.round_started
                 )
+            # After a silent-empty stop the run probes the API first (see EMPTY_ALARM_SEEN):
+            # read before this run's own record joins the runs.
+            probe = (
+                self.round > 1
+                and not self.accept_empty
+                and await self._write(_stopped_empty, self.store)
+            )
+            had_videos = (await self._write(self.store.round_record, self.round)).videos > 0
             await self._write(self.store.begin_run, __version__)
             # The round is unfinished until this run has read its whole input (`input_done`).
             await self._write(self.store.begin_round_input)
@@ -579,7 +603,7 @@ class Harvester:
             self.progress.started_at = self._clock()
             self.progress.quota_spent = self.quota.spent
             # The gate is this run's own: two harvests on one client keep separate ledgers.
-            gate = Gate(
+            gate = _HarvestGate(
                 self.quota,
                 on_quota=self.on_quota,
                 clock=self._clock,
@@ -594,6 +618,10 @@ class Harvester:
             if self._stop_asked:
                 gate.stop(StopReason.REQUESTED)
             self._sink = _StoreSink(self)
+            gate.sink = self._sink
+            self._sink.round_had_videos = had_videos
+            if probe:
+                self._sink.start_probe(gate)
             source: Iterable[str] | AsyncIterable[str] = usernames
             if self.store.shared:
                 self._sharing = _Sharing(self)
@@ -682,6 +710,9 @@ class Harvester:
         # sent, so that a kill at any instant never leaves a ledger short of what the API
         # counted.
         assert self._writer is not None
+        if self._sink is not None:
+            # After a silent-empty stop, one user asks the API before the others may.
+            await self._sink.probe_turn(username)
         try:
             booked = await self._writer.book(username)
         except LedgerError as error:
@@ -750,6 +781,15 @@ class _StoreSink(Sink):
         self._silent = 0
         self._held: dict[str, tuple[PageCommit, UserDone | None]] = {}
         self._alarmed = False
+        # Users whose suspect empty end was asked once more in this run (see WalkJob.again).
+        self._asked_again: set[str] = set()
+        # Whether a user of this round came back with a video before this run: then one or two
+        # empty users at the end of the input are users who stopped reposting, not the API.
+        self.round_had_videos = False
+        # After a silent-empty stop: the probe's verdict, which the other users who had
+        # videos wait for before their first request, and the user that probes.
+        self._verdict: asyncio.Future[None] | None = None
+        self._probe: str | None = None
         #: The writer's record that the whole input was read, once it was: the number of
         #: unfinished members the input no longer names, dropped from the round.
         self.input_end: asyncio.Future[int] | None = None
@@ -787,9 +827,9 @@ class _StoreSink(Sink):
             if (
                 harvester.round > 1
                 and not harvester.accept_empty
-                and cursor == 0
                 and await harvester._write(self._store.had_videos_before, username)
             ):
+                # A resumed walk too (cursor > 0): its end is judged against the last list.
                 self._expect.add(username)
             if self._harvester.stop_at_known:
                 self._known[username] = await self._harvester._write(
@@ -855,12 +895,29 @@ class _StoreSink(Sink):
             log_id=page.log_id,
             fetched_at=harvester._clock(),
         )
-        if job.username in self._expect and job.pages == 0 and not rows and not page.has_more:
-            # Nothing at all from a user who had videos: the truth, or the API's silence.
-            # Held back, the user stays pending until the run can tell (see settle_empties).
+        if (
+            job.username in self._expect
+            and not rows
+            and not page.has_more
+            and await self._ends_early(job.username, event.cursor)
+        ):
+            # Nothing (more) from a user whose list was longer: the truth, or the API's silence.
+            if (
+                event.cursor > 0
+                and not self._probing(job.username)
+                and job.username not in self._asked_again
+                and (harvester.max_pages is None or job.pages + 1 < harvester.max_pages)
+            ):
+                self._asked_again.add(job.username)
+                job.again = event.cursor
+                return 0
+            # Held back, the user stays pending at this cursor until the run can tell (see
+            # settle_empties); a probe's verdict waits for the alarm (see finish).
             self._held[job.username] = (commit, None)
             self._progress.pages += 1
             return 0
+        if job.username == self._probe:
+            self._end_probe()
         added = await writer.commit(commit)
         if more:
             assert gate is not None
@@ -868,6 +925,50 @@ class _StoreSink(Sink):
         self._progress.pages += 1
         self._progress.videos += added
         return added
+
+    async def _ends_early(self, username: str, cursor: int) -> bool:
+        # At cursor 0 the user is expected (it had videos in an earlier round). Past it, the
+        # list must have ended early: the user's last whole list was longer than the cursor.
+        if cursor == 0:
+            return True
+        known = self._known.get(username)
+        if known is None:
+            known = await self._harvester._write(self._store.known_video_ids, username)
+        return len(known) > cursor
+
+    async def probe_turn(self, username: str) -> None:
+        """Hold a request of ``username`` back while a probe after a silent-empty stop runs."""
+        verdict = self._verdict
+        if verdict is None or verdict.done() or username not in self._expect:
+            # Users who had no videos before tell nothing and wait for nothing: were they
+            # held, every worker could wait on them while the probe's user waits for a worker.
+            return
+        if self._probe is None:
+            self._probe = username
+            logger.info("the last run stopped on silent empties: %r probes the API first", username)
+        if username != self._probe:
+            await asyncio.shield(verdict)
+
+    def probe_failed(self, username: str) -> None:
+        """End the probe when its request meets an outage or a 429: the gate's rules take over."""
+        if username == self._probe:
+            self._end_probe()
+
+    def start_probe(self, gate: Gate) -> None:
+        """Make this run probe the API first: the last run stopped on silent empties."""
+        self._verdict = asyncio.get_running_loop().create_future()
+        # A stop (the probe's alarm among them) lets the waiting requests go to the gate, which
+        # holds them back and gives their bookings back.
+        gate.add_listener(self._end_probe)
+
+    def _probing(self, username: str) -> bool:
+        # Whether ``username`` is the probe and no answer of it has ended the probe yet.
+        verdict = self._verdict
+        return username == self._probe and verdict is not None and not verdict.done()
+
+    def _end_probe(self) -> None:
+        if self._verdict is not None and not self._verdict.done():
+            self._verdict.set_result(None)
 
     def holds(self, username: str) -> bool:
         """Tell whether ``username``'s empty answer is held back by the silent-empty alarm."""
@@ -886,7 +987,12 @@ class _StoreSink(Sink):
                 self._sound_alarm(
                     (self._heard >= EMPTY_ALARM_SEEN and 2 * self._silent >= self._heard)
                     or self._silent >= EMPTY_ALARM_COUNT
+                    # The probe after a silent-empty stop: empty again, the silence goes on.
+                    or self._probing(job.username)
                 )
+            if job.username == self._probe:
+                self._end_probe()
+            if held is not None:
                 if self._harvester._sharing is not None:
                     # Its walk is over for now: room for the next name, or a shared store's
                     # feed would wait for ever on users held here. Its claim stays this run's
@@ -941,18 +1047,30 @@ class _StoreSink(Sink):
             self._silent,
             self._heard,
         )
-        gate.stop(
-            StopReason.EMPTY,
-            f"the API keeps answering empty lists: {self._silent} of {self._heard} users who"
-            " had reposts in an earlier round came back with none and no error; they stay"
-            " pending and nothing was recorded as removed",
-        )
+        if self._probe is not None and self._probing(self._probe):
+            detail = (
+                f"the API still answers empty lists: {self._probe}, the first user asked since"
+                " the last run stopped on them, came back with none again and no error; it"
+                " stays pending with the rest and nothing was recorded as removed"
+            )
+        else:
+            detail = (
+                f"the API keeps answering empty lists: {self._silent} of {self._heard} users"
+                " who had reposts in an earlier round came back with none (or fewer than"
+                " before) and no error; they stay pending and nothing was recorded as removed"
+            )
+        gate.stop(StopReason.EMPTY, detail)
 
     async def settle_empties(self, gate: Gate) -> list[UserDone]:
         """Decide the held empty answers once the input is done: stop, or commit them as done."""
         if not self._held:
             return []
-        self._sound_alarm(self._silent >= EMPTY_ALARM_END and 2 * self._silent >= self._heard)
+        self._sound_alarm(
+            (self._silent >= EMPTY_ALARM_END and 2 * self._silent >= self._heard)
+            # A small panel: every user heard came back empty, and none of the round had a
+            # video before this run either (else it is a user who stopped reposting).
+            or (self._silent == self._heard and not self.round_had_videos)
+        )
         gate.check()
         writer = self._harvester._writer
         assert writer is not None
@@ -964,6 +1082,38 @@ class _StoreSink(Sink):
                 self._progress.finished[UserState.DONE] += 1
                 ends.append(done)
         return ends
+
+
+class _HarvestGate(Gate):
+    """Gate a harvest's requests; tell its sink when a probe's request fails as the API's."""
+
+    sink: _StoreSink | None = None
+
+    def unhealthy(self, username: str, error: TikTokError) -> bool:
+        """Note an outage failure; a probe after a silent-empty stop ends with it."""
+        held = super().unhealthy(username, error)
+        if self.sink is not None:
+            # The breaker needs other users' requests to tell whose fault it is.
+            self.sink.probe_failed(username)
+        return held
+
+    def rate_limited(self, username: str, error: RateLimitError) -> bool:
+        """Note a 429; a probe after a silent-empty stop ends with it."""
+        spent = super().rate_limited(username, error)
+        if self.sink is not None:
+            self.sink.probe_failed(username)
+        return spent
+
+
+def _stopped_empty(store: StoreLike) -> bool:
+    """Tell whether the store's last run that ended on its own stopped on silent empties."""
+    for record in store.runs(limit=50):
+        # Runs killed, interrupted or with nothing to do say nothing about the API: a probe
+        # run killed before its answer leaves the next run to probe again.
+        if record.outcome in (None, "killed", "interrupted", "rested"):
+            continue
+        return record.outcome == f"stopped: {StopReason.EMPTY}"
+    return False
 
 
 class _Sharing:
