@@ -219,6 +219,52 @@ async def test_an_empty_page_past_the_first_is_asked_once_more(tmp_path: Path) -
     assert_round_exact(sim, db, LONG, 2, 1)
 
 
+async def test_walks_cut_short_hold_their_users_at_the_empty_page(tmp_path: Path) -> None:
+    # In the library, quickly: see the command's test below.
+    db = tmp_path / "panel.db"
+    async with Simulator() as sim:
+        assert (await run(sim, db, LONG))[1] is None
+        sim.config.epoch = 1
+        for name in LONG[:3]:
+            sim.script(name, [None, Fault.SILENT_EMPTY, Fault.SILENT_EMPTY])
+        outcomes, stopped = await run(sim, db, LONG[:3], new_round=True)
+        assert stopped is not None
+        assert stopped.reason is StopReason.EMPTY
+        assert outcomes == []
+        with Store(db, create=False) as store:
+            cursors = {r.username: (r.state, r.cursor) for r in store.iter_users()}
+        assert {name: cursors[name] for name in LONG[:3]} == dict.fromkeys(
+            LONG[:3], (UserState.PENDING, 100)
+        )
+        outcomes, stopped = await run(sim, db, LONG[:3], new_round=True)
+        assert stopped is None
+        assert {o.username: o.resumed_from for o in outcomes} == dict.fromkeys(LONG[:3], 100)
+    assert_round_exact(sim, db, LONG[:3], 2, 1)
+
+
+async def test_the_run_after_a_silent_stop_probes_one_user(tmp_path: Path) -> None:
+    # In the library, quickly: see the command's test below.
+    db = tmp_path / "panel.db"
+    async with Simulator() as sim:
+        assert (await run(sim, db, PANEL))[1] is None
+        sim.config.epoch = 1
+        sim.config.persistent_fault = Fault.SILENT_EMPTY
+        assert (await run(sim, db, PANEL, new_round=True))[1] is not None
+        before = sim.stats.requests
+        outcomes, stopped = await run(sim, db, PANEL, new_round=True)
+        assert stopped is not None
+        assert stopped.reason is StopReason.EMPTY
+        assert "the API still answers empty lists" in str(stopped)
+        assert outcomes == []
+        assert sim.stats.requests - before == 1
+        sim.config.persistent_fault = None
+        before = sim.stats.requests
+        assert (await run(sim, db, PANEL, new_round=True))[1] is None
+        assert sim.stats.requests - before == sum(pages_of(sim, name, 1) for name in PANEL)
+    assert_round_exact(sim, db, PANEL, 2, 1)
+
+
+@pytest.mark.slow
 def test_a_walk_cut_short_by_empty_pages_stops_the_run_and_resumes_there(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -307,6 +353,7 @@ async def test_one_quiet_user_left_in_a_round_that_had_videos_is_no_alarm(
     ]
 
 
+@pytest.mark.slow
 def test_after_a_silent_stop_the_next_run_probes_with_one_request(tmp_path: Path) -> None:
     # An hourly timer during a silent spell: the run after a stop asks one user first; empty
     # again, it stops at once, the ledger one request the richer. Once the API answers, the
