@@ -1042,12 +1042,18 @@ class _StoreSink(Sink):
             return
         # Once: the users already on their way when it sounded come back empty too.
         self._alarmed = True
-        logger.warning(
-            "%d of %d users who had reposts in an earlier round came back with none",
-            self._silent,
-            self._heard,
-        )
-        if self._probe is not None and self._probing(self._probe):
+        probing = self._probe is not None and self._probing(self._probe)
+        if probing:
+            logger.warning(
+                "%s came back with no reposts again: the silent empty goes on", self._probe
+            )
+        else:
+            logger.warning(
+                "%d of %d users who had reposts in an earlier round came back with none",
+                self._silent,
+                self._heard,
+            )
+        if probing:
             detail = (
                 f"the API still answers empty lists: {self._probe}, the first user asked since"
                 " the last run stopped on them, came back with none again and no error; it"
