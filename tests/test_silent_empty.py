@@ -114,7 +114,11 @@ async def test_a_few_users_who_stopped_reposting_are_no_alarm(tmp_path: Path) ->
         assert (await run(sim, db, PANEL))[1] is None
         sim.config.epoch = 1
         sim.config.user_faults = dict.fromkeys(quiet, Fault.SILENT_EMPTY)
+        before = sim.stats.requests
         outcomes, stopped = await run(sim, db, PANEL, new_round=True)
+        # Each quiet user's empty answer was asked once more before it was taken as the truth.
+        heard = sum(pages_of(sim, name, 1) for name in PANEL if name not in quiet)
+        assert sim.stats.requests - before == heard + 2 * len(quiet)
     assert stopped is None
     by_name = {o.username: o for o in outcomes}
     assert set(by_name) == set(PANEL)
@@ -183,7 +187,7 @@ LONG = ["pa_n300", "pb_n400", "pc_n450", "pd_n520", "pe_n610"]
 
 def pages_of(sim: Simulator, name: str, epoch: int) -> int:
     """Return the pages a whole walk of ``name`` takes at ``epoch``: the simulator's truth."""
-    return max(1, -(-len(sim.ground_truth(name, epoch=epoch)) // 100))
+    return sim.pages_needed(name, epoch=epoch)
 
 
 def assert_round_exact(sim: Simulator, db: Path, names: list[str], number: int, epoch: int) -> None:
@@ -262,6 +266,74 @@ async def test_the_run_after_a_silent_stop_probes_one_user(tmp_path: Path) -> No
         assert (await run(sim, db, PANEL, new_round=True))[1] is None
         assert sim.stats.requests - before == sum(pages_of(sim, name, 1) for name in PANEL)
     assert_round_exact(sim, db, PANEL, 2, 1)
+
+
+async def test_an_empty_page_past_a_list_that_grew_is_asked_once_more(tmp_path: Path) -> None:
+    # fl1_n210 had 210 reposts and has 417 a week later: an empty last page at cursor 300 lies
+    # past its last list's length, yet the walk has not reached that list's oldest videos.
+    name = "fl1_n210"
+    db = tmp_path / "panel.db"
+    async with Simulator() as sim:
+        assert len(sim.ground_truth(name, epoch=0)) <= 300 < len(sim.ground_truth(name, epoch=1))
+        assert (await run(sim, db, [name]))[1] is None
+        sim.config.epoch = 1
+        sim.script(name, [None, None, None, Fault.SILENT_EMPTY])
+        before = sim.stats.requests
+        assert (await run(sim, db, [name], new_round=True))[1] is None
+        assert sim.stats.requests - before == pages_of(sim, name, 1) + 1
+    assert_round_exact(sim, db, [name], 2, 1)
+
+
+async def test_one_list_cut_short_twice_among_many_stops_the_round_unfinished(
+    tmp_path: Path,
+) -> None:
+    # One walk among 32 meets an empty last page at cursor 100, twice, where its last list
+    # had 400: never taken as the truth unasked. A moderated tail (short_n180's last page is
+    # empty, past the 70 videos it ever sent) ends its list as it should, asked once more.
+    db = tmp_path / "panel.db"
+    names = [*PANEL, "pb_n400", "short_n180"]
+    async with Simulator() as sim:
+        assert (await run(sim, db, names))[1] is None
+        sim.config.epoch = 1
+        sim.script("pb_n400", [None, Fault.SILENT_EMPTY, Fault.SILENT_EMPTY])
+        before = sim.stats.requests
+        outcomes, stopped = await run(sim, db, names, new_round=True)
+        assert stopped is not None
+        assert stopped.reason is StopReason.EMPTY
+        assert "twice answered an empty last page" in str(stopped)
+        assert "pb_n400 at 100" in str(stopped)
+        heard = sum(pages_of(sim, name, 1) for name in [*PANEL, "short_n180"])
+        assert sim.stats.requests - before == heard + 1 + 3  # short's tail, pb's three
+        assert sorted(o.username for o in outcomes) == sorted([*PANEL, "short_n180"])
+        with Store(db, create=False) as store:
+            record = {r.username: (r.state, r.cursor) for r in store.iter_users()}
+        assert record["pb_n400"] == (UserState.PENDING, 100)
+        assert record["short_n180"][0] is UserState.DONE
+        outcomes, stopped = await run(sim, db, names, new_round=True)
+        assert stopped is None
+        assert [o.username for o in outcomes] == ["pb_n400"]
+    assert_round_exact(sim, db, names, 2, 1)
+
+
+async def test_a_few_empty_first_pages_are_asked_once_more_at_the_end(tmp_path: Path) -> None:
+    # A flickering silence: two users' first pages come back empty among many full ones. The
+    # alarm stays quiet, so before they are taken as the truth each is asked once more, and
+    # answers: the round is exact at one request more for each.
+    db = tmp_path / "panel.db"
+    flickered = [LONG[0], PANEL[5]]
+    async with Simulator() as sim:
+        assert (await run(sim, db, [*PANEL, *LONG]))[1] is None
+        sim.config.epoch = 1
+        for name in flickered:
+            sim.script(name, [Fault.SILENT_EMPTY])
+        before = sim.stats.requests
+        outcomes, stopped = await run(sim, db, [*PANEL, *LONG], new_round=True)
+        assert stopped is None
+        pages = sum(pages_of(sim, name, 1) for name in [*PANEL, *LONG])
+        assert sim.stats.requests - before == pages + len(flickered)
+    assert sorted(o.username for o in outcomes) == sorted([*PANEL, *LONG])
+    assert {o.state for o in outcomes} == {UserState.DONE}
+    assert_round_exact(sim, db, [*PANEL, *LONG], 2, 1)
 
 
 @pytest.mark.slow

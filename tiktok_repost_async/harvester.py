@@ -641,6 +641,23 @@ class Harvester:
                     async for event in events:
                         if isinstance(event, UserDone) and not sink.holds(event.username):
                             yield self._outcome(event)
+                doubted = sink.second_opinions()
+                if doubted:
+                    # A few empty answers among many full ones: each is asked once more before
+                    # it is taken as the truth (a flickering silence answers the second time).
+                    again = Engine(
+                        self.client,
+                        concurrency=self.concurrency,
+                        max_pages=self.max_pages,
+                        gate=gate,
+                        sink=sink,
+                        page_events=False,
+                        skip_events=False,
+                    )
+                    async with contextlib.aclosing(again.run(doubted)) as events:
+                        async for event in events:
+                            if isinstance(event, UserDone) and not sink.holds(event.username):
+                                yield self._outcome(event)
                 # The input is done: the held empty pages are the truth, or the API's silence.
                 for done in await sink.settle_empties(gate):
                     yield self._outcome(done)
@@ -781,8 +798,10 @@ class _StoreSink(Sink):
         self._silent = 0
         self._held: dict[str, tuple[PageCommit, UserDone | None]] = {}
         self._alarmed = False
-        # Users whose suspect empty end was asked once more in this run (see WalkJob.again).
-        self._asked_again: set[str] = set()
+        # Users whose suspect empty end was asked once more in this run (see WalkJob.again),
+        # and the held users asked once more at the end of the input (see second_opinions).
+        self._asked_again: set[tuple[str, int]] = set()
+        self._doubted: set[str] = set()
         # Whether a user of this round came back with a video before this run: then one or two
         # empty users at the end of the input are users who stopped reposting, not the API.
         self.round_had_videos = False
@@ -796,6 +815,13 @@ class _StoreSink(Sink):
 
     async def claim(self, names: list[str], lines: list[int]) -> list[WalkJob | NameSkipped]:
         """Claim the names in the store; skip duplicates and users already final."""
+        if self._doubted:
+            # The second opinions (see second_opinions): users this run claimed and holds, each
+            # walked again from the cursor of its held page.
+            return [
+                WalkJob(name, self._held[name][0].cursor, start=self.starts.get(name, 0))
+                for name in names
+            ]
         progress = self._progress
         progress.read += len(names)
         claimed = await self._harvester._write(self._store.claim_users, names)
@@ -896,28 +922,35 @@ class _StoreSink(Sink):
             fetched_at=harvester._clock(),
         )
         if (
-            job.username in self._expect
+            (job.username in self._expect or job.username in self._doubted)
             and not rows
             and not page.has_more
-            and await self._ends_early(job.username, event.cursor)
         ):
-            # Nothing (more) from a user whose list was longer: the truth, or the API's silence.
+            # Nothing (more) from a user who had videos: the truth, or the API's silence. An
+            # empty last page past cursor 0 is asked once more, wherever it falls: a list that
+            # ends normally ends on a page holding its last videos (or a moderated tail).
             if (
                 event.cursor > 0
                 and not self._probing(job.username)
-                and job.username not in self._asked_again
+                and (job.username, event.cursor) not in self._asked_again
                 and (harvester.max_pages is None or job.pages + 1 < harvester.max_pages)
             ):
-                self._asked_again.add(job.username)
+                self._asked_again.add((job.username, event.cursor))
                 job.again = event.cursor
                 return 0
-            # Held back, the user stays pending at this cursor until the run can tell (see
-            # settle_empties); a probe's verdict waits for the alarm (see finish).
-            self._held[job.username] = (commit, None)
-            self._progress.pages += 1
-            return 0
+            if await self._ends_early(job.username, event.cursor):
+                # Held back, the user stays pending at this cursor until the run can tell
+                # (see settle_empties); a probe's verdict waits for the alarm (see finish).
+                if job.username not in self._held:
+                    self._progress.pages += 1
+                self._held[job.username] = (commit, None)
+                return 0
         if job.username == self._probe:
             self._end_probe()
+        if self._held.pop(job.username, None) is not None:
+            # A second opinion answered: that user's emptiness was the API's, not the truth.
+            self._silent -= 1
+            self._progress.pages -= 1
         added = await writer.commit(commit)
         if more:
             assert gate is not None
@@ -999,6 +1032,11 @@ class _StoreSink(Sink):
                     # until the run decides (settle_empties), and ends with the run.
                     self._harvester._sharing.settled(1)
                 return
+        held = self._held.get(job.username)
+        if held is not None:
+            # A second opinion, empty again: held as before, until settle_empties.
+            self._held[job.username] = (held[0], done)
+            return
         state = _user_state(done)
         self._progress.finished[state] += 1
         self._known.pop(job.username, None)
@@ -1027,6 +1065,8 @@ class _StoreSink(Sink):
 
     def input_done(self) -> None:
         """Let the progress show a total, and the store know the round's users are all named."""
+        if self._doubted:
+            return  # the second opinions' end: the input's was recorded already
         self._progress.input_done = True
         writer = self._harvester._writer
         if writer is not None:
@@ -1043,17 +1083,33 @@ class _StoreSink(Sink):
         # Once: the users already on their way when it sounded come back empty too.
         self._alarmed = True
         probing = self._probe is not None and self._probing(self._probe)
+        cut = self._cut_short()
+        only_cut = (
+            not probing
+            and bool(cut)
+            and not (self._silent >= EMPTY_ALARM_END and 2 * self._silent >= self._heard)
+        )
         if probing:
             logger.warning(
                 "%s came back with no reposts again: the silent empty goes on", self._probe
             )
+        elif only_cut:
+            logger.warning("%d users' lists ended early on an empty page, asked twice", len(cut))
         else:
             logger.warning(
                 "%d of %d users who had reposts in an earlier round came back with none",
                 self._silent,
                 self._heard,
             )
-        if probing:
+        if only_cut:
+            shown = ", ".join(f"{name} at {cursor}" for name, cursor in cut[:3])
+            more = f" and {len(cut) - 3} more" if len(cut) > 3 else ""
+            detail = (
+                f"the API twice answered an empty last page, short of the list it gave in an"
+                f" earlier round, for {len(cut)} of {self._heard} users ({shown}{more}); they"
+                " stay pending at that page and nothing was recorded as removed"
+            )
+        elif probing:
             detail = (
                 f"the API still answers empty lists: {self._probe}, the first user asked since"
                 " the last run stopped on them, came back with none again and no error; it"
@@ -1067,16 +1123,40 @@ class _StoreSink(Sink):
             )
         gate.stop(StopReason.EMPTY, detail)
 
-    async def settle_empties(self, gate: Gate) -> list[UserDone]:
-        """Decide the held empty answers once the input is done: stop, or commit them as done."""
-        if not self._held:
-            return []
-        self._sound_alarm(
+    def _end_rule(self) -> bool:
+        # Whether the held users, at the end of the input, are the API's silence.
+        return (
             (self._silent >= EMPTY_ALARM_END and 2 * self._silent >= self._heard)
             # A small panel: every user heard came back empty, and none of the round had a
             # video before this run either (else it is a user who stopped reposting).
             or (self._silent == self._heard and not self.round_had_videos)
+            # A list cut short, its empty page asked twice: never taken as the truth unasked
+            # (``accept_empty``), as a cut walk is never called done.
+            or bool(self._cut_short())
         )
+
+    def _cut_short(self) -> list[tuple[str, int]]:
+        # The held users whose walk an empty page ended past cursor 0: (name, cursor).
+        return [(name, c.cursor) for name, (c, _) in self._held.items() if c.cursor > 0]
+
+    def second_opinions(self) -> list[str]:
+        """Return the held users to ask once more at the end of the input, if the alarm is quiet.
+
+        Those whose empty page was asked once already are not asked again; none is asked when
+        the alarm sounds (then each request would only hear the silence again).
+        """
+        if self._alarmed or self._end_rule():
+            return []
+        names = [name for name, (commit, _) in self._held.items() if commit.cursor == 0]
+        self._doubted.update(names)
+        self._asked_again.update((name, 0) for name in names)
+        return names
+
+    async def settle_empties(self, gate: Gate) -> list[UserDone]:
+        """Decide the held empty answers once the input is done: stop, or commit them as done."""
+        if not self._held:
+            return []
+        self._sound_alarm(self._end_rule())
         gate.check()
         writer = self._harvester._writer
         assert writer is not None
