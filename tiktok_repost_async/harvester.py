@@ -83,18 +83,20 @@ ORGANISATION_READ_S: Final = 1.0
 
 # The silent empty: the Research API has answered empty lists with no error for days (a sibling
 # endpoint, 2026-03). In a repeat round of a panel that would record every repost as removed.
-# So a suspect empty end is held back, its user left pending at that cursor: the empty
-# first-and-last page of a user who had videos in an earlier round, or an empty page with
-# ``has_more`` false past cursor 0 where the user's last whole list was longer than the cursor
-# (the list ended early: a page that ends a list normally holds its last videos). A suspect end
-# past cursor 0 is asked once more first (`WalkJob.again`): the walk had answers a moment ago, and
-# that one request is the one the walk needs anyway if the emptiness was a blip; at cursor 0 it
-# is not, as in a silent spell it would double the cost of every user heard before the alarm.
-# The run stops (`StopReason.EMPTY`, resumable) once the held users are at least half of the
-# EMPTY_ALARM_SEEN or more such users heard in this run, or EMPTY_ALARM_COUNT in all; at the end
-# of the input, once they are at least half and EMPTY_ALARM_END or more, or every one heard
-# (even one) while no user of the round has come back with a video yet. Otherwise the held pages
-# are committed at the end of the run: those users are done, their lists as the API said.
+# So, for a user who had videos in an earlier round, an empty page with ``has_more`` false is
+# suspect. At cursor 0 it is held back, the user left pending. Past cursor 0 it is asked once
+# more first (`WalkJob.again`, each cursor once): a list ends on a page holding its last videos
+# or on a moderated tail, the walk had answers a moment ago, and if the emptiness was a blip that
+# request is one the walk needs anyway; still empty and short of the user's last whole list, it is
+# held at that cursor (a list cut short); past that length it is the list's end. An empty first
+# page is not asked again at once: in a silent spell that would double the cost of every user
+# heard before the alarm. The run stops (`StopReason.EMPTY`, resumable) once the held users are at
+# least half of the EMPTY_ALARM_SEEN or more such users heard in this run, or EMPTY_ALARM_COUNT in
+# all; at the end of the input, once they are at least half and EMPTY_ALARM_END or more, or every
+# one heard (even one) while no user of the round has come back with a video yet, or any list
+# was cut short (a cut walk is never called done unasked). Otherwise each user held at cursor 0
+# is asked once more (`second_opinions`: a flickering silence answers then) and those still
+# empty are committed at the end of the run: done, their lists as the API said.
 # A run that follows a silent-empty stop probes first (see `_StoreSink.probe_turn`): one such
 # user is asked alone, and its empty answer stops the run again at the cost of that request.
 # ``accept_empty`` turns the alarm off, for a researcher who knows the emptiness is real.
