@@ -18,8 +18,9 @@ served from a thread of this process (its counters exact), one round a simulated
 2. ``--new-round --stop-at-known``, SIGKILLed (a real ``kill -9`` of the harvest process) once
    part of the round is stored, then the same command again, which resumes the round;
 3. ``--new-round --stop-at-known`` on a day the API answers every list empty with no error
-   (``Fault.SILENT_EMPTY``): the run stops with exit 75 and records nothing; the next day the
-   same command finishes the round;
+   (``Fault.SILENT_EMPTY``): the run stops with exit 75 and records nothing; an hour later (a
+   timer's next run, the API still silent) the same command stops again, after its probe; the
+   next day the same command finishes the round;
 4. ``--new-round``, a full walk (a panel's monthly re-sync).
 
 It reports the research requests of each round (the simulator's count, the kill's and the silent
@@ -201,6 +202,7 @@ def month(users: int) -> dict[str, Any]:
             sim.config.epoch = 2
             sim.config.persistent_fault = Fault.SILENT_EMPTY
             harvest_run(3, "silent empty: stopped", *cheap, want=75)
+            harvest_run(3, "an hour later, still silent: stopped", *cheap, want=75)
             sim.config.persistent_fault = None
             harvest_run(3, "next day: finished", *cheap)
             # Week 4: a full walk, the monthly re-sync.

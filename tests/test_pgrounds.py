@@ -527,3 +527,41 @@ async def test_a_silent_round_on_postgres_stops_records_nothing_and_resumes_exac
             got = [int(i) for i, _ in store.round_videos(name, 2)]
             assert got == [v["id"] for v in sim.ground_truth(name, epoch=1)], name
             assert found.get(name, empty) == sim.changes(name, 0, 1), name
+
+
+async def test_a_walk_cut_short_and_the_probe_after_it_on_postgres(
+    sim: Simulator, postgres_url: str
+) -> None:
+    # The shared store reads the last whole list and the runs as SQLite does: a walk cut short
+    # past its first page is held at its cursor, the run after the stop probes with one
+    # request, and the round ends exact once the API is well.
+    from test_silent_empty import LONG, pages_of, run
+
+    from tiktok_repost_async import StopReason
+    from tiktok_repost_async.simulator import Fault
+
+    assert (await asyncio.wait_for(run(sim, postgres_url, LONG), 60))[1] is None
+    sim.config.epoch = 1
+    for name in LONG:
+        sim.script(name, [None, Fault.SILENT_EMPTY, Fault.SILENT_EMPTY])
+    _, stopped = await asyncio.wait_for(run(sim, postgres_url, LONG, new_round=True), 60)
+    assert stopped is not None
+    assert stopped.reason is StopReason.EMPTY
+    with PostgresStore(postgres_url, create=False) as store:
+        cursors = {r.username: (r.state, r.cursor) for r in store.iter_users()}
+    assert cursors == dict.fromkeys(LONG, (UserState.PENDING, 100))
+    sim.config.persistent_fault = Fault.SILENT_EMPTY
+    before = sim.stats.requests
+    _, stopped = await asyncio.wait_for(run(sim, postgres_url, LONG, new_round=True), 60)
+    assert stopped is not None
+    assert "the API still answers empty lists" in str(stopped)
+    assert sim.stats.requests - before == 1
+    sim.config.persistent_fault = None
+    before = sim.stats.requests
+    _, stopped = await asyncio.wait_for(run(sim, postgres_url, LONG, new_round=True), 60)
+    assert stopped is None
+    assert sim.stats.requests - before == sum(pages_of(sim, name, 1) - 1 for name in LONG)
+    with PostgresStore(postgres_url, create=False) as store:
+        for name in LONG:
+            got = [int(i) for i, _ in store.round_videos(name, 2)]
+            assert got == [v["id"] for v in sim.ground_truth(name, epoch=1)], name

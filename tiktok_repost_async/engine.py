@@ -421,6 +421,10 @@ class Engine:
                     return dataclasses.replace(
                         self._done(job, tally, WalkState.DONE, None), partial=True
                     )
+                if job.again is not None:
+                    # The sink doubts the page that ended the walk: ask it once more.
+                    job.cursor, job.again = job.again, None
+                    continue
                 if tally.cut is not None:
                     guard = WalkGuard(tally.cut)
                     return self._done(job, tally, WalkState.INCOMPLETE, None, guard)

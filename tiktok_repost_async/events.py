@@ -143,6 +143,9 @@ class WalkJob:
     #: Empty pages in a row with ``has_more`` true so far, the page handed to the sink included
     #: (the walk ends at `client.empty_page_bound`).
     empty_pages: int = 0
+    #: Set by a sink to ask the walk's last page again, at this cursor, before the walk ends
+    #: (the harvest's second opinion on a suspect empty end; see `harvester.EMPTY_ALARM_SEEN`).
+    again: int | None = None
 
 
 class Sink:

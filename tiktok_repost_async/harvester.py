@@ -34,7 +34,14 @@ from .engine import (
     WalkJob,
     WalkState,
 )
-from .errors import HarvestStopped, LedgerError, StopReason, WalkStopped
+from .errors import (
+    HarvestStopped,
+    LedgerError,
+    RateLimitError,
+    StopReason,
+    TikTokError,
+    WalkStopped,
+)
 from .ledger import Ledger
 from .models import RepostedVideosPage
 from .protocol import validate_positive_int
@@ -76,11 +83,22 @@ ORGANISATION_READ_S: Final = 1.0
 
 # The silent empty: the Research API has answered empty lists with no error for days (a sibling
 # endpoint, 2026-03). In a repeat round of a panel that would record every repost as removed.
-# So the empty first-and-last page of a user who had videos in an earlier round is held back,
-# the user left pending, and the run stops (`StopReason.EMPTY`, resumable) once such users are
-# at least half of the EMPTY_ALARM_SEEN or more of them seen in this run, or EMPTY_ALARM_COUNT
-# in all; at the end of the input, once they are at least half and EMPTY_ALARM_END or more.
-# Otherwise the held pages are committed at the end of the run: those users are done, empty.
+# So, for a user who had videos in an earlier round, an empty page with ``has_more`` false is
+# suspect. At cursor 0 it is held back, the user left pending. Past cursor 0 it is asked once
+# more first (`WalkJob.again`, each cursor once): a list ends on a page holding its last videos
+# or on a moderated tail, the walk had answers a moment ago, and if the emptiness was a blip that
+# request is one the walk needs anyway; still empty and short of the user's last whole list, it is
+# held at that cursor (a list cut short); past that length it is the list's end. An empty first
+# page is not asked again at once: in a silent spell that would double the cost of every user
+# heard before the alarm. The run stops (`StopReason.EMPTY`, resumable) once the held users are at
+# least half of the EMPTY_ALARM_SEEN or more such users heard in this run, or EMPTY_ALARM_COUNT in
+# all; at the end of the input, once they are at least half and EMPTY_ALARM_END or more, or every
+# one heard (even one) while no user of the round has come back with a video yet, or any list
+# was cut short (a cut walk is never called done unasked). Otherwise each user held at cursor 0
+# is asked once more (`second_opinions`: a flickering silence answers then) and those still
+# empty are committed at the end of the run: done, their lists as the API said.
+# A run that follows a silent-empty stop probes first (see `_StoreSink.probe_turn`): one such
+# user is asked alone, and its empty answer stops the run again at the cost of that request.
 # ``accept_empty`` turns the alarm off, for a researcher who knows the emptiness is real.
 EMPTY_ALARM_SEEN: Final = 10
 EMPTY_ALARM_COUNT: Final = 20
@@ -563,6 +581,14 @@ class Harvester:
                 self.on_round(
                     await self._write(self.store.round_record, self.round), self.round_started
                 )
+            # After a silent-empty stop the run probes the API first (see EMPTY_ALARM_SEEN):
+            # read before this run's own record joins the runs.
+            probe = (
+                self.round > 1
+                and not self.accept_empty
+                and await self._write(_stopped_empty, self.store)
+            )
+            had_videos = (await self._write(self.store.round_record, self.round)).videos > 0
             await self._write(self.store.begin_run, __version__)
             # The round is unfinished until this run has read its whole input (`input_done`).
             await self._write(self.store.begin_round_input)
@@ -582,7 +608,7 @@ class Harvester:
             self.progress.started_at = self._clock()
             self.progress.quota_spent = self.quota.spent
             # The gate is this run's own: two harvests on one client keep separate ledgers.
-            gate = Gate(
+            gate = _HarvestGate(
                 self.quota,
                 on_quota=self.on_quota,
                 clock=self._clock,
@@ -597,6 +623,10 @@ class Harvester:
             if self._stop_asked:
                 gate.stop(StopReason.REQUESTED)
             self._sink = _StoreSink(self)
+            gate.sink = self._sink
+            self._sink.round_had_videos = had_videos
+            if probe:
+                self._sink.start_probe(gate)
             source: Iterable[str] | AsyncIterable[str] = usernames
             if self.store.shared:
                 self._sharing = _Sharing(self)
@@ -616,6 +646,23 @@ class Harvester:
                     async for event in events:
                         if isinstance(event, UserDone) and not sink.holds(event.username):
                             yield self._outcome(event)
+                doubted = sink.second_opinions()
+                if doubted:
+                    # A few empty answers among many full ones: each is asked once more before
+                    # it is taken as the truth (a flickering silence answers the second time).
+                    again = Engine(
+                        self.client,
+                        concurrency=self.concurrency,
+                        max_pages=self.max_pages,
+                        gate=gate,
+                        sink=sink,
+                        page_events=False,
+                        skip_events=False,
+                    )
+                    async with contextlib.aclosing(again.run(doubted)) as events:
+                        async for event in events:
+                            if isinstance(event, UserDone) and not sink.holds(event.username):
+                                yield self._outcome(event)
                 # The input is done: the held empty pages are the truth, or the API's silence.
                 for done in await sink.settle_empties(gate):
                     yield self._outcome(done)
@@ -685,6 +732,9 @@ class Harvester:
         # sent, so that a kill at any instant never leaves a ledger short of what the API
         # counted.
         assert self._writer is not None
+        if self._sink is not None:
+            # After a silent-empty stop, one user asks the API before the others may.
+            await self._sink.probe_turn(username)
         try:
             booked = await self._writer.book(username)
         except LedgerError as error:
@@ -753,12 +803,30 @@ class _StoreSink(Sink):
         self._silent = 0
         self._held: dict[str, tuple[PageCommit, UserDone | None]] = {}
         self._alarmed = False
+        # Users whose suspect empty end was asked once more in this run (see WalkJob.again),
+        # and the held users asked once more at the end of the input (see second_opinions).
+        self._asked_again: set[tuple[str, int]] = set()
+        self._doubted: set[str] = set()
+        # Whether a user of this round came back with a video before this run: then one or two
+        # empty users at the end of the input are users who stopped reposting, not the API.
+        self.round_had_videos = False
+        # After a silent-empty stop: the probe's verdict, which the other users who had
+        # videos wait for before their first request, and the user that probes.
+        self._verdict: asyncio.Future[None] | None = None
+        self._probe: str | None = None
         #: The writer's record that the whole input was read, once it was: the number of
         #: unfinished members the input no longer names, dropped from the round.
         self.input_end: asyncio.Future[int] | None = None
 
     async def claim(self, names: list[str], lines: list[int]) -> list[WalkJob | NameSkipped]:
         """Claim the names in the store; skip duplicates and users already final."""
+        if self._doubted:
+            # The second opinions (see second_opinions): users this run claimed and holds, each
+            # walked again from the cursor of its held page.
+            return [
+                WalkJob(name, self._held[name][0].cursor, start=self.starts.get(name, 0))
+                for name in names
+            ]
         progress = self._progress
         progress.read += len(names)
         claimed = await self._harvester._write(self._store.claim_users, names)
@@ -790,9 +858,9 @@ class _StoreSink(Sink):
             if (
                 harvester.round > 1
                 and not harvester.accept_empty
-                and cursor == 0
                 and await harvester._write(self._store.had_videos_before, username)
             ):
+                # A resumed walk too (cursor > 0): its end is judged against the last list.
                 self._expect.add(username)
             if self._harvester.stop_at_known:
                 self._known[username] = await self._harvester._write(
@@ -858,12 +926,36 @@ class _StoreSink(Sink):
             log_id=page.log_id,
             fetched_at=harvester._clock(),
         )
-        if job.username in self._expect and job.pages == 0 and not rows and not page.has_more:
-            # Nothing at all from a user who had videos: the truth, or the API's silence.
-            # Held back, the user stays pending until the run can tell (see settle_empties).
-            self._held[job.username] = (commit, None)
-            self._progress.pages += 1
-            return 0
+        if (
+            (job.username in self._expect or job.username in self._doubted)
+            and not rows
+            and not page.has_more
+        ):
+            # Nothing (more) from a user who had videos: the truth, or the API's silence. An
+            # empty last page past cursor 0 is asked once more, wherever it falls: a list that
+            # ends normally ends on a page holding its last videos (or a moderated tail).
+            if (
+                event.cursor > 0
+                and not self._probing(job.username)
+                and (job.username, event.cursor) not in self._asked_again
+                and (harvester.max_pages is None or job.pages + 1 < harvester.max_pages)
+            ):
+                self._asked_again.add((job.username, event.cursor))
+                job.again = event.cursor
+                return 0
+            if await self._ends_early(job.username, event.cursor):
+                # Held back, the user stays pending at this cursor until the run can tell
+                # (see settle_empties); a probe's verdict waits for the alarm (see finish).
+                if job.username not in self._held:
+                    self._progress.pages += 1
+                self._held[job.username] = (commit, None)
+                return 0
+        if job.username == self._probe:
+            self._end_probe()
+        if self._held.pop(job.username, None) is not None:
+            # A second opinion answered: that user's emptiness was the API's, not the truth.
+            self._silent -= 1
+            self._progress.pages -= 1
         added = await writer.commit(commit)
         if more:
             assert gate is not None
@@ -871,6 +963,50 @@ class _StoreSink(Sink):
         self._progress.pages += 1
         self._progress.videos += added
         return added
+
+    async def _ends_early(self, username: str, cursor: int) -> bool:
+        # At cursor 0 the user is expected (it had videos in an earlier round). Past it, the
+        # list must have ended early: the user's last whole list was longer than the cursor.
+        if cursor == 0:
+            return True
+        known = self._known.get(username)
+        if known is None:
+            known = await self._harvester._write(self._store.known_video_ids, username)
+        return len(known) > cursor
+
+    async def probe_turn(self, username: str) -> None:
+        """Hold a request of ``username`` back while a probe after a silent-empty stop runs."""
+        verdict = self._verdict
+        if verdict is None or verdict.done() or username not in self._expect:
+            # Users who had no videos before tell nothing and wait for nothing: were they
+            # held, every worker could wait on them while the probe's user waits for a worker.
+            return
+        if self._probe is None:
+            self._probe = username
+            logger.info("the last run stopped on silent empties: %r probes the API first", username)
+        if username != self._probe:
+            await asyncio.shield(verdict)
+
+    def probe_failed(self, username: str) -> None:
+        """End the probe when its request meets an outage or a 429: the gate's rules take over."""
+        if username == self._probe:
+            self._end_probe()
+
+    def start_probe(self, gate: Gate) -> None:
+        """Make this run probe the API first: the last run stopped on silent empties."""
+        self._verdict = asyncio.get_running_loop().create_future()
+        # A stop (the probe's alarm among them) lets the waiting requests go to the gate, which
+        # holds them back and gives their bookings back.
+        gate.add_listener(self._end_probe)
+
+    def _probing(self, username: str) -> bool:
+        # Whether ``username`` is the probe and no answer of it has ended the probe yet.
+        verdict = self._verdict
+        return username == self._probe and verdict is not None and not verdict.done()
+
+    def _end_probe(self) -> None:
+        if self._verdict is not None and not self._verdict.done():
+            self._verdict.set_result(None)
 
     def holds(self, username: str) -> bool:
         """Tell whether ``username``'s empty answer is held back by the silent-empty alarm."""
@@ -889,13 +1025,23 @@ class _StoreSink(Sink):
                 self._sound_alarm(
                     (self._heard >= EMPTY_ALARM_SEEN and 2 * self._silent >= self._heard)
                     or self._silent >= EMPTY_ALARM_COUNT
+                    # The probe after a silent-empty stop: empty again, the silence goes on.
+                    or self._probing(job.username)
                 )
+            if job.username == self._probe:
+                self._end_probe()
+            if held is not None:
                 if self._harvester._sharing is not None:
                     # Its walk is over for now: room for the next name, or a shared store's
                     # feed would wait for ever on users held here. Its claim stays this run's
                     # until the run decides (settle_empties), and ends with the run.
                     self._harvester._sharing.settled(1)
                 return
+        held = self._held.get(job.username)
+        if held is not None:
+            # A second opinion, empty again: held as before, until settle_empties.
+            self._held[job.username] = (held[0], done)
+            return
         state = _user_state(done)
         self._progress.finished[state] += 1
         self._known.pop(job.username, None)
@@ -924,6 +1070,8 @@ class _StoreSink(Sink):
 
     def input_done(self) -> None:
         """Let the progress show a total, and the store know the round's users are all named."""
+        if self._doubted:
+            return  # the second opinions' end: the input's was recorded already
         self._progress.input_done = True
         writer = self._harvester._writer
         if writer is not None:
@@ -939,23 +1087,81 @@ class _StoreSink(Sink):
             return
         # Once: the users already on their way when it sounded come back empty too.
         self._alarmed = True
-        logger.warning(
-            "%d of %d users who had reposts in an earlier round came back with none",
-            self._silent,
-            self._heard,
+        probing = self._probe is not None and self._probing(self._probe)
+        cut = self._cut_short()
+        only_cut = (
+            not probing
+            and bool(cut)
+            and not (self._silent >= EMPTY_ALARM_END and 2 * self._silent >= self._heard)
         )
-        gate.stop(
-            StopReason.EMPTY,
-            f"the API keeps answering empty lists: {self._silent} of {self._heard} users who"
-            " had reposts in an earlier round came back with none and no error; they stay"
-            " pending and nothing was recorded as removed",
+        if probing:
+            logger.warning(
+                "%s came back with no reposts again: the silent empty goes on", self._probe
+            )
+        elif only_cut:
+            logger.warning("%d users' lists ended early on an empty page, asked twice", len(cut))
+        else:
+            logger.warning(
+                "%d of %d users who had reposts in an earlier round came back with none",
+                self._silent,
+                self._heard,
+            )
+        if only_cut:
+            shown = ", ".join(f"{name} at {cursor}" for name, cursor in cut[:3])
+            more = f" and {len(cut) - 3} more" if len(cut) > 3 else ""
+            detail = (
+                f"the API twice answered an empty last page, short of the list it gave in an"
+                f" earlier round, for {len(cut)} of {self._heard} users ({shown}{more}); they"
+                " stay pending at that page and nothing was recorded as removed"
+            )
+        elif probing:
+            detail = (
+                f"the API still answers empty lists: {self._probe}, the first user asked since"
+                " the last run stopped on them, came back with none again and no error; it"
+                " stays pending with the rest and nothing was recorded as removed"
+            )
+        else:
+            detail = (
+                f"the API keeps answering empty lists: {self._silent} of {self._heard} users"
+                " who had reposts in an earlier round came back with none (or fewer than"
+                " before) and no error; they stay pending and nothing was recorded as removed"
+            )
+        gate.stop(StopReason.EMPTY, detail)
+
+    def _end_rule(self) -> bool:
+        # Whether the held users, at the end of the input, are the API's silence.
+        return (
+            (self._silent >= EMPTY_ALARM_END and 2 * self._silent >= self._heard)
+            # A small panel: every user heard came back empty, and none of the round had a
+            # video before this run either (else it is a user who stopped reposting).
+            or (self._silent == self._heard and not self.round_had_videos)
+            # A list cut short, its empty page asked twice: never taken as the truth unasked
+            # (``accept_empty``), as a cut walk is never called done.
+            or bool(self._cut_short())
         )
+
+    def _cut_short(self) -> list[tuple[str, int]]:
+        # The held users whose walk an empty page ended past cursor 0: (name, cursor).
+        return [(name, c.cursor) for name, (c, _) in self._held.items() if c.cursor > 0]
+
+    def second_opinions(self) -> list[str]:
+        """Return the held users to ask once more at the end of the input, if the alarm is quiet.
+
+        Those whose empty page was asked once already are not asked again; none is asked when
+        the alarm sounds (then each request would only hear the silence again).
+        """
+        if self._alarmed or self._end_rule():
+            return []
+        names = [name for name, (commit, _) in self._held.items() if commit.cursor == 0]
+        self._doubted.update(names)
+        self._asked_again.update((name, 0) for name in names)
+        return names
 
     async def settle_empties(self, gate: Gate) -> list[UserDone]:
         """Decide the held empty answers once the input is done: stop, or commit them as done."""
         if not self._held:
             return []
-        self._sound_alarm(self._silent >= EMPTY_ALARM_END and 2 * self._silent >= self._heard)
+        self._sound_alarm(self._end_rule())
         gate.check()
         writer = self._harvester._writer
         assert writer is not None
@@ -967,6 +1173,38 @@ class _StoreSink(Sink):
                 self._progress.finished[UserState.DONE] += 1
                 ends.append(done)
         return ends
+
+
+class _HarvestGate(Gate):
+    """Gate a harvest's requests; tell its sink when a probe's request fails as the API's."""
+
+    sink: _StoreSink | None = None
+
+    def unhealthy(self, username: str, error: TikTokError) -> bool:
+        """Note an outage failure; a probe after a silent-empty stop ends with it."""
+        held = super().unhealthy(username, error)
+        if self.sink is not None:
+            # The breaker needs other users' requests to tell whose fault it is.
+            self.sink.probe_failed(username)
+        return held
+
+    def rate_limited(self, username: str, error: RateLimitError) -> bool:
+        """Note a 429; a probe after a silent-empty stop ends with it."""
+        spent = super().rate_limited(username, error)
+        if self.sink is not None:
+            self.sink.probe_failed(username)
+        return spent
+
+
+def _stopped_empty(store: StoreLike) -> bool:
+    """Tell whether the store's last run that ended on its own stopped on silent empties."""
+    for record in store.runs(limit=50):
+        # Runs killed, interrupted or with nothing to do say nothing about the API: a probe
+        # run killed before its answer leaves the next run to probe again.
+        if record.outcome in (None, "killed", "interrupted", "rested"):
+            continue
+        return record.outcome == f"stopped: {StopReason.EMPTY}"
+    return False
 
 
 class _Sharing:

@@ -138,9 +138,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--accept-empty",
         action="store_true",
-        help="in a repeat round, take users who had reposts before and now come back with none"
-        " at the API's word (by default, when many do, the run stops resumable: the API has"
-        " been seen answering empty lists with no error for days)",
+        help="in a repeat round, take users who had reposts before and now come back with none,"
+        " or with a list ended early by an empty page, at the API's word (by default, when many"
+        " do, or a list is cut short, the run stops resumable: the API has been seen answering"
+        " empty lists with no error for days)",
     )
     parser.add_argument(
         "--base-url", help=f"API base URL ({ENV_BASE_URL}, else {DEFAULT_BASE_URL})"

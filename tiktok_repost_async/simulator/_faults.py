@@ -118,7 +118,7 @@ class _Faults:
     # Set by Simulator.__init__; declared here so that these methods are typed against them.
     config: SimulatorConfig
     stats: SimulatorStats
-    _scripts: dict[str, deque[Fault]]
+    _scripts: dict[str, deque[Fault | None]]
     _token_script: deque[Fault]
     _rng: random.Random
     _token_rng: random.Random

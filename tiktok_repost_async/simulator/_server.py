@@ -143,7 +143,7 @@ class Simulator(_Faults):
         self.config = dataclasses.replace(base, **knobs) if knobs else base
         self.stats = SimulatorStats()
         self._tokens: dict[str, float] = {}
-        self._scripts: dict[str, deque[Fault]] = {}
+        self._scripts: dict[str, deque[Fault | None]] = {}
         self._drifts: dict[str, tuple[tuple[int, str | None], ...]] = {}
         self._window: deque[float] = deque()
         self._quota_day: int | None = None
@@ -240,15 +240,18 @@ class Simulator(_Faults):
 
     # -- controls for tests ----------------------------------------------------------------------
 
-    def script(self, username: str, faults: Iterable[Fault | str]) -> None:
+    def script(self, username: str, faults: Iterable[Fault | str | None]) -> None:
         """Give the user's next research requests these faults, in order, then normal service.
+
+        A None in ``faults`` is one request served normally: ``[None, "silent_empty"]`` answers
+        the first page and then an empty list, as a silent empty that begins mid-walk.
 
         :param username: the user whose requests fail.
         :param faults: the faults, as `Fault` members or their values (``"server_error"``,
-            ``"drop"`` ...), one request each.
+            ``"drop"`` ...), or None for a normal answer, one request each.
         """
         queue = self._scripts.setdefault(username, deque())
-        queue.extend(Fault(fault) for fault in faults)
+        queue.extend(None if fault is None else Fault(fault) for fault in faults)
 
     def script_token(self, faults: Iterable[Fault | str]) -> None:
         """Give the next token requests these faults, in order, then normal service.
