@@ -241,8 +241,9 @@ def never_run(found: list[Block], where: str) -> list[str]:
     ]
 
 
-def _run_script(block: Block, where: str, env: dict[str, str], cwd: Path, folder: Path) -> None:
-    """Run a python block as ``python FILE`` (its ``__main__`` guard true), as a reader would."""
+def _run_script(block: Block, where: str, env: dict[str, str], cwd: Path, folder: Path) -> str:
+    """Run a python block as ``python FILE`` (its ``__main__`` guard true), as a reader would;
+    return what it printed."""
     # Padded so that a traceback's line numbers are the page's own.
     script = folder / f"{re.sub(r'[^A-Za-z0-9]+', '-', where)}-{block.line}.py"
     script.write_text("\n" * (block.line - 1) + block.code, encoding="utf-8")
@@ -260,6 +261,7 @@ def _run_script(block: Block, where: str, env: dict[str, str], cwd: Path, folder
         f"{where}:{block.line}: the block run as a script (python {script.name}) exited "
         f"{done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
     )
+    return done.stdout
 
 
 async def _run_python(block: Block, where: str, namespace: dict[str, Any]) -> None:
@@ -717,23 +719,11 @@ def test_the_readme_python_example_runs_as_a_script_and_prints_the_simulators_vi
         if b.language == "python" and _is_script(b, "README.md")
     ]
     assert len(scripts) == 1, "the README's Python example lost its `__main__` guard"
-    script = tmp_path / "example.py"
-    script.write_text(scripts[0].code, encoding="utf-8")
     env = sim_env(sim_in_thread, PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    printed = _run_script(scripts[0], "README.md", env, tmp_path, tmp_path)
     truth = sim_in_thread.ground_truth("alice_n250")
     assert len(truth) == 250
-    assert done.stdout.splitlines() == [
+    assert printed.splitlines() == [
         f"{video['id']} {video.get('like_count')} {video.get('hashtag_names')}" for video in truth
     ]
     # One user's walk: a request per page of 100, and no more.
