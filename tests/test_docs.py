@@ -241,14 +241,10 @@ def never_run(found: list[Block], where: str) -> list[str]:
     ]
 
 
-def _run_script(block: Block, where: str, env: dict[str, str], cwd: Path, folder: Path) -> str:
-    """Run a python block as ``python FILE`` (its ``__main__`` guard true), as a reader would;
-    return what it printed."""
-    # Padded so that a traceback's line numbers are the page's own.
-    script = folder / f"{re.sub(r'[^A-Za-z0-9]+', '-', where)}-{block.line}.py"
-    script.write_text("\n" * (block.line - 1) + block.code, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(script)],
+def _run(*argv: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a page's command or script as a reader's shell would, without input; capture it."""
+    return subprocess.run(
+        argv,
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -257,6 +253,15 @@ def _run_script(block: Block, where: str, env: dict[str, str], cwd: Path, folder
         timeout=COMMAND_TIMEOUT,
         check=False,
     )
+
+
+def _run_script(block: Block, where: str, env: dict[str, str], cwd: Path, folder: Path) -> str:
+    """Run a python block as ``python FILE`` (its ``__main__`` guard true), as a reader would;
+    return what it printed."""
+    # Padded so that a traceback's line numbers are the page's own.
+    script = folder / f"{re.sub(r'[^A-Za-z0-9]+', '-', where)}-{block.line}.py"
+    script.write_text("\n" * (block.line - 1) + block.code, encoding="utf-8")
+    done = _run(sys.executable, str(script), env=env, cwd=cwd)
     assert done.returncode == 0, (
         f"{where}:{block.line}: the block run as a script (python {script.name}) exited "
         f"{done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
@@ -280,16 +285,7 @@ def _run_console(block: Block, where: str, env: dict[str, str], cwd: Path) -> No
         command = line[2:]
         exits = _EXITS.search(command)
         expected = int(exits["status"]) if exits else 0
-        done = subprocess.run(
-            ["bash", "-c", command],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
+        done = _run("bash", "-c", command, env=env, cwd=cwd)
         assert done.returncode == expected, (
             f"{where}:{block.line + offset}: `{command}` exited {done.returncode}, "
             f"not {expected}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
